@@ -1,0 +1,47 @@
+/* kernels.h: the compute kernels, as one table resolved once at start for the CPU's ISA.
+ *
+ * CONTRACT used by engine/: every entry exists on every ISA (the scalar *_generic reference fills what
+ * an ISA file does not override). Pure compute: no I/O, no logging, no allocation. `RWKV_ISA=scalar|
+ * avx2|avx512|neon` forces a path (tests); an unsupported request falls back to the best available. */
+#pragma once
+
+#include <stddef.h>
+
+#include "kernels/dtype.h"
+#include "kernels/tensor.h"
+#include "kernels/threadpool.h"
+
+typedef struct Kernels {
+        const char *isa; /* "scalar", "avx2", "avx512", "neon" */
+
+        /* y[r] = dot(row r of W, x) for r in [r0, r1). Rows are row_bytes apart, n_cols elements. */
+        void (*matvec[_DTYPE_MAX])(const void *w, size_t row_bytes, size_t n_cols, const float *x, float *y,
+                                   size_t r0, size_t r1);
+        /* Y[v*ldy + r] = dot(row r of W, X + v*ldx) for v < n_vec, r in [r0, r1): prefill chunks and
+         * batched decode (one weight pass for every vector). */
+        void (*matmul[_DTYPE_MAX])(const void *w, size_t row_bytes, size_t n_cols, const float *x, size_t ldx,
+                                   size_t n_vec, float *y, size_t ldy, size_t r0, size_t r1);
+
+        /* y = (x - mean) / sqrt(var + eps) * w + b over n elements (y may alias x). */
+        void (*layer_norm)(const float *x, const float *w, const float *b, float *y, size_t n, float eps);
+        /* The same per group of group_size elements, w/b over all n_groups*group_size. */
+        void (*group_norm)(const float *x, const float *w, const float *b, float *y, size_t n_groups,
+                           size_t group_size, float eps);
+        /* RWKV-7 WKV step for H heads of size N; state is H x N x N, row i (value index), column j (key):
+         *   sa[i] = sum_j S[i][j] * a[j]
+         *   S[i][j] = S[i][j] * w[j] + sa[i] * b[j] + v[i] * k[j]
+         *   y[i] = sum_j S[i][j] * r[j]
+         * (a = -kk, b = kk*a in the paper's notation; w is the decay already exponentiated). */
+        void (*wkv7)(float *state, const float *r, const float *w, const float *k, const float *v, const float *a,
+                     const float *b, float *y, size_t H, size_t N);
+} Kernels;
+
+/* The table for this CPU, resolved on first call (thread-safe) and honouring RWKV_ISA. */
+const Kernels *kernels_get(void);
+/* The table for a named ISA, or NULL when this CPU/OS cannot run it or it was not compiled in. */
+const Kernels *kernels_get_isa(const char *isa);
+
+/* Threaded wrappers: split rows of W across the pool. W is a 2-D tensor (rows x cols). */
+void kernels_matvec(const Kernels *k, ThreadPool *pool, const Tensor *w, const float *x, float *y);
+/* X is n_vec x cols (row stride cols), Y is n_vec x rows (row stride rows). */
+void kernels_matmul(const Kernels *k, ThreadPool *pool, const Tensor *w, const float *x, size_t n_vec, float *y);
