@@ -28,14 +28,12 @@
 #include <sys/types.h>
 
 #include "engine/common/error.h"
+#include "engine/text/sampler.h"
 
 /* Session ids: 1..64 bytes of [A-Za-z0-9._-], not starting with '.'. */
 #define STORE_ID_MAX 64
 #define STORE_TITLE_MAX 256
-/* Caps on the optional blobs (hostile headers declaring more are refused). */
-#define STORE_SAMPLER_MAX (64u * 1024u)
-#define STORE_RNG_MAX 1024u
-#define STORE_PENALTIES_MAX (16u * 1024u * 1024u)
+/* Caps (hostile headers declaring more are refused). */
 #define STORE_TRANSCRIPT_MAX (64u * 1024u * 1024u)
 #define STORE_STATE_FLOATS_MAX (UINT64_C(1) << 32) /* 16 GiB of fp32 state */
 #define STORE_VOCAB_MAX (1u << 24)
@@ -78,14 +76,12 @@ typedef struct SessionRecord {
         float *logits;            /* meta.n_vocab floats: the pending logits, or NULL */
         bool has_pending_token;   /* a sampled token not yet fed to the model */
         uint32_t pending_token;
-        /* Sampler settings, RNG state and penalty counts: opaque blobs serialized by the text
-         * engine's sampler (engine/text/sampler.h); the store keeps them byte-exact. */
-        void *sampler;
-        size_t sampler_size;      /* <= STORE_SAMPLER_MAX */
-        void *rng;
-        size_t rng_size;          /* <= STORE_RNG_MAX */
-        void *penalties;
-        size_t penalties_size;    /* <= STORE_PENALTIES_MAX */
+        /* Sampler settings, RNG stream and penalty counts (engine/text/sampler.h), kept bit-exact so
+         * a resumed generation continues the same stream. The store does not validate params: the
+         * daemon runs sampler_params_validate() as for any input. */
+        SamplerParams sampler;
+        Rng rng;
+        float *penalties;         /* meta.n_vocab decayed counts, or NULL (none yet) */
         void *transcript;         /* optional conversation text/tokens, opaque to the store */
         size_t transcript_size;   /* <= STORE_TRANSCRIPT_MAX */
 } SessionRecord;
