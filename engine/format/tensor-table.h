@@ -27,10 +27,15 @@ typedef enum ParamConvention {
         PARAM_CONVENTION_RWKVCPP = 2,
 } ParamConvention;
 
+/* Longest tensor name any loader accepts (bytes, without the NUL). */
+#define TENSOR_NAME_MAX 255
+
 typedef struct TensorTable TensorTable;
 
 /* Detects the format from the magic bytes, never from the file name. */
 int tensor_table_open(const char *path, TensorTable **ret, RwkvError *err);
+/* The same over bytes in memory, borrowed: they must outlive the table (fuzzers, tests). */
+int tensor_table_open_memory(const void *data, size_t size, TensorTable **ret, RwkvError *err);
 TensorTable *tensor_table_free(TensorTable *t);
 
 ModelFormat tensor_table_format(const TensorTable *t);
@@ -48,3 +53,22 @@ int tensor_table_hash(TensorTable *t, uint8_t ret_hash[32]);
 
 /* World vocabulary text embedded in a native file (rwkv_vocab_v20230424.txt format), else NULL. */
 const char *tensor_table_vocab(const TensorTable *t, size_t *ret_len);
+
+/* Which tokenizer a file declares (native header; vocab 256 .bin files are byte-level). */
+typedef enum ModelTokenizerKind {
+        MODEL_TOKENIZER_UNKNOWN = 0,
+        MODEL_TOKENIZER_BYTES = 1, /* vocab 256, token = byte */
+        MODEL_TOKENIZER_WORLD = 2, /* World vocabulary (embedded, or given by the user) */
+} ModelTokenizerKind;
+
+/* What a file's header says about the model, beyond its tensors. Zero means "not recorded": the
+ * architecture code (engine/arch/) detects the rest from tensor names and shapes. */
+typedef struct TensorTableMeta {
+        uint32_t arch; /* ModelArch value (40, 51, 52, 60, 70) from a native header, else 0 */
+        uint32_t n_layer, n_embd, n_vocab, n_head, head_size, n_ffn;
+        ModelTokenizerKind tokenizer;
+        int wtype;             /* DType of most weights as the header records it; -1 when unknown */
+        uint32_t file_version; /* version field of the container (.bin: 100/101; .rwkv: 1) */
+} TensorTableMeta;
+
+const TensorTableMeta *tensor_table_meta(const TensorTable *t);
