@@ -1,0 +1,82 @@
+/* store-format.h: encode/decode one session file in memory (protocol/session-format.md).
+ *
+ * Pure functions over byte buffers: no file system, no global state, so the parser can be fuzzed.
+ * A file is a 64-byte plain prefix, then a crypto_secretstream_xchacha20poly1305 stream whose first
+ * message is the header (the prefix is its additional data) and whose following messages are the
+ * zstd-compressed payload cut into fixed-size chunks, the last one tagged FINAL. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/store.h"
+#include "engine/common/error.h"
+
+#define SF_MAGIC "RWKVSESS"
+#define SF_VERSION 1u
+#define SF_PREFIX_BYTES 64u
+#define SF_HEADER_MAX 1024u /* plaintext header bytes */
+
+typedef enum SfKind {
+        SF_KIND_SESSION = 1, /* sealed with the owner's uid subkey */
+        SF_KIND_EXPORT = 2,  /* sealed with the daemon's export subkey */
+} SfKind;
+
+enum {
+        SF_CODEC_RAW = 0,
+        SF_CODEC_ZSTD = 1,
+        SF_CODEC_SHUFFLE = 1u << 8, /* float sections stored as byte planes */
+};
+
+enum {
+        SF_FLAG_LOGITS = 1u << 0,
+        SF_FLAG_PENALTIES = 1u << 1,
+        SF_FLAG_PENDING_TOKEN = 1u << 2,
+        SF_FLAG_CHECKPOINT = 1u << 3,
+        SF_FLAGS_KNOWN = 0xfu,
+};
+
+typedef struct SfEncodeParams {
+        SfKind kind;
+        uid_t uid;               /* owner (session) or exporting uid (export), bound into the file */
+        const uint8_t *key;      /* 32-byte subkey */
+        StorePrecision precision;
+        int zstd_level;          /* <= 0: store uncompressed */
+        bool shuffle;            /* byte-plane shuffle of float sections */
+        bool checkpoint;
+} SfEncodeParams;
+
+/* What a reader learns before it has the whole file. */
+typedef struct SfPrefix {
+        uint32_t version, kind, uid, header_clen;
+} SfPrefix;
+
+/* Parse the plain prefix (not authenticated yet: only used to size the next read). */
+int sf_prefix_parse(const uint8_t *buf, size_t size, SfPrefix *ret, RwkvError *err);
+/* Bytes of prefix + sealed header, i.e. what to read to learn the rest (valid after sf_prefix_parse). */
+size_t sf_prefix_head_bytes(const SfPrefix *p);
+
+int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, size_t *ret_size, RwkvError *err);
+
+/* Authenticate and parse the header: meta filled, *ret_total = exact size the whole file must have.
+ * size may be just sf_prefix_head_bytes(). Checks kind and uid against the expected ones. */
+int sf_decode_header(const uint8_t *buf, size_t size, const uint8_t *key, SfKind kind, uid_t uid, SessionMeta *meta,
+                     uint64_t *ret_total, RwkvError *err);
+
+/* Decode a whole file into a new record (file_bytes = size). Everything is checked: sizes exactly as
+ * declared, every chunk authenticated, FINAL on the last, no trailing bytes. */
+int sf_decode(const uint8_t *buf, size_t size, const uint8_t *key, SfKind kind, uid_t uid, SessionRecord **ret,
+              RwkvError *err);
+
+/* Plaintext header codec, exposed for the fuzzer. */
+typedef struct SfHeader {
+        SessionMeta meta;
+        uint32_t codec, flags, pending_token, chunk_log2;
+        uint32_t source_uid;
+        SamplerParams sampler;
+        Rng rng;
+        uint64_t transcript_size, raw_size, comp_size;
+} SfHeader;
+int sf_header_parse(const uint8_t *buf, size_t size, SfHeader *ret, RwkvError *err);
+size_t sf_header_write(const SfHeader *h, uint8_t *buf, size_t cap);

@@ -1,0 +1,166 @@
+/* test-store-format: the session file codec: exact round trips, precisions, and that every byte of
+ * a file is authenticated. */
+#include <sodium.h>
+
+#include "daemon/store-format.h"
+#include "tests/sessions/store-test-util.h"
+
+static uint8_t key[32], other_key[32];
+
+static void roundtrip(StorePrecision prec, int level, bool shuffle, size_t nstate, uint32_t nvocab, size_t ntext) {
+        SessionRecord *a = test_record("sess-1", nstate, nvocab, ntext, 42);
+        SfEncodeParams p = { .kind = SF_KIND_SESSION, .uid = 1000, .key = key, .precision = prec,
+                             .zstd_level = level, .shuffle = shuffle };
+        uint8_t *buf;
+        size_t size;
+        RwkvError err = {};
+        CHECK_OK(sf_encode(a, &p, &buf, &size, &err));
+        SessionRecord *b = NULL;
+        CHECK_OK(sf_decode(buf, size, key, SF_KIND_SESSION, 1000, &b, &err));
+        CHECK(b->meta.file_bytes == size);
+        CHECK(b->meta.precision == prec);
+        CHECK(b->meta.uid == 1000);
+        if (prec == STORE_PRECISION_F32)
+                test_check_same(a, b);
+        else {
+                double tol = prec == STORE_PRECISION_F16 ? 1e-3 : 8e-3;
+                for (size_t i = 0; i < nstate; i++)
+                        CHECK_NEAR(b->state[i], a->state[i], tol * fabs(a->state[i]) + 1e-6);
+                /* Only the state loses precision: logits, penalties, RNG stay exact. */
+                SessionRecord tmp = *b;
+                tmp.state = a->state;
+                test_check_same(a, &tmp);
+        }
+        /* Header-only decode gives the same metadata and the exact file size. */
+        SessionMeta m;
+        uint64_t total;
+        CHECK_OK(sf_decode_header(buf, size, key, SF_KIND_SESSION, 1000, &m, &total, &err));
+        CHECK(total == size);
+        CHECK(m.state_floats == nstate);
+        /* Wrong key, wrong uid, wrong kind. */
+        SessionRecord *c = NULL;
+        CHECK_ERR(sf_decode(buf, size, other_key, SF_KIND_SESSION, 1000, &c, NULL), EBADMSG);
+        CHECK_ERR(sf_decode(buf, size, key, SF_KIND_SESSION, 1001, &c, NULL), EBADMSG);
+        CHECK_ERR(sf_decode(buf, size, key, SF_KIND_EXPORT, 1000, &c, NULL), EBADMSG);
+        CHECK(!c);
+        free(buf);
+        session_record_free(a);
+        session_record_free(b);
+}
+
+/* Every single-bit flip anywhere in a small file is refused (auth or parse), never accepted. */
+static void every_bit_flip(void) {
+        SessionRecord *a = test_record("flip", 300, 16, 20, 7);
+        SfEncodeParams p = { .kind = SF_KIND_SESSION, .uid = 5, .key = key, .zstd_level = 1, .shuffle = true };
+        uint8_t *buf;
+        size_t size;
+        CHECK_OK(sf_encode(a, &p, &buf, &size, NULL));
+        for (size_t i = 0; i < size; i++)
+                for (int bit = 0; bit < 8; bit += 3) {
+                        buf[i] ^= (uint8_t) (1u << bit);
+                        SessionRecord *b = NULL;
+                        int r = sf_decode(buf, size, key, SF_KIND_SESSION, 5, &b, NULL);
+                        /* The 8 reserved prefix bytes are authenticated too (additional data). */
+                        if (r != -EBADMSG) {
+                                fprintf(stderr, "flip at byte %zu bit %d: r=%d\n", i, bit, r);
+                                exit(1);
+                        }
+                        buf[i] ^= (uint8_t) (1u << bit);
+                }
+        /* Every truncation too. */
+        for (size_t n = 0; n < size; n++) {
+                SessionRecord *b = NULL;
+                CHECK_ERR(sf_decode(buf, n, key, SF_KIND_SESSION, 5, &b, NULL), EBADMSG);
+        }
+        /* And trailing garbage. */
+        uint8_t *big = malloc(size + 1);
+        memcpy(big, buf, size);
+        big[size] = 0;
+        SessionRecord *b = NULL;
+        CHECK_ERR(sf_decode(big, size + 1, key, SF_KIND_SESSION, 5, &b, NULL), EBADMSG);
+        free(big);
+        free(buf);
+        session_record_free(a);
+}
+
+/* The plaintext header parser refuses inconsistent sizes even when authenticated. */
+static void header_validation(void) {
+        SfHeader h = {};
+        h.meta.state_floats = 100;
+        h.meta.n_vocab = 10;
+        h.chunk_log2 = 17;
+        h.codec = SF_CODEC_ZSTD;
+        h.raw_size = 400;
+        h.comp_size = 50;
+        uint8_t buf[SF_HEADER_MAX];
+        size_t n = sf_header_write(&h, buf, sizeof(buf));
+        SfHeader g;
+        CHECK_OK(sf_header_parse(buf, n, &g, NULL));
+        CHECK(g.raw_size == 400);
+
+        SfHeader bad = h;
+        bad.raw_size = 401;
+        n = sf_header_write(&bad, buf, sizeof(buf));
+        CHECK_ERR(sf_header_parse(buf, n, &g, NULL), EBADMSG);
+        bad = h;
+        bad.comp_size = UINT64_MAX;
+        n = sf_header_write(&bad, buf, sizeof(buf));
+        CHECK_ERR(sf_header_parse(buf, n, &g, NULL), EBADMSG);
+        bad = h;
+        bad.meta.state_floats = UINT64_MAX / 2;
+        n = sf_header_write(&bad, buf, sizeof(buf));
+        CHECK_ERR(sf_header_parse(buf, n, &g, NULL), EBADMSG);
+        bad = h;
+        bad.transcript_size = UINT64_MAX;
+        n = sf_header_write(&bad, buf, sizeof(buf));
+        CHECK_ERR(sf_header_parse(buf, n, &g, NULL), EBADMSG);
+        bad = h;
+        bad.flags = SF_FLAG_LOGITS; /* sizes no longer add up */
+        n = sf_header_write(&bad, buf, sizeof(buf));
+        CHECK_ERR(sf_header_parse(buf, n, &g, NULL), EBADMSG);
+        bad = h;
+        bad.chunk_log2 = 63;
+        n = sf_header_write(&bad, buf, sizeof(buf));
+        CHECK_ERR(sf_header_parse(buf, n, &g, NULL), EBADMSG);
+        /* Truncated and trailing. */
+        n = sf_header_write(&h, buf, sizeof(buf));
+        for (size_t k = 0; k < n; k++)
+                CHECK_ERR(sf_header_parse(buf, k, &g, NULL), EBADMSG);
+        CHECK_ERR(sf_header_parse(buf, n + 1, &g, NULL), EBADMSG);
+}
+
+static void prefix_validation(void) {
+        uint8_t p[SF_PREFIX_BYTES] = "RWKVSESS";
+        SfPrefix pr;
+        p[8] = 1;        /* version */
+        p[12] = 1;       /* kind */
+        p[20] = 0xff;    /* header length 0xffffffff */
+        p[21] = p[22] = p[23] = 0xff;
+        CHECK_ERR(sf_prefix_parse(p, sizeof(p), &pr, NULL), EBADMSG);
+        p[21] = p[22] = p[23] = 0;
+        p[20] = 100;
+        CHECK_OK(sf_prefix_parse(p, sizeof(p), &pr, NULL));
+        p[8] = 2;
+        RwkvError err = {};
+        CHECK_ERR(sf_prefix_parse(p, sizeof(p), &pr, &err), EBADMSG);
+        CHECK(strstr(err.msg, "version"));
+}
+
+int main(void) {
+        CHECK(sodium_init() >= 0);
+        randombytes_buf(key, sizeof(key));
+        randombytes_buf(other_key, sizeof(other_key));
+        for (int prec = 0; prec < 3; prec++)
+                for (int shuffle = 0; shuffle < 2; shuffle++) {
+                        roundtrip((StorePrecision) prec, 1, shuffle, 4099, 257, 1000);
+                        roundtrip((StorePrecision) prec, -1, shuffle, 4099, 0, 0);
+                        roundtrip((StorePrecision) prec, 3, shuffle, 1, 1, 1);
+                }
+        /* More than one chunk (128 KiB), uncompressible raw path too. */
+        roundtrip(STORE_PRECISION_F32, 1, true, 200000, 65536, 300000);
+        roundtrip(STORE_PRECISION_F32, -1, false, 200000, 0, 0);
+        every_bit_flip();
+        header_validation();
+        prefix_validation();
+        return 0;
+}
