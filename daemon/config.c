@@ -1,0 +1,162 @@
+/* config.c: defaults and the INI parser (inih) for rwkvd.conf. */
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/config.h"
+#include "daemon/log.h"
+
+void config_init(Config *c) {
+        *c = (Config) {
+                .threads = 0,
+                .hot_budget_bytes = 1ULL << 30,
+                .commit_every_tokens = 256,
+                .prefill_chunk = 64,
+                .max_batch = 32,
+                .limits = {
+                        .max_sessions_per_user = 64,
+                        .max_generations_per_user = 4,
+                        .max_prompt_bytes = 64ULL << 20,
+                        .max_tokens_per_request = 4096,
+                        .max_streams = 256,
+                        .max_title_bytes = 256,
+                        .max_stop_strings = 16,
+                        .max_stop_bytes = 256,
+                },
+        };
+}
+
+void config_done(Config *c) {
+        free(c->model_path);
+        free(c->vocab_path);
+        free(c->state_dir);
+        *c = (Config) {};
+}
+
+int config_parse_size(const char *s, uint64_t *ret) {
+        char *end;
+        unsigned long long v;
+        uint64_t mul = 1;
+
+        if (!s || !isdigit((unsigned char) *s))
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno != 0)
+                return -ERANGE;
+        switch (*end) {
+        case 'K': case 'k': mul = 1ULL << 10; end++; break;
+        case 'M': case 'm': mul = 1ULL << 20; end++; break;
+        case 'G': case 'g': mul = 1ULL << 30; end++; break;
+        case 'T': case 't': mul = 1ULL << 40; end++; break;
+        }
+        if (*end == 'B' || *end == 'b')
+                end++;
+        if (*end != 0)
+                return -EINVAL;
+        if (v > UINT64_MAX / mul)
+                return -ERANGE;
+        *ret = v * mul;
+        return 0;
+}
+
+int config_parse_u32(const char *s, uint32_t *ret) {
+        uint64_t v;
+        int r = config_parse_size(s, &v);
+        if (r < 0)
+                return r;
+        if (v > UINT32_MAX)
+                return -ERANGE;
+        *ret = (uint32_t) v;
+        return 0;
+}
+
+typedef struct ParseState {
+        Config *config;
+        const char *path;
+        int error;
+} ParseState;
+
+static int set_string(char **p, const char *v) {
+        char *s = strdup(v);
+        if (!s)
+                return -ENOMEM;
+        free(*p);
+        *p = s;
+        return 0;
+}
+
+static int config_handler(void *userdata, const char *section, const char *name, const char *value) {
+        ParseState *ps = userdata;
+        Config *c = ps->config;
+        Limits *l = &c->limits;
+        int r = -EINVAL;
+
+#define IS(s, n) (strcmp(section, s) == 0 && strcmp(name, n) == 0)
+        if (IS("model", "path"))
+                r = set_string(&c->model_path, value);
+        else if (IS("model", "vocab"))
+                r = set_string(&c->vocab_path, value);
+        else if (IS("model", "threads"))
+                r = config_parse_u32(value, &c->threads);
+        else if (IS("store", "state_dir"))
+                r = set_string(&c->state_dir, value);
+        else if (IS("store", "hot_budget_bytes"))
+                r = config_parse_size(value, &c->hot_budget_bytes);
+        else if (IS("store", "commit_every_tokens"))
+                r = config_parse_u32(value, &c->commit_every_tokens);
+        else if (IS("scheduler", "prefill_chunk"))
+                r = config_parse_u32(value, &c->prefill_chunk);
+        else if (IS("scheduler", "max_batch"))
+                r = config_parse_u32(value, &c->max_batch);
+        else if (IS("limits", "max_sessions_per_user"))
+                r = config_parse_u32(value, &l->max_sessions_per_user);
+        else if (IS("limits", "max_generations_per_user"))
+                r = config_parse_u32(value, &l->max_generations_per_user);
+        else if (IS("limits", "max_prompt_bytes"))
+                r = config_parse_size(value, &l->max_prompt_bytes);
+        else if (IS("limits", "max_tokens_per_request"))
+                r = config_parse_u32(value, &l->max_tokens_per_request);
+        else if (IS("limits", "max_streams"))
+                r = config_parse_u32(value, &l->max_streams);
+        else if (IS("limits", "max_title_bytes"))
+                r = config_parse_u32(value, &l->max_title_bytes);
+        else if (IS("limits", "max_stop_strings"))
+                r = config_parse_u32(value, &l->max_stop_strings);
+        else if (IS("limits", "max_stop_bytes"))
+                r = config_parse_u32(value, &l->max_stop_bytes);
+        else {
+                log_error("%s: unknown setting [%s] %s", ps->path, section, name);
+                ps->error = -EINVAL;
+                return 1; /* keep going: report every bad line at once */
+        }
+#undef IS
+        if (r < 0) {
+                log_error_errno(r, "%s: invalid value \"%s\" for [%s] %s: %m", ps->path, value,
+                                section, name);
+                if (ps->error == 0)
+                        ps->error = r == -ENOMEM ? r : -EINVAL;
+        }
+        return 1;
+}
+
+int config_parse_file(Config *c, const char *path) {
+        _cleanup_(fclosep) FILE *f = NULL;
+        ParseState ps = { .config = c, .path = path };
+        int r;
+
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        r = ini_parse_file(f, config_handler, &ps);
+        if (r > 0) {
+                log_error("%s:%d: syntax error", path, r);
+                return -EINVAL;
+        }
+        if (r < 0)
+                return -ENOMEM;
+        return ps.error;
+}

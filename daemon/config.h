@@ -1,0 +1,40 @@
+/* config.h: rwkvd's settings: compiled-in defaults, then the config file, then the command line.
+ * Every user-controllable resource has a limit here (documented in rwkvd.conf(5)). */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct Limits {
+        uint32_t max_sessions_per_user;     /* stored sessions one uid may own */
+        uint32_t max_generations_per_user;  /* concurrent Generate jobs per uid */
+        uint64_t max_prompt_bytes;          /* one Generate's prompt, argument plus stream */
+        uint32_t max_tokens_per_request;    /* the cap on (and default for) max_tokens */
+        uint32_t max_streams;               /* concurrent jobs (rings) in the whole daemon */
+        uint32_t max_title_bytes;
+        uint32_t max_stop_strings;          /* "stop" entries per request */
+        uint32_t max_stop_bytes;            /* bytes of one stop string */
+} Limits;
+
+typedef struct Config {
+        char *model_path;
+        char *vocab_path;
+        uint32_t threads;                   /* 0: all online CPUs */
+        char *state_dir;
+        uint64_t hot_budget_bytes;          /* RAM for hot session states */
+        uint32_t commit_every_tokens;       /* checkpoint a long generation every N tokens (0: only at end) */
+        uint32_t prefill_chunk;             /* prompt tokens per scheduler step */
+        uint32_t max_batch;                 /* decoding jobs per batched step */
+        Limits limits;
+} Config;
+
+void config_init(Config *c);
+void config_done(Config *c);
+
+/* Parse an INI file into c (keys it names override what c holds). A missing file is -ENOENT;
+ * a bad key or value is -EINVAL with the reason logged with file:line. */
+int config_parse_file(Config *c, const char *path);
+
+/* Parse a size with an optional K/M/G/T suffix (powers of 1024), or a plain count. */
+int config_parse_size(const char *s, uint64_t *ret);
+int config_parse_u32(const char *s, uint32_t *ret);

@@ -1,0 +1,935 @@
+/* manager-bus.c: the org.rwkvd.Daemon1 vtable. Each handler: parse -> validate -> authorize (peer
+ * uid) -> hand off -> reply. Nothing here blocks on compute or disk. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "daemon/log.h"
+#include "daemon/manager.h"
+#include "engine/text/utf8-stream.h"
+#include "kernels/dtype.h"
+#include "protocol/bus.h"
+
+#define ID_RULES "1 to 64 characters of [A-Za-z0-9._-], not starting with '.'"
+
+static int caller_uid(sd_bus_message *msg, uid_t *ret) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        int r;
+
+        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &creds);
+        if (r < 0)
+                return r;
+        return sd_bus_creds_get_euid(creds, ret);
+}
+
+/* The caller's uid or an AccessDenied error: a call whose sender we cannot identify gets nothing. */
+#define GET_CALLER(msg, uid, error)                                                                    \
+        do {                                                                                           \
+                int _r = caller_uid((msg), &(uid));                                                    \
+                if (_r < 0)                                                                            \
+                        return sd_bus_error_setf((error), RWKV_ERROR_ACCESS_DENIED,                    \
+                                                 "Cannot determine the caller's user id: %s", strerror(-_r)); \
+        } while (0)
+
+#define REFUSE_WHEN_SHUTTING_DOWN(m, error)                                                            \
+        do {                                                                                           \
+                if ((m)->shutting_down)                                                                \
+                        return sd_bus_error_set((error), RWKV_ERROR_SHUTTING_DOWN,                     \
+                                                "rwkvd is shutting down and accepts no new work.");    \
+        } while (0)
+
+/* Finds the session a caller names; another user's session is reported exactly like a missing one. */
+static int find_session(Manager *m, uid_t caller, const char *name, Session **ret, sd_bus_error *error) {
+        const char *id;
+        uid_t owner;
+        Session *s;
+        int r;
+
+        r = session_name_parse(name, caller, &owner, &id);
+        if (r == -EPERM)
+                return sd_bus_error_set(error, RWKV_ERROR_NO_SUCH_SESSION, "No such session.");
+        if (r < 0)
+                return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT, "Invalid session id: expected " ID_RULES
+                                        " (root: UID/ID).");
+        s = session_table_find(&m->sessions, owner, id);
+        if (!s)
+                return sd_bus_error_setf(error, RWKV_ERROR_NO_SUCH_SESSION, "No session '%s'.", id);
+        *ret = s;
+        return 0;
+}
+
+static int check_new_id(Manager *m, uid_t owner, const char *id, sd_bus_error *error) {
+        if (!session_id_valid(id))
+                return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT, "Invalid new session id: expected " ID_RULES ".");
+        if (session_table_find(&m->sessions, owner, id))
+                return sd_bus_error_setf(error, RWKV_ERROR_SESSION_EXISTS, "Session '%s' already exists.", id);
+        return 0;
+}
+
+static int check_quota(Manager *m, uid_t owner, sd_bus_error *error) {
+        uint32_t max = m->config.limits.max_sessions_per_user;
+        if (session_table_count_uid(&m->sessions, owner) >= max)
+                return sd_bus_error_setf(error, RWKV_ERROR_QUOTA_EXCEEDED,
+                                         "Session limit reached: max_sessions_per_user is %" PRIu32 ".", max);
+        return 0;
+}
+
+/* Decide the owner and id for a new session named "ID", "UID/ID" (root) or "" (daemon picks). */
+static int new_session_name(Manager *m, uid_t caller, const char *name, uid_t *ret_owner, char ret_id[static SESSION_ID_MAX + 1],
+                            sd_bus_error *error) {
+        uid_t owner = caller;
+        const char *id = name;
+        int r;
+
+        if (!isempty_str(name)) {
+                r = session_name_parse(name, caller, &owner, &id);
+                if (r == -EPERM)
+                        return sd_bus_error_set(error, RWKV_ERROR_ACCESS_DENIED, "Only root may create sessions for other users.");
+                if (r < 0)
+                        return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT, "Invalid session id: expected " ID_RULES ".");
+        }
+        r = check_quota(m, owner, error);
+        if (r < 0)
+                return r;
+        if (isempty_str(name)) {
+                r = session_table_pick_id(&m->sessions, owner, ret_id);
+                if (r < 0)
+                        return sd_bus_error_set(error, RWKV_ERROR_IO, "Could not pick a free session id.");
+        } else {
+                r = check_new_id(m, owner, id, error);
+                if (r < 0)
+                        return r;
+                strcpy(ret_id, id);
+        }
+        *ret_owner = owner;
+        return 0;
+}
+
+static int check_title(Manager *m, const char *title, sd_bus_error *error) {
+        if (strlen(title) > m->config.limits.max_title_bytes)
+                return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT,
+                                         "Title too long: max_title_bytes is %" PRIu32 ".", m->config.limits.max_title_bytes);
+        for (const char *p = title; *p; p++)
+                if ((unsigned char) *p < 0x20)
+                        return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT, "Title contains control characters.");
+        return 0;
+}
+
+/* Reads an a{sv} of options; calls fn for each key with the variant entered. */
+typedef int (*OptionFn)(Manager *m, const char *key, const char *type, sd_bus_message *msg, void *userdata,
+                        sd_bus_error *error);
+
+static int parse_options(Manager *m, sd_bus_message *msg, OptionFn fn, void *userdata, sd_bus_error *error) {
+        int r;
+
+        r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const char *key, *contents;
+                char type;
+
+                r = sd_bus_message_enter_container(msg, 'e', "sv");
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                r = sd_bus_message_read(msg, "s", &key);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_peek_type(msg, &type, &contents);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_enter_container(msg, 'v', contents);
+                if (r < 0)
+                        return r;
+                r = fn(m, key, contents, msg, userdata, error);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(msg);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(msg);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_exit_container(msg);
+}
+
+static int option_type_error(const char *key, const char *want, sd_bus_error *error) {
+        return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT, "Option '%s' must have type '%s'.", key, want);
+}
+
+static int option_unknown(const char *key, sd_bus_error *error) {
+        /* Quote at most a short prefix of a hostile key. */
+        return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT, "Unknown option '%.64s'.", key);
+}
+
+/* ---- properties ------------------------------------------------------------------------------ */
+
+static int property_get(sd_bus *bus, const char *path, const char *interface, const char *property,
+                        sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const ModelInfo *i = m->info;
+
+        if (strcmp(property, "Version") == 0)
+                return sd_bus_message_append(reply, "s", RWKVD_VERSION);
+        if (strcmp(property, "ModelName") == 0)
+                return sd_bus_message_append(reply, "s", i->name);
+        if (strcmp(property, "ModelArchitecture") == 0)
+                return sd_bus_message_append(reply, "s", i->arch_name ? i->arch_name : "");
+        if (strcmp(property, "ModelHash") == 0)
+                return sd_bus_message_append(reply, "s", i->hash_hex);
+        if (strcmp(property, "ModelType") == 0) {
+                const char *t = dtype_name(i->wtype);
+                return sd_bus_message_append(reply, "s", t ? t : "");
+        }
+        if (strcmp(property, "ModelLayers") == 0)
+                return sd_bus_message_append(reply, "u", i->n_layer);
+        if (strcmp(property, "ModelEmbedding") == 0)
+                return sd_bus_message_append(reply, "u", i->n_embd);
+        if (strcmp(property, "ModelHeads") == 0)
+                return sd_bus_message_append(reply, "u", i->n_head);
+        if (strcmp(property, "VocabularySize") == 0)
+                return sd_bus_message_append(reply, "u", i->n_vocab);
+        if (strcmp(property, "Tokenizer") == 0)
+                return sd_bus_message_append(reply, "s", tokenizer_is_bytes(model_tokenizer(m->model)) ? "bytes" : "world");
+        if (strcmp(property, "StateSize") == 0)
+                return sd_bus_message_append(reply, "t", (uint64_t) (i->state_floats * sizeof(float)));
+        if (strcmp(property, "Threads") == 0)
+                return sd_bus_message_append(reply, "u", m->config.threads);
+        return -ENOENT;
+}
+
+/* ---- sessions -------------------------------------------------------------------------------- */
+
+typedef struct CreateOptions {
+        const char *title;
+} CreateOptions;
+
+static int create_option(Manager *m, const char *key, const char *type, sd_bus_message *msg, void *userdata,
+                         sd_bus_error *error) {
+        CreateOptions *o = userdata;
+        if (strcmp(key, "title") == 0) {
+                if (strcmp(type, "s") != 0)
+                        return option_type_error(key, "s", error);
+                int r = sd_bus_message_read(msg, "s", &o->title);
+                if (r < 0)
+                        return r;
+                return check_title(m, o->title, error);
+        }
+        return option_unknown(key, error);
+}
+
+static int method_create_session(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(session_freep) Session *s = NULL;
+        CreateOptions o = {};
+        char id[SESSION_ID_MAX + 1];
+        const char *name;
+        uid_t caller, owner;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        r = parse_options(m, msg, create_option, &o, error);
+        if (r < 0)
+                return r;
+        GET_CALLER(msg, caller, error);
+        REFUSE_WHEN_SHUTTING_DOWN(m, error);
+        r = new_session_name(m, caller, name, &owner, id, error);
+        if (r < 0)
+                return r;
+
+        r = session_new(id, owner, m->fresh_state, m->info->state_floats, m->info->n_vocab, &s);
+        if (r < 0)
+                return r;
+        if (o.title) {
+                r = session_set_title(s, o.title);
+                if (r < 0)
+                        return r;
+        }
+        log_debug("uid %u created session '%s' for uid %u.", (unsigned) caller, id, (unsigned) owner);
+        Session *added = TAKE_PTR(s);
+        session_table_add(&m->sessions, added);
+        return sd_bus_reply_method_return(msg, "s", added->id);
+}
+
+static int method_list_sessions(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Manager *m = userdata;
+        uid_t caller;
+        int r;
+
+        GET_CALLER(msg, caller, error);
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(ssuttb)");
+        if (r < 0)
+                return r;
+        for (Session *s = m->sessions.head; s; s = s->next) {
+                if (caller != 0 && s->owner != caller)
+                        continue;
+                char name[SESSION_ID_MAX + 16];
+                /* root sees every session; other users' ones by the name root uses to address them */
+                if (s->owner != caller)
+                        snprintf(name, sizeof(name), "%u/%s", (unsigned) s->owner, s->id);
+                else
+                        snprintf(name, sizeof(name), "%s", s->id);
+                r = sd_bus_message_append(reply, "(ssuttb)", name, s->title ? s->title : "",
+                                          (uint32_t) MIN(s->tokens, (uint64_t) UINT32_MAX), s->created_usec,
+                                          s->updated_usec, true);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_get_session(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name;
+        Session *s;
+        uid_t caller;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        GET_CALLER(msg, caller, error);
+        r = find_session(m, caller, name, &s, error);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(
+                msg, "a{sv}", 13,
+                "id", "s", s->id,
+                "owner", "u", (uint32_t) s->owner,
+                "title", "s", s->title ? s->title : "",
+                "tokens", "t", s->tokens,
+                "turns", "u", s->turns,
+                "created", "t", s->created_usec,
+                "updated", "t", s->updated_usec,
+                "hot", "b", true,
+                "busy", "b", s->busy,
+                "model_hash", "s", m->info->hash_hex,
+                "state_bytes", "t", (uint64_t) session_state_bytes(s),
+                "disk_bytes", "t", (uint64_t) 0,
+                "checkpoints", "u", s->n_checkpoints);
+}
+
+static int method_fork_session(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(session_freep) Session *n = NULL;
+        const char *name, *new_name;
+        char id[SESSION_ID_MAX + 1];
+        uid_t caller, owner;
+        uint32_t turn;
+        Session *s;
+        int r;
+
+        r = sd_bus_message_read(msg, "ssu", &name, &new_name, &turn);
+        if (r < 0)
+                return r;
+        GET_CALLER(msg, caller, error);
+        REFUSE_WHEN_SHUTTING_DOWN(m, error);
+        r = find_session(m, caller, name, &s, error);
+        if (r < 0)
+                return r;
+        if (turn > s->turns)
+                return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT, "Session '%s' has %" PRIu32 " turns, not %" PRIu32 ".",
+                                         s->id, s->turns, turn);
+        if (turn > 0 && !session_checkpoint(s, turn))
+                return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT,
+                                         "Turn %" PRIu32 " of session '%s' is too old to fork from.", turn, s->id);
+        if (s->busy)
+                return sd_bus_error_setf(error, RWKV_ERROR_SESSION_BUSY, "Session '%s' is generating.", s->id);
+        /* The copy belongs to the source's owner (root forking a user's session gives it to the user). */
+        r = new_session_name(m, s->owner, new_name, &owner, id, error);
+        if (r < 0)
+                return r;
+        r = session_fork(s, id, turn, &n);
+        if (r < 0)
+                return r;
+        Session *added = TAKE_PTR(n);
+        session_table_add(&m->sessions, added);
+        return sd_bus_reply_method_return(msg, "s", added->id);
+}
+
+static int method_rename_session(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name, *new_id;
+        uid_t caller;
+        Session *s;
+        int r;
+
+        r = sd_bus_message_read(msg, "ss", &name, &new_id);
+        if (r < 0)
+                return r;
+        GET_CALLER(msg, caller, error);
+        REFUSE_WHEN_SHUTTING_DOWN(m, error);
+        r = find_session(m, caller, name, &s, error);
+        if (r < 0)
+                return r;
+        if (strcmp(s->id, new_id) == 0)
+                return sd_bus_reply_method_return(msg, NULL);
+        r = check_new_id(m, s->owner, new_id, error);
+        if (r < 0)
+                return r;
+        if (s->busy)
+                return sd_bus_error_setf(error, RWKV_ERROR_SESSION_BUSY, "Session '%s' is generating.", s->id);
+        strcpy(s->id, new_id);
+        s->updated_usec = now_realtime_usec();
+        s->dirty = true;
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_set_session_title(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name, *title;
+        uid_t caller;
+        Session *s;
+        int r;
+
+        r = sd_bus_message_read(msg, "ss", &name, &title);
+        if (r < 0)
+                return r;
+        r = check_title(m, title, error);
+        if (r < 0)
+                return r;
+        GET_CALLER(msg, caller, error);
+        r = find_session(m, caller, name, &s, error);
+        if (r < 0)
+                return r;
+        r = session_set_title(s, title);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_delete_session(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name;
+        uid_t caller;
+        Session *s;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        GET_CALLER(msg, caller, error);
+        r = find_session(m, caller, name, &s, error);
+        if (r < 0)
+                return r;
+        if (s->busy)
+                return sd_bus_error_setf(error, RWKV_ERROR_SESSION_BUSY, "Session '%s' is generating; cancel it first.", s->id);
+        session_table_remove(&m->sessions, s);
+        session_free(s);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_rewind_session(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name;
+        uint32_t turn;
+        uid_t caller;
+        Session *s;
+        int r;
+
+        r = sd_bus_message_read(msg, "su", &name, &turn);
+        if (r < 0)
+                return r;
+        GET_CALLER(msg, caller, error);
+        REFUSE_WHEN_SHUTTING_DOWN(m, error);
+        r = find_session(m, caller, name, &s, error);
+        if (r < 0)
+                return r;
+        if (turn == 0 || turn > s->turns)
+                return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT, "Session '%s' has turns 1..%" PRIu32 "; %" PRIu32 " is not one.",
+                                         s->id, s->turns, turn);
+        if (s->busy)
+                return sd_bus_error_setf(error, RWKV_ERROR_SESSION_BUSY, "Session '%s' is generating.", s->id);
+        r = session_rewind(s, turn);
+        if (r == -ENOENT)
+                return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT,
+                                         "Turn %" PRIu32 " of session '%s' is too old to rewind to.", turn, s->id);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_export_session(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name;
+        uid_t caller;
+        Session *s;
+        int fd, r;
+
+        r = sd_bus_message_read(msg, "sh", &name, &fd);
+        if (r < 0)
+                return r;
+        GET_CALLER(msg, caller, error);
+        r = find_session(m, caller, name, &s, error);
+        if (r < 0)
+                return r;
+        return sd_bus_error_set(error, RWKV_ERROR_IO, "Export is not available: this rwkvd has no session store yet.");
+}
+
+static int method_import_session(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        const char *name;
+        uid_t caller;
+        int fd, r;
+
+        r = sd_bus_message_read(msg, "hs", &fd, &name);
+        if (r < 0)
+                return r;
+        if (!isempty_str(name) && !session_id_valid(name))
+                return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT, "Invalid session id: expected " ID_RULES ".");
+        GET_CALLER(msg, caller, error);
+        return sd_bus_error_set(error, RWKV_ERROR_IO, "Import is not available: this rwkvd has no session store yet.");
+}
+
+/* ---- generations ----------------------------------------------------------------------------- */
+
+static int read_double_option(const char *key, const char *type, sd_bus_message *msg, double lo, double hi,
+                              float *ret, sd_bus_error *error) {
+        double v;
+        int r;
+        if (strcmp(type, "d") != 0)
+                return option_type_error(key, "d", error);
+        r = sd_bus_message_read(msg, "d", &v);
+        if (r < 0)
+                return r;
+        if (!isfinite(v) || v < lo || v > hi)
+                return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT, "Option '%s' must be within [%g, %g].", key, lo, hi);
+        *ret = (float) v;
+        return 0;
+}
+
+static int generate_option(Manager *m, const char *key, const char *type, sd_bus_message *msg, void *userdata,
+                           sd_bus_error *error) {
+        JobParams *p = userdata;
+        int r;
+
+        if (strcmp(key, "max_tokens") == 0) {
+                if (strcmp(type, "u") != 0)
+                        return option_type_error(key, "u", error);
+                r = sd_bus_message_read(msg, "u", &p->max_tokens);
+                if (r < 0)
+                        return r;
+                if (p->max_tokens > m->config.limits.max_tokens_per_request)
+                        return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT,
+                                                 "max_tokens %" PRIu32 " exceeds the limit max_tokens_per_request = %" PRIu32 ".",
+                                                 p->max_tokens, m->config.limits.max_tokens_per_request);
+                return 0;
+        }
+        if (strcmp(key, "temperature") == 0)
+                return read_double_option(key, type, msg, 0, 100, &p->sampler.temperature, error);
+        if (strcmp(key, "top_p") == 0)
+                return read_double_option(key, type, msg, 0, 1, &p->sampler.top_p, error);
+        if (strcmp(key, "min_p") == 0)
+                return read_double_option(key, type, msg, 0, 1, &p->sampler.min_p, error);
+        if (strcmp(key, "presence_penalty") == 0)
+                return read_double_option(key, type, msg, -100, 100, &p->sampler.presence_penalty, error);
+        if (strcmp(key, "frequency_penalty") == 0)
+                return read_double_option(key, type, msg, -100, 100, &p->sampler.frequency_penalty, error);
+        if (strcmp(key, "penalty_decay") == 0)
+                return read_double_option(key, type, msg, 0, 1, &p->sampler.penalty_decay, error);
+        if (strcmp(key, "top_k") == 0) {
+                if (strcmp(type, "u") != 0)
+                        return option_type_error(key, "u", error);
+                return sd_bus_message_read(msg, "u", &p->sampler.top_k);
+        }
+        if (strcmp(key, "seed") == 0) {
+                if (strcmp(type, "t") != 0)
+                        return option_type_error(key, "t", error);
+                p->seed_set = true;
+                return sd_bus_message_read(msg, "t", &p->seed);
+        }
+        if (strcmp(key, "prompt_stream") == 0 || strcmp(key, "regenerate") == 0) {
+                int b;
+                if (strcmp(type, "b") != 0)
+                        return option_type_error(key, "b", error);
+                r = sd_bus_message_read(msg, "b", &b);
+                if (r < 0)
+                        return r;
+                if (key[0] == 'p')
+                        p->prompt_stream = b;
+                else if (b)
+                        return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT, "Option 'regenerate' is not supported yet.");
+                return 0;
+        }
+        if (strcmp(key, "stop") == 0) {
+                const char *s;
+                if (strcmp(type, "as") != 0)
+                        return option_type_error(key, "as", error);
+                r = sd_bus_message_enter_container(msg, 'a', "s");
+                if (r < 0)
+                        return r;
+                while ((r = sd_bus_message_read(msg, "s", &s)) > 0) {
+                        size_t len = strlen(s);
+                        if (p->n_stops >= m->config.limits.max_stop_strings || p->n_stops >= STOP_MAX_SEQUENCES)
+                                return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT, "Too many stop strings: at most %u.",
+                                                         MIN(m->config.limits.max_stop_strings, (unsigned) STOP_MAX_SEQUENCES));
+                        if (len == 0 || len > MIN(m->config.limits.max_stop_bytes, (unsigned) STOP_MAX_BYTES))
+                                return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT, "A stop string must have 1 to %u bytes.",
+                                                         MIN(m->config.limits.max_stop_bytes, (unsigned) STOP_MAX_BYTES));
+                        char **n = realloc(p->stops, (p->n_stops + 1) * sizeof(char *));
+                        if (!n)
+                                return -ENOMEM;
+                        p->stops = n;
+                        p->stops[p->n_stops] = strdup(s);
+                        if (!p->stops[p->n_stops])
+                                return -ENOMEM;
+                        p->n_stops++;
+                }
+                if (r < 0)
+                        return r;
+                return sd_bus_message_exit_container(msg);
+        }
+        if (strcmp(key, "logit_bias") == 0) {
+                uint32_t tok;
+                double bias;
+                if (strcmp(type, "a{ud}") != 0)
+                        return option_type_error(key, "a{ud}", error);
+                r = sd_bus_message_enter_container(msg, 'a', "{ud}");
+                if (r < 0)
+                        return r;
+                while ((r = sd_bus_message_read(msg, "{ud}", &tok, &bias)) > 0) {
+                        if (tok >= m->info->n_vocab)
+                                return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT, "logit_bias: token %" PRIu32 " is outside the vocabulary (%" PRIu32 ").",
+                                                         tok, m->info->n_vocab);
+                        if (isnan(bias) || bias == INFINITY)
+                                return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT, "logit_bias: a bias must be finite or -inf.");
+                        if (p->n_bias >= m->info->n_vocab)
+                                return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT, "logit_bias: too many entries.");
+                        LogitBias *n = realloc(p->bias, (p->n_bias + 1) * sizeof(LogitBias));
+                        if (!n)
+                                return -ENOMEM;
+                        p->bias = n;
+                        p->bias[p->n_bias++] = (LogitBias) { .token = tok, .bias = (float) bias };
+                }
+                if (r < 0)
+                        return r;
+                return sd_bus_message_exit_container(msg);
+        }
+        return option_unknown(key, error);
+}
+
+static void job_link(Manager *m, Job *j) {
+        j->mprev = NULL;
+        j->mnext = m->jobs;
+        if (m->jobs)
+                m->jobs->mprev = j;
+        m->jobs = j;
+        m->n_jobs++;
+}
+
+static void job_unlink(Manager *m, Job *j) {
+        if (j->mprev)
+                j->mprev->mnext = j->mnext;
+        else
+                m->jobs = j->mnext;
+        if (j->mnext)
+                j->mnext->mprev = j->mprev;
+        j->mprev = j->mnext = NULL;
+        m->n_jobs--;
+}
+
+uint32_t manager_jobs_of_uid(Manager *m, uid_t uid) {
+        uint32_t n = 0;
+        for (Job *j = m->jobs; j; j = j->mnext)
+                if (j->uid == uid)
+                        n++;
+        return n;
+}
+
+static int on_peer_gone(sd_bus_track *track, void *userdata) {
+        Job *j = userdata;
+        log_debug("Client of job %" PRIu64 " disconnected, cancelling it.", j->id);
+        scheduler_cancel(j->manager->scheduler, j);
+        /* Once is enough: an empty track would call us again on every loop iteration. */
+        j->track = sd_bus_track_unref(j->track);
+        return 0;
+}
+
+static int on_stream_wakeup(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        Job *j = userdata;
+        if (stream_process_wakeup(j->stream) > 0)
+                scheduler_unpark(j->manager->scheduler, j);
+        return 0;
+}
+
+static void update_status(Manager *m) {
+        (void) sd_notifyf(false, "STATUS=Serving %s: %" PRIu32 " sessions, %" PRIu32 " generations",
+                          m->info->name, m->sessions.n, m->n_jobs);
+}
+
+void manager_job_done(Job *j, void *userdata) {
+        Manager *m = userdata;
+        Session *s = j->session;
+
+        job_unlink(m, j);
+        if (s) {
+                s->busy = false;
+                s->updated_usec = now_realtime_usec();
+                s->dirty = true;
+        }
+        log_debug("Job %" PRIu64 " done: %" PRIu64 " prompt tokens, %" PRIu64 " generated%s.", j->id, j->prompt_tokens,
+                  j->generated, j->error ? " (failed)" : "");
+        job_free(j);
+        update_status(m);
+        if (m->shutting_down && !m->jobs)
+                (void) sd_event_exit(m->event, 0);
+}
+
+static int method_generate(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(job_freep) Job *j = NULL;
+        _cleanup_(session_freep) Session *throwaway = NULL;
+        const char *name, *prompt;
+        Session *s = NULL;
+        uid_t caller;
+        int r;
+
+        j = calloc(1, sizeof(*j));
+        if (!j)
+                return -ENOMEM;
+        j->manager = m;
+        j->params.sampler = sampler_params_default();
+        j->params.max_tokens = MIN(256u, m->config.limits.max_tokens_per_request);
+        j->params.max_prompt_bytes = m->config.limits.max_prompt_bytes;
+
+        /* parse and validate */
+        r = sd_bus_message_read(msg, "ss", &name, &prompt);
+        if (r < 0)
+                return r;
+        size_t prompt_len = strlen(prompt);
+        if (prompt_len > m->config.limits.max_prompt_bytes)
+                return sd_bus_error_setf(error, RWKV_ERROR_PROMPT_TOO_LARGE,
+                                         "Prompt of %zu bytes exceeds the limit max_prompt_bytes = %" PRIu64 ".", prompt_len,
+                                         m->config.limits.max_prompt_bytes);
+        r = parse_options(m, msg, generate_option, &j->params, error);
+        if (r < 0)
+                return r;
+        RwkvError err = {};
+        if (sampler_params_validate(&j->params.sampler, &err) < 0)
+                return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT, "Invalid sampling parameters: %s", err.msg);
+
+        /* authorize */
+        GET_CALLER(msg, caller, error);
+        REFUSE_WHEN_SHUTTING_DOWN(m, error);
+        if (!isempty_str(name)) {
+                r = find_session(m, caller, name, &s, error);
+                if (r < 0)
+                        return r;
+        }
+
+        /* limits, before allocating anything large */
+        if (m->n_jobs >= m->config.limits.max_streams)
+                return sd_bus_error_setf(error, RWKV_ERROR_TOO_MANY_GENERATIONS,
+                                         "The daemon runs its maximum of %" PRIu32 " generations (max_streams); try again later.",
+                                         m->config.limits.max_streams);
+        if (manager_jobs_of_uid(m, caller) >= m->config.limits.max_generations_per_user)
+                return sd_bus_error_setf(error, RWKV_ERROR_TOO_MANY_GENERATIONS,
+                                         "You already run %" PRIu32 " generations: max_generations_per_user is %" PRIu32 ".",
+                                         manager_jobs_of_uid(m, caller), m->config.limits.max_generations_per_user);
+        if (s && s->busy)
+                return sd_bus_error_setf(error, RWKV_ERROR_SESSION_BUSY, "Session '%s' is already generating.", s->id);
+        if (prompt_len == 0 && !j->params.prompt_stream && (!s || !s->has_logits))
+                return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT,
+                                        "Empty prompt: there is no text to continue in this session.");
+
+        /* hand off */
+        if (!s) {
+                r = session_new(NULL, caller, m->fresh_state, m->info->state_floats, m->info->n_vocab, &throwaway);
+                if (r < 0)
+                        return r;
+                throwaway->throwaway = true;
+                s = throwaway;
+        }
+        r = stop_matcher_new((const char *const *) j->params.stops, j->params.n_stops, &j->stop, &err);
+        if (r < 0)
+                return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT, "Invalid stop strings: %s", err.msg);
+        j->prompt = strdup(prompt);
+        if (!j->prompt)
+                return -ENOMEM;
+        j->prompt_len = j->prompt_cap = prompt_len;
+        r = stream_new(0, &j->stream);
+        if (r < 0)
+                return sd_bus_error_setf(error, RWKV_ERROR_IO, "Could not create the token ring: %s", strerror(-r));
+        r = sd_event_add_io(m->event, &j->wakeup_source, stream_get_daemon_wakeup_fd(j->stream), EPOLLIN, on_stream_wakeup, j);
+        if (r < 0)
+                return r;
+        r = sd_bus_track_new(sd_bus_message_get_bus(msg), &j->track, on_peer_gone, j);
+        if (r < 0)
+                return r;
+        r = sd_bus_track_add_sender(j->track, msg);
+        if (r < 0)
+                return r;
+
+        if (!throwaway) {
+                r = session_begin_turn(s, prompt, prompt_len);
+                if (r < 0)
+                        return r;
+        }
+        if (j->params.seed_set)
+                rng_seed(&s->rng, j->params.seed);
+        s->sampler = j->params.sampler;
+        j->session = s;
+        TAKE_PTR(throwaway);
+        s->busy = true;
+        j->id = m->next_job_id++;
+        j->uid = caller;
+        j->submit_usec = now_monotonic_usec();
+
+        int ring_fd, client_fd, daemon_fd;
+        stream_get_client_fds(j->stream, &ring_fd, &client_fd, &daemon_fd);
+        r = sd_bus_reply_method_return(msg, "thhh", j->id, ring_fd, client_fd, daemon_fd);
+        if (r < 0) {
+                s->busy = false;
+                j->session = s->throwaway ? s : NULL;
+                return r;
+        }
+        log_debug("uid %u started job %" PRIu64 " (%zu prompt bytes).", (unsigned) caller, j->id, prompt_len);
+        Job *taken = TAKE_PTR(j);
+        job_link(m, taken);
+        scheduler_submit(m->scheduler, taken);
+        update_status(m);
+        return 1;
+}
+
+static int method_cancel(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        uint64_t id;
+        uid_t caller;
+        int r;
+
+        r = sd_bus_message_read(msg, "t", &id);
+        if (r < 0)
+                return r;
+        GET_CALLER(msg, caller, error);
+        for (Job *j = m->jobs; j; j = j->mnext)
+                if (j->id == id && (caller == 0 || j->uid == caller)) {
+                        scheduler_cancel(m->scheduler, j);
+                        return sd_bus_reply_method_return(msg, NULL);
+                }
+        return sd_bus_error_setf(error, RWKV_ERROR_NO_SUCH_JOB, "No running generation %" PRIu64 ".", id);
+}
+
+static uint64_t rss_bytes(void) {
+        _cleanup_(fclosep) FILE *f = fopen("/proc/self/statm", "re");
+        unsigned long size, resident;
+        if (!f || fscanf(f, "%lu %lu", &size, &resident) != 2)
+                return 0;
+        return (uint64_t) resident * (uint64_t) sysconf(_SC_PAGESIZE);
+}
+
+static int method_status(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        SchedulerStats st;
+        uint64_t hot = 0;
+
+        scheduler_get_stats(m->scheduler, &st);
+        for (Session *s = m->sessions.head; s; s = s->next)
+                hot += session_state_bytes(s);
+        return sd_bus_reply_method_return(
+                msg, "a{sv}", 11,
+                "sessions_hot", "u", m->sessions.n,
+                "sessions_cold", "u", (uint32_t) 0,
+                "jobs_running", "u", st.running,
+                "jobs_queued", "u", st.queued,
+                "tokens_per_second", "d", st.tokens_per_second,
+                "tokens_total", "t", st.tokens_total,
+                "rss_bytes", "t", rss_bytes(),
+                "hot_bytes", "t", hot,
+                "threads", "u", m->config.threads,
+                "uptime_usec", "t", now_monotonic_usec() - m->start_usec,
+                "isa", "s", scheduler_isa(m->scheduler));
+}
+
+static const sd_bus_vtable manager_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Version", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("ModelName", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("ModelArchitecture", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("ModelHash", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("ModelType", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("ModelLayers", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("ModelEmbedding", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("ModelHeads", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("VocabularySize", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Tokenizer", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("StateSize", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Threads", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_METHOD_WITH_ARGS("CreateSession", SD_BUS_ARGS("s", id, "a{sv}", options), SD_BUS_RESULT("s", session_id),
+                                method_create_session, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListSessions", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssuttb)", sessions),
+                                method_list_sessions, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetSession", SD_BUS_ARGS("s", id), SD_BUS_RESULT("a{sv}", info), method_get_session,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ForkSession", SD_BUS_ARGS("s", id, "s", new_id, "u", turn),
+                                SD_BUS_RESULT("s", session_id), method_fork_session, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RenameSession", SD_BUS_ARGS("s", id, "s", new_id), SD_BUS_NO_RESULT,
+                                method_rename_session, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SetSessionTitle", SD_BUS_ARGS("s", id, "s", title), SD_BUS_NO_RESULT,
+                                method_set_session_title, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("DeleteSession", SD_BUS_ARGS("s", id), SD_BUS_NO_RESULT, method_delete_session,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RewindSession", SD_BUS_ARGS("s", id, "u", turn), SD_BUS_NO_RESULT,
+                                method_rewind_session, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ExportSession", SD_BUS_ARGS("s", id, "h", fd), SD_BUS_NO_RESULT,
+                                method_export_session, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ImportSession", SD_BUS_ARGS("h", fd, "s", id), SD_BUS_RESULT("s", session_id),
+                                method_import_session, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Generate", SD_BUS_ARGS("s", id, "s", prompt, "a{sv}", options),
+                                SD_BUS_RESULT("t", job, "h", ring, "h", client_wakeup, "h", daemon_wakeup),
+                                method_generate, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Cancel", SD_BUS_ARGS("t", job), SD_BUS_NO_RESULT, method_cancel,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Status", SD_BUS_NO_ARGS, SD_BUS_RESULT("a{sv}", status), method_status,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END,
+};
+
+int manager_bus_setup(Manager *m) {
+        int r;
+
+        switch (m->bus_mode) {
+        case BUS_MODE_SYSTEM:
+                r = sd_bus_open_system_with_description(&m->bus, "rwkvd");
+                break;
+        case BUS_MODE_USER:
+                r = sd_bus_open_user_with_description(&m->bus, "rwkvd");
+                break;
+        default:
+                r = sd_bus_new(&m->bus);
+                if (r >= 0)
+                        r = sd_bus_set_address(m->bus, m->bus_address);
+                if (r >= 0)
+                        r = sd_bus_set_bus_client(m->bus, true);
+                if (r >= 0)
+                        r = sd_bus_start(m->bus);
+                break;
+        }
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to the bus: %m");
+
+        r = sd_bus_add_object_vtable(m->bus, &m->vtable_slot, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, manager_vtable, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to register the object: %m");
+        r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to attach the bus to the event loop: %m");
+        /* Synchronous on purpose: READY=1 must mean the name is ours. */
+        r = sd_bus_request_name(m->bus, RWKV_BUS_NAME, 0);
+        if (r < 0)
+                return log_error_errno(r, "Failed to acquire the bus name %s: %m", RWKV_BUS_NAME);
+        return 0;
+}

@@ -1,0 +1,135 @@
+/* manager.c: the daemon's lifetime: load the model, start the scheduler, serve, shut down cleanly. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "daemon/log.h"
+#include "daemon/manager.h"
+#include "protocol/bus-errors.h"
+#include "protocol/bus.h"
+
+int manager_new(Manager **ret) {
+        Manager *m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        config_init(&m->config);
+        m->next_job_id = 1;
+        m->start_usec = now_monotonic_usec();
+        *ret = m;
+        return 0;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        /* Jobs come back through manager_job_done() while the scheduler is torn down. */
+        m->scheduler = scheduler_free(m->scheduler);
+        while (m->jobs) {
+                Job *j = m->jobs;
+                m->jobs = j->mnext;
+                if (j->session)
+                        j->session->busy = false;
+                job_free(j);
+        }
+        session_table_clear(&m->sessions);
+        sd_bus_slot_unref(m->vtable_slot);
+        sd_bus_flush_close_unref(m->bus);
+        sd_event_unref(m->event);
+        free(m->fresh_state);
+        model_free(m->model);
+        free(m->bus_address);
+        config_done(&m->config);
+        free(m);
+        return NULL;
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        if (m->shutting_down) {
+                log_notice("Second signal: exiting without waiting for running generations.");
+                return sd_event_exit(m->event, 0);
+        }
+        log_info("Received %s, shutting down.", strsignal((int) si->ssi_signo));
+        m->shutting_down = true;
+        (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping: finishing running generations");
+        /* Stop at the next token boundary: each session keeps the state it reached. */
+        for (Job *j = m->jobs; j; j = j->mnext)
+                scheduler_cancel(m->scheduler, j);
+        if (!m->jobs)
+                return sd_event_exit(m->event, 0);
+        return 0;
+}
+
+int manager_startup(Manager *m) {
+        RwkvError err = {};
+        ModelLoadOptions lo = { .vocab_path = m->config.vocab_path };
+        int r;
+
+        r = rwkv_bus_errors_register();
+        if (r < 0)
+                return log_error_errno(r, "Failed to register the D-Bus error map: %m");
+
+        r = sd_event_default(&m->event);
+        if (r < 0)
+                return log_error_errno(r, "Failed to allocate the event loop: %m");
+        r = sd_event_set_watchdog(m->event, true);
+        if (r < 0)
+                log_warning_errno(r, "Failed to enable the watchdog, ignoring: %m");
+
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        if (pthread_sigmask(SIG_BLOCK, &mask, NULL) != 0)
+                return log_error_errno(errno, "Failed to block signals: %m");
+        (void) signal(SIGPIPE, SIG_IGN);
+        r = sd_event_add_signal(m->event, NULL, SIGTERM, on_signal, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, NULL, SIGINT, on_signal, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch signals: %m");
+
+        (void) sd_notifyf(false, "STATUS=Loading model %s", m->config.model_path);
+        r = model_load(m->config.model_path, &lo, &m->model, &err);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load model \"%s\": %s", m->config.model_path, error_message(&err, r));
+        m->info = model_info(m->model);
+        if (!model_tokenizer(m->model))
+                return log_error_errno(-EMEDIUMTYPE,
+                                       "Model \"%s\" has no tokenizer; pass the World vocabulary with --vocab.",
+                                       m->config.model_path);
+        m->fresh_state = malloc(MAX(m->info->state_floats, (size_t) 1) * sizeof(float));
+        if (!m->fresh_state)
+                return log_oom();
+        model_state_reset(m->model, m->fresh_state);
+        log_info("Loaded %s: %s, %u layers, %u embedding, vocabulary %u, state %zu bytes.", m->info->name,
+                 m->info->arch_name, m->info->n_layer, m->info->n_embd, m->info->n_vocab,
+                 m->info->state_floats * sizeof(float));
+
+        SchedulerOptions so = {
+                .threads = m->config.threads,
+                .max_batch = m->config.max_batch,
+                .prefill_chunk = m->config.prefill_chunk,
+                .prefill_per_step = 2,
+        };
+        r = scheduler_new(m->model, &so, m->event, manager_job_done, m, &m->scheduler);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the compute thread: %m");
+
+        return manager_bus_setup(m);
+}
+
+int manager_run(Manager *m) {
+        int r;
+
+        (void) sd_notifyf(false, "READY=1\nSTATUS=Serving %s", m->info->name);
+        log_info("Ready.");
+        r = sd_event_loop(m->event);
+        if (r < 0)
+                return log_error_errno(r, "Event loop failed: %m");
+        log_info("Exiting.");
+        return 0;
+}

@@ -1,0 +1,103 @@
+/* session.h: a conversation held in RAM: owner, recurrent state, pending logits, sampler RNG, turns.
+ *
+ * Ownership across threads: a Session is created, looked up and freed on the main thread only. While
+ * `busy` is set, a generation job owns `state`, `logits`, `rng` and the counters; the main thread reads
+ * none of those until the job's completion comes back through the main loop. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "engine/common/macros.h"
+#include "engine/text/sampler.h"
+
+#define SESSION_ID_MAX 64
+#define SESSION_CHECKPOINTS_MAX 32
+
+/* The state at the start of one turn, so RewindSession/ForkSession/"regenerate" can go back to it. */
+typedef struct Checkpoint {
+        float *state;
+        float *logits;              /* NULL when no token had been fed yet */
+        float *penalties;           /* n_vocab decayed counts */
+        uint64_t tokens;
+        Rng rng;
+        char *prompt;               /* the prompt that opened the turn (for "regenerate") */
+        size_t prompt_len;
+} Checkpoint;
+
+typedef struct Session Session;
+struct Session {
+        char id[SESSION_ID_MAX + 1];
+        uid_t owner;
+        char *title;
+
+        float *state;               /* state_floats floats */
+        float *logits;              /* n_vocab floats after the last fed token */
+        bool has_logits;
+        size_t state_floats, n_vocab;
+
+        float *penalties;           /* n_vocab decayed occurrence counts (sampler penalties) */
+        SamplerParams sampler;      /* the last generation's settings, the default for the next */
+        Rng rng;                    /* sampler RNG position, continues across generations */
+        uint64_t tokens;            /* tokens fed and generated so far */
+        uint64_t created_usec, updated_usec;
+
+        Checkpoint checkpoints[SESSION_CHECKPOINTS_MAX];
+        uint32_t n_checkpoints;     /* kept in RAM (the newest ones) */
+        uint32_t turns;             /* turns ever started (may exceed n_checkpoints) */
+
+        bool busy;                  /* a job owns the state */
+        bool throwaway;             /* never listed nor stored */
+        bool dirty;                 /* changed since the last commit */
+
+        Session *prev, *next;
+};
+
+typedef struct SessionTable {
+        Session *head;
+        uint32_t n;
+} SessionTable;
+
+/* 1..64 of [A-Za-z0-9._-], not starting with '.'. */
+bool session_id_valid(const char *id);
+
+/* Split "UID/ID" (root only) into uid and id; plain "ID" names the caller's own. Returns -EINVAL for
+ * malformed names and -EPERM when a non-root caller names another uid. */
+int session_name_parse(const char *name, uid_t caller, uid_t *ret_uid, const char **ret_id);
+
+int session_new(const char *id, uid_t owner, const float *fresh_state, size_t state_floats, size_t n_vocab,
+                Session **ret);
+Session *session_free(Session *s);
+
+/* A deep copy (state, logits, rng, checkpoints up to and excluding turn `turn` when turn > 0). */
+int session_fork(const Session *s, const char *new_id, uint32_t turn, Session **ret);
+
+/* Record the current point as the start of a new turn opened by prompt. */
+int session_begin_turn(Session *s, const char *prompt, size_t prompt_len);
+/* Go back to the start of turn (1-based); drops it and later ones. -ENOENT if not held in RAM. */
+int session_rewind(Session *s, uint32_t turn);
+/* The checkpoint that opens turn (1-based) or NULL. */
+const Checkpoint *session_checkpoint(const Session *s, uint32_t turn);
+
+int session_set_title(Session *s, const char *title);
+size_t session_state_bytes(const Session *s);
+
+void session_table_add(SessionTable *t, Session *s);
+void session_table_remove(SessionTable *t, Session *s);
+Session *session_table_find(const SessionTable *t, uid_t owner, const char *id);
+uint32_t session_table_count_uid(const SessionTable *t, uid_t owner);
+void session_table_clear(SessionTable *t);
+
+/* A fresh id "s-XXXXXXXX" unused by owner. */
+int session_table_pick_id(const SessionTable *t, uid_t owner, char ret[static SESSION_ID_MAX + 1]);
+
+static inline bool isempty_str(const char *s) {
+        return !s || !*s;
+}
+
+uint64_t now_realtime_usec(void);
+uint64_t now_monotonic_usec(void);
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(Session *, session_free);
