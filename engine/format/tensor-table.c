@@ -56,6 +56,10 @@ int format_tensor_shape(Tensor *tensor, DType dtype, uint32_t n_dims, const uint
         }
         uint64_t cols = shape[n_dims - 1];
         size_t row = format_row_bytes(dtype, cols);
+        if (row == 0 && format_row_bytes(dtype, 32) == 0)
+                return error_set(err, EPROTONOSUPPORT, "unknown data type %d", (int) dtype);
+        if (row == 0 && (format_row_bytes(dtype, 1) != 0 || cols % 32 == 0))
+                return error_set(err, EOVERFLOW, "tensor size overflows");
         if (row == 0)
                 return error_set(err, EBADMSG, "a row of %" PRIu64 " elements is not a whole number of %s blocks",
                                  cols, type_label(dtype));
