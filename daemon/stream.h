@@ -53,8 +53,9 @@ void stream_get_client_fds(Stream *s, int *ret_ring, int *ret_client_wakeup, int
 int stream_get_daemon_wakeup_fd(Stream *s);
 
 /* Main thread, when the daemon wake-up fd is readable: drains it and says whether the parked job
- * should run again (1: space in the out ring, input available or closed, or the client went away
- * / corrupted the ring, so the next producer call returns promptly; 0: nothing changed). */
+ * should run again (1: the client made progress, closed input or went away; 0: nothing to do).
+ * A 1 may be spurious (the retry returns -EAGAIN again and re-arms), and may arrive while the job
+ * is not parked at all: resuming a job that is not parked must be a no-op for the caller. */
 int stream_process_wakeup(Stream *s);
 
 /* One text piece for one token (token RING_TOKEN_NONE for text that is not a token of its own).
