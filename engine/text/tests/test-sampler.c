@@ -1,0 +1,359 @@
+/* test-sampler.c: determinism, greedy equivalences, nucleus membership (statistically), min-p,
+ * penalties as specified, logit bias, RNG state round trip, hostile parameters. */
+#include <math.h>
+#include <string.h>
+
+#include "engine/text/sampler.h"
+#include "engine/text/tests/text-test-util.h"
+
+#define NV 65536u
+
+static SamplerParams plain(float temperature) {
+        SamplerParams p = sampler_params_default();
+        p.temperature = temperature;
+        p.top_p = 1.0f;
+        p.presence_penalty = 0;
+        p.frequency_penalty = 0;
+        return p;
+}
+
+static void random_logits(Rng *r, float *l, uint32_t n) {
+        for (uint32_t i = 0; i < n; i++)
+                l[i] = (float) (rng_uniform(r) * 20.0 - 10.0);
+}
+
+static uint32_t argmax(const float *l, uint32_t n) {
+        uint32_t best = 0;
+        for (uint32_t i = 1; i < n; i++)
+                if (l[i] > l[best])
+                        best = i;
+        return best;
+}
+
+static void test_rng(void) {
+        Rng a, b, saved;
+        rng_seed(&a, 1234);
+        rng_seed(&b, 1234);
+        for (int i = 0; i < 100; i++)
+                CHECK(rng_next(&a) == rng_next(&b));
+        /* State round trip: a copy continues the same stream. */
+        saved = a;
+        uint64_t x[10];
+        for (int i = 0; i < 10; i++)
+                x[i] = rng_next(&a);
+        for (int i = 0; i < 10; i++)
+                CHECK(rng_next(&saved) == x[i]);
+        /* Seed 0 is fine and different seeds differ. */
+        rng_seed(&a, 0);
+        CHECK(a.s[0] | a.s[1] | a.s[2] | a.s[3]);
+        rng_seed(&b, 1);
+        CHECK(rng_next(&a) != rng_next(&b));
+        /* The stream is fixed forever (sessions saved today must resume tomorrow): known values. */
+        rng_seed(&a, 42);
+        uint64_t v0 = rng_next(&a), v1 = rng_next(&a);
+        rng_seed(&b, 42);
+        CHECK(rng_next(&b) == v0 && rng_next(&b) == v1);
+        double u = rng_uniform(&a);
+        CHECK(u >= 0.0 && u < 1.0);
+        /* splitmix64(42) first output is a published constant */
+        rng_seed(&a, 0);
+        CHECK(a.s[0] == UINT64_C(0xe220a8397b1dcdaf));
+}
+
+static void test_defaults_and_validation(void) {
+        SamplerParams p = sampler_params_default();
+        RwkvError err = {};
+        CHECK(p.temperature == 1.0f && p.top_p == 0.3f && p.top_k == 0 && p.min_p == 0.0f);
+        CHECK(p.presence_penalty == 0.5f && p.frequency_penalty == 0.5f && p.penalty_decay == 0.996f);
+        CHECK_OK(sampler_params_validate(&p, &err));
+
+        SamplerParams bad[] = { p, p, p, p, p, p, p, p };
+        bad[0].temperature = NAN;
+        bad[1].temperature = -1;
+        bad[2].top_p = 1.5f;
+        bad[3].top_p = NAN;
+        bad[4].min_p = 1.0f;
+        bad[5].presence_penalty = INFINITY;
+        bad[6].penalty_decay = 2.0f;
+        bad[7].frequency_penalty = NAN;
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                err = (RwkvError) {};
+                CHECK_ERR(sampler_params_validate(&bad[i], &err), EINVAL);
+                CHECK(err.msg[0]);
+        }
+
+        Sampler *s = NULL;
+        float l[4] = { 0, 1, 2, 3 };
+        uint32_t tok;
+        Rng r;
+        rng_seed(&r, 1);
+        CHECK_ERR(sampler_new(0, &s), EINVAL);
+        CHECK_OK(sampler_new(4, &s));
+        CHECK(sampler_vocab_size(s) == 4);
+        CHECK_ERR(sampler_sample(s, &bad[0], l, NULL, NULL, 0, &r, &tok), EINVAL);
+        /* All tokens banned, or all logits NaN: no token. */
+        LogitBias ban[4] = { { 0, -INFINITY }, { 1, -INFINITY }, { 2, -INFINITY }, { 3, -INFINITY } };
+        CHECK_ERR(sampler_sample(s, &p, l, NULL, ban, 4, &r, &tok), EDOM);
+        float nan4[4] = { NAN, NAN, NAN, NAN };
+        CHECK_ERR(sampler_sample(s, &p, nan4, NULL, NULL, 0, &r, &tok), EDOM);
+        /* NaN logits never win, +inf wins outright, a NaN bias is refused, ids out of range ignored. */
+        float mixed[4] = { NAN, 1, NAN, 0 };
+        for (int i = 0; i < 50; i++) {
+                CHECK_OK(sampler_sample(s, &p, mixed, NULL, NULL, 0, &r, &tok));
+                CHECK(tok == 1 || tok == 3);
+        }
+        float inf[4] = { 0, INFINITY, 5, 1 };
+        CHECK_OK(sampler_sample(s, &p, inf, NULL, NULL, 0, &r, &tok));
+        CHECK(tok == 1);
+        LogitBias nanb = { 1, NAN }, far = { 99, 100 };
+        CHECK_ERR(sampler_sample(s, &p, l, NULL, &nanb, 1, &r, &tok), EINVAL);
+        CHECK_OK(sampler_sample(s, &p, l, NULL, &far, 1, &r, &tok));
+        CHECK(sampler_free(s) == NULL);
+        CHECK(sampler_free(NULL) == NULL);
+}
+
+static void test_greedy(Sampler *s, float *l) {
+        Rng r;
+        uint32_t tok, tok2;
+        rng_seed(&r, 5);
+        for (int iter = 0; iter < 20; iter++) {
+                random_logits(&r, l, NV);
+                uint32_t am = argmax(l, NV);
+                SamplerParams p = plain(0.0f);
+                Rng before = r;
+                CHECK_OK(sampler_sample(s, &p, l, NULL, NULL, 0, &r, &tok));
+                CHECK(tok == am);
+                CHECK(memcmp(&before, &r, sizeof(r)) == 0); /* greedy draws nothing */
+                /* top_k = 1 equals greedy at any temperature and top_p */
+                p = plain(1.5f);
+                p.top_k = 1;
+                CHECK_OK(sampler_sample(s, &p, l, NULL, NULL, 0, &r, &tok2));
+                CHECK(tok2 == am);
+                p.top_p = 0.9f;
+                p.top_k = 1;
+                CHECK_OK(sampler_sample(s, &p, l, NULL, NULL, 0, &r, &tok2));
+                CHECK(tok2 == am);
+                /* top_p = 0 keeps only the most probable token */
+                p = plain(1.0f);
+                p.top_p = 0.0f;
+                CHECK_OK(sampler_sample(s, &p, l, NULL, NULL, 0, &r, &tok2));
+                CHECK(tok2 == am);
+        }
+        /* Ties: the lowest id. */
+        memset(l, 0, NV * sizeof(float));
+        l[700] = l[300] = 3.0f;
+        SamplerParams p = plain(0.0f);
+        CHECK_OK(sampler_sample(s, &p, l, NULL, NULL, 0, &r, &tok));
+        CHECK(tok == 300);
+        p = plain(1.0f);
+        p.top_k = 1;
+        CHECK_OK(sampler_sample(s, &p, l, NULL, NULL, 0, &r, &tok));
+        CHECK(tok == 300);
+}
+
+static void test_fixed_seed(Sampler *s, float *l) {
+        Rng r, r1, r2;
+        uint32_t a[64], b[64];
+        SamplerParams p = sampler_params_default();
+        float *c1 = calloc(NV, sizeof(float)), *c2 = calloc(NV, sizeof(float));
+        CHECK(c1 && c2);
+
+        rng_seed(&r, 77);
+        random_logits(&r, l, NV);
+        rng_seed(&r1, 2024);
+        rng_seed(&r2, 2024);
+        for (int i = 0; i < 64; i++) {
+                CHECK_OK(sampler_sample(s, &p, l, c1, NULL, 0, &r1, &a[i]));
+                sampler_penalty_update(c1, NV, p.penalty_decay, a[i]);
+        }
+        /* Same seed, but "save/restore" half way: copy the RNG and the counts. */
+        for (int i = 0; i < 32; i++) {
+                CHECK_OK(sampler_sample(s, &p, l, c2, NULL, 0, &r2, &b[i]));
+                sampler_penalty_update(c2, NV, p.penalty_decay, b[i]);
+        }
+        Rng saved = r2;
+        float *c3 = malloc(NV * sizeof(float));
+        CHECK(c3);
+        memcpy(c3, c2, NV * sizeof(float));
+        Sampler *other = NULL;
+        CHECK_OK(sampler_new(NV, &other)); /* a different Sampler (scratch only) gives the same */
+        for (int i = 32; i < 64; i++) {
+                CHECK_OK(sampler_sample(other, &p, l, c3, NULL, 0, &saved, &b[i]));
+                sampler_penalty_update(c3, NV, p.penalty_decay, b[i]);
+        }
+        CHECK(memcmp(a, b, sizeof(a)) == 0);
+        /* The penalties made it wander: not one token repeated 64 times. */
+        int same = 0;
+        for (int i = 1; i < 64; i++)
+                same += a[i] == a[0];
+        CHECK(same < 63);
+        sampler_free(other);
+        free(c1);
+        free(c2);
+        free(c3);
+}
+
+/* Nucleus: with known probabilities, only tokens inside the nucleus are drawn, in proportion. */
+static void test_top_p(Sampler *s, float *l) {
+        Rng r;
+        Sampler *small = NULL;
+        CHECK_OK(sampler_new(64, &small));
+        /* probs 0.4, 0.3, 0.2, 0.1 over ids 10, 20, 30, 40 (the rest -inf): top_p 0.6 keeps {10, 20}
+         * (0.4 < 0.6 <= 0.7), scattered among many banned ids. */
+        for (uint32_t i = 0; i < 64; i++)
+                l[i] = -INFINITY;
+        l[10] = logf(0.4f);
+        l[20] = logf(0.3f);
+        l[30] = logf(0.2f);
+        l[40] = logf(0.1f);
+        SamplerParams p = plain(1.0f);
+        p.top_p = 0.6f;
+        rng_seed(&r, 3);
+        unsigned hist[4] = {}, n = 20000;
+        for (unsigned i = 0; i < n; i++) {
+                uint32_t tok;
+                CHECK_OK(sampler_sample(small, &p, l, NULL, NULL, 0, &r, &tok));
+                CHECK(tok == 10 || tok == 20);
+                hist[tok / 10 - 1]++;
+        }
+        /* 4/7 and 3/7 of the draws; 5 sigma is about 0.018 */
+        CHECK_NEAR((double) hist[0] / n, 4.0 / 7.0, 0.02);
+        sampler_free(small);
+
+        /* Full vocabulary of random logits: every draw lies in the nucleus computed by brute force. */
+        rng_seed(&r, 11);
+        random_logits(&r, l, NV);
+        p = plain(0.7f);
+        p.top_p = 0.5f;
+        double *q = malloc(NV * sizeof(double)), mx = -INFINITY, z = 0;
+        CHECK(q);
+        for (uint32_t i = 0; i < NV; i++)
+                mx = fmax(mx, l[i]);
+        for (uint32_t i = 0; i < NV; i++)
+                z += q[i] = exp((l[i] - mx) / 0.7);
+        for (unsigned it = 0; it < 300; it++) {
+                uint32_t tok;
+                CHECK_OK(sampler_sample(s, &p, l, NULL, NULL, 0, &r, &tok));
+                /* tok is in the nucleus iff the mass strictly more probable than it is < top_p. */
+                double above = 0;
+                for (uint32_t i = 0; i < NV; i++)
+                        if (q[i] > q[tok])
+                                above += q[i];
+                CHECK(above / z < 0.5 + 1e-4);
+        }
+        free(q);
+}
+
+static void test_top_k_min_p(Sampler *s, float *l) {
+        Rng r;
+        rng_seed(&r, 21);
+        random_logits(&r, l, NV);
+        /* top-k: draws are among the k largest. */
+        SamplerParams p = plain(5.0f);
+        p.top_k = 40;
+        float kth;
+        {
+                float *sorted = malloc(NV * sizeof(float));
+                CHECK(sorted);
+                memcpy(sorted, l, NV * sizeof(float));
+                /* The 40th largest, by 40 passes of max (test-only, no sort needed). */
+                float prev = INFINITY;
+                for (int k = 0; k < 40; k++) {
+                        float best = -INFINITY;
+                        for (uint32_t i = 0; i < NV; i++)
+                                if (sorted[i] < prev && sorted[i] > best)
+                                        best = sorted[i];
+                        prev = best;
+                }
+                kth = prev;
+                free(sorted);
+        }
+        unsigned distinct_hits = 0;
+        for (int it = 0; it < 1000; it++) {
+                uint32_t tok;
+                CHECK_OK(sampler_sample(s, &p, l, NULL, NULL, 0, &r, &tok));
+                CHECK(l[tok] >= kth);
+                distinct_hits += l[tok] < l[argmax(l, NV)];
+        }
+        CHECK(distinct_hits > 50); /* high temperature: not just the argmax */
+
+        /* min-p: p_i >= min_p * p_max  <=>  l_i >= l_max + T*ln(min_p). */
+        p = plain(1.0f);
+        p.min_p = 0.05f;
+        float lmax = l[argmax(l, NV)];
+        for (int it = 0; it < 1000; it++) {
+                uint32_t tok;
+                CHECK_OK(sampler_sample(s, &p, l, NULL, NULL, 0, &r, &tok));
+                CHECK(l[tok] >= lmax + logf(0.05f) - 1e-4f);
+        }
+}
+
+static void test_penalties(Sampler *s, float *l) {
+        Rng r;
+        uint32_t tok;
+        float *counts = calloc(NV, sizeof(float));
+        CHECK(counts);
+        rng_seed(&r, 1);
+
+        memset(l, 0, NV * sizeof(float));
+        l[5] = 2.0f;
+        l[6] = 1.8f;
+        SamplerParams p = plain(0.0f);
+        p.presence_penalty = 0.5f;
+        p.frequency_penalty = 0.0f;
+        CHECK_OK(sampler_sample(s, &p, l, counts, NULL, 0, &r, &tok));
+        CHECK(tok == 5);
+        /* After one occurrence of 5: 2.0 - 0.5 < 1.8, so 6 wins. */
+        sampler_penalty_update(counts, NV, 0.996f, 5);
+        CHECK(counts[5] == 1.0f);
+        CHECK_OK(sampler_sample(s, &p, l, counts, NULL, 0, &r, &tok));
+        CHECK(tok == 6);
+        /* Without counts no penalty applies. */
+        CHECK_OK(sampler_sample(s, &p, l, NULL, NULL, 0, &r, &tok));
+        CHECK(tok == 5);
+
+        /* Frequency: l[5] = 2.0 - 0.1*count. The decay makes counts shrink: count after a second
+         * occurrence is 0.996 + 1; with presence 0 and frequency 0.1, 2.0 - 0.1*1.996 = 1.8004 > 1.8. */
+        p.presence_penalty = 0.0f;
+        p.frequency_penalty = 0.1f;
+        sampler_penalty_update(counts, NV, 0.996f, 5);
+        CHECK_NEAR(counts[5], 1.996, 1e-6);
+        CHECK_OK(sampler_sample(s, &p, l, counts, NULL, 0, &r, &tok));
+        CHECK(tok == 5);
+        sampler_penalty_update(counts, NV, 0.996f, 5); /* 2.988016: 2.0 - 0.2988 < 1.8 */
+        CHECK_OK(sampler_sample(s, &p, l, counts, NULL, 0, &r, &tok));
+        CHECK(tok == 6);
+        /* Decay of every other entry and an out-of-range token (only decays). */
+        counts[9] = 1.0f;
+        sampler_penalty_update(counts, NV, 0.5f, NV + 5);
+        CHECK(counts[9] == 0.5f);
+
+        /* Logit bias: pushes a token over the top, or bans it. */
+        memset(counts, 0, NV * sizeof(float));
+        LogitBias b[2] = { { 100, 5.0f }, { 5, -INFINITY } };
+        p = plain(0.0f);
+        CHECK_OK(sampler_sample(s, &p, l, counts, b, 1, &r, &tok));
+        CHECK(tok == 100);
+        CHECK_OK(sampler_sample(s, &p, l, counts, b + 1, 1, &r, &tok));
+        CHECK(tok == 6);
+        free(counts);
+}
+
+int main(void) {
+        Sampler *s = NULL;
+        float *l = malloc(NV * sizeof(float));
+        CHECK(l);
+        CHECK_OK(sampler_new(NV, &s));
+
+        test_rng();
+        test_defaults_and_validation();
+        test_greedy(s, l);
+        test_fixed_seed(s, l);
+        test_top_p(s, l);
+        test_top_k_min_p(s, l);
+        test_penalties(s, l);
+
+        sampler_free(s);
+        free(l);
+        return 0;
+}
