@@ -1,0 +1,43 @@
+/* kernels-internal.h: what the ISA files and the dispatcher share (not for engine/). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+typedef void (*MatvecFn)(const void *w, size_t row_bytes, size_t n_cols, const float *x, float *y, size_t r0,
+                         size_t r1);
+typedef void (*MatmulFn)(const void *w, size_t row_bytes, size_t n_cols, const float *x, size_t ldx, size_t n_vec,
+                         float *y, size_t ldy, size_t r0, size_t r1);
+
+/* Decode elements [i0, i0+len) of a row of n elements. For block types i0 and len are multiples of 32. */
+void dtype_decode_range(DType t, const void *row, size_t n, size_t i0, float *out, size_t len);
+
+/* Fill every entry with the scalar *_generic reference. */
+void kernels_fill_generic(Kernels *k);
+
+/* ISA files: override what they implement in a table already filled with the generic kernels. */
+void kernels_fill_avx2(Kernels *k);
+void kernels_fill_avx512(Kernels *k);
+void kernels_fill_neon(Kernels *k);
+
+/* The scalar references, also used by ISA files for their tails. */
+void layer_norm_generic(const float *x, const float *w, const float *b, float *y, size_t n, float eps);
+void group_norm_generic(const float *x, const float *w, const float *b, float *y, size_t n_groups,
+                        size_t group_size, float eps);
+void wkv7_generic(float *state, const float *r, const float *w, const float *k, const float *v, const float *a,
+                  const float *b, float *y, size_t H, size_t N);
+
+static inline uint16_t load_u16(const void *p) {
+        uint16_t v;
+        memcpy(&v, p, sizeof(v));
+        return v;
+}
+static inline uint32_t load_u32(const void *p) {
+        uint32_t v;
+        memcpy(&v, p, sizeof(v));
+        return v;
+}

@@ -1,0 +1,63 @@
+/* quant.h: the native block-quantized row layouts (DTYPE_Q8_0, DTYPE_Q4_0).
+ *
+ * CONTRACT (stored in .rwkv files; never change a layout without a new dtype number): a row of n
+ * elements (n a multiple of QK = 32) is self-contained and holds its nb = n/32 block scales FIRST,
+ * then all quants. Splitting scales from quants (ggml interleaves them) lets SIMD loops stream the
+ * quants as one contiguous array and load several scales with one instruction.
+ *
+ *   Q8_0 row:  uint16 d[nb] (IEEE f16, little endian) | int8 q[n]
+ *              x[32*b + j] = d[b] * q[32*b + j],  q in [-127, 127]
+ *   Q4_0 row:  uint16 d[nb] (IEEE f16, little endian) | uint8 qs[16*nb]
+ *              block b owns qs[16*b .. 16*b+15]; for j < 16:
+ *              x[32*b + j]      = d[b] * ((qs[16*b + j] & 0xF) - 8)
+ *              x[32*b + j + 16] = d[b] * ((qs[16*b + j] >> 4)  - 8)
+ *              (the nibble order of ggml's Q4_0: low nibbles are elements 0..15 of the block)
+ *
+ * The rows are not padded: dtype_row_bytes() gives 34*nb (Q8_0) and 18*nb (Q4_0). */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define QK 32
+
+static inline size_t q8_0_row_bytes(size_t n) {
+        return n / QK * 2 + n;
+}
+static inline size_t q4_0_row_bytes(size_t n) {
+        return n / QK * 2 + n / 2;
+}
+/* Offset of the quants inside a native Q8_0/Q4_0 row (the scales come first). */
+static inline size_t q_row_quants_offset(size_t n) {
+        return n / QK * 2;
+}
+
+/* ggml / rwkv.cpp blocks (read only, generic kernels). All fields little endian, no padding. */
+typedef struct GgmlBlockQ4_0 {
+        uint16_t d;
+        uint8_t qs[16];
+} GgmlBlockQ4_0;
+typedef struct GgmlBlockQ4_1 {
+        uint16_t d, m;
+        uint8_t qs[16];
+} GgmlBlockQ4_1;
+typedef struct GgmlBlockQ5_0 {
+        uint16_t d;
+        uint8_t qh[4]; /* bit j = 5th bit of element j (j < 32) */
+        uint8_t qs[16];
+} GgmlBlockQ5_0;
+typedef struct GgmlBlockQ5_1 {
+        uint16_t d, m;
+        uint8_t qh[4];
+        uint8_t qs[16];
+} GgmlBlockQ5_1;
+typedef struct GgmlBlockQ8_0 {
+        uint16_t d;
+        int8_t qs[32];
+} GgmlBlockQ8_0;
+
+_Static_assert(sizeof(GgmlBlockQ4_0) == 18, "ggml q4_0 block");
+_Static_assert(sizeof(GgmlBlockQ4_1) == 20, "ggml q4_1 block");
+_Static_assert(sizeof(GgmlBlockQ5_0) == 22, "ggml q5_0 block");
+_Static_assert(sizeof(GgmlBlockQ5_1) == 24, "ggml q5_1 block");
+_Static_assert(sizeof(GgmlBlockQ8_0) == 34, "ggml q8_0 block");

@@ -1,0 +1,310 @@
+/* test-kernels: every kernel of every ISA this CPU runs, against a double-precision reference built
+ * from dtype_row_to_f32 (itself tested in test-dtype), on random shapes including odd ones.
+ *
+ * Tolerances: a dot product of n terms in f32 is off by at most about n * 2^-24 * sum|w*x| in the
+ * worst case and sqrt(n) times that in practice; we allow 1e-5 * sum|w*x| + 1e-6 (with n <= 4096
+ * that is well above the typical error and far below any indexing or decoding bug, which is O(|w*x|)).
+ * ISA kernels that quantize the activations to int8 get 1% of sum|w*x|, stated where used. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "kernels/quant.h"
+#include "tests/lib/check.h"
+#include "test-util.h"
+
+static const char *const isas[] = { "scalar", "avx2", "avx512", "neon" };
+
+static const DType all_types[] = {
+        DTYPE_F32,       DTYPE_F16,       DTYPE_BF16,      DTYPE_Q8_0,      DTYPE_Q4_0,
+        DTYPE_GGML_Q4_0, DTYPE_GGML_Q4_1, DTYPE_GGML_Q5_0, DTYPE_GGML_Q5_1, DTYPE_GGML_Q8_0,
+};
+
+/* Random weights of any type: native types through the encoder, ggml blocks as random bytes with
+ * sane f16 scales patched in. */
+static uint8_t *random_matrix(DType t, size_t rows, size_t cols, size_t *ret_row_bytes) {
+        size_t rb = dtype_row_bytes(t, cols);
+        CHECK(rb > 0);
+        uint8_t *w = malloc(rb * rows);
+        float *tmp = malloc(cols * sizeof(float));
+        CHECK(w && tmp);
+        for (size_t r = 0; r < rows; r++) {
+                uint8_t *row = w + r * rb;
+                if (dtype_is_native(t)) {
+                        for (size_t i = 0; i < cols; i++)
+                                tmp[i] = test_randf();
+                        CHECK_OK(dtype_row_from_f32(t, tmp, row, cols));
+                        continue;
+                }
+                for (size_t i = 0; i < rb; i++)
+                        row[i] = (uint8_t) test_rand32();
+                size_t bb = rb / (cols / QK);
+                for (size_t b = 0; b < cols / QK; b++) {
+                        uint16_t d = f32_to_f16(test_randf() * 0.1f), m = f32_to_f16(test_randf() * 0.1f);
+                        memcpy(row + b * bb, &d, 2);
+                        if (t == DTYPE_GGML_Q4_1 || t == DTYPE_GGML_Q5_1)
+                                memcpy(row + b * bb + 2, &m, 2);
+                }
+        }
+        free(tmp);
+        *ret_row_bytes = rb;
+        return w;
+}
+
+static double tolerance(double abs_sum) {
+        return 1e-5 * abs_sum + 1e-6;
+}
+
+static void check_matrix(const Kernels *k, DType t, size_t rows, size_t cols, size_t n_vec) {
+        size_t rb;
+        uint8_t *w = random_matrix(t, rows, cols, &rb);
+        float *wf = malloc(rows * cols * sizeof(float));
+        float *x = malloc(n_vec * cols * sizeof(float));
+        size_t ldy = rows + 3; /* a stride above rows: the kernel must not write the gap */
+        float *y = malloc(n_vec * ldy * sizeof(float));
+        CHECK(wf && x && y);
+        for (size_t r = 0; r < rows; r++)
+                dtype_row_to_f32(t, w + r * rb, wf + r * cols, cols);
+        for (size_t i = 0; i < n_vec * cols; i++)
+                x[i] = test_randf();
+
+        /* a sub-range of rows: everything outside it keeps its sentinel */
+        size_t r0 = rows > 2 ? 1 : 0, r1 = rows > 3 ? rows - 1 : rows;
+        for (size_t i = 0; i < n_vec * ldy; i++)
+                y[i] = 12345.f;
+        if (n_vec == 1)
+                k->matvec[t](w, rb, cols, x, y, r0, r1);
+        else
+                k->matmul[t](w, rb, cols, x, cols, n_vec, y, ldy, r0, r1);
+
+        for (size_t v = 0; v < n_vec; v++)
+                for (size_t r = 0; r < ldy; r++) {
+                        float got = y[v * ldy + r];
+                        if (r < r0 || r >= r1) {
+                                CHECK(got == 12345.f);
+                                continue;
+                        }
+                        double ref = 0, abs_sum = 0;
+                        for (size_t i = 0; i < cols; i++) {
+                                double p = (double) wf[r * cols + i] * x[v * cols + i];
+                                ref += p;
+                                abs_sum += fabs(p);
+                        }
+                        if (!(fabs(got - ref) <= tolerance(abs_sum))) {
+                                fprintf(stderr, "%s %s %s rows=%zu cols=%zu n_vec=%zu: y[%zu][%zu] = %.9g, want %.9g\n",
+                                        k->isa, dtype_name(t), n_vec == 1 ? "matvec" : "matmul", rows, cols,
+                                        n_vec, v, r, got, ref);
+                                CHECK(false);
+                        }
+                }
+        free(w);
+        free(wf);
+        free(x);
+        free(y);
+}
+
+static void test_matrix(const Kernels *k) {
+        static const size_t shapes[][2] = {
+                { 1, 32 }, { 3, 32 }, { 7, 64 }, { 17, 96 }, { 33, 160 }, { 64, 256 }, { 5, 768 }, { 9, 1056 },
+                { 40, 4096 },
+        };
+        for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++)
+                for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+                        check_matrix(k, all_types[ti], shapes[s][0], shapes[s][1], 1);
+                        check_matrix(k, all_types[ti], shapes[s][0], shapes[s][1], 1 + (s * 5) % 17);
+                }
+        /* every n_vec 1..17 on one shape, for the register tiling of matmul */
+        for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++)
+                for (size_t nv = 1; nv <= 17; nv++)
+                        check_matrix(k, all_types[ti], 19, 128, nv);
+        /* float types take any column count */
+        const DType ft[] = { DTYPE_F32, DTYPE_F16, DTYPE_BF16 };
+        for (size_t ti = 0; ti < 3; ti++)
+                for (size_t cols = 1; cols < 70; cols += 3) {
+                        check_matrix(k, ft[ti], 11, cols, 1);
+                        check_matrix(k, ft[ti], 11, cols, 5);
+                }
+}
+
+static void ref_norm(const float *x, const float *w, const float *b, double *y, size_t n, float eps) {
+        double mean = 0, var = 0;
+        for (size_t i = 0; i < n; i++)
+                mean += x[i];
+        mean /= (double) n;
+        for (size_t i = 0; i < n; i++)
+                var += (x[i] - mean) * (x[i] - mean);
+        var /= (double) n;
+        for (size_t i = 0; i < n; i++)
+                y[i] = (x[i] - mean) / sqrt(var + eps) * w[i] + b[i];
+}
+
+static void test_norms(const Kernels *k) {
+        static const size_t sizes[] = { 1, 2, 7, 16, 64, 65, 768, 1024, 2051 };
+        for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+                size_t n = sizes[s];
+                float *x = malloc(n * sizeof(float)), *w = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+                float *y = malloc(n * sizeof(float));
+                double *ref = malloc(n * sizeof(double));
+                CHECK(x && w && b && y && ref);
+                for (size_t i = 0; i < n; i++) {
+                        x[i] = test_randf() * 3.f + 5.f; /* a large mean catches one-pass variance */
+                        w[i] = test_randf();
+                        b[i] = test_randf();
+                }
+                ref_norm(x, w, b, ref, n, 1e-5f);
+                k->layer_norm(x, w, b, y, n, 1e-5f);
+                for (size_t i = 0; i < n; i++)
+                        CHECK_NEAR(y[i], ref[i], 1e-4 * (1 + fabs(ref[i])));
+                /* in place */
+                memcpy(y, x, n * sizeof(float));
+                k->layer_norm(y, w, b, y, n, 1e-5f);
+                for (size_t i = 0; i < n; i++)
+                        CHECK_NEAR(y[i], ref[i], 1e-4 * (1 + fabs(ref[i])));
+
+                /* group norm with the groups RWKV uses (head size 64) and odd ones */
+                static const size_t gs[] = { 1, 3, 16, 64 };
+                for (size_t g = 0; g < 4; g++) {
+                        if (n % gs[g])
+                                continue;
+                        size_t ng = n / gs[g];
+                        for (size_t i = 0; i < ng; i++)
+                                ref_norm(x + i * gs[g], w + i * gs[g], b + i * gs[g], ref + i * gs[g], gs[g],
+                                         64e-5f);
+                        k->group_norm(x, w, b, y, ng, gs[g], 64e-5f);
+                        for (size_t i = 0; i < n; i++)
+                                CHECK_NEAR(y[i], ref[i], 1e-4 * (1 + fabs(ref[i])));
+                }
+                free(x);
+                free(w);
+                free(b);
+                free(y);
+                free(ref);
+        }
+}
+
+static void test_wkv7(const Kernels *k) {
+        static const size_t shapes[][2] = { { 1, 4 }, { 2, 64 }, { 3, 16 }, { 1, 7 }, { 12, 64 } };
+        for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+                size_t H = shapes[s][0], N = shapes[s][1], C = H * N;
+                float *st = malloc(H * N * N * sizeof(float));
+                double *ref = malloc(H * N * N * sizeof(double));
+                float *vec[7];
+                for (int i = 0; i < 7; i++)
+                        CHECK((vec[i] = malloc(C * sizeof(float))));
+                double *yref = malloc(C * sizeof(double));
+                CHECK(st && ref && yref);
+                for (size_t i = 0; i < H * N * N; i++)
+                        ref[i] = st[i] = test_randf();
+
+                for (int step = 0; step < 3; step++) {
+                        float *r = vec[0], *w = vec[1], *kk = vec[2], *v = vec[3], *a = vec[4], *b = vec[5],
+                              *y = vec[6];
+                        for (size_t i = 0; i < C; i++) {
+                                r[i] = test_randf();
+                                w[i] = 0.5f + 0.5f * fabsf(test_randf()); /* decays in (0.5, 1) */
+                                kk[i] = test_randf();
+                                v[i] = test_randf();
+                                a[i] = test_randf() * 0.2f;
+                                b[i] = test_randf() * 0.2f;
+                        }
+                        for (size_t h = 0; h < H; h++)
+                                for (size_t i = 0; i < N; i++) {
+                                        double *Si = ref + h * N * N + i * N, sa = 0, yi = 0;
+                                        size_t o = h * N;
+                                        for (size_t j = 0; j < N; j++)
+                                                sa += Si[j] * a[o + j];
+                                        for (size_t j = 0; j < N; j++) {
+                                                Si[j] = Si[j] * w[o + j] + sa * b[o + j] + (double) v[o + i] * kk[o + j];
+                                                yi += Si[j] * r[o + j];
+                                        }
+                                        yref[o + i] = yi;
+                                }
+                        k->wkv7(st, r, w, kk, v, a, b, y, H, N);
+                        for (size_t i = 0; i < C; i++)
+                                CHECK_NEAR(y[i], yref[i], 1e-4 * (1 + fabs(yref[i])));
+                        for (size_t i = 0; i < H * N * N; i++)
+                                CHECK_NEAR(st[i], ref[i], 1e-5 * (1 + fabs(ref[i])));
+                }
+                for (int i = 0; i < 7; i++)
+                        free(vec[i]);
+                free(st);
+                free(ref);
+                free(yref);
+        }
+}
+
+/* The threaded wrappers give the same result as the direct kernel, for 1..3 threads. */
+static void test_wrappers(const Kernels *k) {
+        const size_t rows = 333, cols = 512;
+        for (unsigned nt = 1; nt <= 3; nt++) {
+                ThreadPool *pool = NULL;
+                CHECK_OK(threadpool_new(nt, &pool));
+                for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++) {
+                        DType t = all_types[ti];
+                        size_t rb;
+                        uint8_t *w = random_matrix(t, rows, cols, &rb);
+                        Tensor tw = { .dtype = t, .n_dims = 2, .shape = { rows, cols }, .data = w, .nbytes = rb * rows };
+                        const size_t nv = 5;
+                        float *x = malloc(nv * cols * sizeof(float)), *y = malloc(nv * rows * sizeof(float)),
+                              *yd = malloc(nv * rows * sizeof(float));
+                        CHECK(x && y && yd);
+                        for (size_t i = 0; i < nv * cols; i++)
+                                x[i] = test_randf();
+
+                        kernels_matvec(k, pool, &tw, x, y);
+                        k->matvec[t](w, rb, cols, x, yd, 0, rows);
+                        CHECK(memcmp(y, yd, rows * sizeof(float)) == 0);
+
+                        kernels_matmul(k, pool, &tw, x, nv, y);
+                        k->matmul[t](w, rb, cols, x, cols, nv, yd, rows, 0, rows);
+                        CHECK(memcmp(y, yd, nv * rows * sizeof(float)) == 0);
+
+                        /* a tensor whose bytes do not cover its shape is refused (NaN output, no read) */
+                        Tensor bad = tw;
+                        bad.nbytes = rb * rows - 1;
+                        kernels_matvec(k, pool, &bad, x, y);
+                        CHECK(isnan(y[0]) && isnan(y[rows - 1]));
+                        bad = tw;
+                        bad.shape[1] = dtype_block_elems(t) == 1 ? 0 : 33;
+                        kernels_matmul(k, pool, &bad, x, 2, y);
+                        CHECK(isnan(y[0]));
+                        free(w);
+                        free(x);
+                        free(y);
+                        free(yd);
+                }
+                pool = threadpool_free(pool);
+        }
+}
+
+int main(void) {
+        const Kernels *def = kernels_get();
+        CHECK(def && def->isa);
+        fprintf(stderr, "default ISA: %s\n", def->isa);
+        const char *forced = getenv("RWKV_ISA");
+        if (forced && kernels_get_isa(forced))
+                CHECK_STREQ(def->isa, forced);
+        CHECK(kernels_get_isa("scalar"));
+        CHECK(kernels_get_isa("sse9") == NULL);
+        CHECK(kernels_get_isa(NULL) == NULL);
+
+        for (size_t i = 0; i < sizeof(isas) / sizeof(isas[0]); i++) {
+                const Kernels *k = kernels_get_isa(isas[i]);
+                if (!k) {
+                        fprintf(stderr, "%s: not available here, skipped\n", isas[i]);
+                        continue;
+                }
+                CHECK_STREQ(k->isa, isas[i]);
+                for (size_t t = 0; t < sizeof(all_types) / sizeof(all_types[0]); t++)
+                        CHECK(k->matvec[all_types[t]] && k->matmul[all_types[t]]);
+                CHECK(k->layer_norm && k->group_norm && k->wkv7);
+                test_seed(42);
+                test_matrix(k);
+                test_norms(k);
+                test_wkv7(k);
+                test_wrappers(k);
+                fprintf(stderr, "%s: ok\n", isas[i]);
+        }
+        return 0;
+}
