@@ -375,8 +375,9 @@ int sf_prefix_parse(const uint8_t *buf, size_t size, SfPrefix *ret, RwkvError *e
         p.kind = rd_u32(&r);
         p.uid = rd_u32(&r);
         p.header_clen = rd_u32(&r);
+        /* Another version is not corruption (a newer daemon wrote it): refuse, but never move it aside. */
         if (p.version != SF_VERSION)
-                return error_set(err, EBADMSG, "unsupported session file version %u (this daemon reads %u)", p.version,
+                return error_set(err, EPROTONOSUPPORT, "unsupported session file version %u (this daemon reads %u)", p.version,
                                  SF_VERSION);
         if (p.kind != SF_KIND_SESSION && p.kind != SF_KIND_EXPORT)
                 return error_set(err, EBADMSG, "unknown session file kind %u", p.kind);

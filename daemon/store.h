@@ -19,6 +19,7 @@
  *   -EEXIST      target id already exists -EMEDIUMTYPE  the file was made by another model (left in place)
  *   -EBADMSG     corrupt, truncated, unauthenticated, another uid's, or hostile: the file has been
  *                moved aside to *.corrupt and is never loaded (never deleted)
+ *   -EPROTONOSUPPORT  a file format version this build cannot read (left in place)
  *   -EFBIG/-ENOSPC/-EROFS/-EACCES/-EIO  write failures; the previous version is intact */
 #pragma once
 
@@ -105,7 +106,8 @@ static inline void store_freep(Store **s) {
 bool store_id_is_valid(const char *id);
 
 /* Commit rec as session rec->meta.id of uid (replacing the previous version atomically).
- * rec->meta.uid is ignored (uid wins); file_bytes is ignored. */
+ * rec->meta.uid is ignored (uid wins); file_bytes is ignored; created_usec/updated_usec of 0 are set
+ * to now. The daemon must ignore SIGXFSZ so that RLIMIT_FSIZE surfaces as -EFBIG, not death. */
 int store_save(Store *s, uid_t uid, const SessionRecord *rec, RwkvError *err);
 
 /* model_hash: refuse a session made by another model with -EMEDIUMTYPE (NULL: accept any). */

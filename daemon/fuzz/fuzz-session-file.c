@@ -1,0 +1,153 @@
+/* fuzz-session-file: the session file parser against hostile bytes.
+ *
+ * Three views of one input: (1) a whole file, as the loader reads it (almost always stops at
+ * authentication, which is the point); (2) the plaintext header parser alone; (3) the input read
+ * as [u16 header length][header][payload], sealed here with a fixed key so that the hostile bytes
+ * reach everything behind authentication: size checks, zstd, byte planes, half floats.
+ *
+ * Built with -fsanitize=fuzzer it is a libFuzzer target; otherwise main() runs every file (or every
+ * file in every folder) given on the command line once, which is how the corpus runs as a test. */
+#include <dirent.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "daemon/store-format.h"
+
+#define SS_ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
+
+static const uint8_t fuzz_key[32] = {
+        0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42,
+        0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42,
+};
+
+static void seal_and_decode(const uint8_t *data, size_t size) {
+        if (size < 2)
+                return;
+        size_t hlen = (size_t) data[0] | (size_t) data[1] << 8;
+        data += 2;
+        size -= 2;
+        if (hlen > size || hlen > SF_HEADER_MAX)
+                return;
+        SfHeader h;
+        if (sf_header_parse(data, hlen, &h, NULL) < 0)
+                return;
+        if (h.raw_size > (64u << 20)) /* keep the fuzzer's memory bounded; the cap itself is tested */
+                return;
+        const uint8_t *payload = data + hlen;
+        size_t plen = size - hlen;
+        size_t chunk = (size_t) 1 << h.chunk_log2;
+        size_t nchunks = (plen + chunk - 1) / chunk;
+        size_t total = SF_PREFIX_BYTES + hlen + SS_ABYTES + plen + nchunks * SS_ABYTES;
+        uint8_t *f = calloc(1, total);
+        if (!f)
+                return;
+        memcpy(f, SF_MAGIC, 8);
+        uint32_t fields[4] = { SF_VERSION, SF_KIND_SESSION, 1000, (uint32_t) (hlen + SS_ABYTES) };
+        for (int i = 0; i < 4; i++)
+                for (int b = 0; b < 4; b++)
+                        f[8 + 4 * i + b] = (uint8_t) (fields[i] >> (8 * b));
+        crypto_secretstream_xchacha20poly1305_state st;
+        crypto_secretstream_xchacha20poly1305_init_push(&st, f + 24, fuzz_key);
+        size_t pos = SF_PREFIX_BYTES;
+        crypto_secretstream_xchacha20poly1305_push(&st, f + pos, NULL, data, hlen, f, SF_PREFIX_BYTES,
+                                                   crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
+        pos += hlen + SS_ABYTES;
+        for (size_t off = 0; off < plen; off += chunk) {
+                size_t n = plen - off < chunk ? plen - off : chunk;
+                crypto_secretstream_xchacha20poly1305_push(&st, f + pos, NULL, payload + off, n, NULL, 0,
+                                                           off + n == plen ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
+                                                                           : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
+                pos += n + SS_ABYTES;
+        }
+        SessionRecord *rec = NULL;
+        if (sf_decode(f, total, fuzz_key, SF_KIND_SESSION, 1000, &rec, NULL) >= 0) {
+                /* Whatever decodes must be internally consistent. */
+                if (!rec->state || rec->meta.state_floats != h.meta.state_floats)
+                        abort();
+                session_record_free(rec);
+        }
+        free(f);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        static bool init;
+        if (!init) {
+                if (sodium_init() < 0)
+                        abort();
+                init = true;
+        }
+        SessionRecord *rec = NULL;
+        RwkvError err;
+        if (sf_decode(data, size, fuzz_key, SF_KIND_SESSION, (uid_t) -1, &rec, &err) >= 0)
+                session_record_free(rec);
+        SessionMeta m;
+        uint64_t total;
+        (void) sf_decode_header(data, size, fuzz_key, SF_KIND_EXPORT, (uid_t) -1, &m, &total, NULL);
+        SfHeader h;
+        (void) sf_header_parse(data, size, &h, NULL);
+        seal_and_decode(data, size);
+        return 0;
+}
+
+#ifndef FUZZING_ENGINE_LIBFUZZER
+static int run_file(const char *path) {
+        FILE *f = fopen(path, "re");
+        if (!f) {
+                fprintf(stderr, "%s: %m\n", path);
+                return -1;
+        }
+        uint8_t *buf = NULL;
+        size_t n = 0, cap = 0;
+        for (;;) {
+                if (n == cap) {
+                        cap = cap ? cap * 2 : 65536;
+                        uint8_t *nb = realloc(buf, cap);
+                        if (!nb)
+                                abort();
+                        buf = nb;
+                }
+                size_t l = fread(buf + n, 1, cap - n, f);
+                if (l == 0)
+                        break;
+                n += l;
+        }
+        fclose(f);
+        LLVMFuzzerTestOneInput(buf, n);
+        free(buf);
+        return 0;
+}
+
+int main(int argc, char **argv) {
+        int failed = 0, runs = 0;
+        for (int i = 1; i < argc; i++) {
+                struct stat st;
+                if (stat(argv[i], &st) < 0) {
+                        fprintf(stderr, "%s: %m\n", argv[i]);
+                        return 1;
+                }
+                if (!S_ISDIR(st.st_mode)) {
+                        failed |= run_file(argv[i]) < 0;
+                        runs++;
+                        continue;
+                }
+                DIR *d = opendir(argv[i]);
+                struct dirent *de;
+                while (d && (de = readdir(d))) {
+                        if (de->d_name[0] == '.')
+                                continue;
+                        char p[4096];
+                        snprintf(p, sizeof(p), "%s/%s", argv[i], de->d_name);
+                        failed |= run_file(p) < 0;
+                        runs++;
+                }
+                if (d)
+                        closedir(d);
+        }
+        fprintf(stderr, "%d inputs run\n", runs);
+        return failed ? 1 : 0;
+}
+#endif
