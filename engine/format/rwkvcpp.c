@@ -114,6 +114,15 @@ int rwkvcpp_load(TensorTable *t, RwkvError *err) {
                         return error_set(err, EBADMSG,
                                          "%struncated data: %" PRIu64 " bytes needed at offset %zu, %zu left", label,
                                          tensor.nbytes, off, size - off);
+                /* quantized scales are validated here: .bin data goes to generic kernels as is */
+                if (is_quantized(dtype)) {
+                        Tensor view = tensor;
+                        view.data = p + off;
+                        int64_t bad = format_first_nonfinite(&view);
+                        if (bad >= 0)
+                                return error_set(err, EBADMSG, "%snon-finite scale in the block of element %" PRId64,
+                                                 label, bad);
+                }
                 r = table_add(t, name, key_len, &tensor, p + off, err);
                 if (r < 0)
                         return err && err->errnum ? error_prefix(err, "%s", label) : r;

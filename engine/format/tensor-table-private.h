@@ -62,3 +62,6 @@ static inline uint32_t read_le32(const uint8_t *p) {
 static inline uint64_t read_le64(const uint8_t *p) {
         return (uint64_t) read_le32(p) | ((uint64_t) read_le32(p + 4) << 32);
 }
+
+/* Index of the first non-finite value (float types) or block scale (quantized), or -1. */
+int64_t format_first_nonfinite(const Tensor *x);

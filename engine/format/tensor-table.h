@@ -72,3 +72,7 @@ typedef struct TensorTableMeta {
 } TensorTableMeta;
 
 const TensorTableMeta *tensor_table_meta(const TensorTable *t);
+
+/* Reads every byte (slow on big files; never done at open): recomputes a native file's hash and checks
+ * that every float value and every quantization scale is finite. -EBADMSG with the tensor's name. */
+int tensor_table_verify(TensorTable *t, RwkvError *err);
