@@ -1,15 +1,21 @@
 /* threadpool.c: persistent workers woken per job through a futex, no thread creation per call.
  *
- * One job at a time (the caller is the engine's eval thread). A job is published by bumping
- * `generation`; workers and the caller then claim task indices from `next_task` until none are
- * left, and the caller waits for `active` (workers still inside the job) to drop to zero.
+ * One job at a time (the caller is the engine's eval thread). The caller publishes a job by setting
+ * its fields, opening it (`open`) and bumping `generation`; the caller and whichever workers are
+ * awake claim task indices from `next_task`, and the caller returns once `done` reaches n_tasks.
+ * It never waits for a worker that is asleep or descheduled and has claimed nothing: on a loaded
+ * machine the caller simply does every task itself.
  *
- * Both waits spin briefly first, because the engine runs jobs back to back (every matrix of every
- * layer) and a futex round trip costs more than a small matvec; after the spin they sleep in the
+ * A worker touches the job fields only between `inside++` and `inside--`, and only after it saw
+ * `open`; the caller closes the job and waits for `inside == 0` before it may rewrite the fields.
+ * `inside` and `open` are seq_cst on both sides (the Dekker pattern): either the worker sees the
+ * job closed, or the caller sees the worker inside. The window is a few instructions long, except
+ * when a worker is preempted inside it, in which case the caller yields to it.
+ *
+ * Waits spin for a few microseconds first, because the engine runs jobs back to back (every matrix
+ * of every layer) and a futex round trip costs more than a small matvec; then they sleep in the
  * kernel, so an idle daemon uses no CPU. Sleepers announce themselves (`n_sleeping`,
- * `caller_sleeping`) so the common no-sleeper case makes no wake-up syscall: each announcement and
- * the matching state change are seq_cst, so either the sleeper sees the change or the waker sees
- * the sleeper (the Dekker pattern). */
+ * `caller_sleeping`, again seq_cst against the state change), so the common case makes no syscall. */
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
@@ -21,31 +27,34 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kernels/threadpool.h"
 
 #define THREADPOOL_MAX_THREADS 256U
-/* About 10-50 µs of polling depending on the CPU: covers the gap between two back-to-back jobs. */
-#define SPIN_ITERATIONS 4000
+/* How long a waiter polls before it sleeps: covers the gap between two back-to-back jobs. */
+#define SPIN_NS 30000
 
 struct ThreadPool {
         unsigned n_threads; /* including the caller */
         pthread_t *threads; /* n_threads - 1 workers */
         unsigned n_started;
 
-        /* job description, written by the caller before `generation` is bumped */
-        ThreadPoolFn fn;
-        void *ctx;
-        unsigned n_tasks;
+        /* the job, rewritten only while it is closed and nobody is inside */
+        _Atomic(ThreadPoolFn) fn;
+        _Atomic(void *) ctx;
+        atomic_uint n_tasks;
 
         _Alignas(64) atomic_uint generation; /* futex word the workers sleep on */
         atomic_uint n_sleeping;
+        atomic_bool open;
         atomic_bool stop;
+        atomic_uint inside;
 
         _Alignas(64) atomic_uint next_task;
 
-        _Alignas(64) atomic_uint active; /* futex word the caller sleeps on */
+        _Alignas(64) atomic_uint done; /* futex word the caller sleeps on */
         atomic_uint caller_sleeping;
 };
 
@@ -57,6 +66,34 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+static uint64_t now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+/* Polls until cond or SPIN_NS passed; the clock is read once per 64 polls (vDSO, ~20 ns). */
+#define SPIN_UNTIL(cond)                                                       \
+        ({                                                                     \
+                bool _ok = false;                                              \
+                uint64_t _t0 = 0;                                              \
+                for (unsigned _i = 0;; _i++) {                                 \
+                        if (cond) {                                            \
+                                _ok = true;                                    \
+                                break;                                         \
+                        }                                                      \
+                        if ((_i & 63) == 0) {                                  \
+                                uint64_t _t = now_ns();                        \
+                                if (_i == 0)                                   \
+                                        _t0 = _t;                              \
+                                else if (_t - _t0 > SPIN_NS)                   \
+                                        break;                                 \
+                        }                                                      \
+                        cpu_relax();                                           \
+                }                                                              \
+                _ok;                                                           \
+        })
+
 static void futex_wait(atomic_uint *addr, unsigned expected) {
         /* EAGAIN (value changed) and EINTR are both "look again" for the callers' loops. */
         (void) syscall(SYS_futex, (unsigned *) addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
@@ -66,13 +103,21 @@ static void futex_wake_all(atomic_uint *addr) {
         (void) syscall(SYS_futex, (unsigned *) addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
-static void run_tasks(ThreadPool *p) {
-        unsigned n = p->n_tasks;
+/* Claims and runs tasks of the open job until none are left. */
+static void run_tasks(ThreadPool *p, bool is_caller) {
+        ThreadPoolFn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
+        void *ctx = atomic_load_explicit(&p->ctx, memory_order_relaxed);
+        unsigned n = atomic_load_explicit(&p->n_tasks, memory_order_relaxed);
+
         for (;;) {
                 unsigned t = atomic_fetch_add_explicit(&p->next_task, 1, memory_order_relaxed);
                 if (t >= n)
-                        break;
-                p->fn(p->ctx, t, n);
+                        return;
+                fn(ctx, t, n);
+                /* release: the task's writes happen before the caller's acquire of `done` */
+                unsigned d = atomic_fetch_add(&p->done, 1) + 1;
+                if (d == n && !is_caller && atomic_load(&p->caller_sleeping))
+                        futex_wake_all(&p->done);
         }
 }
 
@@ -83,32 +128,27 @@ static void *worker_main(void *userdata) {
 
         for (;;) {
                 unsigned g;
-                int spins = 0;
-                /* acquire pairs with the caller's release of `generation`: the job fields are visible */
                 while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen) {
-                        if (++spins < SPIN_ITERATIONS) {
-                                cpu_relax();
+                        if (SPIN_UNTIL(atomic_load_explicit(&p->generation, memory_order_relaxed) != seen))
                                 continue;
-                        }
-                        atomic_fetch_add(&p->n_sleeping, 1); /* seq_cst: pairs with the caller's bump */
+                        atomic_fetch_add(&p->n_sleeping, 1); /* seq_cst: pairs with publish() */
                         if (atomic_load(&p->generation) == seen)
                                 futex_wait(&p->generation, seen);
                         atomic_fetch_sub(&p->n_sleeping, 1);
                 }
                 seen = g;
-                if (atomic_load_explicit(&p->stop, memory_order_acquire))
+                if (atomic_load(&p->stop))
                         return NULL;
 
-                run_tasks(p);
-
-                /* release: our tasks' writes happen before the caller returns from threadpool_run */
-                if (atomic_fetch_sub(&p->active, 1) == 1 && atomic_load(&p->caller_sleeping))
-                        futex_wake_all(&p->active);
+                atomic_fetch_add(&p->inside, 1);
+                if (atomic_load(&p->open)) /* acquire: the job fields were written before it opened */
+                        run_tasks(p, false);
+                atomic_fetch_sub(&p->inside, 1);
         }
 }
 
 static void publish(ThreadPool *p) {
-        atomic_fetch_add(&p->generation, 1); /* seq_cst (release for the job fields) */
+        atomic_fetch_add(&p->generation, 1); /* seq_cst: pairs with the sleepers' n_sleeping++ */
         if (atomic_load(&p->n_sleeping) > 0)
                 futex_wake_all(&p->generation);
 }
@@ -166,7 +206,7 @@ int threadpool_new(unsigned n_threads, ThreadPool **ret) {
 ThreadPool *threadpool_free(ThreadPool *p) {
         if (!p)
                 return NULL;
-        atomic_store_explicit(&p->stop, true, memory_order_release);
+        atomic_store(&p->stop, true);
         publish(p);
         for (unsigned i = 0; i < p->n_started; i++)
                 pthread_join(p->threads[i], NULL);
@@ -188,26 +228,29 @@ void threadpool_run(ThreadPool *p, ThreadPoolFn fn, void *ctx, unsigned n_tasks)
                 return;
         }
 
-        p->fn = fn;
-        p->ctx = ctx;
-        p->n_tasks = n_tasks;
+        /* Closed, and nobody inside (checked at the end of the previous job): safe to rewrite. */
+        atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
+        atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
+        atomic_store_explicit(&p->n_tasks, n_tasks, memory_order_relaxed);
         atomic_store_explicit(&p->next_task, 0, memory_order_relaxed);
-        atomic_store_explicit(&p->active, p->n_threads - 1, memory_order_relaxed);
+        atomic_store_explicit(&p->done, 0, memory_order_relaxed);
         atomic_store_explicit(&p->caller_sleeping, 0, memory_order_relaxed);
+        atomic_store(&p->open, true); /* release for the fields above */
         publish(p);
 
-        run_tasks(p);
+        run_tasks(p, true);
 
-        int spins = 0;
-        unsigned a;
-        /* acquire pairs with the workers' decrements: their tasks' writes are visible after the loop */
-        while ((a = atomic_load_explicit(&p->active, memory_order_acquire)) != 0) {
-                if (++spins < SPIN_ITERATIONS) {
-                        cpu_relax();
+        /* acquire on `done` pairs with each task's increment: every task's writes are visible */
+        unsigned d;
+        while ((d = atomic_load(&p->done)) != n_tasks) {
+                if (SPIN_UNTIL(atomic_load_explicit(&p->done, memory_order_relaxed) == n_tasks))
                         continue;
-                }
-                atomic_store(&p->caller_sleeping, 1); /* seq_cst: pairs with the last worker's decrement */
-                if ((a = atomic_load(&p->active)) != 0)
-                        futex_wait(&p->active, a);
+                atomic_store(&p->caller_sleeping, 1); /* seq_cst: pairs with the last task's increment */
+                if ((d = atomic_load(&p->done)) != n_tasks)
+                        futex_wait(&p->done, d);
         }
+
+        atomic_store(&p->open, false);
+        while (atomic_load(&p->inside) != 0)
+                sched_yield(); /* a worker preempted between inside++ and its check of `open` */
 }
