@@ -1,6 +1,883 @@
-/* cmd-online.c: placeholder, replaced by the owning change. */
+/* cmd-online.c: the verbs that go through the daemon (generate, chat, session, status), built on the
+ * public librwkv-client API only. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <json.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <editline/readline.h>
+
+#include <rwkv/client.h>
+
 #include "tools/rwkvctl/rwkvctl.h"
-int verb_generate(int argc, char *argv[]) { return fail("%s: not built yet", argv[0]); }
-int verb_chat(int argc, char *argv[]) { return fail("%s: not built yet", argv[0]); }
-int verb_session(int argc, char *argv[]) { return fail("%s: not built yet", argv[0]); }
-int verb_status(int argc, char *argv[]) { return fail("%s: not built yet", argv[0]); }
+
+#define STDIN_CHUNK (64 * 1024)
+
+static volatile sig_atomic_t interrupted = 0;
+
+static void on_sigint(int sig) {
+        interrupted = 1;
+}
+
+/* SIGINT without SA_RESTART: a blocking read returns -EINTR and the verb cancels the generation. */
+static void catch_sigint(bool on) {
+        struct sigaction sa = { .sa_handler = on ? on_sigint : SIG_DFL };
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+}
+
+static int connect_bus(RwkvClient **ret) {
+        int kind = arg_bus == BUS_USER ? RWKV_BUS_USER : arg_bus == BUS_ADDRESS ? RWKV_BUS_ADDRESS : RWKV_BUS_SYSTEM;
+        int r = rwkv_client_new(kind, arg_address, ret);
+        if (r < 0)
+                return fail("cannot connect to the %s bus: %s",
+                            kind == RWKV_BUS_USER ? "user" : kind == RWKV_BUS_ADDRESS ? "given" : "system",
+                            strerror(-r));
+        return 0;
+}
+
+/* One line: what failed, and the daemon's words for it. */
+static int fail_call(RwkvClient *c, const char *what, int r) {
+        const char *m = rwkv_client_get_error_message(c);
+        return fail("%s: %s", what, m && *m ? m : strerror(-r));
+}
+
+static void json_print(struct json_object *o) {
+        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+}
+
+static bool parse_u64(const char *s, uint64_t *ret) {
+        char *end;
+        errno = 0;
+        if (!s || !*s || *s == '-')
+                return false;
+        unsigned long long v = strtoull(s, &end, 0);
+        if (errno || *end)
+                return false;
+        *ret = v;
+        return true;
+}
+
+static bool parse_u32(const char *s, uint32_t *ret) {
+        uint64_t v;
+        if (!parse_u64(s, &v) || v > UINT32_MAX)
+                return false;
+        *ret = (uint32_t) v;
+        return true;
+}
+
+static bool parse_double(const char *s, double *ret) {
+        char *end;
+        errno = 0;
+        if (!s || !*s)
+                return false;
+        double v = strtod(s, &end);
+        if (errno || *end)
+                return false;
+        *ret = v;
+        return true;
+}
+
+static const char *stop_reason_name(uint64_t r) {
+        switch (r) {
+        case RWKV_STOP_MAX_TOKENS:
+                return "max_tokens";
+        case RWKV_STOP_STOP_STRING:
+                return "stop_string";
+        case RWKV_STOP_END_TOKEN:
+                return "end_token";
+        case RWKV_STOP_CANCELLED:
+                return "cancelled";
+        case RWKV_STOP_PROMPT_ONLY:
+                return "prompt_only";
+        default:
+                return "unknown";
+        }
+}
+
+/* The sampling options shared by generate and chat. */
+typedef struct SamplingArgs {
+        RwkvGenerateOptions *options;
+        const char *session;
+} SamplingArgs;
+
+enum {
+        OPT_SESSION = 0x100,
+        OPT_MAX_TOKENS,
+        OPT_TEMPERATURE,
+        OPT_TOP_P,
+        OPT_TOP_K,
+        OPT_SEED,
+        OPT_STOP,
+        OPT_SYSTEM,
+        OPT_JSON,
+};
+
+#define SAMPLING_OPTIONS                                                                           \
+        { "session", required_argument, NULL, OPT_SESSION },                                       \
+        { "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },                                 \
+        { "temperature", required_argument, NULL, OPT_TEMPERATURE },                               \
+        { "top-p", required_argument, NULL, OPT_TOP_P },                                           \
+        { "top-k", required_argument, NULL, OPT_TOP_K },                                           \
+        { "seed", required_argument, NULL, OPT_SEED },                                             \
+        { "stop", required_argument, NULL, OPT_STOP },                                             \
+        { "json", no_argument, NULL, OPT_JSON }
+
+/* 1: handled, 0: not a sampling option, < 0: error already printed (exit 2). */
+static int sampling_option(SamplingArgs *a, int c, const char *verb) {
+        uint32_t u;
+        uint64_t t;
+        double d;
+        int r = 0;
+
+        switch (c) {
+        case OPT_SESSION:
+                a->session = optarg;
+                return 1;
+        case OPT_MAX_TOKENS:
+                if (!parse_u32(optarg, &u))
+                        return fail("%s: invalid --max-tokens '%s'", verb, optarg), -1;
+                r = rwkv_generate_options_set_max_tokens(a->options, u);
+                break;
+        case OPT_TEMPERATURE:
+                if (!parse_double(optarg, &d) || (r = rwkv_generate_options_set_temperature(a->options, d)) < 0)
+                        return fail("%s: invalid --temperature '%s'", verb, optarg), -1;
+                break;
+        case OPT_TOP_P:
+                if (!parse_double(optarg, &d) || (r = rwkv_generate_options_set_top_p(a->options, d)) < 0)
+                        return fail("%s: invalid --top-p '%s' (0 < P <= 1)", verb, optarg), -1;
+                break;
+        case OPT_TOP_K:
+                if (!parse_u32(optarg, &u))
+                        return fail("%s: invalid --top-k '%s'", verb, optarg), -1;
+                r = rwkv_generate_options_set_top_k(a->options, u);
+                break;
+        case OPT_SEED:
+                if (!parse_u64(optarg, &t))
+                        return fail("%s: invalid --seed '%s'", verb, optarg), -1;
+                r = rwkv_generate_options_set_seed(a->options, t);
+                break;
+        case OPT_STOP:
+                r = rwkv_generate_options_add_stop(a->options, optarg, strlen(optarg));
+                if (r < 0)
+                        return fail("%s: invalid --stop '%s': %s", verb, optarg, strerror(-r)), -1;
+                break;
+        case OPT_JSON:
+                arg_json = true;
+                return 1;
+        default:
+                return 0;
+        }
+        if (r < 0)
+                return fail("%s: %s", verb, strerror(-r)), -1;
+        return 1;
+}
+
+/* --session: create it unless the caller already has one of that name. */
+static int ensure_session(RwkvClient *c, const char *id, bool *ret_created) {
+        int r = rwkv_session_create(c, id, NULL, NULL);
+        if (ret_created)
+                *ret_created = r >= 0;
+        if (r == -EEXIST)
+                return 0;
+        if (r < 0)
+                return fail_call(c, "session", r);
+        return 0;
+}
+
+typedef struct StreamResult {
+        uint64_t tokens;
+        uint64_t stop_reason;
+        bool cancelled;
+        bool ends_with_newline;
+} StreamResult;
+
+static void text_json(const char *text, size_t len, uint32_t token) {
+        struct json_object *o = json_object_new_object();
+        if (token != RWKV_TOKEN_NONE)
+                json_object_object_add(o, "token", json_object_new_int64(token));
+        json_object_object_add(o, "text", json_object_new_string_len(text, (int) len));
+        json_print(o);
+}
+
+static void end_json(RwkvStream *s) {
+        static const struct {
+                int key;
+                const char *name;
+        } stats[] = {
+                { RWKV_STAT_TOKENS_GENERATED, "tokens_generated" },
+                { RWKV_STAT_PROMPT_TOKENS, "prompt_tokens" },
+                { RWKV_STAT_QUEUE_USEC, "queue_usec" },
+                { RWKV_STAT_PROMPT_USEC, "prompt_usec" },
+                { RWKV_STAT_GENERATE_USEC, "generate_usec" },
+                { RWKV_STAT_SESSION_TOKENS, "session_tokens" },
+        };
+        struct json_object *o = json_object_new_object();
+        uint64_t v = 0;
+        json_object_object_add(o, "end", json_object_new_boolean(1));
+        (void) rwkv_stream_get_stat(s, RWKV_STAT_STOP_REASON, &v);
+        json_object_object_add(o, "stop_reason", json_object_new_string(stop_reason_name(v)));
+        for (size_t i = 0; i < sizeof(stats) / sizeof(stats[0]); i++)
+                if (rwkv_stream_get_stat(s, stats[i].key, &v) >= 0)
+                        json_object_object_add(o, stats[i].name, json_object_new_int64((int64_t) v));
+        json_print(o);
+}
+
+/* Prints the stream's text to stdout as it arrives (flushing whenever the ring runs dry), cancels
+ * on Ctrl-C, and returns 0 at the end record or an exit status after printing the error. */
+static int follow_stream(RwkvClient *c, RwkvStream *s, const char *verb, StreamResult *res) {
+        bool cancel_sent = false;
+        int r;
+
+        *res = (StreamResult) {};
+        for (;;) {
+                if (interrupted && !cancel_sent) {
+                        r = rwkv_stream_cancel(s);
+                        if (r < 0)
+                                return fail("%s: cancel: %s", verb, strerror(-r));
+                        cancel_sent = true;
+                        res->cancelled = true;
+                }
+                r = rwkv_stream_read(s, 0);
+                if (r == -EAGAIN) {
+                        fflush(stdout);
+                        r = rwkv_stream_read(s, -1);
+                }
+                if (r == -EINTR)
+                        continue;
+                if (r == RWKV_EVENT_TEXT) {
+                        size_t len;
+                        const char *text = rwkv_stream_get_text(s, &len);
+                        if (arg_json)
+                                text_json(text, len, rwkv_stream_get_token(s));
+                        else
+                                fwrite(text, 1, len, stdout);
+                        if (len > 0)
+                                res->ends_with_newline = text[len - 1] == '\n';
+                        continue;
+                }
+                if (r == RWKV_EVENT_END) {
+                        (void) rwkv_stream_get_stat(s, RWKV_STAT_TOKENS_GENERATED, &res->tokens);
+                        (void) rwkv_stream_get_stat(s, RWKV_STAT_STOP_REASON, &res->stop_reason);
+                        if (res->stop_reason == RWKV_STOP_CANCELLED)
+                                res->cancelled = true;
+                        if (arg_json)
+                                end_json(s);
+                        fflush(stdout);
+                        return 0;
+                }
+                fflush(stdout);
+                if (r == RWKV_EVENT_ERROR) {
+                        const char *m = rwkv_stream_get_error_message(s);
+                        if (arg_json) {
+                                struct json_object *o = json_object_new_object();
+                                json_object_object_add(o, "error", json_object_new_string(m));
+                                json_object_object_add(o, "errno", json_object_new_int(rwkv_stream_get_error(s)));
+                                json_print(o);
+                        }
+                        return fail("%s: %s", verb, *m ? m : strerror(rwkv_stream_get_error(s)));
+                }
+                return fail("%s: reading the stream: %s", verb, strerror(r < 0 ? -r : EPIPE));
+        }
+        (void) c;
+}
+
+/* Streams stdin into the ring in fixed chunks: constant memory for any prompt size. 0: all sent;
+ * 1: stopped early (Ctrl-C, or the daemon ended the generation: its events say why); -1: a local
+ * failure, already reported. */
+static int stream_stdin(RwkvStream *s, const char *verb) {
+        static char buf[STDIN_CHUNK];
+        for (;;) {
+                ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+                if (n < 0) {
+                        if (errno == EINTR && !interrupted)
+                                continue;
+                        if (errno == EINTR)
+                                return 1; /* the caller cancels */
+                        return -fail("%s: reading stdin: %m", verb);
+                }
+                if (n == 0)
+                        break;
+                for (ssize_t off = 0; off < n;) {
+                        ssize_t w = rwkv_stream_write(s, buf + off, (size_t) (n - off), -1);
+                        if (w == -EINTR) {
+                                if (interrupted)
+                                        return 1;
+                                continue;
+                        }
+                        if (w == -EPIPE)
+                                return 1; /* the daemon ended the generation: its events say why */
+                        if (w < 0)
+                                return -fail("%s: sending the prompt: %s", verb, strerror((int) -w));
+                        off += w;
+                }
+        }
+        int r = rwkv_stream_close_input(s);
+        if (r < 0)
+                return -fail("%s: %s", verb, strerror(-r));
+        return 0;
+}
+
+static void progress_summary(const StreamResult *res, double seconds) {
+        if (!isatty(STDERR_FILENO) || arg_json)
+                return;
+        fprintf(stderr, "%s[%" PRIu64 " tokens, %.1f tokens/s, %s]\n", res->ends_with_newline ? "" : "\n",
+                res->tokens, seconds > 0 ? (double) res->tokens / seconds : 0.0, stop_reason_name(res->stop_reason));
+}
+
+static double now_sec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+}
+
+int verb_generate(int argc, char *argv[]) {
+        static const struct option options[] = {
+                SAMPLING_OPTIONS,
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        SamplingArgs a = {};
+        RwkvClient *c = NULL;
+        RwkvStream *s = NULL;
+        StreamResult res;
+        int ret = 1, r, opt;
+
+        r = rwkv_generate_options_new(&a.options);
+        if (r < 0)
+                return fail("generate: %s", strerror(-r));
+        while ((opt = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                if (opt == 'h') {
+                        printf("rwkvctl generate [--session ID] [--max-tokens N] [--temperature T] [--top-p P]\n"
+                               "                 [--top-k K] [--seed S] [--stop STR]... [--json] [PROMPT]\n"
+                               "Without PROMPT the prompt is read from stdin (streamed, any size).\n");
+                        ret = 0;
+                        goto finish;
+                }
+                r = sampling_option(&a, opt, "generate");
+                if (r < 0 || r == 0) {
+                        ret = 2;
+                        goto finish;
+                }
+        }
+        if (argc - optind > 1) {
+                ret = fail("generate: one PROMPT argument at most (quote it)") + 1;
+                goto finish;
+        }
+        const char *prompt = optind < argc ? argv[optind] : NULL;
+        if (!prompt)
+                (void) rwkv_generate_options_set_prompt_stream(a.options, 1);
+
+        if (connect_bus(&c) < 0)
+                goto finish;
+        if (a.session && ensure_session(c, a.session, NULL) != 0)
+                goto finish;
+
+        catch_sigint(true);
+        double t0 = now_sec();
+        r = rwkv_generate_start(c, a.session, prompt ? prompt : "", prompt ? strlen(prompt) : 0, a.options, &s);
+        if (r < 0) {
+                fail_call(c, "generate", r);
+                goto finish;
+        }
+        if (!prompt) {
+                if (stream_stdin(s, "generate") < 0)
+                        goto finish;
+        }
+        if (follow_stream(c, s, "generate", &res) != 0)
+                goto finish;
+        progress_summary(&res, now_sec() - t0);
+        ret = res.cancelled && interrupted ? 130 : 0;
+
+finish:
+        catch_sigint(false);
+        rwkv_stream_free(s);
+        rwkv_client_free(c);
+        rwkv_generate_options_free(a.options);
+        return ret;
+}
+
+/* ---- chat ---- */
+
+/* The user's line as one paragraph of the RWKV World chat format: "\n\n" ends a turn, so blank
+ * lines are collapsed into single newlines; surrounding whitespace goes. */
+static char *chat_clean(const char *in) {
+        size_t n = strlen(in);
+        char *out = malloc(n + 1), *p = out;
+        if (!out)
+                return NULL;
+        while (*in == ' ' || *in == '\t' || *in == '\n' || *in == '\r')
+                in++;
+        for (; *in; in++) {
+                if (*in == '\r')
+                        continue;
+                if (*in == '\n' && p > out && p[-1] == '\n')
+                        continue;
+                *p++ = *in;
+        }
+        while (p > out && (p[-1] == ' ' || p[-1] == '\t' || p[-1] == '\n'))
+                p--;
+        *p = 0;
+        return out;
+}
+
+int verb_chat(int argc, char *argv[]) {
+        static const struct option options[] = {
+                SAMPLING_OPTIONS,
+                { "system", required_argument, NULL, OPT_SYSTEM },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        SamplingArgs a = {};
+        RwkvClient *c = NULL;
+        const char *system_line = NULL;
+        bool created = false, tty = isatty(STDIN_FILENO);
+        int ret = 1, r, opt;
+
+        r = rwkv_generate_options_new(&a.options);
+        if (r < 0)
+                return fail("chat: %s", strerror(-r));
+        while ((opt = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                if (opt == 'h') {
+                        printf("rwkvctl chat --session ID [--system TEXT] [--max-tokens N] [--temperature T]\n"
+                               "             [--top-p P] [--top-k K] [--seed S] [--stop STR]...\n"
+                               "Ctrl-C stops a reply, Ctrl-D ends the chat.\n");
+                        ret = 0;
+                        goto finish;
+                }
+                if (opt == OPT_SYSTEM) {
+                        system_line = optarg;
+                        continue;
+                }
+                r = sampling_option(&a, opt, "chat");
+                if (r <= 0) {
+                        ret = 2;
+                        goto finish;
+                }
+        }
+        if (!a.session || optind < argc) {
+                ret = fail("chat: usage: rwkvctl chat --session ID [OPTIONS]") + 1;
+                goto finish;
+        }
+        /* A turn ends at the blank line the model writes after its answer. */
+        r = rwkv_generate_options_add_stop(a.options, "\n\n", 2);
+        if (r < 0) {
+                fail("chat: %s", strerror(-r));
+                goto finish;
+        }
+        if (connect_bus(&c) < 0)
+                goto finish;
+        if (ensure_session(c, a.session, &created) != 0)
+                goto finish;
+        if (tty && !arg_json)
+                fprintf(stderr, "%s session '%s'. Ctrl-C stops a reply, Ctrl-D quits.\n",
+                        created ? "New" : "Resuming", a.session);
+
+        rl_catch_signals = 0;
+        using_history();
+        bool first = true;
+        for (;;) {
+                catch_sigint(false);
+                interrupted = 0;
+                char *line = readline(tty ? "User: " : NULL);
+                if (!line)
+                        break;
+                char *text = chat_clean(line);
+                if (!text) {
+                        free(line);
+                        fail("chat: out of memory");
+                        goto finish;
+                }
+                if (!*text) {
+                        free(text);
+                        free(line);
+                        continue;
+                }
+                add_history(line);
+                free(line);
+
+                /* "System: ...\n\n" once, at the start of a new conversation. */
+                size_t plen = strlen(text) + 64 + (system_line ? strlen(system_line) : 0);
+                char *prompt = malloc(plen);
+                if (!prompt) {
+                        free(text);
+                        fail("chat: out of memory");
+                        goto finish;
+                }
+                char *sys = system_line && created && first ? chat_clean(system_line) : NULL;
+                snprintf(prompt, plen, "%s%s%sUser: %s\n\nAssistant:", sys && *sys ? "System: " : "",
+                         sys && *sys ? sys : "", sys && *sys ? "\n\n" : "", text);
+                free(sys);
+                free(text);
+                first = false;
+
+                RwkvStream *s = NULL;
+                StreamResult res;
+                catch_sigint(true);
+                /* The daemon may still be committing the previous turn for a moment after its end
+                 * record: retry "busy" briefly (bounded) instead of failing the chat. */
+                for (int tries = 0;; tries++) {
+                        r = rwkv_generate_start(c, a.session, prompt, strlen(prompt), a.options, &s);
+                        if (r != -EBUSY || tries >= 200 || interrupted)
+                                break;
+                        nanosleep(&(struct timespec) { .tv_nsec = 10 * 1000 * 1000 }, NULL);
+                }
+                free(prompt);
+                if (r < 0) {
+                        fail_call(c, "chat", r);
+                        goto finish;
+                }
+                if (tty && !arg_json)
+                        fputs("Assistant:", stdout);
+                r = follow_stream(c, s, "chat", &res);
+                rwkv_stream_free(s);
+                if (r != 0)
+                        goto finish;
+                if (!arg_json)
+                        fputs(res.cancelled ? " [stopped]\n\n" : res.ends_with_newline ? "" : "\n\n", stdout);
+                fflush(stdout);
+        }
+        if (tty && !arg_json)
+                fputc('\n', stderr);
+        ret = 0;
+
+finish:
+        catch_sigint(false);
+        rwkv_client_free(c);
+        rwkv_generate_options_free(a.options);
+        return ret;
+}
+
+/* ---- session ---- */
+
+static void print_time(const char *label, uint64_t usec) {
+        time_t t = (time_t) (usec / 1000000);
+        struct tm tm;
+        char buf[64];
+        if (usec == 0 || !localtime_r(&t, &tm) || strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm) == 0)
+                printf("%-12s -\n", label);
+        else
+                printf("%-12s %s\n", label, buf);
+}
+
+static struct json_object *info_json(const RwkvInfo *info) {
+        struct json_object *o = json_object_new_object();
+        for (size_t i = 0; i < rwkv_info_get_count(info); i++) {
+                const char *key = rwkv_info_get_key(info, i), *s;
+                uint64_t u;
+                int64_t v;
+                double d;
+                int b;
+                switch (rwkv_info_get_type(info, i)) {
+                case RWKV_VALUE_STRING:
+                        if (rwkv_info_get_string(info, key, &s) >= 0)
+                                json_object_object_add(o, key, json_object_new_string(s));
+                        break;
+                case RWKV_VALUE_UNSIGNED:
+                        if (rwkv_info_get_uint(info, key, &u) >= 0)
+                                json_object_object_add(o, key, u > INT64_MAX ? json_object_new_double((double) u)
+                                                                             : json_object_new_int64((int64_t) u));
+                        break;
+                case RWKV_VALUE_SIGNED:
+                        if (rwkv_info_get_int(info, key, &v) >= 0)
+                                json_object_object_add(o, key, json_object_new_int64(v));
+                        break;
+                case RWKV_VALUE_DOUBLE:
+                        if (rwkv_info_get_double(info, key, &d) >= 0)
+                                json_object_object_add(o, key, json_object_new_double(d));
+                        break;
+                case RWKV_VALUE_BOOL:
+                        if (rwkv_info_get_bool(info, key, &b) >= 0)
+                                json_object_object_add(o, key, json_object_new_boolean(b));
+                        break;
+                }
+        }
+        return o;
+}
+
+static void info_print(const RwkvInfo *info) {
+        for (size_t i = 0; i < rwkv_info_get_count(info); i++) {
+                const char *key = rwkv_info_get_key(info, i), *s;
+                uint64_t u;
+                int64_t v;
+                double d;
+                int b;
+                switch (rwkv_info_get_type(info, i)) {
+                case RWKV_VALUE_STRING:
+                        if (rwkv_info_get_string(info, key, &s) >= 0)
+                                printf("%-18s %s\n", key, s);
+                        break;
+                case RWKV_VALUE_UNSIGNED:
+                        if (rwkv_info_get_uint(info, key, &u) < 0)
+                                break;
+                        if (strcmp(key, "created") == 0 || strcmp(key, "updated") == 0)
+                                print_time(key, u);
+                        else
+                                printf("%-18s %" PRIu64 "\n", key, u);
+                        break;
+                case RWKV_VALUE_SIGNED:
+                        if (rwkv_info_get_int(info, key, &v) >= 0)
+                                printf("%-18s %" PRId64 "\n", key, v);
+                        break;
+                case RWKV_VALUE_DOUBLE:
+                        if (rwkv_info_get_double(info, key, &d) >= 0)
+                                printf("%-18s %.6g\n", key, d);
+                        break;
+                case RWKV_VALUE_BOOL:
+                        if (rwkv_info_get_bool(info, key, &b) >= 0)
+                                printf("%-18s %s\n", key, b ? "yes" : "no");
+                        break;
+                }
+        }
+}
+
+static int session_list(RwkvClient *c) {
+        RwkvSessionList *l = NULL;
+        int r = rwkv_session_list(c, &l);
+        if (r < 0)
+                return fail_call(c, "session list", r);
+        size_t n = rwkv_session_list_get_count(l);
+        if (arg_json) {
+                struct json_object *arr = json_object_new_array();
+                for (size_t i = 0; i < n; i++) {
+                        struct json_object *o = json_object_new_object();
+                        json_object_object_add(o, "id", json_object_new_string(rwkv_session_list_get_id(l, i)));
+                        json_object_object_add(o, "title", json_object_new_string(rwkv_session_list_get_title(l, i)));
+                        json_object_object_add(o, "tokens", json_object_new_int64((int64_t) rwkv_session_list_get_tokens(l, i)));
+                        json_object_object_add(o, "turns", json_object_new_int64(rwkv_session_list_get_turns(l, i)));
+                        json_object_object_add(o, "created", json_object_new_int64((int64_t) rwkv_session_list_get_created(l, i)));
+                        json_object_object_add(o, "updated", json_object_new_int64((int64_t) rwkv_session_list_get_updated(l, i)));
+                        json_object_object_add(o, "hot", json_object_new_boolean(rwkv_session_list_get_hot(l, i)));
+                        json_object_array_add(arr, o);
+                }
+                struct json_object *o = json_object_new_object();
+                json_object_object_add(o, "sessions", arr);
+                json_print(o);
+        } else {
+                if (n > 0 && isatty(STDOUT_FILENO))
+                        printf("%-24s %10s %-19s %-4s %s\n", "ID", "TOKENS", "UPDATED", "HOT", "TITLE");
+                for (size_t i = 0; i < n; i++) {
+                        time_t t = (time_t) (rwkv_session_list_get_updated(l, i) / 1000000);
+                        struct tm tm;
+                        char when[32] = "-";
+                        if (t > 0 && localtime_r(&t, &tm))
+                                strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+                        printf("%-24s %10" PRIu64 " %-19s %-4s %s\n", rwkv_session_list_get_id(l, i),
+                               rwkv_session_list_get_tokens(l, i), when, rwkv_session_list_get_hot(l, i) ? "yes" : "no",
+                               rwkv_session_list_get_title(l, i));
+                }
+        }
+        rwkv_session_list_free(l);
+        return 0;
+}
+
+static int print_id(const char *key, const char *id) {
+        if (arg_json) {
+                struct json_object *o = json_object_new_object();
+                json_object_object_add(o, key, json_object_new_string(id));
+                json_print(o);
+        } else
+                puts(id);
+        return 0;
+}
+
+int verb_session(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "json", no_argument, NULL, OPT_JSON },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        RwkvClient *c = NULL;
+        int ret = 1, r, opt;
+
+        while ((opt = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
+                switch (opt) {
+                case 'h':
+                        printf("rwkvctl session list | show ID | fork ID [NEWID] | delete ID | export ID FILE | import FILE [ID]\n");
+                        return 0;
+                case OPT_JSON:
+                        arg_json = true;
+                        break;
+                default:
+                        return 2;
+                }
+        /* Options may also follow the sub-verb ("session list --json"). */
+        int n = 0;
+        char *args[4];
+        for (int i = optind; i < argc; i++) {
+                if (strcmp(argv[i], "--json") == 0) {
+                        arg_json = true;
+                        continue;
+                }
+                if (n == 4)
+                        return fail("session: too many arguments") + 1;
+                args[n++] = argv[i];
+        }
+        if (n == 0)
+                return fail("session: list | show ID | fork ID [NEWID] | delete ID | export ID FILE | import FILE [ID]") + 1;
+        const char *sub = args[0];
+#define NEED(lo, hi)                                                                               \
+        if (n - 1 < (lo) || n - 1 > (hi))                                                          \
+                return fail("session %s: wrong number of arguments (see rwkvctl session --help)", sub) + 1;
+
+        if (strcmp(sub, "list") == 0) {
+                NEED(0, 0);
+        } else if (strcmp(sub, "show") == 0 || strcmp(sub, "delete") == 0) {
+                NEED(1, 1);
+        } else if (strcmp(sub, "fork") == 0 || strcmp(sub, "import") == 0) {
+                NEED(1, 2);
+        } else if (strcmp(sub, "export") == 0) {
+                NEED(2, 2);
+        } else
+                return fail("session: unknown sub-command '%s'", sub) + 1;
+#undef NEED
+
+        if (connect_bus(&c) < 0)
+                return 1;
+
+        if (strcmp(sub, "list") == 0)
+                ret = session_list(c);
+        else if (strcmp(sub, "show") == 0) {
+                RwkvInfo *info = NULL;
+                r = rwkv_session_get(c, args[1], &info);
+                if (r < 0)
+                        ret = fail_call(c, "session show", r);
+                else {
+                        if (arg_json)
+                                json_print(info_json(info));
+                        else
+                                info_print(info);
+                        rwkv_info_free(info);
+                        ret = 0;
+                }
+        } else if (strcmp(sub, "delete") == 0) {
+                r = rwkv_session_delete(c, args[1]);
+                ret = r < 0 ? fail_call(c, "session delete", r) : 0;
+        } else if (strcmp(sub, "fork") == 0) {
+                char *id = NULL;
+                r = rwkv_session_fork(c, args[1], n > 2 ? args[2] : NULL, 0, &id);
+                ret = r < 0 ? fail_call(c, "session fork", r) : print_id("session_id", id);
+                free(id);
+        } else if (strcmp(sub, "export") == 0) {
+                bool to_stdout = strcmp(args[2], "-") == 0;
+                int fd = to_stdout ? STDOUT_FILENO : open(args[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                if (fd < 0)
+                        ret = fail("session export: cannot create '%s': %m", args[2]);
+                else {
+                        r = rwkv_session_export(c, args[1], fd);
+                        ret = r < 0 ? fail_call(c, "session export", r) : 0;
+                        if (!to_stdout && close(fd) < 0 && ret == 0)
+                                ret = fail("session export: writing '%s': %m", args[2]);
+                        if (ret != 0 && !to_stdout)
+                                (void) unlink(args[2]);
+                }
+        } else if (strcmp(sub, "import") == 0) {
+                bool from_stdin = strcmp(args[1], "-") == 0;
+                int fd = from_stdin ? STDIN_FILENO : open(args[1], O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        ret = fail("session import: cannot open '%s': %m", args[1]);
+                else {
+                        char *id = NULL;
+                        r = rwkv_session_import(c, fd, n > 2 ? args[2] : NULL, &id);
+                        ret = r < 0 ? fail_call(c, "session import", r) : print_id("session_id", id);
+                        free(id);
+                        if (!from_stdin)
+                                close(fd);
+                }
+        }
+        rwkv_client_free(c);
+        return ret;
+}
+
+/* ---- status ---- */
+
+int verb_status(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "json", no_argument, NULL, OPT_JSON },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        RwkvClient *c = NULL;
+        RwkvInfo *info = NULL;
+        int r, opt;
+
+        while ((opt = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (opt) {
+                case 'h':
+                        printf("rwkvctl status [--json]: model, version, threads, sessions, memory, tokens/s\n");
+                        return 0;
+                case OPT_JSON:
+                        arg_json = true;
+                        break;
+                default:
+                        return 2;
+                }
+        if (optind < argc)
+                return fail("status: no arguments expected") + 1;
+        if (connect_bus(&c) < 0)
+                return 1;
+        r = rwkv_status(c, &info);
+        if (r < 0) {
+                r = fail_call(c, "status", r);
+                rwkv_client_free(c);
+                return r;
+        }
+        if (arg_json)
+                json_print(info_json(info));
+        else {
+                const char *s;
+                uint64_t u, hot = 0, cold = 0;
+                double d;
+                if (rwkv_info_get_string(info, "version", &s) >= 0)
+                        printf("Version:     rwkvd %s\n", s);
+                if (rwkv_info_get_string(info, "model_name", &s) >= 0) {
+                        const char *arch = "", *type = "";
+                        (void) rwkv_info_get_string(info, "model_architecture", &arch);
+                        (void) rwkv_info_get_string(info, "model_type", &type);
+                        printf("Model:       %s (%s, %s)\n", s, arch, type);
+                }
+                uint64_t layers = 0, embd = 0, vocab = 0;
+                if (rwkv_info_get_uint(info, "model_layers", &layers) >= 0 &&
+                    rwkv_info_get_uint(info, "model_embedding", &embd) >= 0 &&
+                    rwkv_info_get_uint(info, "vocabulary_size", &vocab) >= 0)
+                        printf("Shape:       %" PRIu64 " layers, %" PRIu64 " wide, vocabulary %" PRIu64 "\n", layers,
+                               embd, vocab);
+                if (rwkv_info_get_string(info, "model_hash", &s) >= 0)
+                        printf("Model hash:  %s\n", s);
+                if (rwkv_info_get_uint(info, "threads", &u) >= 0)
+                        printf("Threads:     %" PRIu64 "\n", u);
+                if (rwkv_info_get_string(info, "isa", &s) >= 0)
+                        printf("Kernels:     %s\n", s);
+                (void) rwkv_info_get_uint(info, "sessions_hot", &hot);
+                (void) rwkv_info_get_uint(info, "sessions_cold", &cold);
+                printf("Sessions:    %" PRIu64 " hot, %" PRIu64 " on disk\n", hot, cold);
+                uint64_t running = 0, queued = 0;
+                (void) rwkv_info_get_uint(info, "jobs_running", &running);
+                (void) rwkv_info_get_uint(info, "jobs_queued", &queued);
+                printf("Jobs:        %" PRIu64 " running, %" PRIu64 " queued\n", running, queued);
+                if (rwkv_info_get_uint(info, "rss_bytes", &u) >= 0)
+                        printf("Memory:      %.1f MiB resident", (double) u / (1024.0 * 1024.0));
+                if (rwkv_info_get_uint(info, "hot_bytes", &u) >= 0)
+                        printf(", %.1f MiB hot sessions", (double) u / (1024.0 * 1024.0));
+                printf("\n");
+                if (rwkv_info_get_double(info, "tokens_per_second", &d) >= 0)
+                        printf("Tokens/s:    %.1f", d);
+                if (rwkv_info_get_uint(info, "tokens_total", &u) >= 0)
+                        printf(" (%" PRIu64 " in total)", u);
+                printf("\n");
+                if (rwkv_info_get_uint(info, "uptime_usec", &u) >= 0)
+                        printf("Uptime:      %" PRIu64 " s\n", u / 1000000);
+        }
+        rwkv_info_free(info);
+        rwkv_client_free(c);
+        return 0;
+}
