@@ -2,7 +2,14 @@
  *
  * CONTRACT used by rwkvd and rwkvctl. A Model is immutable after model_load and may be shared by
  * threads; an EvalCtx holds scratch buffers and is used by one thread at a time. A session's state is
- * a flat float array of info->state_floats elements that the caller owns, copies and saves. */
+ * a flat float array of info->state_floats elements that the caller owns, copies and saves.
+ *
+ * State layout (f32, layer after layer, C = n_embd, H = n_head, N = head_size):
+ *   v4:        [att shift C][ffn shift C][aa C][bb C][pp C]      (pp starts at -1e30: model_state_reset)
+ *   v5, v6:    [att shift C][ffn shift C][WKV H x N x N]          (per head: row = key, column = value)
+ *   v7:        [att shift C][ffn shift C][WKV H x N x N]          (per head: row = value, column = key)
+ * A state belongs to the model that made it (same hash); copying it is how sessions fork and save.
+ * Evaluation errors (-EINVAL: token >= n_vocab, B > max_batch) are detected before any state changes. */
 #pragma once
 
 #include <stdbool.h>
@@ -61,7 +68,10 @@ EvalCtx *evalctx_free(EvalCtx *ctx);
 /* Feed n tokens from state (updated in place), in chunked sequence mode; logits (n_vocab floats, or
  * NULL to skip the head) are those after the last token. n == 0 is allowed (no-op). */
 int model_eval_sequence(EvalCtx *ctx, float *state, const uint32_t *tokens, size_t n, float *logits);
+/* The same, but the logits after EVERY token: logits holds n x n_vocab floats (scoring, perplexity). */
+int model_eval_sequence_all(EvalCtx *ctx, float *state, const uint32_t *tokens, size_t n, float *logits);
 /* One token in RNN mode. */
 int model_eval_token(EvalCtx *ctx, float *state, uint32_t token, float *logits);
-/* B sessions one token each, one weight pass; logits[i] may be NULL. B <= max_batch. */
+/* B sessions one token each, one weight pass; logits[i] may be NULL. B <= max_batch. The states must
+ * be distinct arrays. */
 int model_eval_batch(EvalCtx *ctx, float *const *states, const uint32_t *tokens, size_t B, float *const *logits);

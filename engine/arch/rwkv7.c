@@ -1,0 +1,290 @@
+/* rwkv7.c: RWKV-7 "Goose" (x070): binding and the forward pass of one block.
+ *
+ * Follows the official RNN reference (BlinkDL RWKV-LM, RWKV-v7 demo): a time mix whose state is an
+ * H x N x N matrix per layer updated by a generalized delta rule, and a squared-ReLU channel mix.
+ * Layer state: [att shift C][ffn shift C][WKV H*N*N, per head row i = value, column j = key]. */
+#include <inttypes.h>
+#include <math.h>
+#include <string.h>
+
+#include "engine/arch/model-internal.h"
+
+#define V7_GN_EPS 64e-5f
+#define V7_DECAY_SCALE 0.606531f /* exp(-0.5): w = exp(-exp(-0.5) * sigmoid(.)) */
+
+enum { X_R, X_W, X_K, X_V, X_A, X_G };
+
+/* The bottleneck width of LoRA att.<what>1/2, from both factors (first: D x C, second: C x D in
+ * the kernels' orientation), so a malformed pair is reported as such. */
+static int lora_dim(const Model *m, const char *what, uint32_t l, size_t *ret, RwkvError *err) {
+        const Tensor *f = model_tensor(m, "blocks.%u.att.%s1", l, what);
+        const Tensor *s = model_tensor(m, "blocks.%u.att.%s2", l, what);
+        if (!f || !s)
+                return error_set(err, ENOENT, "missing tensor 'blocks.%u.att.%s%d'", l, what, f ? 2 : 1);
+        if (f->n_dims != 2 || s->n_dims != 2)
+                return error_set(err, EBADMSG, "tensors 'blocks.%u.att.%s1/2' are not matrices", l, what);
+        bool pth = m->conv == PARAM_CONVENTION_PTH;
+        uint64_t d1 = pth ? f->shape[1] : f->shape[0], d2 = pth ? s->shape[0] : s->shape[1];
+        if (d1 != d2 || d1 == 0 || d1 > (1u << 16))
+                return error_set(err, EBADMSG,
+                                 "tensors 'blocks.%u.att.%s1' (%" PRIu64 ", %" PRIu64 ") and 'blocks.%u.att.%s2' (%" PRIu64
+                                 ", %" PRIu64 ") do not form a LoRA",
+                                 l, what, f->shape[0], f->shape[1], l, what, s->shape[0], s->shape[1]);
+        *ret = (size_t) d1;
+        return 0;
+}
+
+static int bind_layer(Model *m, uint32_t l, RwkvError *err) {
+        Layer *L = &m->layers[l];
+        LayerV7 *a = &L->v7;
+        size_t C = m->info.n_embd, F = m->info.n_ffn, H = m->info.n_head, N = m->info.head_size;
+        int r;
+
+#define TRY(x)                  \
+        do {                    \
+                r = (x);        \
+                if (r < 0)      \
+                        return r; \
+        } while (0)
+
+        TRY(bind_vec(m, err, C, &L->ln1_w, "blocks.%u.ln1.weight", l));
+        TRY(bind_vec(m, err, C, &L->ln1_b, "blocks.%u.ln1.bias", l));
+        TRY(bind_vec(m, err, C, &L->ln2_w, "blocks.%u.ln2.weight", l));
+        TRY(bind_vec(m, err, C, &L->ln2_b, "blocks.%u.ln2.bias", l));
+
+        /* rwkv.cpp concatenates the six token-shift mixes into one (6, 1, C) tensor */
+        if (model_tensor(m, "blocks.%u.att.x_rwkvag", l)) {
+                float *all;
+                TRY(bind_vec(m, err, 6 * C, &all, "blocks.%u.att.x_rwkvag", l));
+                for (size_t i = 0; i < 6; i++)
+                        a->x[i] = all + i * C;
+        } else {
+                static const char *const names[6] = { "r", "w", "k", "v", "a", "g" };
+                for (size_t i = 0; i < 6; i++)
+                        TRY(bind_vec(m, err, C, &a->x[i], "blocks.%u.att.x_%s", l, names[i]));
+        }
+
+        size_t dw = 0, da = 0, dg = 0;
+        TRY(lora_dim(m, "w", l, &dw, err));
+        TRY(lora_dim(m, "a", l, &da, err));
+        TRY(lora_dim(m, "g", l, &dg, err));
+        TRY(bind_vec(m, err, C, &a->w0, "blocks.%u.att.w0", l));
+        TRY(bind_lora(m, err, 1, dw, C, &a->w1, "blocks.%u.att.w1", l));
+        TRY(bind_lora(m, err, 1, C, dw, &a->w2, "blocks.%u.att.w2", l));
+        TRY(bind_vec(m, err, C, &a->a0, "blocks.%u.att.a0", l));
+        TRY(bind_lora(m, err, 1, da, C, &a->a1, "blocks.%u.att.a1", l));
+        TRY(bind_lora(m, err, 1, C, da, &a->a2, "blocks.%u.att.a2", l));
+        TRY(bind_lora(m, err, 1, dg, C, &a->g1, "blocks.%u.att.g1", l));
+        TRY(bind_lora(m, err, 1, C, dg, &a->g2, "blocks.%u.att.g2", l));
+        size_t widest = MAX(dw, MAX(da, dg));
+
+        /* The value residual mixes in layer 0's v; layer 0 itself has no (or unused) v0/v1/v2. */
+        if (l > 0) {
+                size_t dv = 0;
+                TRY(lora_dim(m, "v", l, &dv, err));
+                TRY(bind_vec(m, err, C, &a->v0, "blocks.%u.att.v0", l));
+                TRY(bind_lora(m, err, 1, dv, C, &a->v1, "blocks.%u.att.v1", l));
+                TRY(bind_lora(m, err, 1, C, dv, &a->v2, "blocks.%u.att.v2", l));
+                widest = MAX(widest, dv);
+        }
+        m->max_lora = MAX(m->max_lora, widest);
+
+        TRY(bind_vec(m, err, C, &a->k_k, "blocks.%u.att.k_k", l));
+        TRY(bind_vec(m, err, C, &a->k_a, "blocks.%u.att.k_a", l));
+        TRY(bind_vec(m, err, H * N, &a->r_k, "blocks.%u.att.r_k", l));
+        TRY(bind_mat(m, err, C, C, &a->att_r, "blocks.%u.att.receptance.weight", l));
+        TRY(bind_mat(m, err, C, C, &a->att_k, "blocks.%u.att.key.weight", l));
+        TRY(bind_mat(m, err, C, C, &a->att_v, "blocks.%u.att.value.weight", l));
+        TRY(bind_mat(m, err, C, C, &a->att_o, "blocks.%u.att.output.weight", l));
+        TRY(bind_vec(m, err, C, &a->ln_x_w, "blocks.%u.att.ln_x.weight", l));
+        TRY(bind_vec(m, err, C, &a->ln_x_b, "blocks.%u.att.ln_x.bias", l));
+
+        TRY(bind_vec(m, err, C, &a->ffn_x_k, "blocks.%u.ffn.x_k", l));
+        TRY(bind_mat(m, err, F, C, &a->ffn_k, "blocks.%u.ffn.key.weight", l));
+        TRY(bind_mat(m, err, C, F, &a->ffn_v, "blocks.%u.ffn.value.weight", l));
+#undef TRY
+        return 0;
+}
+
+/* Scratch, per row: [v_first C] then either the time mix's 18 C + LoRA, or the channel mix. */
+enum { B_XN, B_PREV, B_X6, B_R = B_X6 + 6, B_W, B_K, B_V, B_A, B_G, B_KK, B_B, B_Y, B_TMP, B_N };
+
+static size_t scratch_per_row(const Model *m) {
+        size_t C = m->info.n_embd, F = m->info.n_ffn;
+        return C + MAX(B_N * C + m->max_lora, 4 * C + F);
+}
+
+typedef struct Wkv7Job {
+        const EvalPass *p;
+        uint32_t l;
+        const float *r, *w, *k, *v, *a, *b;
+        float *y;
+} Wkv7Job;
+
+/* Sequence mode: heads are independent, each walks the chunk in order. */
+static void wkv7_seq(void *ctx, size_t h0, size_t h1) {
+        const Wkv7Job *j = ctx;
+        const Model *m = j->p->m;
+        size_t C = m->info.n_embd, N = m->info.head_size;
+        float *S = layer_state(j->p, 0, j->l) + 2 * C;
+        for (size_t t = 0; t < j->p->n; t++) {
+                size_t o = t * C + h0 * N;
+                j->p->k->wkv7(S + h0 * N * N, j->r + o, j->w + o, j->k + o, j->v + o, j->a + o, j->b + o, j->y + o,
+                              h1 - h0, N);
+        }
+}
+
+/* Batch mode: every (row, head) pair is independent. */
+static void wkv7_batch(void *ctx, size_t i0, size_t i1) {
+        const Wkv7Job *j = ctx;
+        const Model *m = j->p->m;
+        size_t C = m->info.n_embd, H = m->info.n_head, N = m->info.head_size;
+        for (size_t i = i0; i < i1; i++) {
+                size_t t = i / H, h = i % H, o = t * C + h * N;
+                float *S = layer_state(j->p, t, j->l) + 2 * C + h * N * N;
+                j->p->k->wkv7(S, j->r + o, j->w + o, j->k + o, j->v + o, j->a + o, j->b + o, j->y + o, 1, N);
+        }
+}
+
+/* out (n x C) = second(act(first(in))) through the n x D bottleneck h. */
+static void lora(const EvalPass *p, const Mat *first, const Mat *second, const float *in, float *h, float *out,
+                 int act) {
+        size_t n = p->n, D = mat_rows(first);
+        pass_matmul(p, first, in, n, h);
+        if (act == 1)
+                for (size_t i = 0; i < n * D; i++)
+                        h[i] = tanhf(h[i]);
+        else if (act == 2)
+                for (size_t i = 0; i < n * D; i++)
+                        h[i] = sigmoidf(h[i]);
+        pass_matmul(p, second, h, n, out);
+}
+
+static void time_mix(EvalPass *p, uint32_t l) {
+        const Model *m = p->m;
+        const Layer *L = &m->layers[l];
+        const LayerV7 *a = &L->v7;
+        size_t C = m->info.n_embd, H = m->info.n_head, N = m->info.head_size, n = p->n;
+        float *v_first = p->scratch, *base = v_first + n * C;
+#define BUF(i) (base + (size_t) (i) * n * C)
+        float *xn = BUF(B_XN), *prev = BUF(B_PREV), *r = BUF(B_R), *w = BUF(B_W), *k = BUF(B_K), *v = BUF(B_V),
+              *aa = BUF(B_A), *g = BUF(B_G), *kk = BUF(B_KK), *bb = BUF(B_B), *y = BUF(B_Y), *tmp = BUF(B_TMP),
+              *h = BUF(B_N);
+        float *xs[6];
+        for (size_t i = 0; i < 6; i++)
+                xs[i] = BUF(B_X6 + i);
+#undef BUF
+
+        for (size_t t = 0; t < n; t++)
+                p->k->layer_norm(p->x + t * C, L->ln1_w, L->ln1_b, xn + t * C, C, LN_EPS);
+        pass_shift_prev(p, l, 0, xn, prev);
+        pass_shift_store(p, l, 0, xn);
+
+        for (size_t i = 0; i < n * C; i++) {
+                size_t c = i % C;
+                float d = prev[i] - xn[i];
+                for (size_t j = 0; j < 6; j++)
+                        xs[j][i] = xn[i] + d * a->x[j][c];
+        }
+
+        pass_matmul(p, &a->att_r, xs[X_R], n, r);
+        pass_matmul(p, &a->att_k, xs[X_K], n, k);
+        pass_matmul(p, &a->att_v, xs[X_V], n, v);
+        lora(p, &a->w1, &a->w2, xs[X_W], h, w, 1);
+        lora(p, &a->a1, &a->a2, xs[X_A], h, aa, 0);
+        lora(p, &a->g1, &a->g2, xs[X_G], h, g, 2);
+        if (l == 0)
+                memcpy(v_first, v, n * C * sizeof(float));
+        else
+                lora(p, &a->v1, &a->v2, xs[X_V], h, tmp, 0);
+
+        for (size_t t = 0; t < n; t++) {
+                size_t o = t * C;
+                for (size_t c = 0; c < C; c++) {
+                        size_t i = o + c;
+                        w[i] = expf(-V7_DECAY_SCALE * sigmoidf(a->w0[c] + w[i]));
+                        aa[i] = sigmoidf(a->a0[c] + aa[i]);
+                        if (l > 0)
+                                v[i] += (v_first[i] - v[i]) * sigmoidf(a->v0[c] + tmp[i]);
+                        kk[i] = k[i] * a->k_k[c];
+                }
+                for (size_t hh = 0; hh < H; hh++) {
+                        float *q = kk + o + hh * N;
+                        double ss = 0;
+                        for (size_t j = 0; j < N; j++)
+                                ss += (double) q[j] * q[j];
+                        float inv = 1.0f / fmaxf((float) sqrt(ss), 1e-12f);
+                        for (size_t j = 0; j < N; j++)
+                                q[j] *= inv;
+                }
+                for (size_t c = 0; c < C; c++) {
+                        size_t i = o + c;
+                        bb[i] = kk[i] * aa[i];
+                        kk[i] = -kk[i];
+                        k[i] *= 1.0f + (aa[i] - 1.0f) * a->k_a[c];
+                }
+        }
+
+        Wkv7Job job = { .p = p, .l = l, .r = r, .w = w, .k = k, .v = v, .a = kk, .b = bb, .y = y };
+        if (p->sequence)
+                pass_parallel(p, H, wkv7_seq, &job);
+        else
+                pass_parallel(p, n * H, wkv7_batch, &job);
+
+        for (size_t t = 0; t < n; t++) {
+                size_t o = t * C;
+                p->k->group_norm(y + o, a->ln_x_w, a->ln_x_b, y + o, H, N, V7_GN_EPS);
+                for (size_t hh = 0; hh < H; hh++) {
+                        size_t b = o + hh * N;
+                        float s = 0;
+                        for (size_t j = 0; j < N; j++)
+                                s += r[b + j] * k[b + j] * a->r_k[hh * N + j];
+                        for (size_t j = 0; j < N; j++)
+                                y[b + j] += s * v[b + j];
+                }
+                for (size_t c = 0; c < C; c++)
+                        y[o + c] *= g[o + c];
+        }
+        pass_matmul(p, &a->att_o, y, n, tmp);
+        for (size_t i = 0; i < n * C; i++)
+                p->x[i] += tmp[i];
+}
+
+static void channel_mix(EvalPass *p, uint32_t l) {
+        const Model *m = p->m;
+        const Layer *L = &m->layers[l];
+        size_t C = m->info.n_embd, F = m->info.n_ffn, n = p->n;
+        float *base = p->scratch + n * C; /* after v_first */
+        float *xn = base, *prev = xn + n * C, *xk = prev + n * C, *out = xk + n * C, *hid = out + n * C;
+
+        for (size_t t = 0; t < n; t++)
+                p->k->layer_norm(p->x + t * C, L->ln2_w, L->ln2_b, xn + t * C, C, LN_EPS);
+        pass_shift_prev(p, l, C, xn, prev);
+        pass_shift_store(p, l, C, xn);
+        for (size_t i = 0; i < n * C; i++)
+                xk[i] = xn[i] + (prev[i] - xn[i]) * L->v7.ffn_x_k[i % C];
+        pass_matmul(p, &L->v7.ffn_k, xk, n, hid);
+        for (size_t i = 0; i < n * F; i++) {
+                float z = hid[i] > 0.0f ? hid[i] : 0.0f;
+                hid[i] = z * z;
+        }
+        pass_matmul(p, &L->v7.ffn_v, hid, n, out);
+        for (size_t i = 0; i < n * C; i++)
+                p->x[i] += out[i];
+}
+
+static void layer(EvalPass *p, uint32_t l) {
+        time_mix(p, l);
+        channel_mix(p, l);
+}
+
+static void state_reset(const Model *m, float *s) {
+        /* the WKV matrix starts at zero, as do the shifts */
+}
+
+const ArchOps arch_v7_ops = {
+        .bind_layer = bind_layer,
+        .layer = layer,
+        .state_reset = state_reset,
+        .scratch_per_row = scratch_per_row,
+};
