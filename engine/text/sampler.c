@@ -83,7 +83,10 @@ struct Sampler {
         uint32_t n_vocab;
         float *l;                 /* working logits */
         uint32_t *cand;           /* candidate ids */
-        float *prob;              /* unnormalised probabilities, parallel to cand */
+        float *prob;              /* distance from the top in nats, then relative probability; parallel to cand */
+        uint16_t *bucket;         /* histogram bucket, parallel to cand */
+        uint32_t *tmp_c;          /* the boundary bucket while partitioning */
+        float *tmp_p;
 };
 
 Sampler *sampler_free(Sampler *s) {
@@ -92,6 +95,9 @@ Sampler *sampler_free(Sampler *s) {
         free(s->l);
         free(s->cand);
         free(s->prob);
+        free(s->bucket);
+        free(s->tmp_c);
+        free(s->tmp_p);
         free(s);
         return NULL;
 }
@@ -109,7 +115,10 @@ int sampler_new(uint32_t n_vocab, Sampler **ret) {
         s->l = malloc(n_vocab * sizeof(float));
         s->cand = malloc(n_vocab * sizeof(uint32_t));
         s->prob = malloc(n_vocab * sizeof(float));
-        if (!s->l || !s->cand || !s->prob)
+        s->bucket = malloc(n_vocab * sizeof(uint16_t));
+        s->tmp_c = malloc(n_vocab * sizeof(uint32_t));
+        s->tmp_p = malloc(n_vocab * sizeof(float));
+        if (!s->l || !s->cand || !s->prob || !s->bucket || !s->tmp_c || !s->tmp_p)
                 return -ENOMEM;
         *ret = TAKE_PTR(s);
         return 0;
@@ -126,94 +135,144 @@ void sampler_penalty_update(float *counts, uint32_t n_vocab, float decay, uint32
                 counts[token] += 1.0f;
 }
 
-/* The total order used for selection: higher logit first, then lower id. With it every selection is
- * unique, so the result never depends on how the partial sort happened to arrange things. */
-static inline bool logit_before(const float *l, uint32_t a, uint32_t b) {
-        return l[a] > l[b] || (l[a] == l[b] && a < b);
+/* Selection works on d = (max - logit) / temperature >= 0 (p = exp(-d)): smaller d first, then the
+ * lower id. With this total order every selection is unique, so the result never depends on how the
+ * partial sorting happened to arrange things.
+ *
+ * Both top-k and top-p first sort candidates into buckets of d (a histogram: one branch-free pass,
+ * no comparisons between candidates), find the bucket where the count or the mass reaches the goal,
+ * keep the buckets before it whole and run an exact quickselect only inside that one bucket. */
+#define N_BUCKETS 1024
+#define BUCKETS_PER_NAT 32.0f
+
+static inline uint16_t bucket_of(float d) {
+        float b = d * BUCKETS_PER_NAT;
+        return b < (float) (N_BUCKETS - 1) ? (uint16_t) b : N_BUCKETS - 1;
 }
 
-static inline void swap_u32(uint32_t *a, uint32_t *b) {
-        uint32_t t = *a;
-        *a = *b;
-        *b = t;
+static inline bool cand_before(const float *d, const uint32_t *c, size_t a, size_t b) {
+        return d[a] < d[b] || (d[a] == d[b] && c[a] < c[b]);
 }
 
-/* Rearrange c[0..n) so that c[0..k) are the k first in logit_before order (in no particular order).
- * Quickselect, median-of-three pivot: O(n) on average. */
-static void select_top_k(const float *l, uint32_t *c, size_t n, size_t k) {
-        size_t lo = 0, hi = n; /* the k-th element lies in [lo, hi) */
+static inline void swap_cand(float *d, uint32_t *c, size_t a, size_t b) {
+        float td = d[a];
+        uint32_t tc = c[a];
+        d[a] = d[b];
+        c[a] = c[b];
+        d[b] = td;
+        c[b] = tc;
+}
 
+/* Partition [lo, hi) around a median-of-three pivot; returns the pivot's final position. The
+ * elements before it come first in cand_before order; *ret_mass (when wanted) is their mass. */
+static size_t partition(float *d, uint32_t *c, size_t lo, size_t hi, double *ret_mass) {
+        size_t mid = lo + (hi - lo) / 2, store = lo;
+        double mass = 0;
+
+        if (cand_before(d, c, mid, lo))
+                swap_cand(d, c, mid, lo);
+        if (cand_before(d, c, hi - 1, lo))
+                swap_cand(d, c, hi - 1, lo);
+        if (cand_before(d, c, mid, hi - 1))
+                swap_cand(d, c, mid, hi - 1);
+        for (size_t i = lo; i < hi - 1; i++)
+                if (cand_before(d, c, i, hi - 1)) {
+                        if (ret_mass)
+                                mass += (double) expf(-d[i]);
+                        swap_cand(d, c, i, store++);
+                }
+        swap_cand(d, c, store, hi - 1);
+        if (ret_mass)
+                *ret_mass = mass;
+        return store;
+}
+
+/* Rearrange [0, n) so that [0, k) holds the first k (quickselect). */
+static void quickselect_k(float *d, uint32_t *c, size_t n, size_t k) {
+        size_t lo = 0, hi = n;
         while (hi - lo > 1) {
-                size_t mid = lo + (hi - lo) / 2, store;
-                /* Median of three moved to hi-1 as pivot. */
-                if (logit_before(l, c[mid], c[lo]))
-                        swap_u32(&c[mid], &c[lo]);
-                if (logit_before(l, c[hi - 1], c[lo]))
-                        swap_u32(&c[hi - 1], &c[lo]);
-                if (logit_before(l, c[mid], c[hi - 1]))
-                        swap_u32(&c[mid], &c[hi - 1]);
-                uint32_t pivot = c[hi - 1];
-
-                store = lo;
-                for (size_t i = lo; i < hi - 1; i++)
-                        if (logit_before(l, c[i], pivot))
-                                swap_u32(&c[i], &c[store++]);
-                swap_u32(&c[store], &c[hi - 1]);
-
-                if (store == k || store + 1 == k)
-                        return; /* [0, k) holds exactly the first k */
-                if (store > k)
-                        hi = store;
-                else
-                        lo = store + 1;
-        }
-}
-
-/* Heap keyed by (prob desc, id asc) over the parallel arrays. */
-static inline bool prob_before(const float *p, const uint32_t *c, size_t a, size_t b) {
-        return p[a] > p[b] || (p[a] == p[b] && c[a] < c[b]);
-}
-
-static void heap_sift_down(float *p, uint32_t *c, size_t n, size_t i) {
-        for (;;) {
-                size_t best = i, l = 2 * i + 1, r = l + 1;
-                if (l < n && prob_before(p, c, l, best))
-                        best = l;
-                if (r < n && prob_before(p, c, r, best))
-                        best = r;
-                if (best == i)
+                size_t q = partition(d, c, lo, hi, NULL);
+                if (q == k || q + 1 == k)
                         return;
-                float tp = p[i];
-                p[i] = p[best];
-                p[best] = tp;
-                swap_u32(&c[i], &c[best]);
-                i = best;
+                if (q > k)
+                        hi = q;
+                else
+                        lo = q + 1;
         }
 }
 
-/* Move the nucleus to the end of the arrays in descending order; returns its size. O(n + m log n)
- * for a nucleus of m tokens, which top-p keeps small in practice. */
-static size_t select_nucleus(float *p, uint32_t *c, size_t n, double target) {
-        double cum = 0;
-        size_t end = n;
+/* Rearrange [0, n) so that [0, k) is the smallest prefix (in order) whose mass exp(-d) reaches
+ * target (> 0); returns k. Quickselect on mass: keep the part before the pivot whole when it falls
+ * short, else descend into it. */
+static size_t quickselect_mass(float *d, uint32_t *c, size_t n, double target) {
+        size_t lo = 0, hi = n;
+        double acc = 0;
 
-        for (size_t i = n / 2; i-- > 0;)
-                heap_sift_down(p, c, n, i);
-        while (end > 0) {
-                /* Pop the most probable remaining token to position end-1. */
-                float tp = p[0];
-                uint32_t tc = c[0];
-                end--;
-                p[0] = p[end];
-                c[0] = c[end];
-                p[end] = tp;
-                c[end] = tc;
-                heap_sift_down(p, c, end, 0);
-                cum += tp;
-                if (cum >= target)
-                        break;
+        while (lo < hi && acc < target) {
+                double mass;
+                size_t q = partition(d, c, lo, hi, &mass);
+                if (acc + mass >= target)
+                        hi = q;
+                else {
+                        acc += mass + (double) expf(-d[q]);
+                        lo = q + 1;
+                }
         }
-        return n - end;
+        return lo;
+}
+
+/* Move candidates of buckets < b to [0, k) and those of bucket b right after them, [k, k + *ret_nb).
+ * The rest is dropped. Returns k. */
+static size_t bucket_compact(Sampler *s, size_t n, uint16_t b, size_t *ret_nb) {
+        float *d = s->prob;
+        uint32_t *c = s->cand;
+        const uint16_t *bk = s->bucket;
+        size_t k = 0, nb = 0;
+
+        for (size_t j = 0; j < n; j++) {
+                if (bk[j] < b) {
+                        d[k] = d[j];
+                        c[k++] = c[j];
+                } else if (bk[j] == b) {
+                        s->tmp_p[nb] = d[j];
+                        s->tmp_c[nb++] = c[j];
+                }
+        }
+        memcpy(d + k, s->tmp_p, nb * sizeof(float));
+        memcpy(c + k, s->tmp_c, nb * sizeof(uint32_t));
+        *ret_nb = nb;
+        return k;
+}
+
+static size_t select_top_k(Sampler *s, size_t n, size_t k) {
+        uint32_t count[N_BUCKETS] = {};
+        size_t before = 0, nb, first;
+        uint16_t b;
+
+        for (size_t j = 0; j < n; j++)
+                count[s->bucket[j]]++;
+        for (b = 0; before + count[b] < k; b++)
+                before += count[b];
+        first = bucket_compact(s, n, b, &nb);
+        quickselect_k(s->prob + first, s->cand + first, nb, k - first);
+        return k;
+}
+
+static size_t select_top_p(Sampler *s, size_t n, float top_p) {
+        double mass[N_BUCKETS] = {}, total = 0, target, acc = 0;
+        size_t nb, first;
+        uint16_t b;
+
+        for (size_t j = 0; j < n; j++)
+                mass[s->bucket[j]] += (double) expf(-s->prob[j]);
+        for (b = 0; b < N_BUCKETS; b++)
+                total += mass[b];
+        /* The most probable token has mass 1, so a tiny positive target keeps exactly it at top_p 0. */
+        target = MAX((double) top_p * total, 1e-30);
+        for (b = 0; b < N_BUCKETS - 1 && acc + mass[b] < target; b++)
+                acc += mass[b];
+        first = bucket_compact(s, n, b, &nb);
+        return first + quickselect_mass(s->prob + first, s->cand + first, nb, target - acc);
 }
 
 int sampler_sample(Sampler *s, const SamplerParams *p, const float *logits, const float *counts,
@@ -231,91 +290,80 @@ int sampler_sample(Sampler *s, const SamplerParams *p, const float *logits, cons
         c = s->cand;
         prob = s->prob;
 
-        /* 1-2: bias, then penalties. */
-        memcpy(l, logits, nv * sizeof(float));
-        for (size_t i = 0; i < n_bias; i++) {
+        /* 1-2: bias, then penalties (a select, not a branch, so the pass vectorises). */
+        for (size_t i = 0; i < n_bias; i++)
                 if (isnan(bias[i].bias))
                         return -EINVAL;
+        memcpy(l, logits, nv * sizeof(float));
+        for (size_t i = 0; i < n_bias; i++)
                 if (bias[i].token < nv)
                         l[bias[i].token] += bias[i].bias;
-        }
-        if (counts && (p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f))
-                for (uint32_t i = 0; i < nv; i++)
-                        if (counts[i] > 0.0f)
-                                l[i] -= p->presence_penalty + p->frequency_penalty * counts[i];
-
-        /* Candidates: every token with a usable logit (NaN and -inf never win). */
-        max = -INFINITY;
-        uint32_t argmax = UINT32_MAX;
-        for (uint32_t i = 0; i < nv; i++) {
-                float v = l[i];
-                if (!(v > -INFINITY))
-                        continue;
-                c[m++] = i;
-                if (v > max) {
-                        max = v;
-                        argmax = i;
+        if (counts && (p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f)) {
+                const float pres = p->presence_penalty, freq = p->frequency_penalty;
+                for (uint32_t i = 0; i < nv; i++) {
+                        float cnt = counts[i];
+                        l[i] -= cnt > 0.0f ? pres + freq * cnt : 0.0f;
                 }
         }
-        if (m == 0)
-                return -EDOM;
 
-        /* 3: greedy. Also when a logit is +inf: nothing else has any probability. */
+        /* 3: greedy (no RNG draw). Also when a logit is +inf: nothing else has any probability.
+         * NaN and -inf never win; the strict > keeps the lowest id on ties. */
+        max = -INFINITY;
+        uint32_t argmax = UINT32_MAX;
+        for (uint32_t i = 0; i < nv; i++)
+                if (l[i] > max) {
+                        max = l[i];
+                        argmax = i;
+                }
+        if (argmax == UINT32_MAX)
+                return -EDOM;
         if (p->temperature <= 0.0f || isinf(max)) {
                 *ret_token = argmax;
                 return 0;
         }
 
-        /* 4: top-k by quickselect. */
-        if (p->top_k > 0 && p->top_k < m) {
-                select_top_k(l, c, m, p->top_k);
-                m = p->top_k;
-        }
-
-        /* 5: softmax numerators relative to the maximum (which is kept by any top-k), so the most
-         * probable token has exactly 1 and min-p compares against 1. */
+        /* Candidates with their distance from the top, d = (max - l) / T, so p = exp(-d) relative to
+         * the most probable token. min-p (6) is a prefix filter like top-k (4), so applying it here
+         * first gives the same set and saves work: p >= min_p  <=>  d <= -ln(min_p). */
         const float inv_t = 1.0f / p->temperature;
-        double total = 0;
-        for (size_t j = 0; j < m; j++) {
-                prob[j] = expf((l[c[j]] - max) * inv_t);
-                total += prob[j];
+        const float d_max = p->min_p > 0.0f ? -logf(p->min_p) : INFINITY;
+        for (uint32_t i = 0; i < nv; i++) {
+                float v = l[i], d;
+                if (!(v > -INFINITY))
+                        continue;
+                d = (max - v) * inv_t;
+                if (!(d <= d_max))
+                        continue;
+                c[m] = i;
+                prob[m] = d;
+                s->bucket[m++] = bucket_of(d);
         }
 
-        /* 6: min-p. */
-        if (p->min_p > 0.0f) {
-                size_t k = 0;
-                total = 0;
+        /* 4: top-k. */
+        if (p->top_k > 0 && p->top_k < m) {
+                m = select_top_k(s, m, p->top_k);
                 for (size_t j = 0; j < m; j++)
-                        if (prob[j] >= p->min_p) {
-                                prob[k] = prob[j];
-                                c[k++] = c[j];
-                                total += prob[j];
-                        }
-                m = k; /* the maximum (1.0) always survives */
+                        s->bucket[j] = bucket_of(prob[j]);
         }
 
         /* 7: top-p. */
-        float *kp = prob;
-        uint32_t *kc = c;
-        if (p->top_p < 1.0f && m > 1) {
-                size_t k = select_nucleus(prob, c, m, (double) p->top_p * total);
-                kp = prob + (m - k);
-                kc = c + (m - k);
-                m = k;
-                total = 0;
-                for (size_t j = 0; j < m; j++)
-                        total += kp[j];
-        }
+        if (p->top_p < 1.0f && m > 1)
+                m = select_top_p(s, m, p->top_p);
 
-        /* 8: one draw. */
+        /* 5 and 8: the kept mass, then one draw. */
+        double total = 0;
+        for (size_t j = 0; j < m; j++) {
+                prob[j] = expf(-prob[j]);
+                total += prob[j];
+        }
         double r = rng_uniform(rng) * total, cum = 0;
         for (size_t j = 0; j < m; j++) {
-                cum += kp[j];
+                cum += prob[j];
                 if (r < cum) {
-                        *ret_token = kc[j];
+                        *ret_token = c[j];
                         return 0;
                 }
         }
-        *ret_token = kc[m - 1]; /* rounding left r at the very top */
+        *ret_token = c[m - 1]; /* rounding left r at the very top */
         return 0;
 }

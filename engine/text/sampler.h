@@ -16,7 +16,7 @@
  *   7. 0 < top_p < 1: keep the smallest set of most-probable tokens whose mass reaches top_p
  *      (the most probable token is always kept; ties broken by the lower id).
  *   8. Draw exactly ONE 64-bit value from the Rng and pick from the renormalised kept mass.
- * Steps 4 and 7 use partial selection (quickselect / heap), never a sort of the whole vocabulary.
+ * Steps 4 and 7 use quickselect (O(n) on average), never a sort of the whole vocabulary.
  * After the caller accepts a token it calls sampler_penalty_update() (counts *= decay; count[t] += 1).
  * The caller decides which tokens count (e.g. not the prompt): the sampler never updates counts itself. */
 #pragma once

@@ -21,6 +21,10 @@ typedef struct TrieNode {
 
 #define NODE_ID_MASK ((1u << 21) - 1)
 
+static inline uint32_t node_n(const TrieNode *n) {
+        return n->info >> 21;
+}
+
 struct Tokenizer {
         bool is_bytes;
         uint32_t vocab_size;
@@ -30,6 +34,7 @@ struct Tokenizer {
         uint8_t *blob;
 
         TrieNode *nodes;          /* nodes[0] is the root */
+        uint32_t root_child[256]; /* the root's children, direct (every byte has one) */
         uint8_t *labels;          /* labels[i]: the byte on the edge into node i */
         size_t n_nodes;
 };
@@ -238,6 +243,8 @@ int tokenizer_new_world(const char *vocab, size_t len, Tokenizer **ret, RwkvErro
         t->nodes = realloc(b.nodes, b.n_nodes * sizeof(TrieNode)) ?: b.nodes;
         t->labels = realloc(b.labels, b.n_nodes) ?: b.labels;
         t->n_nodes = b.n_nodes;
+        for (uint32_t k = 0; k < node_n(&t->nodes[0]); k++)
+                t->root_child[t->labels[t->nodes[0].first + k]] = t->nodes[0].first + k;
 
         *ret = TAKE_PTR(t);
         return 0;
@@ -284,18 +291,15 @@ int tokenizer_load_world(const char *path, Tokenizer **ret, RwkvError *err) {
 
 /* ---- encoding ---- */
 
-static inline uint32_t node_n(const TrieNode *n) {
-        return n->info >> 21;
-}
-
 /* Longest token at s[0..len) (len >= 1). Returns its length and id; *ret_open is set when the walk
  * ran into the end of the buffer while a longer token was still possible. */
 static inline size_t trie_match(const Tokenizer *t, const uint8_t *s, size_t len, uint32_t *ret_id, bool *ret_open) {
         const TrieNode *nodes = t->nodes;
         const uint8_t *labels = t->labels;
-        const TrieNode *node = nodes;
-        uint32_t best_id = 0;
-        size_t best_len = 0, i = 0;
+        /* The root has all 256 children: index them directly. Single bytes are tokens. */
+        const TrieNode *node = nodes + t->root_child[s[0]];
+        uint32_t best_id = node->info & NODE_ID_MASK;
+        size_t best_len = 1, i = 1;
 
         for (;;) {
                 uint32_t n = node_n(node), first, k;
