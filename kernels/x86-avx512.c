@@ -1,0 +1,68 @@
+/* x86-avx512.c: AVX-512 F/BW/VL kernels (16 lanes), plus F16C/FMA. Built with those flags for this
+ * file only and entered only when cpu.c found the CPU and the OS (ZMM state) support them. */
+#include <immintrin.h>
+#include <math.h>
+
+#include "kernels/kernels-internal.h"
+
+#define ISA_NAME "avx512"
+#define FN(name) name##_avx512
+#define VL 16
+#define MM_R 4 /* matmul register tile: 4 rows x 6 vectors = 24 accumulators of 32 */
+#define MM_V 6
+
+typedef __m512 VEC;
+
+static inline VEC vzero(void) {
+        return _mm512_setzero_ps();
+}
+static inline VEC vset1(float f) {
+        return _mm512_set1_ps(f);
+}
+static inline VEC vload(const float *p) {
+        return _mm512_loadu_ps(p);
+}
+static inline void vstore(float *p, VEC v) {
+        _mm512_storeu_ps(p, v);
+}
+static inline VEC vadd(VEC a, VEC b) {
+        return _mm512_add_ps(a, b);
+}
+static inline VEC vsub(VEC a, VEC b) {
+        return _mm512_sub_ps(a, b);
+}
+static inline VEC vmul(VEC a, VEC b) {
+        return _mm512_mul_ps(a, b);
+}
+static inline VEC vfma(VEC a, VEC b, VEC c) {
+        return _mm512_fmadd_ps(a, b, c);
+}
+static inline float vhsum(VEC v) {
+        __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
+                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        return _mm_cvtss_f32(s);
+}
+static inline VEC vloadn(const float *p, size_t n) {
+        return _mm512_maskz_loadu_ps((__mmask16) ((1u << n) - 1), p);
+}
+static inline VEC load_f16(const void *p) {
+        return _mm512_cvtph_ps(_mm256_loadu_si256(p));
+}
+static inline VEC load_bf16(const void *p) {
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p)), 16));
+}
+static inline float scalar_f16(const void *p) {
+        return _cvtsh_ss(load_u16(p));
+}
+static inline void i8x16_to_vecs(__m128i v, VEC *out) {
+        out[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v));
+}
+
+#include "kernels/x86-template.h"
+
+void kernels_fill_avx512(Kernels *k) {
+        x86_fill(k);
+}

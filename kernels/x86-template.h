@@ -1,0 +1,358 @@
+/* x86-template.h: the SIMD kernels, written once over a vector of VL floats and included by each
+ * x86 ISA file after it defined VEC, VL, FN(), MM_R, MM_V and the v*() / load_*() helpers.
+ *
+ * matvec (decode, memory-bound): 4 rows at a time share each load of x; weights are decoded in
+ * registers and never touch memory again. matmul (prefill, batched decode): a tile of MM_R rows is
+ * decoded once per chunk of KC columns into an f32 buffer that stays in L1, then every group of
+ * MM_V vectors runs over it with MM_R x MM_V accumulators in registers, so each weight byte is
+ * read from memory once for all n_vec vectors. */
+#include "kernels/quant.h"
+
+#define KC 512 /* columns per matmul chunk; a multiple of QK and of VL */
+#define QV (QK / VL) /* vectors per 32-element block */
+
+static inline size_t FN(min_sz)(size_t a, size_t b) {
+        return a < b ? a : b;
+}
+
+/* ---- float weights (f32, f16, bf16): any column count ---- */
+
+static inline VEC FN(w_f32)(const uint8_t *p) {
+        return vload((const float *) p);
+}
+static inline VEC FN(w_f16)(const uint8_t *p) {
+        return load_f16(p);
+}
+static inline VEC FN(w_bf16)(const uint8_t *p) {
+        return load_bf16(p);
+}
+
+/* Tail of a row (n < VL elements) through a zeroed buffer: never reads past the row. */
+#define DEFINE_W_TAIL(name, esz)                                                        \
+        static inline VEC FN(w_##name##_tail)(const uint8_t *p, size_t n) {             \
+                _Alignas(64) uint8_t tmp[VL * 4] = { 0 };                               \
+                memcpy(tmp, p, n * (esz));                                              \
+                return FN(w_##name)(tmp);                                               \
+        }
+DEFINE_W_TAIL(f32, 4)
+DEFINE_W_TAIL(f16, 2)
+DEFINE_W_TAIL(bf16, 2)
+
+#define DEFINE_MATVEC_FLOAT(name, esz)                                                                        \
+        static void FN(matvec_##name)(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, \
+                                      size_t r1) {                                                            \
+                size_t kv = K / VL * VL, r = r0;                                                              \
+                for (; r + 4 <= r1; r += 4) {                                                                 \
+                        const uint8_t *p0 = (const uint8_t *) w + r * rb, *p1 = p0 + rb, *p2 = p1 + rb,       \
+                                      *p3 = p2 + rb;                                                          \
+                        VEC a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();                           \
+                        for (size_t k = 0; k < kv; k += VL) {                                                 \
+                                VEC xv = vload(x + k);                                                        \
+                                a0 = vfma(FN(w_##name)(p0 + k * (esz)), xv, a0);                              \
+                                a1 = vfma(FN(w_##name)(p1 + k * (esz)), xv, a1);                              \
+                                a2 = vfma(FN(w_##name)(p2 + k * (esz)), xv, a2);                              \
+                                a3 = vfma(FN(w_##name)(p3 + k * (esz)), xv, a3);                              \
+                        }                                                                                     \
+                        if (kv < K) {                                                                         \
+                                VEC xv = vloadn(x + kv, K - kv);                                              \
+                                a0 = vfma(FN(w_##name##_tail)(p0 + kv * (esz), K - kv), xv, a0);              \
+                                a1 = vfma(FN(w_##name##_tail)(p1 + kv * (esz), K - kv), xv, a1);              \
+                                a2 = vfma(FN(w_##name##_tail)(p2 + kv * (esz), K - kv), xv, a2);              \
+                                a3 = vfma(FN(w_##name##_tail)(p3 + kv * (esz), K - kv), xv, a3);              \
+                        }                                                                                     \
+                        y[r] = vhsum(a0);                                                                     \
+                        y[r + 1] = vhsum(a1);                                                                 \
+                        y[r + 2] = vhsum(a2);                                                                 \
+                        y[r + 3] = vhsum(a3);                                                                 \
+                }                                                                                             \
+                for (; r < r1; r++) {                                                                         \
+                        const uint8_t *p0 = (const uint8_t *) w + r * rb;                                     \
+                        VEC a0 = vzero(), a1 = vzero();                                                       \
+                        size_t k = 0;                                                                         \
+                        for (; k + 2 * VL <= kv; k += 2 * VL) {                                               \
+                                a0 = vfma(FN(w_##name)(p0 + k * (esz)), vload(x + k), a0);                    \
+                                a1 = vfma(FN(w_##name)(p0 + (k + VL) * (esz)), vload(x + k + VL), a1);        \
+                        }                                                                                     \
+                        for (; k < kv; k += VL)                                                               \
+                                a0 = vfma(FN(w_##name)(p0 + k * (esz)), vload(x + k), a0);                    \
+                        if (kv < K)                                                                           \
+                                a1 = vfma(FN(w_##name##_tail)(p0 + kv * (esz), K - kv), vloadn(x + kv, K - kv), \
+                                          a1);                                                                \
+                        y[r] = vhsum(vadd(a0, a1));                                                           \
+                }                                                                                             \
+        }                                                                                                     \
+        /* Columns [k0, k0+kc) of a row to f32, zero padded to a multiple of VL. */                           \
+        static inline void FN(decode_##name)(const uint8_t *row, size_t K, size_t k0, size_t kc, float *out) { \
+                size_t kv = kc / VL * VL;                                                                     \
+                for (size_t k = 0; k < kv; k += VL)                                                           \
+                        vstore(out + k, FN(w_##name)(row + (k0 + k) * (esz)));                                \
+                if (kv < kc)                                                                                  \
+                        vstore(out + kv, FN(w_##name##_tail)(row + (k0 + kv) * (esz), kc - kv));             \
+        }
+
+DEFINE_MATVEC_FLOAT(f32, 4)
+DEFINE_MATVEC_FLOAT(f16, 2)
+DEFINE_MATVEC_FLOAT(bf16, 2)
+
+/* ---- block weights (native q8_0, q4_0): scales first, then quants (quant.h) ---- */
+
+/* One block of 32 quants to QV vectors of integers-as-floats (scale not applied). */
+static inline void FN(block_q8_0)(const uint8_t *q, VEC *out) {
+        i8x16_to_vecs(_mm_loadu_si128((const __m128i *) q), out);
+        i8x16_to_vecs(_mm_loadu_si128((const __m128i *) (q + 16)), out + QV / 2);
+}
+static inline void FN(block_q4_0)(const uint8_t *qs, VEC *out) {
+        const __m128i m4 = _mm_set1_epi8(0x0f), m8 = _mm_set1_epi8(8);
+        __m128i v = _mm_loadu_si128((const __m128i *) qs);
+        __m128i lo = _mm_sub_epi8(_mm_and_si128(v, m4), m8);
+        __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), m8);
+        i8x16_to_vecs(lo, out);
+        i8x16_to_vecs(hi, out + QV / 2);
+}
+
+#define DEFINE_MATVEC_BLOCK(name, qbytes)                                                                     \
+        static void FN(matvec_##name)(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, \
+                                      size_t r1) {                                                            \
+                size_t nb = K / QK, qo = q_row_quants_offset(K), r = r0;                                      \
+                for (; r + 4 <= r1; r += 4) {                                                                 \
+                        const uint8_t *p[4];                                                                  \
+                        VEC acc[4];                                                                           \
+                        for (int i = 0; i < 4; i++) {                                                         \
+                                p[i] = (const uint8_t *) w + (r + i) * rb;                                    \
+                                acc[i] = vzero();                                                             \
+                        }                                                                                     \
+                        for (size_t b = 0; b < nb; b++) {                                                     \
+                                VEC xv[QV];                                                                   \
+                                for (int j = 0; j < QV; j++)                                                  \
+                                        xv[j] = vload(x + b * QK + j * VL);                                   \
+                                for (int i = 0; i < 4; i++) {                                                 \
+                                        VEC wv[QV];                                                           \
+                                        FN(block_##name)(p[i] + qo + b * (qbytes), wv);                       \
+                                        VEC s = vmul(wv[0], xv[0]);                                           \
+                                        for (int j = 1; j < QV; j++)                                          \
+                                                s = vfma(wv[j], xv[j], s);                                    \
+                                        acc[i] = vfma(s, vset1(scalar_f16(p[i] + 2 * b)), acc[i]);           \
+                                }                                                                             \
+                        }                                                                                     \
+                        for (int i = 0; i < 4; i++)                                                           \
+                                y[r + i] = vhsum(acc[i]);                                                     \
+                }                                                                                             \
+                for (; r < r1; r++) {                                                                         \
+                        const uint8_t *p0 = (const uint8_t *) w + r * rb;                                     \
+                        VEC acc = vzero();                                                                    \
+                        for (size_t b = 0; b < nb; b++) {                                                     \
+                                VEC wv[QV];                                                                   \
+                                FN(block_##name)(p0 + qo + b * (qbytes), wv);                                 \
+                                VEC s = vmul(wv[0], vload(x + b * QK));                                       \
+                                for (int j = 1; j < QV; j++)                                                  \
+                                        s = vfma(wv[j], vload(x + b * QK + j * VL), s);                       \
+                                acc = vfma(s, vset1(scalar_f16(p0 + 2 * b)), acc);                            \
+                        }                                                                                     \
+                        y[r] = vhsum(acc);                                                                    \
+                }                                                                                             \
+        }                                                                                                     \
+        static inline void FN(decode_##name)(const uint8_t *row, size_t K, size_t k0, size_t kc, float *out) { \
+                size_t qo = q_row_quants_offset(K);                                                           \
+                for (size_t b = k0 / QK; b < (k0 + kc) / QK; b++, out += QK) {                                \
+                        VEC wv[QV], d = vset1(scalar_f16(row + 2 * b));                                       \
+                        FN(block_##name)(row + qo + b * (qbytes), wv);                                        \
+                        for (int j = 0; j < QV; j++)                                                          \
+                                vstore(out + j * VL, vmul(wv[j], d));                                         \
+                }                                                                                             \
+        }
+
+DEFINE_MATVEC_BLOCK(q8_0, QK)
+DEFINE_MATVEC_BLOCK(q4_0, QK / 2)
+
+/* ---- matmul ---- */
+
+/* Dot products of MM_R decoded rows (stride KC, zero padded) with NV vectors over kc columns. */
+static inline __attribute__((always_inline)) void FN(microkernel)(const float *wb, size_t kc, const float *x,
+                                                                  size_t ldx, int nv, float out[MM_R][MM_V]) {
+        VEC acc[MM_R][MM_V];
+        size_t kv = kc / VL * VL;
+#pragma GCC unroll 8
+        for (int i = 0; i < MM_R; i++)
+#pragma GCC unroll 8
+                for (int j = 0; j < MM_V; j++)
+                        acc[i][j] = vzero();
+        for (size_t k = 0; k < kv; k += VL) {
+                VEC wv[MM_R];
+#pragma GCC unroll 8
+                for (int i = 0; i < MM_R; i++)
+                        wv[i] = vload(wb + i * KC + k);
+#pragma GCC unroll 8
+                for (int j = 0; j < MM_V; j++) {
+                        if (j >= nv)
+                                break;
+                        VEC xv = vload(x + j * ldx + k);
+#pragma GCC unroll 8
+                        for (int i = 0; i < MM_R; i++)
+                                acc[i][j] = vfma(wv[i], xv, acc[i][j]);
+                }
+        }
+        if (kv < kc) {
+#pragma GCC unroll 8
+                for (int j = 0; j < MM_V; j++) {
+                        if (j >= nv)
+                                break;
+                        VEC xv = vloadn(x + j * ldx + kv, kc - kv);
+#pragma GCC unroll 8
+                        for (int i = 0; i < MM_R; i++)
+                                acc[i][j] = vfma(vload(wb + i * KC + kv), xv, acc[i][j]);
+                }
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < MM_R; i++)
+#pragma GCC unroll 8
+                for (int j = 0; j < MM_V; j++)
+                        if (j < nv)
+                                out[i][j] = vhsum(acc[i][j]);
+}
+
+/* One instance per vector count, so that the accumulators stay in registers. */
+#define DEFINE_MICROKERNEL_NV(n)                                                                          \
+        static void FN(microkernel_##n)(const float *wb, size_t kc, const float *x, size_t ldx,          \
+                                        float out[MM_R][MM_V]) {                                          \
+                FN(microkernel)(wb, kc, x, ldx, n, out);                                                  \
+        }
+DEFINE_MICROKERNEL_NV(1)
+DEFINE_MICROKERNEL_NV(2)
+DEFINE_MICROKERNEL_NV(3)
+#if MM_V > 3
+DEFINE_MICROKERNEL_NV(4)
+DEFINE_MICROKERNEL_NV(5)
+DEFINE_MICROKERNEL_NV(6)
+#endif
+
+typedef void (*FN(MicrokernelFn))(const float *wb, size_t kc, const float *x, size_t ldx, float out[MM_R][MM_V]);
+static const FN(MicrokernelFn) FN(microkernels)[MM_V + 1] = {
+        NULL,
+        FN(microkernel_1),
+        FN(microkernel_2),
+        FN(microkernel_3),
+#if MM_V > 3
+        FN(microkernel_4),
+        FN(microkernel_5),
+        FN(microkernel_6),
+#endif
+};
+
+#define DEFINE_MATMUL(name)                                                                                     \
+        static void FN(matmul_##name)(const void *w, size_t rb, size_t K, const float *x, size_t ldx,          \
+                                      size_t n_vec, float *y, size_t ldy, size_t r0, size_t r1) {              \
+                _Alignas(64) float wbuf[MM_R * KC];                                                             \
+                for (size_t r = r0; r < r1; r += MM_R) {                                                        \
+                        size_t nr = FN(min_sz)(MM_R, r1 - r);                                                   \
+                        for (size_t k0 = 0; k0 < K; k0 += KC) {                                                 \
+                                size_t kc = FN(min_sz)(KC, K - k0);                                             \
+                                for (size_t i = 0; i < MM_R; i++) {                                             \
+                                        if (i < nr)                                                             \
+                                                FN(decode_##name)((const uint8_t *) w + (r + i) * rb, K, k0,    \
+                                                                  kc, wbuf + i * KC);                           \
+                                        else                                                                    \
+                                                memset(wbuf + i * KC, 0, sizeof(float) * KC);                   \
+                                }                                                                               \
+                                for (size_t v = 0; v < n_vec; v += MM_V) {                                      \
+                                        size_t nv = FN(min_sz)(MM_V, n_vec - v);                                \
+                                        float out[MM_R][MM_V];                                                  \
+                                        FN(microkernels)[nv](wbuf, kc, x + v * ldx + k0, ldx, out);             \
+                                        for (size_t j = 0; j < nv; j++)                                         \
+                                                for (size_t i = 0; i < nr; i++) {                               \
+                                                        float *o = y + (v + j) * ldy + r + i;                   \
+                                                        *o = (k0 == 0 ? 0.f : *o) + out[i][j];                  \
+                                                }                                                               \
+                                }                                                                               \
+                        }                                                                                       \
+                }                                                                                               \
+        }
+
+DEFINE_MATMUL(f32)
+DEFINE_MATMUL(f16)
+DEFINE_MATMUL(bf16)
+DEFINE_MATMUL(q8_0)
+DEFINE_MATMUL(q4_0)
+
+/* ---- norms ---- */
+
+static void FN(layer_norm)(const float *x, const float *w, const float *b, float *y, size_t n, float eps) {
+        size_t nv = n / VL * VL;
+        VEC s = vzero();
+        for (size_t i = 0; i < nv; i += VL)
+                s = vadd(s, vload(x + i));
+        float sum = vhsum(s);
+        for (size_t i = nv; i < n; i++)
+                sum += x[i];
+        float mean = sum / (float) n;
+
+        /* Two passes: the variance of (x - mean) does not cancel catastrophically like E[x^2] - mean^2. */
+        VEC m = vset1(mean), q = vzero();
+        for (size_t i = 0; i < nv; i += VL) {
+                VEC d = vsub(vload(x + i), m);
+                q = vfma(d, d, q);
+        }
+        float var = vhsum(q);
+        for (size_t i = nv; i < n; i++)
+                var += (x[i] - mean) * (x[i] - mean);
+        float rs = 1.f / sqrtf(var / (float) n + eps);
+
+        VEC r = vset1(rs);
+        for (size_t i = 0; i < nv; i += VL)
+                vstore(y + i, vfma(vmul(vsub(vload(x + i), m), r), vload(w + i), vload(b + i)));
+        for (size_t i = nv; i < n; i++)
+                y[i] = (x[i] - mean) * rs * w[i] + b[i];
+}
+
+static void FN(group_norm)(const float *x, const float *w, const float *b, float *y, size_t n_groups,
+                           size_t group_size, float eps) {
+        for (size_t g = 0; g < n_groups; g++) {
+                size_t o = g * group_size;
+                FN(layer_norm)(x + o, w + o, b + o, y + o, group_size, eps);
+        }
+}
+
+/* ---- RWKV-7 state update: one row of the state (value index i) at a time, all in registers ---- */
+
+static void FN(wkv7)(float *state, const float *r, const float *w, const float *k, const float *v, const float *a,
+                     const float *b, float *y, size_t H, size_t N) {
+        if (N % VL != 0) {
+                wkv7_generic(state, r, w, k, v, a, b, y, H, N);
+                return;
+        }
+        for (size_t h = 0; h < H; h++) {
+                float *S = state + h * N * N;
+                size_t o = h * N;
+                for (size_t i = 0; i < N; i++) {
+                        float *Si = S + i * N;
+                        VEC sa = vzero();
+                        for (size_t j = 0; j < N; j += VL)
+                                sa = vfma(vload(Si + j), vload(a + o + j), sa);
+                        VEC sab = vset1(vhsum(sa)), vi = vset1(v[o + i]), yi = vzero();
+                        for (size_t j = 0; j < N; j += VL) {
+                                VEC s = vmul(vload(Si + j), vload(w + o + j));
+                                s = vfma(sab, vload(b + o + j), s);
+                                s = vfma(vi, vload(k + o + j), s);
+                                vstore(Si + j, s);
+                                yi = vfma(s, vload(r + o + j), yi);
+                        }
+                        y[o + i] = vhsum(yi);
+                }
+        }
+}
+
+static void x86_fill(Kernels *k) {
+        k->isa = ISA_NAME;
+        k->matvec[DTYPE_F32] = FN(matvec_f32);
+        k->matvec[DTYPE_F16] = FN(matvec_f16);
+        k->matvec[DTYPE_BF16] = FN(matvec_bf16);
+        k->matvec[DTYPE_Q8_0] = FN(matvec_q8_0);
+        k->matvec[DTYPE_Q4_0] = FN(matvec_q4_0);
+        k->matmul[DTYPE_F32] = FN(matmul_f32);
+        k->matmul[DTYPE_F16] = FN(matmul_f16);
+        k->matmul[DTYPE_BF16] = FN(matmul_bf16);
+        k->matmul[DTYPE_Q8_0] = FN(matmul_q8_0);
+        k->matmul[DTYPE_Q4_0] = FN(matmul_q4_0);
+        k->layer_norm = FN(layer_norm);
+        k->group_norm = FN(group_norm);
+        k->wkv7 = FN(wkv7);
+}
