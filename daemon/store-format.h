@@ -42,7 +42,7 @@ typedef struct SfEncodeParams {
         uid_t uid;               /* owner (session) or exporting uid (export), bound into the file */
         const uint8_t *key;      /* 32-byte subkey */
         StorePrecision precision;
-        int zstd_level;          /* <= 0: store uncompressed */
+        int zstd_level;          /* 0: store uncompressed; else zstd at this level (negative: fast modes) */
         bool shuffle;            /* byte-plane shuffle of float sections */
         bool checkpoint;
 } SfEncodeParams;

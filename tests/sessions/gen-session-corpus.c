@@ -30,7 +30,7 @@ int main(int argc, char **argv) {
         struct { const char *name; int prec, level, shuffle; size_t nstate; uint32_t nvocab; size_t text; SfKind kind; } v[] = {
                 { "session-f32-zstd", 0, 1, 1, 200, 16, 10, SF_KIND_SESSION },
                 { "session-f16-zstd", 1, 1, 1, 200, 0, 0, SF_KIND_SESSION },
-                { "session-bf16-raw", 2, -1, 0, 64, 4, 3, SF_KIND_SESSION },
+                { "session-bf16-raw", 2, 0, 0, 64, 4, 3, SF_KIND_SESSION },
                 { "export-f32", 0, 3, 1, 100, 8, 0, SF_KIND_EXPORT },
         };
         for (size_t i = 0; i < ELEMENTSOF(v); i++) {
