@@ -1,3 +1,289 @@
-/* cmd-bench.c: placeholder, replaced by the owning change. */
+/* cmd-bench.c: `rwkvctl bench`: prefill, decode and batched-decode speed of a model, in-process.
+ *
+ * Prompt and generated tokens are fixed pseudo-random ids (the speed of an RNN does not depend on
+ * which tokens it sees). With --json the last line of stdout is one object for scripts
+ * (bench/kernels/perf-table); the human summary goes before it. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "engine/arch/model.h"
 #include "tools/rwkvctl/rwkvctl.h"
-int verb_bench(int argc, char *argv[]) { return fail("%s: not built yet", argv[0]); }
+
+#define BENCH_MAX_TOKENS 65536u
+#define BENCH_MAX_BATCH 256u
+#define BENCH_MAX_BATCHES 16
+
+static double now_s(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *ret) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (errno || end == s || *end || s[0] == '-' || v > max)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+/* "1,2,4,8": distinct batch sizes in [1, BENCH_MAX_BATCH]. */
+static int parse_batches(const char *s, unsigned *out, size_t *ret_n) {
+        size_t n = 0;
+        char buf[256];
+        if (strlen(s) >= sizeof(buf))
+                return -EINVAL;
+        strcpy(buf, s);
+        char *save = NULL;
+        for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                unsigned long v;
+                if (n >= BENCH_MAX_BATCHES || parse_uint(tok, BENCH_MAX_BATCH, &v) < 0 || v == 0)
+                        return -EINVAL;
+                out[n++] = (unsigned) v;
+        }
+        if (n == 0)
+                return -EINVAL;
+        *ret_n = n;
+        return 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+        double x = *(const double *) a, y = *(const double *) b;
+        return (x > y) - (x < y);
+}
+
+static double percentile(const double *sorted, size_t n, double p) {
+        size_t i = (size_t) (p * (double) (n - 1) + 0.5);
+        return sorted[i < n ? i : n - 1];
+}
+
+static void help(void) {
+        printf("rwkvctl bench --model FILE [--threads N] [--prompt N] [--gen N] [--batch B[,B...]] [--json]\n\n"
+               "Measure a model's speed in-process: prefill of a prompt, token-by-token decode, and batched\n"
+               "decode of B sessions at once.\n\n"
+               "  --model FILE    model file (.rwkv, rwkv.cpp .bin, PyTorch .pth)\n"
+               "  --vocab FILE    World vocabulary for a model file that embeds none\n"
+               "  --threads N     compute threads (default: all CPUs)\n"
+               "  --prompt N      prompt tokens for the prefill measurement (default 512, 0 to skip)\n"
+               "  --gen N         decoded tokens (default 128)\n"
+               "  --batch LIST    batch sizes for batched decode, e.g. 1,2,4,8,16 (default 8)\n"
+               "  --json          end with one JSON object on the last line\n");
+}
+
+typedef struct BenchResult {
+        double load_s, prefill_tok_s, decode_tok_s, p50_ms, p99_ms;
+        double batch_tok_s[BENCH_MAX_BATCHES];
+} BenchResult;
+
+int verb_bench(int argc, char *argv[]) {
+        const char *model_path = NULL, *vocab = NULL;
+        unsigned long threads = 0, prompt = 512, gen = 128;
+        unsigned batches[BENCH_MAX_BATCHES] = { 8 };
+        size_t n_batches = 1;
+        bool json = arg_json;
+        enum { ARG_VOCAB = 0x100 };
+        static const struct option opts[] = {
+                { "help", no_argument, NULL, 'h' },        { "model", required_argument, NULL, 'm' },
+                { "vocab", required_argument, NULL, ARG_VOCAB }, { "threads", required_argument, NULL, 't' },
+                { "prompt", required_argument, NULL, 'p' }, { "gen", required_argument, NULL, 'g' },
+                { "batch", required_argument, NULL, 'b' },  { "json", no_argument, NULL, 'j' },
+                {},
+        };
+        int c;
+        optind = 0;
+        while ((c = getopt_long(argc, argv, "hm:t:p:g:b:j", opts, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return 0;
+                case 'm':
+                        model_path = optarg;
+                        break;
+                case ARG_VOCAB:
+                        vocab = optarg;
+                        break;
+                case 't':
+                        if (parse_uint(optarg, 1024, &threads) < 0)
+                                return fail("bench: invalid --threads '%s' (0 to 1024)", optarg);
+                        break;
+                case 'p':
+                        if (parse_uint(optarg, BENCH_MAX_TOKENS, &prompt) < 0)
+                                return fail("bench: invalid --prompt '%s' (0 to %u)", optarg, BENCH_MAX_TOKENS);
+                        break;
+                case 'g':
+                        if (parse_uint(optarg, BENCH_MAX_TOKENS, &gen) < 0 || gen == 0)
+                                return fail("bench: invalid --gen '%s' (1 to %u)", optarg, BENCH_MAX_TOKENS);
+                        break;
+                case 'b':
+                        if (parse_batches(optarg, batches, &n_batches) < 0)
+                                return fail("bench: invalid --batch '%s' (sizes 1 to %u, comma separated)", optarg,
+                                            BENCH_MAX_BATCH);
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                default:
+                        return 1;
+                }
+        if (optind < argc)
+                return fail("bench: unexpected argument '%s'", argv[optind]);
+        if (!model_path)
+                return fail("bench: --model FILE is required");
+
+        unsigned max_batch = 1;
+        for (size_t i = 0; i < n_batches; i++)
+                max_batch = batches[i] > max_batch ? batches[i] : max_batch;
+
+        BenchResult res = { 0 };
+        RwkvError err = { 0 };
+        Model *m = NULL;
+        double t0 = now_s();
+        int r = model_load(model_path, &(ModelLoadOptions) { .vocab_path = vocab }, &m, &err);
+        if (r < 0)
+                return fail("bench: cannot load '%s': %s", model_path, error_message(&err, r));
+        res.load_s = now_s() - t0;
+        const ModelInfo *in = model_info(m);
+
+        int ret = 1;
+        ThreadPool *pool = NULL;
+        EvalCtx *ctx = NULL;
+        size_t ntok = (prompt > gen ? prompt : gen) + 1;
+        uint32_t *tokens = malloc(ntok * sizeof(uint32_t));
+        float *logits = malloc((size_t) in->n_vocab * sizeof(float));
+        float *states = calloc((size_t) max_batch * in->state_floats, sizeof(float));
+        float **state_ptrs = calloc(max_batch, sizeof(float *));
+        float **logit_ptrs = calloc(max_batch, sizeof(float *));
+        float *batch_logits = malloc((size_t) max_batch * in->n_vocab * sizeof(float));
+        uint32_t *batch_tokens = malloc(max_batch * sizeof(uint32_t));
+        double *lat = malloc(gen * sizeof(double));
+        if (!tokens || !logits || !states || !state_ptrs || !logit_ptrs || !batch_logits || !batch_tokens || !lat) {
+                fail("bench: out of memory");
+                goto finish;
+        }
+        uint64_t x = 0x2545f4914f6cdd1dull;
+        for (size_t i = 0; i < ntok; i++) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                tokens[i] = (uint32_t) (x % in->n_vocab);
+        }
+
+        r = threadpool_new((unsigned) threads, &pool);
+        if (r >= 0)
+                r = evalctx_new(m, pool, max_batch, 0, &ctx);
+        if (r < 0) {
+                fail("bench: cannot set up the evaluation: %s", strerror(-r));
+                goto finish;
+        }
+
+        float *state = states;
+        /* Warm-up: the first pass faults the mapped weights in; that is load time, not speed. */
+        model_state_reset(m, state);
+        r = model_eval_token(ctx, state, tokens[0], logits);
+        if (r < 0)
+                goto eval_failed;
+
+        if (prompt > 0) {
+                model_state_reset(m, state);
+                t0 = now_s();
+                r = model_eval_sequence(ctx, state, tokens, prompt, logits);
+                if (r < 0)
+                        goto eval_failed;
+                res.prefill_tok_s = (double) prompt / (now_s() - t0);
+        }
+
+        double total = 0;
+        for (size_t i = 0; i < gen; i++) {
+                t0 = now_s();
+                r = model_eval_token(ctx, state, tokens[i + 1], logits);
+                if (r < 0)
+                        goto eval_failed;
+                lat[i] = now_s() - t0;
+                total += lat[i];
+        }
+        res.decode_tok_s = (double) gen / total;
+        qsort(lat, gen, sizeof(double), cmp_double);
+        res.p50_ms = percentile(lat, gen, 0.50) * 1e3;
+        res.p99_ms = percentile(lat, gen, 0.99) * 1e3;
+
+        for (size_t bi = 0; bi < n_batches; bi++) {
+                unsigned B = batches[bi];
+                for (unsigned s = 0; s < B; s++) {
+                        state_ptrs[s] = states + (size_t) s * in->state_floats;
+                        if (s > 0)
+                                memcpy(state_ptrs[s], state, in->state_floats * sizeof(float));
+                        logit_ptrs[s] = batch_logits + (size_t) s * in->n_vocab;
+                }
+                /* as many steps as decode had tokens, capped so that large B stays quick */
+                size_t steps = gen < 32 ? gen : 32;
+                t0 = now_s();
+                for (size_t i = 0; i < steps; i++) {
+                        for (unsigned s = 0; s < B; s++)
+                                batch_tokens[s] = tokens[(i + s) % ntok];
+                        r = model_eval_batch(ctx, state_ptrs, batch_tokens, B, logit_ptrs);
+                        if (r < 0)
+                                goto eval_failed;
+                }
+                res.batch_tok_s[bi] = (double) (B * steps) / (now_s() - t0);
+        }
+
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double rss_mib = (double) ru.ru_maxrss / 1024.0;
+        const char *isa = kernels_get()->isa;
+
+        printf("model:        %s (%s, %s, L%" PRIu32 " C%" PRIu32 " V%" PRIu32 ")\n", in->name, in->arch_name,
+               dtype_name(in->wtype) ? dtype_name(in->wtype) : "?", in->n_layer, in->n_embd, in->n_vocab);
+        printf("threads:      %u, isa %s\n", threadpool_size(pool), isa);
+        printf("load:         %.1f ms (%" PRIu64 " bytes)\n", res.load_s * 1e3, in->file_size);
+        if (prompt > 0)
+                printf("prefill:      %.1f tok/s (%lu tokens)\n", res.prefill_tok_s, prompt);
+        printf("decode:       %.1f tok/s (%lu tokens), latency p50 %.2f ms, p99 %.2f ms\n", res.decode_tok_s, gen,
+               res.p50_ms, res.p99_ms);
+        printf("              %.2f GB/s of weights (%" PRIu64 " bytes per token)\n",
+               res.decode_tok_s * (double) in->weight_bytes / 1e9, in->weight_bytes);
+        for (size_t bi = 0; bi < n_batches; bi++)
+                printf("batch %3u:    %.1f tok/s aggregate (%.2fx single)\n", batches[bi], res.batch_tok_s[bi],
+                       res.batch_tok_s[bi] / res.decode_tok_s);
+        printf("peak RSS:     %.1f MiB\n", rss_mib);
+        if (json) {
+                printf("{\"model\": \"%s\", \"arch\": \"%s\", \"wtype\": \"%s\", \"n_layer\": %" PRIu32
+                       ", \"n_embd\": %" PRIu32 ", \"n_vocab\": %" PRIu32 ", \"threads\": %u, \"file_bytes\": %" PRIu64
+                       ", \"load_ms\": %.2f, \"prompt\": %lu, \"gen\": %lu, \"prefill_tok_s\": %.3f, \"decode_tok_s\": %.3f, "
+                       "\"batch_tok_s\": {",
+                       in->name, in->arch_name, dtype_name(in->wtype) ? dtype_name(in->wtype) : "?", in->n_layer,
+                       in->n_embd, in->n_vocab, threadpool_size(pool), in->file_size, res.load_s * 1e3, prompt, gen,
+                       res.prefill_tok_s, res.decode_tok_s);
+                for (size_t bi = 0; bi < n_batches; bi++)
+                        printf("%s\"%u\": %.3f", bi ? ", " : "", batches[bi], res.batch_tok_s[bi]);
+                printf("}, \"latency_ms_p50\": %.4f, \"latency_ms_p99\": %.4f, \"peak_rss_mib\": %.1f, "
+                       "\"weight_bytes_per_token\": %" PRIu64 ", \"isa\": \"%s\"}\n",
+                       res.p50_ms, res.p99_ms, rss_mib, in->weight_bytes, isa);
+        }
+        ret = fflush(stdout) == 0 && !ferror(stdout) ? 0 : fail("bench: cannot write the output");
+        goto finish;
+
+eval_failed:
+        fail("bench: evaluation failed: %s", strerror(-r));
+finish:
+        evalctx_free(ctx);
+        threadpool_free(pool);
+        model_free(m);
+        free(tokens);
+        free(logits);
+        free(states);
+        free(state_ptrs);
+        free(logit_ptrs);
+        free(batch_logits);
+        free(batch_tokens);
+        free(lat);
+        return ret;
+}

@@ -1,0 +1,239 @@
+/* bench-ceilings: the machine's physical limits that the kernels are measured against.
+ *   read bandwidth: threads each stream their part of a buffer far larger than the caches
+ *   FMA peak: independent f32 FMA chains in the widest registers the CPU runs
+ * Usage: bench-ceilings [--threads N] [--mib M] [--json] */
+#include <getopt.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+static double now(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+}
+
+typedef struct Part {
+        const float *p;
+        size_t n;
+        long iters;
+        int wide;
+        double result;
+        pthread_barrier_t *barrier;
+} Part;
+
+static float sum_plain(const float *p, size_t n) {
+        float s[16] = { 0 };
+        for (size_t i = 0; i + 16 <= n; i += 16)
+                for (int l = 0; l < 16; l++)
+                        s[l] += p[i + l];
+        float t = 0;
+        for (int l = 0; l < 16; l++)
+                t += s[l];
+        return t;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static float sum_avx512(const float *p, size_t n) {
+        __m512 a = _mm512_setzero_ps(), b = a, c = a, d = a;
+        for (size_t i = 0; i + 64 <= n; i += 64) {
+                a = _mm512_add_ps(a, _mm512_load_ps(p + i));
+                b = _mm512_add_ps(b, _mm512_load_ps(p + i + 16));
+                c = _mm512_add_ps(c, _mm512_load_ps(p + i + 32));
+                d = _mm512_add_ps(d, _mm512_load_ps(p + i + 48));
+        }
+        return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
+}
+
+__attribute__((target("avx2"))) static float sum_avx2(const float *p, size_t n) {
+        __m256 a = _mm256_setzero_ps(), b = a, c = a, d = a;
+        for (size_t i = 0; i + 32 <= n; i += 32) {
+                a = _mm256_add_ps(a, _mm256_load_ps(p + i));
+                b = _mm256_add_ps(b, _mm256_load_ps(p + i + 8));
+                c = _mm256_add_ps(c, _mm256_load_ps(p + i + 16));
+                d = _mm256_add_ps(d, _mm256_load_ps(p + i + 24));
+        }
+        float t[8];
+        _mm256_storeu_ps(t, _mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d)));
+        return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
+}
+
+/* 12 independent chains cover FMA latency (4) x 2 pipes with room to spare. */
+__attribute__((target("avx512f"))) static float fma_avx512(long iters) {
+        __m512 a[12], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+        for (int i = 0; i < 12; i++)
+                a[i] = _mm512_set1_ps((float) i);
+        for (long it = 0; it < iters; it++)
+                for (int i = 0; i < 12; i++)
+                        a[i] = _mm512_fmadd_ps(a[i], m, c);
+        __m512 s = a[0];
+        for (int i = 1; i < 12; i++)
+                s = _mm512_add_ps(s, a[i]);
+        return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx2,fma"))) static float fma_avx2(long iters) {
+        __m256 a[12], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+        for (int i = 0; i < 12; i++)
+                a[i] = _mm256_set1_ps((float) i);
+        for (long it = 0; it < iters; it++)
+                for (int i = 0; i < 12; i++)
+                        a[i] = _mm256_fmadd_ps(a[i], m, c);
+        float t[8];
+        __m256 s = a[0];
+        for (int i = 1; i < 12; i++)
+                s = _mm256_add_ps(s, a[i]);
+        _mm256_storeu_ps(t, s);
+        return t[0] + t[7];
+}
+#endif
+
+static int widest(void) {
+#if defined(__x86_64__)
+        if (__builtin_cpu_supports("avx512f"))
+                return 16;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+                return 8;
+#endif
+        return 1;
+}
+
+static volatile float sink;
+
+static void *bw_thread(void *arg) {
+        Part *p = arg;
+        pthread_barrier_wait(p->barrier);
+        double best = 1e30;
+        for (int rep = 0; rep < 5; rep++) {
+                double t0 = now();
+#if defined(__x86_64__)
+                if (p->wide == 16)
+                        sink = sum_avx512(p->p, p->n);
+                else if (p->wide == 8)
+                        sink = sum_avx2(p->p, p->n);
+                else
+#endif
+                        sink = sum_plain(p->p, p->n);
+                double dt = now() - t0;
+                if (dt < best)
+                        best = dt;
+                pthread_barrier_wait(p->barrier); /* passes in lock step: all threads stream together */
+        }
+        p->result = best;
+        return NULL;
+}
+
+static void *fma_thread(void *arg) {
+        Part *p = arg;
+        pthread_barrier_wait(p->barrier);
+        double t0 = now();
+#if defined(__x86_64__)
+        if (p->wide == 16)
+                sink = fma_avx512(p->iters);
+        else if (p->wide == 8)
+                sink = fma_avx2(p->iters);
+#endif
+        p->result = now() - t0;
+        return NULL;
+}
+
+static double run_parts(void *(*fn)(void *), Part *parts, unsigned n) {
+        pthread_t th[64];
+        pthread_barrier_t barrier;
+        pthread_barrier_init(&barrier, NULL, n);
+        for (unsigned i = 0; i < n; i++) {
+                parts[i].barrier = &barrier;
+                pthread_create(&th[i], NULL, fn, &parts[i]);
+        }
+        double worst = 0;
+        for (unsigned i = 0; i < n; i++) {
+                pthread_join(th[i], NULL);
+                if (parts[i].result > worst)
+                        worst = parts[i].result;
+        }
+        pthread_barrier_destroy(&barrier);
+        return worst;
+}
+
+int main(int argc, char **argv) {
+        unsigned threads = 2;
+        size_t mib = 512;
+        bool json = false;
+        static const struct option opts[] = {
+                { "threads", required_argument, NULL, 't' },
+                { "mib", required_argument, NULL, 'm' },
+                { "json", no_argument, NULL, 'j' },
+                {},
+        };
+        int c;
+        while ((c = getopt_long(argc, argv, "t:m:j", opts, NULL)) >= 0)
+                switch (c) {
+                case 't':
+                        threads = (unsigned) atoi(optarg);
+                        break;
+                case 'm':
+                        mib = (size_t) atol(optarg);
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                default:
+                        fprintf(stderr, "usage: %s [--threads N] [--mib M] [--json]\n", argv[0]);
+                        return 2;
+                }
+        if (threads < 1 || threads > 64 || mib < 16) {
+                fprintf(stderr, "bad --threads or --mib\n");
+                return 2;
+        }
+
+        int wide = widest();
+        size_t n = mib * 1024 * 1024 / sizeof(float);
+        float *buf = aligned_alloc(64, n * sizeof(float));
+        if (!buf) {
+                fprintf(stderr, "out of memory\n");
+                return 1;
+        }
+        for (size_t i = 0; i < n; i++) /* touch every page so the first pass does not measure faults */
+                buf[i] = (float) (i & 255);
+
+        double bw[2];
+        for (int pass = 0; pass < 2; pass++) {
+                unsigned nt = pass == 0 ? 1 : threads;
+                Part parts[64];
+                size_t per = n / nt / 64 * 64;
+                for (unsigned i = 0; i < nt; i++)
+                        parts[i] = (Part) { .p = buf + i * per, .n = per, .wide = wide };
+                double dt = run_parts(bw_thread, parts, nt);
+                bw[pass] = (double) (per * nt * sizeof(float)) / dt / 1e9;
+        }
+        free(buf);
+
+        double gflops = 0;
+        if (wide > 1) {
+                long iters = 20 * 1000 * 1000;
+                Part parts[64];
+                for (unsigned i = 0; i < threads; i++)
+                        parts[i] = (Part) { .iters = iters, .wide = wide };
+                double dt = run_parts(fma_thread, parts, threads);
+                gflops = (double) iters * 12 * wide * 2 * threads / dt / 1e9;
+        }
+
+        if (json)
+                printf("{\"read_gb_s_1t\": %.2f, \"read_gb_s\": %.2f, \"threads\": %u, \"fma_gflop_s\": %.1f, "
+                       "\"vector_lanes\": %d}\n",
+                       bw[0], bw[1], threads, gflops, wide);
+        else {
+                printf("read bandwidth, 1 thread:   %6.2f GB/s\n", bw[0]);
+                printf("read bandwidth, %u threads:  %6.2f GB/s\n", threads, bw[1]);
+                printf("f32 FMA peak, %u threads:    %6.1f GFLOP/s (%d lanes)\n", threads, gflops, wide);
+        }
+        return 0;
+}
