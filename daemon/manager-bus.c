@@ -256,6 +256,7 @@ static int method_create_session(sd_bus_message *msg, void *userdata, sd_bus_err
         log_debug("uid %u created session '%s' for uid %u.", (unsigned) caller, id, (unsigned) owner);
         Session *added = TAKE_PTR(s);
         session_table_add(&m->sessions, added);
+        (void) manager_session_commit(m, added);
         return sd_bus_reply_method_return(msg, "s", added->id);
 }
 
@@ -283,7 +284,7 @@ static int method_list_sessions(sd_bus_message *msg, void *userdata, sd_bus_erro
                         snprintf(name, sizeof(name), "%s", s->id);
                 r = sd_bus_message_append(reply, "(ssuttb)", name, s->title ? s->title : "",
                                           (uint32_t) MIN(s->tokens, (uint64_t) UINT32_MAX), s->created_usec,
-                                          s->updated_usec, true);
+                                          s->updated_usec, s->hot);
                 if (r < 0)
                         return r;
         }
@@ -316,11 +317,11 @@ static int method_get_session(sd_bus_message *msg, void *userdata, sd_bus_error 
                 "turns", "u", s->turns,
                 "created", "t", s->created_usec,
                 "updated", "t", s->updated_usec,
-                "hot", "b", true,
+                "hot", "b", s->hot,
                 "busy", "b", s->busy,
                 "model_hash", "s", m->info->hash_hex,
                 "state_bytes", "t", (uint64_t) session_state_bytes(s),
-                "disk_bytes", "t", (uint64_t) 0,
+                "disk_bytes", "t", s->disk_bytes,
                 "checkpoints", "u", s->n_checkpoints);
 }
 
@@ -345,11 +346,14 @@ static int method_fork_session(sd_bus_message *msg, void *userdata, sd_bus_error
         if (turn > s->turns)
                 return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT, "Session '%s' has %" PRIu32 " turns, not %" PRIu32 ".",
                                          s->id, s->turns, turn);
-        if (turn > 0 && !session_checkpoint(s, turn))
-                return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT,
-                                         "Turn %" PRIu32 " of session '%s' is too old to fork from.", turn, s->id);
         if (s->busy)
                 return sd_bus_error_setf(error, RWKV_ERROR_SESSION_BUSY, "Session '%s' is generating.", s->id);
+        r = manager_session_ensure_hot(m, s, msg, method_fork_session, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
+        if (turn > 0 && !session_checkpoint(s, turn))
+                return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT,
+                                         "Turn %" PRIu32 " of session '%s' is no longer held in memory to fork from.", turn, s->id);
         /* The copy belongs to the source's owner (root forking a user's session gives it to the user). */
         r = new_session_name(m, s->owner, new_name, &owner, id, error);
         if (r < 0)
@@ -359,6 +363,7 @@ static int method_fork_session(sd_bus_message *msg, void *userdata, sd_bus_error
                 return r;
         Session *added = TAKE_PTR(n);
         session_table_add(&m->sessions, added);
+        (void) manager_session_commit(m, added);
         return sd_bus_reply_method_return(msg, "s", added->id);
 }
 
@@ -384,10 +389,8 @@ static int method_rename_session(sd_bus_message *msg, void *userdata, sd_bus_err
                 return r;
         if (s->busy)
                 return sd_bus_error_setf(error, RWKV_ERROR_SESSION_BUSY, "Session '%s' is generating.", s->id);
-        strcpy(s->id, new_id);
-        s->updated_usec = now_realtime_usec();
-        s->dirty = true;
-        return sd_bus_reply_method_return(msg, NULL);
+        r = manager_session_rename(m, s, new_id, msg);
+        return r < 0 ? r : 1;
 }
 
 static int method_set_session_title(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -407,9 +410,15 @@ static int method_set_session_title(sd_bus_message *msg, void *userdata, sd_bus_
         r = find_session(m, caller, name, &s, error);
         if (r < 0)
                 return r;
+        if (s->busy)
+                return sd_bus_error_setf(error, RWKV_ERROR_SESSION_BUSY, "Session '%s' is generating.", s->id);
+        r = manager_session_ensure_hot(m, s, msg, method_set_session_title, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
         r = session_set_title(s, title);
         if (r < 0)
                 return r;
+        (void) manager_session_commit(m, s);
         return sd_bus_reply_method_return(msg, NULL);
 }
 
@@ -429,9 +438,8 @@ static int method_delete_session(sd_bus_message *msg, void *userdata, sd_bus_err
                 return r;
         if (s->busy)
                 return sd_bus_error_setf(error, RWKV_ERROR_SESSION_BUSY, "Session '%s' is generating; cancel it first.", s->id);
-        session_table_remove(&m->sessions, s);
-        session_free(s);
-        return sd_bus_reply_method_return(msg, NULL);
+        r = manager_session_delete(m, s, msg);
+        return r < 0 ? r : 1;
 }
 
 static int method_rewind_session(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -455,12 +463,17 @@ static int method_rewind_session(sd_bus_message *msg, void *userdata, sd_bus_err
                                          s->id, s->turns, turn);
         if (s->busy)
                 return sd_bus_error_setf(error, RWKV_ERROR_SESSION_BUSY, "Session '%s' is generating.", s->id);
+        r = manager_session_ensure_hot(m, s, msg, method_rewind_session, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
         r = session_rewind(s, turn);
         if (r == -ENOENT)
                 return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT,
-                                         "Turn %" PRIu32 " of session '%s' is too old to rewind to.", turn, s->id);
+                                         "Turn %" PRIu32 " of session '%s' is no longer held in memory to rewind to.", turn, s->id);
         if (r < 0)
                 return r;
+        (void) manager_session_commit(m, s);
+        (void) manager_checkpoint_truncate(m, s, turn - 1);
         return sd_bus_reply_method_return(msg, NULL);
 }
 
@@ -478,10 +491,16 @@ static int method_export_session(sd_bus_message *msg, void *userdata, sd_bus_err
         r = find_session(m, caller, name, &s, error);
         if (r < 0)
                 return r;
-        return sd_bus_error_set(error, RWKV_ERROR_IO, "Export is not available: this rwkvd has no session store yet.");
+        if (s->busy)
+                return sd_bus_error_setf(error, RWKV_ERROR_SESSION_BUSY, "Session '%s' is generating.", s->id);
+        r = manager_session_export(m, s, fd, msg);
+        if (r < 0)
+                return sd_bus_error_setf(error, RWKV_ERROR_IO, "Export failed: %s", strerror(-r));
+        return 1;
 }
 
 static int method_import_session(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
         const char *name;
         uid_t caller;
         int fd, r;
@@ -492,7 +511,16 @@ static int method_import_session(sd_bus_message *msg, void *userdata, sd_bus_err
         if (!isempty_str(name) && !session_id_valid(name))
                 return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT, "Invalid session id: expected " ID_RULES ".");
         GET_CALLER(msg, caller, error);
-        return sd_bus_error_set(error, RWKV_ERROR_IO, "Import is not available: this rwkvd has no session store yet.");
+        REFUSE_WHEN_SHUTTING_DOWN(m, error);
+        r = check_quota(m, caller, error);
+        if (r < 0)
+                return r;
+        if (!isempty_str(name) && session_table_find(&m->sessions, caller, name))
+                return sd_bus_error_setf(error, RWKV_ERROR_SESSION_EXISTS, "Session '%s' already exists.", name);
+        r = manager_session_import(m, caller, fd, name, msg);
+        if (r < 0)
+                return sd_bus_error_setf(error, RWKV_ERROR_IO, "Import failed: %s", strerror(-r));
+        return 1;
 }
 
 /* ---- generations ----------------------------------------------------------------------------- */
@@ -676,17 +704,20 @@ void manager_job_done(Job *j, void *userdata) {
         Session *s = j->session;
 
         job_unlink(m, j);
-        if (s) {
+        if (s && !s->throwaway) {
                 s->busy = false;
                 s->updated_usec = now_realtime_usec();
+                s->used_usec = now_monotonic_usec();
                 s->dirty = true;
+                (void) manager_session_commit(m, s);
         }
         log_debug("Job %" PRIu64 " done: %" PRIu64 " prompt tokens, %" PRIu64 " generated%s.", j->id, j->prompt_tokens,
                   j->generated, j->error ? " (failed)" : "");
         job_free(j);
         update_status(m);
         if (m->shutting_down && !m->jobs)
-                (void) sd_event_exit(m->event, 0);
+                manager_commit_all(m);
+        manager_check_exit(m);
 }
 
 static int method_generate(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -742,6 +773,11 @@ static int method_generate(sd_bus_message *msg, void *userdata, sd_bus_error *er
                                          manager_jobs_of_uid(m, caller), m->config.limits.max_generations_per_user);
         if (s && s->busy)
                 return sd_bus_error_setf(error, RWKV_ERROR_SESSION_BUSY, "Session '%s' is already generating.", s->id);
+        if (s) {
+                r = manager_session_ensure_hot(m, s, msg, method_generate, error);
+                if (r <= 0)
+                        return r == 0 ? 1 : r;
+        }
         if (prompt_len == 0 && !j->params.prompt_stream && (!s || !s->has_logits))
                 return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT,
                                         "Empty prompt: there is no text to continue in this session.");
@@ -778,6 +814,7 @@ static int method_generate(sd_bus_message *msg, void *userdata, sd_bus_error *er
                 r = session_begin_turn(s, prompt, prompt_len);
                 if (r < 0)
                         return r;
+                (void) manager_checkpoint_commit(m, s, s->turns);
         }
         if (j->params.seed_set)
                 rng_seed(&s->rng, j->params.seed);
@@ -834,21 +871,21 @@ static uint64_t rss_bytes(void) {
 static int method_status(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         SchedulerStats st;
-        uint64_t hot = 0;
+        uint32_t n_hot = 0;
 
         scheduler_get_stats(m->scheduler, &st);
         for (Session *s = m->sessions.head; s; s = s->next)
-                hot += session_state_bytes(s);
+                n_hot += s->hot;
         return sd_bus_reply_method_return(
                 msg, "a{sv}", 11,
-                "sessions_hot", "u", m->sessions.n,
-                "sessions_cold", "u", (uint32_t) 0,
+                "sessions_hot", "u", n_hot,
+                "sessions_cold", "u", m->sessions.n - n_hot,
                 "jobs_running", "u", st.running,
                 "jobs_queued", "u", st.queued,
                 "tokens_per_second", "d", st.tokens_per_second,
                 "tokens_total", "t", st.tokens_total,
                 "rss_bytes", "t", rss_bytes(),
-                "hot_bytes", "t", hot,
+                "hot_bytes", "t", manager_hot_bytes(m),
                 "threads", "u", m->config.threads,
                 "uptime_usec", "t", now_monotonic_usec() - m->start_usec,
                 "isa", "s", scheduler_isa(m->scheduler));

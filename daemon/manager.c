@@ -33,6 +33,9 @@ Manager *manager_free(Manager *m) {
                         j->session->busy = false;
                 job_free(j);
         }
+        /* Joining the worker finishes the queued saves. */
+        m->worker = worker_free(m->worker);
+        store_free(m->store);
         session_table_clear(&m->sessions);
         sd_bus_slot_unref(m->vtable_slot);
         sd_bus_flush_close_unref(m->bus);
@@ -55,11 +58,13 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         log_info("Received %s, shutting down.", strsignal((int) si->ssi_signo));
         m->shutting_down = true;
         (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping: finishing running generations");
-        /* Stop at the next token boundary: each session keeps the state it reached. */
+        /* Stop at the next token boundary: each session keeps the state it reached, and is
+         * committed when its job comes back (manager_job_done); then the rest, then exit. */
         for (Job *j = m->jobs; j; j = j->mnext)
                 scheduler_cancel(m->scheduler, j);
         if (!m->jobs)
-                return sd_event_exit(m->event, 0);
+                manager_commit_all(m);
+        manager_check_exit(m);
         return 0;
 }
 
@@ -115,6 +120,13 @@ int manager_startup(Manager *m) {
                 .prefill_chunk = m->config.prefill_chunk,
                 .prefill_per_step = 2,
         };
+        r = worker_new(m->event, &m->worker);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the I/O thread: %m");
+        r = manager_store_open(m);
+        if (r < 0)
+                return r;
+
         r = scheduler_new(m->model, &so, m->event, manager_job_done, m, &m->scheduler);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the compute thread: %m");

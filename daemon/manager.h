@@ -11,6 +11,8 @@
 #include "daemon/job.h"
 #include "daemon/scheduler.h"
 #include "daemon/session.h"
+#include "daemon/store.h"
+#include "daemon/worker.h"
 #include "engine/arch/model.h"
 
 typedef enum BusMode {
@@ -33,6 +35,9 @@ struct Manager {
         float *fresh_state;
 
         Scheduler *scheduler;
+        Worker *worker;             /* the I/O thread: every store call */
+        Store *store;
+        bool redispatch;            /* re-running a method after its session was loaded */
         SessionTable sessions;
         Job *jobs;                  /* every live job (submitted, not yet completed) */
         uint32_t n_jobs;
@@ -50,6 +55,25 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 int manager_startup(Manager *m);
 /* Runs until SIGTERM/SIGINT, then drains running generations; returns 0 or negative errno. */
 int manager_run(Manager *m);
+
+/* manager-store.c */
+int manager_store_open(Manager *m);
+int manager_store_error(sd_bus_error *error, int r, const char *what, const char *msg);
+int manager_session_commit(Manager *m, Session *s);
+int manager_checkpoint_commit(Manager *m, Session *s, uint32_t turn);
+int manager_checkpoint_truncate(Manager *m, Session *s, uint32_t after_turn);
+/* 1: the session is hot; 0: a load started and handler will run again on msg; <0: error. */
+int manager_session_ensure_hot(Manager *m, Session *s, sd_bus_message *msg, sd_bus_message_handler_t handler,
+                               sd_bus_error *error);
+/* These answer msg themselves once the disk work is done. */
+int manager_session_delete(Manager *m, Session *s, sd_bus_message *msg);
+int manager_session_rename(Manager *m, Session *s, const char *new_id, sd_bus_message *msg);
+int manager_session_export(Manager *m, Session *s, int fd, sd_bus_message *msg);
+int manager_session_import(Manager *m, uid_t uid, int fd, const char *new_id, sd_bus_message *msg);
+uint64_t manager_hot_bytes(Manager *m);
+void manager_evict(Manager *m);
+void manager_commit_all(Manager *m);
+void manager_check_exit(Manager *m);
 
 /* manager-bus.c */
 int manager_bus_setup(Manager *m);

@@ -134,9 +134,69 @@ int session_new(const char *id, uid_t owner, const float *fresh_state, size_t st
         rng_seed(&s->rng, seed);
         s->sampler = sampler_params_default();
         s->created_usec = s->updated_usec = now_realtime_usec();
+        s->used_usec = now_monotonic_usec();
         s->dirty = true;
+        s->hot = true;
         *ret = TAKE_PTR(s);
         return 0;
+}
+
+int session_new_cold(const char *id, uid_t owner, size_t state_floats, size_t n_vocab, Session **ret) {
+        Session *s;
+
+        if (!id || strlen(id) > SESSION_ID_MAX)
+                return -EINVAL;
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        strcpy(s->id, id);
+        s->owner = owner;
+        s->state_floats = state_floats;
+        s->n_vocab = n_vocab;
+        s->sampler = sampler_params_default();
+        s->on_disk = true;
+        *ret = s;
+        return 0;
+}
+
+int session_warm(Session *s, float *state, float *logits, float *penalties) {
+        if (!state) {
+                free(logits);
+                free(penalties);
+                return -EINVAL;
+        }
+        s->has_logits = logits != NULL;
+        if (!logits)
+                logits = malloc(MAX(s->n_vocab, (size_t) 1) * sizeof(float));
+        if (!penalties)
+                penalties = calloc(MAX(s->n_vocab, (size_t) 1), sizeof(float));
+        if (!logits || !penalties) {
+                free(state);
+                free(logits);
+                free(penalties);
+                return -ENOMEM;
+        }
+        free(s->state);
+        free(s->logits);
+        free(s->penalties);
+        s->state = state;
+        s->logits = logits;
+        s->penalties = penalties;
+        s->hot = true;
+        s->used_usec = now_monotonic_usec();
+        return 0;
+}
+
+void session_cool(Session *s) {
+        for (uint32_t i = 0; i < s->n_checkpoints; i++)
+                checkpoint_done(&s->checkpoints[i]);
+        s->n_checkpoints = 0;
+        free(s->state);
+        free(s->logits);
+        free(s->penalties);
+        s->state = s->logits = s->penalties = NULL;
+        s->has_logits = false;
+        s->hot = false;
 }
 
 Session *session_free(Session *s) {

@@ -48,6 +48,11 @@ struct Session {
         uint32_t n_checkpoints;     /* kept in RAM (the newest ones) */
         uint32_t turns;             /* turns ever started (may exceed n_checkpoints) */
 
+        bool hot;                   /* state, logits and penalties are in RAM (else NULL: on disk only) */
+        bool on_disk;               /* a committed version exists in the store */
+        bool loading;               /* the I/O thread is reading it */
+        uint64_t disk_bytes;
+        uint64_t used_usec;         /* CLOCK_MONOTONIC of the last use, for LRU eviction */
         bool busy;                  /* a job owns the state */
         bool throwaway;             /* never listed nor stored */
         bool dirty;                 /* changed since the last commit */
@@ -70,6 +75,13 @@ int session_name_parse(const char *name, uid_t caller, uid_t *ret_uid, const cha
 int session_new(const char *id, uid_t owner, const float *fresh_state, size_t state_floats, size_t n_vocab,
                 Session **ret);
 Session *session_free(Session *s);
+/* A session known only by its metadata (on disk, not loaded). */
+int session_new_cold(const char *id, uid_t owner, size_t state_floats, size_t n_vocab, Session **ret);
+/* Make a cold session hot by taking over buffers (each malloc'ed: state required, logits and
+ * penalties may be NULL); the pointers passed are owned by the session afterwards (also on error). */
+int session_warm(Session *s, float *state, float *logits, float *penalties);
+/* Drop the RAM copy of a committed session (state, logits, checkpoints); metadata stays. */
+void session_cool(Session *s);
 
 /* A deep copy (state, logits, rng, checkpoints up to and excluding turn `turn` when turn > 0). */
 int session_fork(const Session *s, const char *new_id, uint32_t turn, Session **ret);

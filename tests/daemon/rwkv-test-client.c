@@ -5,10 +5,13 @@
  *                                               "min_usec max_usec ratio tokens"
  *   rwkv-test-client ADDRESS hold ID MAX_TOKENS SECONDS   Generate() in session ID, then keep the
  *                                               ring unread for SECONDS (a job that stays busy)
+ *   rwkv-test-client ADDRESS export ID FILE      ExportSession into FILE
+ *   rwkv-test-client ADDRESS import ID FILE      ImportSession from FILE as ID ("" keeps its id)
  *   rwkv-test-client ADDRESS blast N            N malformed or hostile calls, then checks the daemon
  *                                               still answers Status()
  * Exit 0 on success. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,11 +190,11 @@ static int cmd_blast(const char *address, int n) {
                         if (r >= 0)
                                 r = sd_bus_message_append(m, "u", 42);
                         break;
-                case 1: /* huge id */
+                case 1: /* huge id: 1 MiB now and then, else 4 KiB (the bus copies each twice) */
                         method = "GetSession";
                         r = sd_bus_message_new_method_call(bus, &m, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, method);
                         if (r >= 0)
-                                r = sd_bus_message_append(m, "s", huge);
+                                r = sd_bus_message_append(m, "s", i % 100 == 1 ? huge : huge + (1 << 20) - 4096);
                         break;
                 case 2: /* unknown session */
                         r = sd_bus_message_new_method_call(bus, &m, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "DeleteSession");
@@ -216,7 +219,7 @@ static int cmd_blast(const char *address, int n) {
                 case 6: /* a huge prompt for no session, huge title */
                         r = sd_bus_message_new_method_call(bus, &m, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "CreateSession");
                         if (r >= 0)
-                                r = sd_bus_message_append(m, "sa{sv}", "", 1, "title", "s", huge);
+                                r = sd_bus_message_append(m, "sa{sv}", "", 1, "title", "s", i % 100 == 6 ? huge : huge + (1 << 20) - 4096);
                         break;
                 case 7: /* root-form names and hostile names */
                         r = sd_bus_message_new_method_call(bus, &m, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "ForkSession");
@@ -294,7 +297,45 @@ static int cmd_hold(const char *address, const char *id, uint32_t max_tokens, un
         return 0;
 }
 
+/* ExportSession(id) into file, or ImportSession(file) as id; prints the imported id. */
+static int cmd_transfer(const char *address, bool export, const char *id, const char *path) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        sd_bus *bus = NULL;
+        int fd, r;
+
+        if (connect_bus(address, &bus) < 0)
+                return 1;
+        fd = export ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                perror(path);
+                return 1;
+        }
+        if (export)
+                r = sd_bus_call_method(bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "ExportSession", &error,
+                                       &reply, "sh", id, fd);
+        else
+                r = sd_bus_call_method(bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "ImportSession", &error,
+                                       &reply, "hs", fd, id);
+        if (r < 0) {
+                fprintf(stderr, "%s: %s\n", error.name, error.message);
+                return 1;
+        }
+        if (!export) {
+                const char *got;
+                if (sd_bus_message_read(reply, "s", &got) < 0)
+                        return 1;
+                printf("%s\n", got);
+        }
+        close(fd);
+        sd_bus_message_unref(reply);
+        sd_bus_flush_close_unref(bus);
+        return 0;
+}
+
 int main(int argc, char *argv[]) {
+        if (argc == 5 && (strcmp(argv[2], "export") == 0 || strcmp(argv[2], "import") == 0))
+                return cmd_transfer(argv[1], argv[2][0] == 'e', argv[3], argv[4]);
         if (argc == 6 && strcmp(argv[2], "hold") == 0)
                 return cmd_hold(argv[1], argv[3], (uint32_t) atoi(argv[4]), (unsigned) atoi(argv[5]));
         if (argc == 5 && strcmp(argv[2], "gen") == 0)

@@ -1,0 +1,563 @@
+/* manager-store.c: sessions between RAM and the session store (daemon/store.h).
+ *
+ * The bus thread never touches the disk: every store call runs on the I/O worker, in submission
+ * order (so a save, then a rename, then an export of one session happen in that order). The only
+ * exception is the scan at startup, before READY=1. A method that needs a session that is on disk
+ * only starts a load and returns; when the state is in RAM the same handler runs again on the
+ * same message (manager_session_ensure_hot). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "daemon/log.h"
+#include "daemon/manager.h"
+#include "protocol/bus.h"
+
+static void closedirp_local(DIR **d) {
+        if (*d)
+                closedir(*d);
+}
+
+/* ---- errors ---------------------------------------------------------------------------------- */
+
+int manager_store_error(sd_bus_error *error, int r, const char *what, const char *msg) {
+        const char *name;
+
+        switch (-r) {
+        case ENOENT: name = RWKV_ERROR_NO_SUCH_SESSION; break;
+        case EEXIST: name = RWKV_ERROR_SESSION_EXISTS; break;
+        case EMEDIUMTYPE: name = RWKV_ERROR_MODEL_MISMATCH; break;
+        case EBADMSG: name = RWKV_ERROR_CORRUPT; break;
+        case ENOSPC: case EDQUOT: case EFBIG: name = RWKV_ERROR_NO_SPACE; break;
+        case EINVAL: name = RWKV_ERROR_INVALID_ARGUMENT; break;
+        default: name = RWKV_ERROR_IO; break;
+        }
+        return sd_bus_error_setf(error, name, "%s: %s", what, msg && *msg ? msg : strerror(-r));
+}
+
+static int reply_store_error(sd_bus_message *msg, int r, const char *what, const char *msg_text) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        manager_store_error(&error, r, what, msg_text);
+        return sd_bus_reply_method_error(msg, &error);
+}
+
+/* ---- records --------------------------------------------------------------------------------- */
+
+static void fill_meta(Manager *m, const Session *s, SessionMeta *meta) {
+        const ModelInfo *i = m->info;
+        *meta = (SessionMeta) {
+                .uid = s->owner,
+                .arch = (uint32_t) i->arch,
+                .n_layer = i->n_layer,
+                .n_embd = i->n_embd,
+                .n_head = i->n_head,
+                .head_size = i->head_size,
+                .n_vocab = i->n_vocab,
+                .state_floats = i->state_floats,
+                .n_tokens = s->tokens,
+                .n_turns = s->turns,
+                .created_usec = s->created_usec,
+                .updated_usec = s->updated_usec,
+        };
+        snprintf(meta->id, sizeof(meta->id), "%s", s->id);
+        snprintf(meta->title, sizeof(meta->title), "%s", s->title ? s->title : "");
+        memcpy(meta->model_hash, i->hash, sizeof(meta->model_hash));
+}
+
+static void *memdup_floats(const float *p, size_t n) {
+        float *c = malloc(MAX(n, (size_t) 1) * sizeof(float));
+        if (c && p)
+                memcpy(c, p, n * sizeof(float));
+        return c;
+}
+
+/* A deep copy of a hot session for the I/O thread (the session may change meanwhile). */
+static int session_snapshot(Manager *m, const Session *s, SessionRecord **ret) {
+        _cleanup_(session_record_freep) SessionRecord *rec = calloc(1, sizeof(SessionRecord));
+        if (!rec)
+                return -ENOMEM;
+        fill_meta(m, s, &rec->meta);
+        rec->state = memdup_floats(s->state, s->state_floats);
+        rec->penalties = memdup_floats(s->penalties, s->n_vocab);
+        if (s->has_logits)
+                rec->logits = memdup_floats(s->logits, s->n_vocab);
+        if (!rec->state || !rec->penalties || (s->has_logits && !rec->logits))
+                return -ENOMEM;
+        rec->sampler = s->sampler;
+        rec->rng = s->rng;
+        *ret = TAKE_PTR(rec);
+        return 0;
+}
+
+static int checkpoint_snapshot(Manager *m, const Session *s, const Checkpoint *c, uint32_t turn, SessionRecord **ret) {
+        _cleanup_(session_record_freep) SessionRecord *rec = calloc(1, sizeof(SessionRecord));
+        if (!rec)
+                return -ENOMEM;
+        fill_meta(m, s, &rec->meta);
+        rec->meta.n_tokens = c->tokens;
+        rec->meta.n_turns = turn - 1;
+        rec->meta.turn = turn;
+        rec->state = memdup_floats(c->state, s->state_floats);
+        rec->penalties = memdup_floats(c->penalties, s->n_vocab);
+        if (c->logits)
+                rec->logits = memdup_floats(c->logits, s->n_vocab);
+        if (!rec->state || !rec->penalties || (c->logits && !rec->logits))
+                return -ENOMEM;
+        rec->sampler = s->sampler;
+        rec->rng = c->rng;
+        /* The prompt that opened the turn rides along so "regenerate" works after a restart. */
+        rec->transcript = malloc(c->prompt_len + 1);
+        if (!rec->transcript)
+                return -ENOMEM;
+        memcpy(rec->transcript, c->prompt, c->prompt_len);
+        rec->transcript_size = c->prompt_len;
+        *ret = TAKE_PTR(rec);
+        return 0;
+}
+
+/* ---- work items ------------------------------------------------------------------------------ */
+
+typedef enum StoreOp {
+        OP_SAVE,
+        OP_CHECKPOINT_SAVE,
+        OP_CHECKPOINT_TRUNCATE,
+        OP_LOAD,
+        OP_DELETE,
+        OP_RENAME,
+        OP_EXPORT,
+        OP_IMPORT,
+} StoreOp;
+
+typedef struct StoreWork {
+        StoreOp op;
+        Manager *manager;
+        uid_t uid;
+        char id[SESSION_ID_MAX + 1];
+        char new_id[SESSION_ID_MAX + 1];
+        uint32_t turn;
+        int fd;
+        SessionRecord *rec;
+        SessionMeta meta;
+        sd_bus_message *msg;             /* the call to answer (or re-run) when done, or NULL */
+        sd_bus_message_handler_t handler;
+        RwkvError err;
+} StoreWork;
+
+static StoreWork *store_work_free(StoreWork *w) {
+        if (!w)
+                return NULL;
+        session_record_free(w->rec);
+        sd_bus_message_unref(w->msg);
+        safe_close(w->fd);
+        free(w);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(StoreWork *, store_work_free);
+
+static int store_work_run(void *userdata) {
+        StoreWork *w = userdata;
+        Store *st = w->manager->store;
+
+        switch (w->op) {
+        case OP_SAVE:
+                return store_save(st, w->uid, w->rec, &w->err);
+        case OP_CHECKPOINT_SAVE:
+                return store_checkpoint_save(st, w->uid, w->id, w->turn, w->rec, &w->err);
+        case OP_CHECKPOINT_TRUNCATE: {
+                int r = store_checkpoint_truncate(st, w->uid, w->id, w->turn, &w->err);
+                return r == -ENOENT ? 0 : r;
+        }
+        case OP_LOAD:
+                return store_load(st, w->uid, w->id, w->manager->info->hash, &w->rec, &w->err);
+        case OP_DELETE: {
+                int r = store_delete(st, w->uid, w->id, &w->err);
+                return r == -ENOENT ? 0 : r;
+        }
+        case OP_RENAME: {
+                int r = store_rename(st, w->uid, w->id, w->new_id, &w->err);
+                return r == -ENOENT ? 0 : r; /* never committed: nothing to move */
+        }
+        case OP_EXPORT:
+                return store_export(st, w->uid, w->id, w->fd, &w->err);
+        case OP_IMPORT: {
+                int r = store_import(st, w->uid, w->fd, isempty_str(w->new_id) ? NULL : w->new_id, w->id, &w->err);
+                if (r < 0)
+                        return r;
+                return store_stat(st, w->uid, w->id, &w->meta, &w->err);
+        }
+        }
+        return -EINVAL;
+}
+
+static void session_apply_meta(Session *s, const SessionMeta *meta) {
+        s->tokens = meta->n_tokens;
+        s->turns = meta->n_turns;
+        s->created_usec = meta->created_usec;
+        s->updated_usec = meta->updated_usec;
+        s->disk_bytes = meta->file_bytes;
+        if (meta->title[0]) {
+                free(s->title);
+                s->title = strdup(meta->title);
+        }
+}
+
+static void store_work_done(int r, void *userdata) {
+        _cleanup_(store_work_freep) StoreWork *w = userdata;
+        Manager *m = w->manager;
+        Session *s = session_table_find(&m->sessions, w->uid, w->op == OP_RENAME ? w->new_id : w->id);
+
+        switch (w->op) {
+        case OP_SAVE:
+                if (r < 0) {
+                        log_error("Failed to save session '%s' of uid %u: %s", w->id, (unsigned) w->uid,
+                                  error_message(&w->err, r));
+                        if (s)
+                                s->dirty = true; /* try again at the next change or at shutdown */
+                } else if (s) {
+                        s->on_disk = true;
+                        manager_evict(m);
+                }
+                break;
+        case OP_CHECKPOINT_SAVE:
+        case OP_CHECKPOINT_TRUNCATE:
+                if (r < 0)
+                        log_warning("Checkpoint of session '%s' turn %u: %s", w->id, w->turn, error_message(&w->err, r));
+                break;
+        case OP_LOAD:
+                if (s)
+                        s->loading = false;
+                if (r < 0) {
+                        log_warning("Failed to load session '%s' of uid %u: %s", w->id, (unsigned) w->uid,
+                                    error_message(&w->err, r));
+                        if (s && r == -EBADMSG) {
+                                /* moved aside by the store: forget it */
+                                session_table_remove(&m->sessions, s);
+                                session_free(s);
+                        }
+                        if (w->msg)
+                                (void) reply_store_error(w->msg, r, "Loading the session failed", w->err.msg);
+                        break;
+                }
+                if (!s) {
+                        if (w->msg)
+                                (void) reply_store_error(w->msg, -ENOENT, "The session was deleted", NULL);
+                        break;
+                }
+                if (!s->hot) {
+                        SessionRecord *rec = w->rec;
+                        if (rec->meta.state_floats != s->state_floats || rec->meta.n_vocab != s->n_vocab) {
+                                if (w->msg)
+                                        (void) reply_store_error(w->msg, -EMEDIUMTYPE, "Loading the session failed",
+                                                                 "its state does not fit the model");
+                                break;
+                        }
+                        r = session_warm(s, TAKE_PTR(rec->state), TAKE_PTR(rec->logits), TAKE_PTR(rec->penalties));
+                        if (r < 0) {
+                                if (w->msg)
+                                        (void) sd_bus_reply_method_errno(w->msg, r, NULL);
+                                break;
+                        }
+                        session_apply_meta(s, &rec->meta);
+                        s->sampler = rec->sampler;
+                        s->rng = rec->rng;
+                        s->dirty = false;
+                        s->on_disk = true;
+                        log_debug("Loaded session '%s' of uid %u.", s->id, (unsigned) s->owner);
+                }
+                if (w->msg) {
+                        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+                        /* Run the method again, now that the session is hot. */
+                        m->redispatch = true;
+                        r = sd_bus_message_rewind(w->msg, true);
+                        if (r >= 0)
+                                r = w->handler(w->msg, m, &error);
+                        m->redispatch = false;
+                        if (r < 0 || sd_bus_error_is_set(&error))
+                                (void) sd_bus_reply_method_errno(w->msg, r, &error);
+                }
+                manager_evict(m);
+                break;
+        case OP_DELETE:
+        case OP_RENAME:
+        case OP_EXPORT:
+                if (r < 0 && w->msg)
+                        (void) reply_store_error(w->msg, r, w->op == OP_DELETE   ? "Deleting the session failed"
+                                                            : w->op == OP_RENAME ? "Renaming the session failed"
+                                                                                 : "Exporting the session failed",
+                                                 w->err.msg);
+                else if (w->msg)
+                        (void) sd_bus_reply_method_return(w->msg, NULL);
+                if (r < 0 && w->op == OP_RENAME && s) /* the files kept the old name: so does the session */
+                        snprintf(s->id, sizeof(s->id), "%s", w->id);
+                break;
+        case OP_IMPORT: {
+                if (r < 0) {
+                        if (w->msg)
+                                (void) reply_store_error(w->msg, r, "Importing the session failed", w->err.msg);
+                        break;
+                }
+                Session *n = NULL;
+                if (!session_table_find(&m->sessions, w->uid, w->id) &&
+                    session_new_cold(w->id, w->uid, m->info->state_floats, m->info->n_vocab, &n) >= 0) {
+                        session_apply_meta(n, &w->meta);
+                        session_table_add(&m->sessions, n);
+                }
+                if (w->msg)
+                        (void) sd_bus_reply_method_return(w->msg, "s", w->id);
+                break;
+        }
+        }
+        manager_check_exit(m);
+}
+
+static int submit(Manager *m, StoreWork *w) {
+        int r = worker_submit(m->worker, store_work_run, store_work_done, w);
+        if (r < 0)
+                store_work_free(w);
+        return r;
+}
+
+static StoreWork *work_new(Manager *m, StoreOp op, uid_t uid, const char *id, sd_bus_message *msg) {
+        StoreWork *w = calloc(1, sizeof(*w));
+        if (!w)
+                return NULL;
+        w->op = op;
+        w->manager = m;
+        w->uid = uid;
+        w->fd = -EBADF;
+        if (id)
+                snprintf(w->id, sizeof(w->id), "%s", id);
+        w->msg = sd_bus_message_ref(msg);
+        return w;
+}
+
+/* ---- the API used by the bus handlers ---------------------------------------------------------- */
+
+int manager_session_commit(Manager *m, Session *s) {
+        StoreWork *w;
+        int r;
+
+        if (!m->store || s->throwaway || !s->hot || s->busy)
+                return 0;
+        w = work_new(m, OP_SAVE, s->owner, s->id, NULL);
+        if (!w)
+                return -ENOMEM;
+        r = session_snapshot(m, s, &w->rec);
+        if (r < 0) {
+                store_work_free(w);
+                return r;
+        }
+        s->dirty = false;
+        return submit(m, w);
+}
+
+int manager_checkpoint_commit(Manager *m, Session *s, uint32_t turn) {
+        const Checkpoint *c = session_checkpoint(s, turn);
+        StoreWork *w;
+        int r;
+
+        if (!m->store || s->throwaway || !c)
+                return 0;
+        w = work_new(m, OP_CHECKPOINT_SAVE, s->owner, s->id, NULL);
+        if (!w)
+                return -ENOMEM;
+        w->turn = turn;
+        r = checkpoint_snapshot(m, s, c, turn, &w->rec);
+        if (r < 0) {
+                store_work_free(w);
+                return r;
+        }
+        return submit(m, w);
+}
+
+int manager_checkpoint_truncate(Manager *m, Session *s, uint32_t after_turn) {
+        if (!m->store || s->throwaway)
+                return 0;
+        StoreWork *w = work_new(m, OP_CHECKPOINT_TRUNCATE, s->owner, s->id, NULL);
+        if (!w)
+                return -ENOMEM;
+        w->turn = after_turn;
+        return submit(m, w);
+}
+
+int manager_session_ensure_hot(Manager *m, Session *s, sd_bus_message *msg, sd_bus_message_handler_t handler,
+                               sd_bus_error *error) {
+        StoreWork *w;
+        int r;
+
+        if (s->hot) {
+                s->used_usec = now_monotonic_usec();
+                return 1;
+        }
+        if (!m->store || m->redispatch)
+                return sd_bus_error_setf(error, RWKV_ERROR_IO, "Session '%s' could not be loaded.", s->id);
+        w = work_new(m, OP_LOAD, s->owner, s->id, msg);
+        if (!w)
+                return -ENOMEM;
+        w->handler = handler;
+        r = submit(m, w);
+        if (r < 0)
+                return r;
+        s->loading = true;
+        return 0;
+}
+
+int manager_session_delete(Manager *m, Session *s, sd_bus_message *msg) {
+        StoreWork *w = work_new(m, OP_DELETE, s->owner, s->id, msg);
+        if (!w)
+                return -ENOMEM;
+        session_table_remove(&m->sessions, s);
+        session_free(s);
+        if (!m->store) {
+                store_work_free(w);
+                return sd_bus_reply_method_return(msg, NULL);
+        }
+        return submit(m, w);
+}
+
+int manager_session_rename(Manager *m, Session *s, const char *new_id, sd_bus_message *msg) {
+        StoreWork *w = work_new(m, OP_RENAME, s->owner, s->id, msg);
+        if (!w)
+                return -ENOMEM;
+        snprintf(w->new_id, sizeof(w->new_id), "%s", new_id);
+        snprintf(s->id, sizeof(s->id), "%s", new_id);
+        s->updated_usec = now_realtime_usec();
+        if (!m->store) {
+                store_work_free(w);
+                return sd_bus_reply_method_return(msg, NULL);
+        }
+        return submit(m, w);
+}
+
+int manager_session_export(Manager *m, Session *s, int fd, sd_bus_message *msg) {
+        int r;
+
+        if (!m->store)
+                return -EOPNOTSUPP;
+        /* The export reads the committed file: commit what RAM holds first (the queue keeps order). */
+        if (s->dirty || !s->on_disk) {
+                r = manager_session_commit(m, s);
+                if (r < 0)
+                        return r;
+        }
+        StoreWork *w = work_new(m, OP_EXPORT, s->owner, s->id, msg);
+        if (!w)
+                return -ENOMEM;
+        w->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (w->fd < 0) {
+                r = -errno;
+                store_work_free(w);
+                return r;
+        }
+        return submit(m, w);
+}
+
+int manager_session_import(Manager *m, uid_t uid, int fd, const char *new_id, sd_bus_message *msg) {
+        int r;
+
+        if (!m->store)
+                return -EOPNOTSUPP;
+        StoreWork *w = work_new(m, OP_IMPORT, uid, NULL, msg);
+        if (!w)
+                return -ENOMEM;
+        snprintf(w->new_id, sizeof(w->new_id), "%s", new_id ? new_id : "");
+        w->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (w->fd < 0) {
+                r = -errno;
+                store_work_free(w);
+                return r;
+        }
+        return submit(m, w);
+}
+
+static uint64_t session_ram_bytes(const Session *s) {
+        if (!s->hot)
+                return 0;
+        return (uint64_t) (s->state_floats + 2 * s->n_vocab) * sizeof(float) * (1 + s->n_checkpoints);
+}
+
+uint64_t manager_hot_bytes(Manager *m) {
+        uint64_t sum = 0;
+        for (Session *s = m->sessions.head; s; s = s->next)
+                sum += session_ram_bytes(s);
+        return sum;
+}
+
+void manager_evict(Manager *m) {
+        uint64_t hot = manager_hot_bytes(m);
+
+        /* Least recently used first; only sessions whose RAM copy is committed may go. */
+        while (hot > m->config.hot_budget_bytes) {
+                Session *victim = NULL;
+                for (Session *s = m->sessions.head; s; s = s->next)
+                        if (s->hot && !s->busy && !s->dirty && !s->loading && s->on_disk && !s->throwaway &&
+                            (!victim || s->used_usec < victim->used_usec))
+                                victim = s;
+                if (!victim)
+                        return;
+                hot -= session_ram_bytes(victim);
+                log_debug("Evicting session '%s' of uid %u from RAM.", victim->id, (unsigned) victim->owner);
+                session_cool(victim);
+        }
+}
+
+void manager_commit_all(Manager *m) {
+        for (Session *s = m->sessions.head; s; s = s->next)
+                if (s->dirty && s->hot && !s->busy)
+                        (void) manager_session_commit(m, s);
+}
+
+void manager_check_exit(Manager *m) {
+        if (m->shutting_down && !m->jobs && worker_pending(m->worker) == 0)
+                (void) sd_event_exit(m->event, 0);
+}
+
+/* Startup (before READY=1, so blocking is fine): open the store and list every uid's sessions. */
+int manager_store_open(Manager *m) {
+        StoreOptions so = {};
+        RwkvError err = {};
+        int r;
+
+        r = store_open(m->config.state_dir, &so, &m->store, &err);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the session store \"%s\": %s", m->config.state_dir,
+                                       error_message(&err, r));
+        _cleanup_(closedirp_local) DIR *d = opendir(m->config.state_dir);
+        if (!d)
+                return log_error_errno(errno, "Failed to list \"%s\": %m", m->config.state_dir);
+        struct dirent *de;
+        unsigned n_total = 0;
+        while ((de = readdir(d))) {
+                char *end;
+                errno = 0;
+                unsigned long uid = strtoul(de->d_name, &end, 10);
+                if (errno || *end || end == de->d_name || uid >= UINT32_MAX)
+                        continue;
+                _cleanup_(freep) SessionMeta *v = NULL;
+                size_t n = 0;
+                r = store_list(m->store, (uid_t) uid, &v, &n, &err);
+                if (r < 0) {
+                        log_warning("Cannot list the sessions of uid %lu: %s", uid, error_message(&err, r));
+                        continue;
+                }
+                for (size_t i = 0; i < n; i++) {
+                        Session *s = NULL;
+                        if (memcmp(v[i].model_hash, m->info->hash, 32) != 0)
+                                continue; /* another model's: left alone on disk */
+                        if (session_table_find(&m->sessions, (uid_t) uid, v[i].id))
+                                continue;
+                        r = session_new_cold(v[i].id, (uid_t) uid, m->info->state_floats, m->info->n_vocab, &s);
+                        if (r < 0)
+                                return log_oom();
+                        session_apply_meta(s, &v[i]);
+                        session_table_add(&m->sessions, s);
+                        n_total++;
+                }
+        }
+        log_info("Session store %s: %u sessions on disk.", m->config.state_dir, n_total);
+        return 0;
+}
