@@ -22,14 +22,14 @@ void *model_own(Model *m, size_t bytes) {
         }
         /* 64-byte alignment keeps the kernels' vector loads on whole cache lines */
         void *p = NULL;
-        if (posix_memalign(&p, 64, bytes ? ALIGN_UP(bytes, (size_t) 64) : 64) != 0)
+        if (posix_memalign(&p, 64, bytes ? ALIGN_UP(bytes, (size_t)64) : 64) != 0)
                 return NULL;
         memset(p, 0, bytes);
         m->owned[m->n_owned++] = p;
         return p;
 }
 
-static const Tensor *tensor_findv(const Model *m, char name[static 128], const char *fmt, va_list ap) {
+_printf_(3, 0) static const Tensor *tensor_findv(const Model *m, char name[static 128], const char *fmt, va_list ap) {
         int n = vsnprintf(name, 128, fmt, ap);
         if (n < 0 || n >= 128)
                 return NULL;
@@ -65,7 +65,7 @@ static uint64_t nelem_checked(const Tensor *t) {
 /* Decode any tensor of n elements to f32, row by row (its last dimension is the row). */
 static int tensor_to_f32(const Tensor *t, const char *name, float *out, size_t n, RwkvError *err) {
         if (!dtype_is_valid(t->dtype))
-                return error_set(err, EBADMSG, "tensor '%s' has an unknown type %d", name, (int) t->dtype);
+                return error_set(err, EBADMSG, "tensor '%s' has an unknown type %d", name, (int)t->dtype);
         if (t->n_dims < 1 || t->n_dims > TENSOR_MAX_DIMS)
                 return error_set(err, EBADMSG, "tensor '%s' has %u dimensions", name, t->n_dims);
         uint64_t cols = tensor_cols(t);
@@ -78,7 +78,7 @@ static int tensor_to_f32(const Tensor *t, const char *name, float *out, size_t n
         if (rows > t->nbytes / rb)
                 return error_set(err, EBADMSG, "tensor '%s' is shorter than its shape", name);
         for (size_t r = 0; r < rows; r++)
-                dtype_row_to_f32(t->dtype, (const uint8_t *) t->data + r * rb, out + r * cols, cols);
+                dtype_row_to_f32(t->dtype, (const uint8_t *)t->data + r * rb, out + r * cols, cols);
         return 0;
 }
 
@@ -89,8 +89,8 @@ static int check_finite(const float *v, size_t n, const char *name, RwkvError *e
         return 0;
 }
 
-static int vec_common(Model *m, RwkvError *err, size_t n, size_t n_small, float **ret, const char *fmt,
-                      va_list ap) {
+_printf_(6, 0) static int vec_common(Model *m, RwkvError *err, size_t n, size_t n_small, float **ret, const char *fmt,
+                                     va_list ap) {
         char name[128];
         const Tensor *t = tensor_findv(m, name, fmt, ap);
         if (!t)
@@ -109,10 +109,10 @@ static int vec_common(Model *m, RwkvError *err, size_t n, size_t n_small, float 
         float *v = model_own(m, n * sizeof(float));
         if (!v)
                 return -ENOMEM;
-        int r = tensor_to_f32(t, name, v, (size_t) have, err);
+        int r = tensor_to_f32(t, name, v, (size_t)have, err);
         if (r < 0)
                 return r;
-        r = check_finite(v, (size_t) have, name, err);
+        r = check_finite(v, (size_t)have, name, err);
         if (r < 0)
                 return r;
         if (have != n) {
@@ -164,7 +164,7 @@ static bool shape_is(const Tensor *t, const uint64_t *want, uint32_t n_want) {
 static int mat_views(Model *m, const Tensor *t, const char *name, size_t count, size_t rows, size_t cols, Mat *ret,
                      RwkvError *err) {
         if (!dtype_is_valid(t->dtype))
-                return error_set(err, EBADMSG, "tensor '%s' has an unknown type %d", name, (int) t->dtype);
+                return error_set(err, EBADMSG, "tensor '%s' has an unknown type %d", name, (int)t->dtype);
         size_t rb = dtype_row_bytes(t->dtype, cols);
         if (rb == 0)
                 return error_set(err, EBADMSG, "tensor '%s': rows of %zu elements do not fit type %s", name, cols,
@@ -172,14 +172,14 @@ static int mat_views(Model *m, const Tensor *t, const char *name, size_t count, 
         if (count * rows > t->nbytes / rb)
                 return error_set(err, EBADMSG, "tensor '%s' is shorter than its shape", name);
         for (size_t i = 0; i < count; i++) {
-                ret[i] = (Mat) { .t = {
-                        .dtype = t->dtype,
-                        .n_dims = 2,
-                        .shape = { rows, cols },
-                        .data = (const uint8_t *) t->data + i * rows * rb,
-                        .nbytes = (uint64_t) rows * rb,
-                } };
-                m->info.weight_bytes += (uint64_t) rows * rb;
+                ret[i] = (Mat){ .t = {
+                                        .dtype = t->dtype,
+                                        .n_dims = 2,
+                                        .shape = { rows, cols },
+                                        .data = (const uint8_t *)t->data + i * rows * rb,
+                                        .nbytes = (uint64_t)rows * rb,
+                                } };
+                m->info.weight_bytes += (uint64_t)rows * rb;
         }
         return 0;
 }
@@ -201,8 +201,8 @@ int bind_mat(Model *m, RwkvError *err, size_t rows, size_t cols, Mat *ret, const
 /* Official checkpoints keep LoRA factors as (in, out) for `x @ W`; the kernels want (out, in). The
  * copy keeps f32/f16/bf16 as they are (a transpose only moves elements, so results stay exact) and
  * widens block types to f32. These matrices are a few percent of the model. */
-static int transpose_copy(Model *m, const Tensor *t, const char *name, size_t count, size_t rows, size_t cols,
-                          Mat *ret, RwkvError *err) {
+static int transpose_copy(Model *m, const Tensor *t, const char *name, size_t count, size_t rows, size_t cols, Mat *ret,
+                          RwkvError *err) {
         size_t per = rows * cols;
         _cleanup_(freep) float *src = malloc(count * per * sizeof(float));
         _cleanup_(freep) float *tmp = malloc(per * sizeof(float));
@@ -230,14 +230,14 @@ static int transpose_copy(Model *m, const Tensor *t, const char *name, size_t co
                         if (r < 0)
                                 return error_set(err, -r, "tensor '%s': cannot store as %s", name, dtype_name(dt));
                 }
-                ret[i] = (Mat) { .t = {
-                        .dtype = dt,
-                        .n_dims = 2,
-                        .shape = { rows, cols },
-                        .data = data,
-                        .nbytes = (uint64_t) rows * rb,
-                } };
-                m->info.weight_bytes += (uint64_t) rows * rb;
+                ret[i] = (Mat){ .t = {
+                                        .dtype = dt,
+                                        .n_dims = 2,
+                                        .shape = { rows, cols },
+                                        .data = data,
+                                        .nbytes = (uint64_t)rows * rb,
+                                } };
+                m->info.weight_bytes += (uint64_t)rows * rb;
         }
         return 0;
 }

@@ -22,14 +22,14 @@ typedef struct Mat {
 } Mat;
 
 static inline size_t mat_rows(const Mat *w) {
-        return (size_t) w->t.shape[0];
+        return (size_t)w->t.shape[0];
 }
 static inline size_t mat_cols(const Mat *w) {
-        return (size_t) w->t.shape[1];
+        return (size_t)w->t.shape[1];
 }
 
 typedef struct LayerV4 {
-        float *decay, *first;                 /* -exp(w) and u, per channel */
+        float *decay, *first; /* -exp(w) and u, per channel */
         float *att_mix_k, *att_mix_v, *att_mix_r;
         Mat att_k, att_v, att_r, att_o;
         float *ffn_mix_k, *ffn_mix_r;
@@ -37,7 +37,7 @@ typedef struct LayerV4 {
 } LayerV4;
 
 typedef struct LayerV5 {
-        float *decay, *bonus;                 /* exp(-exp(w)) and u, per channel (broadcast per head) */
+        float *decay, *bonus;                                 /* exp(-exp(w)) and u, per channel (broadcast per head) */
         float *att_mix_k, *att_mix_v, *att_mix_r, *att_mix_g; /* mix_g NULL without gate */
         Mat att_k, att_v, att_r, att_o, att_g;
         bool gate;
@@ -47,11 +47,11 @@ typedef struct LayerV5 {
 } LayerV5;
 
 typedef struct LayerV6 {
-        float *maa_x, *maa[5];                /* w, k, v, r, g */
-        Mat maa_w1;                           /* (5*D, C) */
-        Mat maa_w2[5];                        /* (C, D) each */
-        float *decay, *bonus;                 /* raw time_decay and time_faaaa, per channel */
-        Mat decay_w1, decay_w2;               /* (Dw, C), (C, Dw) */
+        float *maa_x, *maa[5];  /* w, k, v, r, g */
+        Mat maa_w1;             /* (5*D, C) */
+        Mat maa_w2[5];          /* (C, D) each */
+        float *decay, *bonus;   /* raw time_decay and time_faaaa, per channel */
+        Mat decay_w1, decay_w2; /* (Dw, C), (C, Dw) */
         Mat att_k, att_v, att_r, att_o, att_g;
         float *ln_x_w, *ln_x_b;
         float *ffn_maa_k, *ffn_maa_r;
@@ -59,9 +59,9 @@ typedef struct LayerV6 {
 } LayerV6;
 
 typedef struct LayerV7 {
-        float *x[6];                          /* x_r, x_w, x_k, x_v, x_a, x_g */
-        float *w0, *a0, *v0;                  /* v0 NULL on layer 0 */
-        Mat w1, w2, a1, a2, v1, v2, g1, g2;   /* LoRA, (D, C) then (C, D) */
+        float *x[6];                        /* x_r, x_w, x_k, x_v, x_a, x_g */
+        float *w0, *a0, *v0;                /* v0 NULL on layer 0 */
+        Mat w1, w2, a1, a2, v1, v2, g1, g2; /* LoRA, (D, C) then (C, D) */
         float *k_k, *k_a, *r_k;
         Mat att_k, att_v, att_r, att_o;
         float *ln_x_w, *ln_x_b;
@@ -104,9 +104,9 @@ struct Model {
         float *ln0_w, *ln0_b, *ln_out_w, *ln_out_b;
         Layer *layers;
 
-        size_t layer_state_floats;  /* floats of one layer's state */
-        size_t max_lora;            /* widest LoRA bottleneck (scratch sizing) */
-        float group_norm_eps;       /* ln_x epsilon (v5+) */
+        size_t layer_state_floats; /* floats of one layer's state */
+        size_t max_lora;           /* widest LoRA bottleneck (scratch sizing) */
+        float group_norm_eps;      /* ln_x epsilon (v5+) */
 
         /* Memory the model owns: derived vectors and transposed copies. */
         void **owned;
@@ -120,10 +120,10 @@ struct EvalPass {
         const Kernels *k;
         ThreadPool *pool;
         size_t n;
-        bool sequence;          /* rows are consecutive tokens of states[0] */
-        float *const *states;   /* sequence: 1 entry; batch: n entries */
-        float *x;               /* n x C residual stream */
-        float *scratch;         /* ctx scratch: n x scratch_per_row floats, arch-defined layout */
+        bool sequence;        /* rows are consecutive tokens of states[0] */
+        float *const *states; /* sequence: 1 entry; batch: n entries */
+        float *x;             /* n x C residual stream */
+        float *scratch;       /* ctx scratch: n x scratch_per_row floats, arch-defined layout */
 };
 
 struct EvalCtx {
@@ -131,21 +131,21 @@ struct EvalCtx {
         ThreadPool *pool;
         const Kernels *k;
         size_t max_batch, chunk, max_rows;
-        float *x;               /* max_rows x C */
-        float *scratch;         /* max_rows x scratch_per_row */
-        float *head_in;         /* max_rows x C: rows that need logits */
-        float *head_out;        /* max_rows x V */
+        float *x;        /* max_rows x C */
+        float *scratch;  /* max_rows x scratch_per_row */
+        float *head_in;  /* max_rows x C: rows that need logits */
+        float *head_out; /* max_rows x V */
 };
 
 /* Layer l's part of a state. */
 static inline float *layer_state(const EvalPass *p, size_t row, uint32_t l) {
         float *s = p->sequence ? p->states[0] : p->states[row];
-        return s + (size_t) l * p->m->layer_state_floats;
+        return s + (size_t)l * p->m->layer_state_floats;
 }
 
 /* ---- bind.c: tensors by name, with shape checks and derived f32 copies ---- */
 
-void *model_own(Model *m, size_t bytes);  /* zeroed allocation freed with the model; NULL on ENOMEM */
+void *model_own(Model *m, size_t bytes); /* zeroed allocation freed with the model; NULL on ENOMEM */
 const Tensor *model_tensor(const Model *m, const char *fmt, ...) _printf_(2, 3);
 /* A vector of n floats (any shape of n elements), decoded to f32, finite. */
 int bind_vec(Model *m, RwkvError *err, size_t n, float **ret, const char *fmt, ...) _printf_(5, 6);

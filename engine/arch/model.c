@@ -15,7 +15,7 @@
 #define MAX_ROWS 4096u
 #define DEFAULT_CHUNK 64u
 #define MAX_HEAD_SIZE 1024u
-#define MAX_STATE_FLOATS ((size_t) 1 << 31)
+#define MAX_STATE_FLOATS ((size_t)1 << 31)
 
 Model *model_free(Model *m) {
         if (!m)
@@ -72,12 +72,12 @@ static int detect_heads(Model *m, RwkvError *err) {
         if (H == 0 || H > in->n_embd || in->n_embd % H != 0)
                 return error_set(err, EBADMSG, "tensor '%s': %" PRIu64 " heads do not divide the embedding of %u", name,
                                  H, in->n_embd);
-        in->n_head = (uint32_t) H;
+        in->n_head = (uint32_t)H;
         in->head_size = in->n_embd / in->n_head;
         /* the WKV state is H x N x N per layer: real models use N = 64; refuse absurd ones early */
         if (in->head_size > MAX_HEAD_SIZE)
-                return error_set(err, EBADMSG, "tensor '%s': head size %u (at most %u supported)", name,
-                                 in->head_size, MAX_HEAD_SIZE);
+                return error_set(err, EBADMSG, "tensor '%s': head size %u (at most %u supported)", name, in->head_size,
+                                 MAX_HEAD_SIZE);
         return 0;
 }
 
@@ -89,10 +89,11 @@ static int detect(Model *m, RwkvError *err) {
         if (emb->n_dims != 2)
                 return error_set(err, EBADMSG, "tensor 'emb.weight' has %u dimensions, expected 2", emb->n_dims);
         if (emb->shape[1] == 0 || emb->shape[1] > MAX_EMBD || emb->shape[0] == 0 || emb->shape[0] > MAX_VOCAB)
-                return error_set(err, EBADMSG, "tensor 'emb.weight' has an unsupported shape (%" PRIu64 ", %" PRIu64 ")",
+                return error_set(err, EBADMSG,
+                                 "tensor 'emb.weight' has an unsupported shape (%" PRIu64 ", %" PRIu64 ")",
                                  emb->shape[0], emb->shape[1]);
-        in->n_vocab = (uint32_t) emb->shape[0];
-        in->n_embd = (uint32_t) emb->shape[1];
+        in->n_vocab = (uint32_t)emb->shape[0];
+        in->n_embd = (uint32_t)emb->shape[1];
 
         uint32_t L = 0;
         while (L <= MAX_LAYERS && model_tensor(m, "blocks.%u.ln1.weight", L))
@@ -132,9 +133,9 @@ static int detect(Model *m, RwkvError *err) {
         const Tensor *fk = tensor_table_get(m->table, "blocks.0.ffn.key.weight");
         if (!fk)
                 return error_set(err, ENOENT, "missing tensor 'blocks.0.ffn.key.weight'");
-        if (fk->n_dims != 2 || fk->shape[0] == 0 || fk->shape[0] > 16 * (uint64_t) MAX_EMBD)
+        if (fk->n_dims != 2 || fk->shape[0] == 0 || fk->shape[0] > 16 * (uint64_t)MAX_EMBD)
                 return error_set(err, EBADMSG, "tensor 'blocks.0.ffn.key.weight' has an unsupported shape");
-        in->n_ffn = (uint32_t) fk->shape[0];
+        in->n_ffn = (uint32_t)fk->shape[0];
 
         const Tensor *wk = tensor_table_get(m->table, "blocks.0.att.key.weight");
         in->wtype = wk ? wk->dtype : emb->dtype;
@@ -143,7 +144,7 @@ static int detect(Model *m, RwkvError *err) {
         if (in->arch == MODEL_ARCH_V4)
                 m->layer_state_floats = 5 * C;
         else
-                m->layer_state_floats = 2 * C + (size_t) in->n_head * in->head_size * in->head_size;
+                m->layer_state_floats = 2 * C + (size_t)in->n_head * in->head_size * in->head_size;
         if (m->layer_state_floats > MAX_STATE_FLOATS / in->n_layer)
                 return error_set(err, EFBIG, "a session state of this model would exceed %zu floats", MAX_STATE_FLOATS);
         in->state_floats = m->layer_state_floats * in->n_layer;
@@ -245,7 +246,7 @@ int model_load(const char *path, const ModelLoadOptions *opts, Model **ret, Rwkv
 void model_state_reset(const Model *m, float *state) {
         memset(state, 0, m->info.state_floats * sizeof(float));
         for (uint32_t l = 0; l < m->info.n_layer; l++)
-                m->ops->state_reset(m, state + (size_t) l * m->layer_state_floats);
+                m->ops->state_reset(m, state + (size_t)l * m->layer_state_floats);
 }
 
 /* ---- evaluation ---- */
@@ -264,7 +265,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(EvalCtx *, evalctx_free);
 
 static float *alloc_floats(size_t n) {
         void *p = NULL;
-        if (posix_memalign(&p, 64, MAX(n, (size_t) 16) * sizeof(float)) != 0)
+        if (posix_memalign(&p, 64, MAX(n, (size_t)16) * sizeof(float)) != 0)
                 return NULL;
         return p;
 }
@@ -321,7 +322,7 @@ static void forward(EvalCtx *ctx, bool sequence, float *const *states, const uin
         size_t rb = dtype_row_bytes(m->emb.t.dtype, C);
         for (size_t t = 0; t < n; t++) {
                 float *x = p.x + t * C;
-                dtype_row_to_f32(m->emb.t.dtype, (const uint8_t *) m->emb.t.data + (size_t) tokens[t] * rb, x, C);
+                dtype_row_to_f32(m->emb.t.dtype, (const uint8_t *)m->emb.t.data + (size_t)tokens[t] * rb, x, C);
                 ctx->k->layer_norm(x, m->ln0_w, m->ln0_b, x, C, LN_EPS);
         }
 

@@ -31,21 +31,21 @@ typedef enum ModelArch {
 
 typedef struct ModelInfo {
         ModelArch arch;
-        const char *arch_name;   /* "rwkv4", "rwkv5.1", "rwkv5.2", "rwkv6", "rwkv7" */
+        const char *arch_name; /* "rwkv4", "rwkv5.1", "rwkv5.2", "rwkv6", "rwkv7" */
         uint32_t n_layer, n_embd, n_vocab, n_head, head_size, n_ffn;
-        DType wtype;             /* type of the large matrices */
+        DType wtype; /* type of the large matrices */
         ModelFormat format;
         const char *format_name;
         uint64_t file_size;
-        uint64_t weight_bytes;   /* bytes of weights streamed per decoded token */
-        size_t state_floats;     /* floats in one session state */
-        uint8_t hash[32];        /* BLAKE2b-256 that names the model */
+        uint64_t weight_bytes; /* bytes of weights streamed per decoded token */
+        size_t state_floats;   /* floats in one session state */
+        uint8_t hash[32];      /* BLAKE2b-256 that names the model */
         char hash_hex[65];
-        char name[256];          /* basename of the file */
+        char name[256]; /* basename of the file */
 } ModelInfo;
 
 typedef struct ModelLoadOptions {
-        const char *vocab_path;  /* World vocabulary for files that embed none (NULL: none) */
+        const char *vocab_path; /* World vocabulary for files that embed none (NULL: none) */
 } ModelLoadOptions;
 
 typedef struct Model Model;

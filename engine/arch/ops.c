@@ -53,7 +53,7 @@ void pass_parallel(const EvalPass *p, size_t n_items, void (*fn)(void *ctx, size
                 return;
         }
         ParallelJob j = { .fn = fn, .ctx = ctx, .n_items = n_items };
-        threadpool_run(p->pool, parallel_task, &j, (unsigned) MIN((size_t) threads, n_items));
+        threadpool_run(p->pool, parallel_task, &j, (unsigned)MIN((size_t)threads, n_items));
 }
 
 /* v4/v5: xk = x*mix_k + prev*(1-mix_k); v6 passes maa: xk = x + (prev-x)*maa_k (the official
@@ -71,17 +71,17 @@ void channel_mix_rkv(EvalPass *p, uint32_t l, const float *ln_w, const float *ln
         pass_shift_prev(p, l, C, xn, prev);
         pass_shift_store(p, l, C, xn);
 
-        for (size_t i = 0; i < n * C; i++) {
-                size_t c = i % C;
-                if (maa) {
-                        float d = prev[i] - xn[i];
-                        xk[i] = xn[i] + d * mix_k[c];
-                        xr[i] = xn[i] + d * mix_r[c];
-                } else {
-                        xk[i] = xn[i] * mix_k[c] + prev[i] * (1.0f - mix_k[c]);
-                        xr[i] = xn[i] * mix_r[c] + prev[i] * (1.0f - mix_r[c]);
+        for (size_t t = 0, i = 0; t < n; t++)
+                for (size_t c = 0; c < C; c++, i++) {
+                        if (maa) {
+                                float d = prev[i] - xn[i];
+                                xk[i] = xn[i] + d * mix_k[c];
+                                xr[i] = xn[i] + d * mix_r[c];
+                        } else {
+                                xk[i] = xn[i] * mix_k[c] + prev[i] * (1.0f - mix_k[c]);
+                                xr[i] = xn[i] * mix_r[c] + prev[i] * (1.0f - mix_r[c]);
+                        }
                 }
-        }
 
         pass_matmul(p, wr, xr, n, r);
         pass_matmul(p, wk, xk, n, hid);
@@ -95,5 +95,5 @@ void channel_mix_rkv(EvalPass *p, uint32_t l, const float *ln_w, const float *ln
 }
 
 size_t channel_mix_scratch(const Model *m) {
-        return 6 * (size_t) m->info.n_embd + m->info.n_ffn;
+        return 6 * (size_t)m->info.n_embd + m->info.n_ffn;
 }

@@ -46,7 +46,7 @@ static int bind_layer(Model *m, uint32_t l, RwkvError *err) {
 enum { B_XN, B_PREV, B_XK, B_XV, B_XR, B_R, B_K, B_V, B_Y, B_OUT, B_N };
 
 static size_t scratch_per_row(const Model *m) {
-        return MAX(B_N * (size_t) m->info.n_embd, channel_mix_scratch(m));
+        return MAX(B_N * (size_t)m->info.n_embd, channel_mix_scratch(m));
 }
 
 static void wkv4_row(const LayerV4 *a, float *s, size_t C, const float *k, const float *v, float *y) {
@@ -72,7 +72,7 @@ static void time_mix(EvalPass *p, uint32_t l) {
         const Layer *L = &m->layers[l];
         const LayerV4 *a = &L->v4;
         size_t C = m->info.n_embd, n = p->n;
-#define BUF(i) (p->scratch + (size_t) (i) * n * C)
+#define BUF(i) (p->scratch + (size_t)(i)*n * C)
         float *xn = BUF(B_XN), *prev = BUF(B_PREV), *xk = BUF(B_XK), *xv = BUF(B_XV), *xr = BUF(B_XR), *r = BUF(B_R),
               *k = BUF(B_K), *v = BUF(B_V), *y = BUF(B_Y), *out = BUF(B_OUT);
 #undef BUF
@@ -81,12 +81,12 @@ static void time_mix(EvalPass *p, uint32_t l) {
                 p->k->layer_norm(p->x + t * C, L->ln1_w, L->ln1_b, xn + t * C, C, LN_EPS);
         pass_shift_prev(p, l, 0, xn, prev);
         pass_shift_store(p, l, 0, xn);
-        for (size_t i = 0; i < n * C; i++) {
-                size_t c = i % C;
-                xk[i] = xn[i] * a->att_mix_k[c] + prev[i] * (1.0f - a->att_mix_k[c]);
-                xv[i] = xn[i] * a->att_mix_v[c] + prev[i] * (1.0f - a->att_mix_v[c]);
-                xr[i] = xn[i] * a->att_mix_r[c] + prev[i] * (1.0f - a->att_mix_r[c]);
-        }
+        for (size_t t = 0, i = 0; t < n; t++)
+                for (size_t c = 0; c < C; c++, i++) {
+                        xk[i] = xn[i] * a->att_mix_k[c] + prev[i] * (1.0f - a->att_mix_k[c]);
+                        xv[i] = xn[i] * a->att_mix_v[c] + prev[i] * (1.0f - a->att_mix_v[c]);
+                        xr[i] = xn[i] * a->att_mix_r[c] + prev[i] * (1.0f - a->att_mix_r[c]);
+                }
         pass_matmul(p, &a->att_r, xr, n, r);
         pass_matmul(p, &a->att_k, xk, n, k);
         pass_matmul(p, &a->att_v, xv, n, v);

@@ -116,7 +116,7 @@ void wkv5_pass(const EvalPass *p, uint32_t l, const float *r, const float *k, co
 enum { B_XN, B_PREV, B_XK, B_XV, B_XR, B_XG, B_R, B_K, B_V, B_G, B_Y, B_OUT, B_N };
 
 static size_t scratch_per_row(const Model *m) {
-        return MAX(B_N * (size_t) m->info.n_embd, channel_mix_scratch(m));
+        return MAX(B_N * (size_t)m->info.n_embd, channel_mix_scratch(m));
 }
 
 static void time_mix(EvalPass *p, uint32_t l) {
@@ -124,7 +124,7 @@ static void time_mix(EvalPass *p, uint32_t l) {
         const Layer *L = &m->layers[l];
         const LayerV5 *a = &L->v5;
         size_t C = m->info.n_embd, H = m->info.n_head, N = m->info.head_size, n = p->n;
-#define BUF(i) (p->scratch + (size_t) (i) * n * C)
+#define BUF(i) (p->scratch + (size_t)(i)*n * C)
         float *xn = BUF(B_XN), *prev = BUF(B_PREV), *xk = BUF(B_XK), *xv = BUF(B_XV), *xr = BUF(B_XR), *xg = BUF(B_XG),
               *r = BUF(B_R), *k = BUF(B_K), *v = BUF(B_V), *g = BUF(B_G), *y = BUF(B_Y), *out = BUF(B_OUT);
 #undef BUF
@@ -133,14 +133,14 @@ static void time_mix(EvalPass *p, uint32_t l) {
                 p->k->layer_norm(p->x + t * C, L->ln1_w, L->ln1_b, xn + t * C, C, LN_EPS);
         pass_shift_prev(p, l, 0, xn, prev);
         pass_shift_store(p, l, 0, xn);
-        for (size_t i = 0; i < n * C; i++) {
-                size_t c = i % C;
-                xk[i] = xn[i] * a->att_mix_k[c] + prev[i] * (1.0f - a->att_mix_k[c]);
-                xv[i] = xn[i] * a->att_mix_v[c] + prev[i] * (1.0f - a->att_mix_v[c]);
-                xr[i] = xn[i] * a->att_mix_r[c] + prev[i] * (1.0f - a->att_mix_r[c]);
-                if (a->gate)
-                        xg[i] = xn[i] * a->att_mix_g[c] + prev[i] * (1.0f - a->att_mix_g[c]);
-        }
+        for (size_t t = 0, i = 0; t < n; t++)
+                for (size_t c = 0; c < C; c++, i++) {
+                        xk[i] = xn[i] * a->att_mix_k[c] + prev[i] * (1.0f - a->att_mix_k[c]);
+                        xv[i] = xn[i] * a->att_mix_v[c] + prev[i] * (1.0f - a->att_mix_v[c]);
+                        xr[i] = xn[i] * a->att_mix_r[c] + prev[i] * (1.0f - a->att_mix_r[c]);
+                        if (a->gate)
+                                xg[i] = xn[i] * a->att_mix_g[c] + prev[i] * (1.0f - a->att_mix_g[c]);
+                }
         pass_matmul(p, &a->att_r, xr, n, r);
         pass_matmul(p, &a->att_k, xk, n, k);
         pass_matmul(p, &a->att_v, xv, n, v);

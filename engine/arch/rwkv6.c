@@ -23,8 +23,8 @@ static int lora_dims(const Model *m, uint32_t l, size_t *ret_dm, size_t *ret_dw,
                 return error_set(err, ENOENT, "missing tensor 'blocks.%u.att.time_decay_w1'", l);
         if (w2->n_dims != 3 || d1->n_dims != 2)
                 return error_set(err, EBADMSG, "blocks.%u: time_maa_w2 or time_decay_w1 has the wrong rank", l);
-        size_t dm = (size_t) (pth ? w2->shape[1] : w2->shape[2]);
-        size_t dw = (size_t) (pth ? d1->shape[1] : d1->shape[0]);
+        size_t dm = (size_t)(pth ? w2->shape[1] : w2->shape[2]);
+        size_t dw = (size_t)(pth ? d1->shape[1] : d1->shape[0]);
         if (dm == 0 || dw == 0 || dm > (1u << 16) || dw > (1u << 16))
                 return error_set(err, EBADMSG, "blocks.%u: bad LoRA widths", l);
         *ret_dm = dm;
@@ -79,7 +79,7 @@ enum { B_XN, B_SX, B_XXX, B_X5, B_MIX = B_X5 + 5, B_R, B_K, B_V, B_G, B_W, B_Y, 
 
 static size_t scratch_per_row(const Model *m) {
         /* plus the LoRA hidden rows: 5 mixes at once, one gathered slice, the decay's */
-        return MAX(B_N * (size_t) m->info.n_embd + 7 * m->max_lora, channel_mix_scratch(m));
+        return MAX(B_N * (size_t)m->info.n_embd + 7 * m->max_lora, channel_mix_scratch(m));
 }
 
 static void time_mix(EvalPass *p, uint32_t l) {
@@ -88,7 +88,7 @@ static void time_mix(EvalPass *p, uint32_t l) {
         const LayerV6 *a = &L->v6;
         size_t C = m->info.n_embd, H = m->info.n_head, N = m->info.head_size, n = p->n;
         size_t dm = mat_rows(&a->maa_w1) / 5, dw = mat_rows(&a->decay_w1);
-#define BUF(i) (p->scratch + (size_t) (i) * n * C)
+#define BUF(i) (p->scratch + (size_t)(i)*n * C)
         float *xn = BUF(B_XN), *sx = BUF(B_SX), *xxx = BUF(B_XXX), *mix = BUF(B_MIX), *r = BUF(B_R), *k = BUF(B_K),
               *v = BUF(B_V), *g = BUF(B_G), *w = BUF(B_W), *y = BUF(B_Y), *out = BUF(B_OUT);
         float *h5 = BUF(B_N), *h1 = h5 + n * 5 * dm;
@@ -101,10 +101,11 @@ static void time_mix(EvalPass *p, uint32_t l) {
                 p->k->layer_norm(p->x + t * C, L->ln1_w, L->ln1_b, xn + t * C, C, LN_EPS);
         pass_shift_prev(p, l, 0, xn, sx);
         pass_shift_store(p, l, 0, xn);
-        for (size_t i = 0; i < n * C; i++) {
-                sx[i] -= xn[i];
-                xxx[i] = xn[i] + sx[i] * a->maa_x[i % C];
-        }
+        for (size_t t = 0, i = 0; t < n; t++)
+                for (size_t c = 0; c < C; c++, i++) {
+                        sx[i] -= xn[i];
+                        xxx[i] = xn[i] + sx[i] * a->maa_x[c];
+                }
 
         /* five data-dependent mixes: tanh(xxx W1) split in five, each through its own W2 */
         pass_matmul(p, &a->maa_w1, xxx, n, h5);
@@ -114,8 +115,9 @@ static void time_mix(EvalPass *p, uint32_t l) {
                 for (size_t t = 0; t < n; t++)
                         memcpy(h1 + t * dm, h5 + t * 5 * dm + j * dm, dm * sizeof(float));
                 pass_matmul(p, &a->maa_w2[j], h1, n, mix);
-                for (size_t i = 0; i < n * C; i++)
-                        xs[j][i] = xn[i] + sx[i] * (a->maa[j][i % C] + mix[i]);
+                for (size_t t = 0, i = 0; t < n; t++)
+                        for (size_t c = 0; c < C; c++, i++)
+                                xs[j][i] = xn[i] + sx[i] * (a->maa[j][c] + mix[i]);
         }
 
         pass_matmul(p, &a->att_r, xs[M_R], n, r);
@@ -129,8 +131,9 @@ static void time_mix(EvalPass *p, uint32_t l) {
         for (size_t i = 0; i < n * dw; i++)
                 h1[i] = tanhf(h1[i]);
         pass_matmul(p, &a->decay_w2, h1, n, w);
-        for (size_t i = 0; i < n * C; i++)
-                w[i] = expf(-expf(a->decay[i % C] + w[i]));
+        for (size_t t = 0, i = 0; t < n; t++)
+                for (size_t c = 0; c < C; c++, i++)
+                        w[i] = expf(-expf(a->decay[c] + w[i]));
 
         wkv5_pass(p, l, r, k, v, w, true, a->bonus, y);
 

@@ -27,10 +27,10 @@ static int lora_dim(const Model *m, const char *what, uint32_t l, size_t *ret, R
         uint64_t d1 = pth ? f->shape[1] : f->shape[0], d2 = pth ? s->shape[0] : s->shape[1];
         if (d1 != d2 || d1 == 0 || d1 > (1u << 16))
                 return error_set(err, EBADMSG,
-                                 "tensors 'blocks.%u.att.%s1' (%" PRIu64 ", %" PRIu64 ") and 'blocks.%u.att.%s2' (%" PRIu64
-                                 ", %" PRIu64 ") do not form a LoRA",
+                                 "tensors 'blocks.%u.att.%s1' (%" PRIu64 ", %" PRIu64
+                                 ") and 'blocks.%u.att.%s2' (%" PRIu64 ", %" PRIu64 ") do not form a LoRA",
                                  l, what, f->shape[0], f->shape[1], l, what, s->shape[0], s->shape[1]);
-        *ret = (size_t) d1;
+        *ret = (size_t)d1;
         return 0;
 }
 
@@ -40,11 +40,11 @@ static int bind_layer(Model *m, uint32_t l, RwkvError *err) {
         size_t C = m->info.n_embd, F = m->info.n_ffn, H = m->info.n_head, N = m->info.head_size;
         int r;
 
-#define TRY(x)                  \
-        do {                    \
-                r = (x);        \
-                if (r < 0)      \
-                        return r; \
+#define TRY(x)                                                                                                         \
+        do {                                                                                                           \
+                r = (x);                                                                                               \
+                if (r < 0)                                                                                             \
+                        return r;                                                                                      \
         } while (0)
 
         TRY(bind_vec(m, err, C, &L->ln1_w, "blocks.%u.ln1.weight", l));
@@ -166,7 +166,7 @@ static void time_mix(EvalPass *p, uint32_t l) {
         const LayerV7 *a = &L->v7;
         size_t C = m->info.n_embd, H = m->info.n_head, N = m->info.head_size, n = p->n;
         float *v_first = p->scratch, *base = v_first + n * C;
-#define BUF(i) (base + (size_t) (i) * n * C)
+#define BUF(i) (base + (size_t)(i)*n * C)
         float *xn = BUF(B_XN), *prev = BUF(B_PREV), *r = BUF(B_R), *w = BUF(B_W), *k = BUF(B_K), *v = BUF(B_V),
               *aa = BUF(B_A), *g = BUF(B_G), *kk = BUF(B_KK), *bb = BUF(B_B), *y = BUF(B_Y), *tmp = BUF(B_TMP),
               *h = BUF(B_N);
@@ -180,12 +180,12 @@ static void time_mix(EvalPass *p, uint32_t l) {
         pass_shift_prev(p, l, 0, xn, prev);
         pass_shift_store(p, l, 0, xn);
 
-        for (size_t i = 0; i < n * C; i++) {
-                size_t c = i % C;
-                float d = prev[i] - xn[i];
-                for (size_t j = 0; j < 6; j++)
-                        xs[j][i] = xn[i] + d * a->x[j][c];
-        }
+        for (size_t t = 0, i = 0; t < n; t++)
+                for (size_t c = 0; c < C; c++, i++) {
+                        float d = prev[i] - xn[i];
+                        for (size_t j = 0; j < 6; j++)
+                                xs[j][i] = xn[i] + d * a->x[j][c];
+                }
 
         pass_matmul(p, &a->att_r, xs[X_R], n, r);
         pass_matmul(p, &a->att_k, xs[X_K], n, k);
@@ -212,8 +212,8 @@ static void time_mix(EvalPass *p, uint32_t l) {
                         float *q = kk + o + hh * N;
                         double ss = 0;
                         for (size_t j = 0; j < N; j++)
-                                ss += (double) q[j] * q[j];
-                        float inv = 1.0f / fmaxf((float) sqrt(ss), 1e-12f);
+                                ss += (double)q[j] * q[j];
+                        float inv = 1.0f / fmaxf((float)sqrt(ss), 1e-12f);
                         for (size_t j = 0; j < N; j++)
                                 q[j] *= inv;
                 }
@@ -261,8 +261,9 @@ static void channel_mix(EvalPass *p, uint32_t l) {
                 p->k->layer_norm(p->x + t * C, L->ln2_w, L->ln2_b, xn + t * C, C, LN_EPS);
         pass_shift_prev(p, l, C, xn, prev);
         pass_shift_store(p, l, C, xn);
-        for (size_t i = 0; i < n * C; i++)
-                xk[i] = xn[i] + (prev[i] - xn[i]) * L->v7.ffn_x_k[i % C];
+        for (size_t t = 0, i = 0; t < n; t++)
+                for (size_t c = 0; c < C; c++, i++)
+                        xk[i] = xn[i] + (prev[i] - xn[i]) * L->v7.ffn_x_k[c];
         pass_matmul(p, &L->v7.ffn_k, xk, n, hid);
         for (size_t i = 0; i < n * F; i++) {
                 float z = hid[i] > 0.0f ? hid[i] : 0.0f;

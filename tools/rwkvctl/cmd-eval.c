@@ -31,11 +31,11 @@ static int parse_tokens(const char *s, uint32_t **ret, size_t *ret_n) {
                         return -EINVAL;
                 uint64_t v = 0;
                 while (*p >= '0' && *p <= '9') {
-                        v = v * 10 + (uint64_t) (*p++ - '0');
+                        v = v * 10 + (uint64_t)(*p++ - '0');
                         if (v > UINT32_MAX)
                                 return -ERANGE;
                 }
-                ids[n++] = (uint32_t) v;
+                ids[n++] = (uint32_t)v;
                 if (*p == '\0')
                         break;
                 if (*p++ != ',')
@@ -52,7 +52,7 @@ static int parse_threads(const char *s, unsigned *ret) {
         unsigned long v = strtoul(s, &end, 10);
         if (errno || end == s || *end || v > 1024 || s[0] == '-')
                 return -EINVAL;
-        *ret = (unsigned) v;
+        *ret = (unsigned)v;
         return 0;
 }
 
@@ -85,7 +85,7 @@ static void print_top(const Model *m, const float *logits) {
                         top[j] = top[j - 1];
                         j--;
                 }
-                top[j] = (Top) { i, logits[i] };
+                top[j] = (Top){ i, logits[i] };
         }
         for (size_t i = 0; i < n; i++) {
                 printf("%8" PRIu32 " %12.6f", top[i].id, top[i].logit);
@@ -165,7 +165,7 @@ int verb_eval(int argc, char *argv[]) {
 
         Model *m = NULL;
         RwkvError err = {};
-        r = model_load(model_path, &(ModelLoadOptions) { .vocab_path = vocab }, &m, &err);
+        r = model_load(model_path, &(ModelLoadOptions){ .vocab_path = vocab }, &m, &err);
         if (r < 0)
                 return fail("eval: cannot load '%s': %s", model_path, error_message(&err, r));
         const ModelInfo *in = model_info(m);
@@ -179,7 +179,7 @@ int verb_eval(int argc, char *argv[]) {
         ThreadPool *pool = NULL;
         EvalCtx *ctx = NULL;
         float *state = malloc(in->state_floats * sizeof(float));
-        float *logits = malloc((size_t) in->n_vocab * sizeof(float));
+        float *logits = malloc((size_t)in->n_vocab * sizeof(float));
         int ret = 1;
         if (!state || !logits) {
                 fail("eval: out of memory");

@@ -24,7 +24,7 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(StopMatcher *, stop_matcher_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Sampler *, sampler_free);
-#define INPUT_MAX_BYTES ((size_t) 256 << 20)
+#define INPUT_MAX_BYTES ((size_t)256 << 20)
 
 static int parse_uint(const char *s, uint64_t max, uint64_t *ret) {
         char *end;
@@ -74,7 +74,7 @@ static int read_stdin(uint8_t **ret, size_t *ret_len) {
                 }
                 if (n == 0)
                         break;
-                len += (size_t) n;
+                len += (size_t)n;
         }
         *ret = TAKE_PTR(buf);
         *ret_len = len;
@@ -93,14 +93,14 @@ static void offline_done(Offline *o) {
         threadpool_free(o->pool);
         free(o->state);
         model_free(o->model);
-        *o = (Offline) {};
+        *o = (Offline){};
 }
 
 /* Load the model, which must have a tokenizer, and a fresh state. Prints the error itself. */
 static int offline_open(Offline *o, const char *verb, const char *path, const char *vocab, unsigned threads,
                         size_t chunk) {
         RwkvError err = {};
-        int r = model_load(path, &(ModelLoadOptions) { .vocab_path = vocab }, &o->model, &err);
+        int r = model_load(path, &(ModelLoadOptions){ .vocab_path = vocab }, &o->model, &err);
         if (r < 0)
                 return fail("%s: cannot load '%s': %s", verb, path, error_message(&err, r));
         if (!model_tokenizer(o->model))
@@ -146,8 +146,19 @@ static void run_help(void) {
 
 int verb_run(int argc, char *argv[]) {
         enum {
-                OPT_MODEL = 0x100, OPT_VOCAB, OPT_MAX_TOKENS, OPT_TEMPERATURE, OPT_TOP_P, OPT_TOP_K, OPT_MIN_P,
-                OPT_PRESENCE, OPT_FREQUENCY, OPT_DECAY, OPT_SEED, OPT_STOP, OPT_THREADS,
+                OPT_MODEL = 0x100,
+                OPT_VOCAB,
+                OPT_MAX_TOKENS,
+                OPT_TEMPERATURE,
+                OPT_TOP_P,
+                OPT_TOP_K,
+                OPT_MIN_P,
+                OPT_PRESENCE,
+                OPT_FREQUENCY,
+                OPT_DECAY,
+                OPT_SEED,
+                OPT_STOP,
+                OPT_THREADS,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -194,7 +205,7 @@ int verb_run(int argc, char *argv[]) {
                 case OPT_TOP_K:
                         if (parse_uint(optarg, UINT32_MAX, &v) < 0)
                                 return fail("run: invalid --top-k '%s'", optarg);
-                        sp.top_k = (uint32_t) v;
+                        sp.top_k = (uint32_t)v;
                         continue;
                 case OPT_SEED:
                         if (parse_uint(optarg, UINT64_MAX, &seed) < 0)
@@ -254,7 +265,7 @@ int verb_run(int argc, char *argv[]) {
         size_t prompt_len = 0;
         if (optind < argc) {
                 prompt_len = strlen(argv[optind]);
-                prompt = (uint8_t *) strdup(argv[optind]);
+                prompt = (uint8_t *)strdup(argv[optind]);
                 if (!prompt)
                         return fail("run: out of memory");
         } else {
@@ -269,7 +280,7 @@ int verb_run(int argc, char *argv[]) {
         _cleanup_(freep) uint32_t *ids = NULL;
         _cleanup_(freep) float *logits = NULL, *counts = NULL;
         _cleanup_(sampler_freep) Sampler *sampler = NULL;
-        r = offline_open(&o, "run", model_path, vocab, (unsigned) threads, 0);
+        r = offline_open(&o, "run", model_path, vocab, (unsigned)threads, 0);
         if (r != 0)
                 goto out;
         const Tokenizer *tok = model_tokenizer(o.model);
@@ -281,7 +292,7 @@ int verb_run(int argc, char *argv[]) {
                 fail("run: cannot tokenize the prompt: %s", strerror(-r));
                 goto out;
         }
-        logits = malloc((size_t) V * sizeof(float));
+        logits = malloc((size_t)V * sizeof(float));
         counts = calloc(V, sizeof(float));
         if (!logits || !counts || sampler_new(V, &sampler) < 0) {
                 fail("run: out of memory");
@@ -316,8 +327,8 @@ int verb_run(int argc, char *argv[]) {
                 if (!b)
                         break; /* end of text */
                 /* long tokens go through the matcher in pieces its output buffer can take */
-                for (size_t off = 0; off < len && !stopped; off += MIN(len - off, (size_t) 64)) {
-                        size_t piece = MIN(len - off, (size_t) 64);
+                for (size_t off = 0; off < len && !stopped; off += MIN(len - off, (size_t)64)) {
+                        size_t piece = MIN(len - off, (size_t)64);
                         r = stop_matcher_feed(stop, b + off, piece, held, &out_len, &which);
                         if (r < 0) {
                                 fail("run: stop matching failed: %s", strerror(-r));
@@ -372,7 +383,7 @@ static double nll(const float *logits, uint32_t V, uint32_t target) {
         for (uint32_t i = 0; i < V; i++)
                 mx = fmax(mx, logits[i]);
         for (uint32_t i = 0; i < V; i++)
-                sum += exp((double) logits[i] - mx);
+                sum += exp((double)logits[i] - mx);
         return log(sum) + mx - logits[target];
 }
 
@@ -428,7 +439,7 @@ int verb_perplexity(int argc, char *argv[]) {
         int ret = 1;
         _cleanup_(freep) uint32_t *ids = NULL;
         _cleanup_(freep) float *logits = NULL;
-        r = offline_open(&o, "perplexity", model_path, vocab, (unsigned) threads, chunk);
+        r = offline_open(&o, "perplexity", model_path, vocab, (unsigned)threads, chunk);
         if (r != 0)
                 goto out;
         const Tokenizer *tok = model_tokenizer(o.model);
@@ -444,7 +455,7 @@ int verb_perplexity(int argc, char *argv[]) {
                 fail("perplexity: the text must have at least 2 tokens (it has %zu)", n);
                 goto out;
         }
-        logits = malloc(chunk * (size_t) V * sizeof(float));
+        logits = malloc(chunk * (size_t)V * sizeof(float));
         if (!logits) {
                 fail("perplexity: out of memory");
                 goto out;
@@ -472,15 +483,15 @@ int verb_perplexity(int argc, char *argv[]) {
 
         size_t scored = n - 1;
         double bits = total / log(2.0);
-        double bpt = bits / (double) scored, bpb = bytes ? bits / (double) bytes : 0.0;
-        double ppl = exp(total / (double) scored);
+        double bpt = bits / (double)scored, bpb = bytes ? bits / (double)bytes : 0.0;
+        double ppl = exp(total / (double)scored);
         if (json)
                 printf("{\"tokens\": %zu, \"scored_tokens\": %zu, \"scored_bytes\": %" PRIu64
                        ", \"bits_per_token\": %.6f, \"bits_per_byte\": %.6f, \"perplexity\": %.6f}\n",
                        n, scored, bytes, bpt, bpb, ppl);
         else
-                printf("tokens %zu (scored %zu, %" PRIu64 " bytes)\nbits/token %.4f\nbits/byte %.4f\nperplexity %.4f\n", n,
-                       scored, bytes, bpt, bpb, ppl);
+                printf("tokens %zu (scored %zu, %" PRIu64 " bytes)\nbits/token %.4f\nbits/byte %.4f\nperplexity %.4f\n",
+                       n, scored, bytes, bpt, bpb, ppl);
         ret = fflush(stdout) == 0 ? 0 : fail("perplexity: cannot write the output: %m");
 out:
         offline_done(&o);

@@ -76,7 +76,7 @@ static void file_write(const File *f, const char *path) {
                 const Entry *e = &f->e[i];
                 if (e->drop)
                         continue;
-                uint32_t h[3] = { e->n_dims, (uint32_t) strlen(e->name), e->type };
+                uint32_t h[3] = { e->n_dims, (uint32_t)strlen(e->name), e->type };
                 CHECK(fwrite(h, 4, 3, fp) == 3);
                 CHECK(fwrite(e->dims, 4, e->n_dims, fp) == e->n_dims);
                 CHECK(fwrite(e->name, 1, h[1], fp) == h[1]);
@@ -196,7 +196,7 @@ int main(void) {
         snprintf(v7, sizeof(v7), "%s/tiny-rwkv/tiny-rwkv-7v0-834K-FP32.bin", dir);
         snprintf(v5, sizeof(v5), "%s/tiny-rwkv/tiny-rwkv-5v1-730K-FP32.bin", dir);
         const char *tmp = getenv("TMPDIR");
-        snprintf(tmp_path, sizeof(tmp_path), "%s/rwkvd-test-hostile-%d.bin", tmp && *tmp ? tmp : "/tmp", (int) getpid());
+        snprintf(tmp_path, sizeof(tmp_path), "%s/rwkvd-test-hostile-%d.bin", tmp && *tmp ? tmp : "/tmp", (int)getpid());
 
         run_mutation(v7, "missing blocks.3.att.k_a", drop_k_a, ENOENT, "blocks.3.att.k_a");
         run_mutation(v7, "missing head.weight", drop_head, ENOENT, "head.weight");

@@ -18,7 +18,7 @@ static double max_diff(const float *a, const float *b, size_t n) {
         double d = 0;
         for (size_t i = 0; i < n; i++) {
                 CHECK(isfinite(a[i]));
-                d = fmax(d, fabs((double) a[i] - b[i]));
+                d = fmax(d, fabs((double)a[i] - b[i]));
         }
         return d;
 }
@@ -43,11 +43,11 @@ static void run_model(const char *dir, json_object *jm, const uint32_t *tokens, 
         CHECK(json_object_object_get_ex(jm, "dtype", &o));
         const char *dtype = json_object_get_string(o);
         CHECK(json_object_object_get_ex(jm, "vocab", &o));
-        size_t V = (size_t) json_object_get_int(o);
+        size_t V = (size_t)json_object_get_int(o);
         CHECK(json_object_object_get_ex(jm, "n_layer", &o));
-        uint32_t n_layer = (uint32_t) json_object_get_int(o);
+        uint32_t n_layer = (uint32_t)json_object_get_int(o);
         CHECK(json_object_object_get_ex(jm, "n_embd", &o));
-        uint32_t n_embd = (uint32_t) json_object_get_int(o);
+        uint32_t n_embd = (uint32_t)json_object_get_int(o);
         double tol = strcmp(dtype, "fp32") == 0 ? 2e-4 : 2e-3;
 
         char path[4096];
@@ -112,7 +112,7 @@ int main(void) {
         CHECK(T > 0 && T <= MAX_T);
         uint32_t tokens[MAX_T];
         for (size_t i = 0; i < T; i++)
-                tokens[i] = (uint32_t) json_object_get_int(json_object_array_get_idx(jt, i));
+                tokens[i] = (uint32_t)json_object_get_int(json_object_array_get_idx(jt, i));
 
         ThreadPool *pool = NULL;
         CHECK_OK(threadpool_new(2, &pool));

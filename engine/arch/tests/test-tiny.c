@@ -19,8 +19,8 @@ static const uint32_t tokens[] = { 34, 105, 110 };
 typedef struct Case {
         const char *file, *expected;
         ModelArch arch;
-        double tol;     /* vs the expected logits */
-        double agree;   /* sequence/batch vs serial */
+        double tol;   /* vs the expected logits */
+        double agree; /* sequence/batch vs serial */
 } Case;
 
 /* Q5 tolerances: 1.5x what rwkv.cpp itself shows on the same file (7v0: the 0.01). */
@@ -48,7 +48,7 @@ static double max_diff(const float *a, const float *b, size_t n) {
         double d = 0;
         for (size_t i = 0; i < n; i++) {
                 CHECK(isfinite(a[i]) && isfinite(b[i]));
-                d = fmax(d, fabs((double) a[i] - b[i]));
+                d = fmax(d, fabs((double)a[i] - b[i]));
         }
         return d;
 }
@@ -142,8 +142,8 @@ static void run_case(const char *dir, const Case *c, ThreadPool *pool) {
                 free(states[b]);
         }
 
-        printf("%-30s %-8s vs expected %.3g (tol %.3g)  sequence %.3g  chunked %.3g  all %.3g  batch %.3g\n",
-               c->file, in->arch_name, d_ref, c->tol, d_seq, d_chunk, d_all, d_batch);
+        printf("%-30s %-8s vs expected %.3g (tol %.3g)  sequence %.3g  chunked %.3g  all %.3g  batch %.3g\n", c->file,
+               in->arch_name, d_ref, c->tol, d_seq, d_chunk, d_all, d_batch);
         CHECK(d_ref <= c->tol);
         CHECK(d_seq <= c->agree);
         CHECK(d_chunk <= c->agree);
