@@ -1,5 +1,5 @@
 /* x86-avx2.c: AVX2 + FMA + F16C kernels (8 lanes). Built with those flags for this file only and
- * entered only when cpu.c found the CPU and the OS support them. The code is x86-template.h. */
+ * entered only when cpu.c found the CPU and the OS support them. The code is simd-template.h. */
 #include <immintrin.h>
 #include <math.h>
 
@@ -64,8 +64,8 @@ static inline void i8x16_to_vecs(__m128i v, VEC *out) {
         out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)));
 }
 
-#include "kernels/x86-template.h"
+#include "kernels/simd-template.h"
 
 void kernels_fill_avx2(Kernels *k) {
-        x86_fill(k);
+        simd_fill(k);
 }

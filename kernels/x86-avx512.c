@@ -61,8 +61,8 @@ static inline void i8x16_to_vecs(__m128i v, VEC *out) {
         out[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v));
 }
 
-#include "kernels/x86-template.h"
+#include "kernels/simd-template.h"
 
 void kernels_fill_avx512(Kernels *k) {
-        x86_fill(k);
+        simd_fill(k);
 }

@@ -15,12 +15,6 @@ __attribute__((target("f16c"))) static uint16_t hw_f32_to_f16(float f) {
 }
 #endif
 
-static uint32_t bits(float f) {
-        uint32_t u;
-        memcpy(&u, &f, 4);
-        return u;
-}
-
 static float from_bits(uint32_t u) {
         float f;
         memcpy(&f, &u, 4);

@@ -1,5 +1,6 @@
-/* x86-template.h: the SIMD kernels, written once over a vector of VL floats and included by each
- * x86 ISA file after it defined VEC, VL, FN(), MM_R, MM_V and the v*() / load_*() helpers.
+/* simd-template.h: the SIMD kernels, written once over a vector of VL floats and included by each
+ * ISA file (x86-avx2.c, x86-avx512.c, arm-neon.c) after it defined VEC, VL, FN(), MM_R, MM_V, the
+ * v*() / load_*() helpers and i8x16_to_vecs() (the NEON file also its own block_q8_0/q4_0).
  *
  * matvec (decode, memory-bound): 4 rows at a time share each load of x; weights are decoded in
  * registers and never touch memory again. matmul (prefill, batched decode): a tile of MM_R rows is
@@ -96,6 +97,7 @@ DEFINE_MATVEC_FLOAT(bf16, 2)
 
 /* ---- block weights (native q8_0, q4_0): scales first, then quants (quant.h) ---- */
 
+#ifndef SIMD_OWN_BLOCK_DECODERS
 /* One block of 32 quants to QV vectors of integers-as-floats (scale not applied). */
 static inline void FN(block_q8_0)(const uint8_t *q, VEC *out) {
         i8x16_to_vecs(_mm_loadu_si128((const __m128i *) q), out);
@@ -109,6 +111,7 @@ static inline void FN(block_q4_0)(const uint8_t *qs, VEC *out) {
         i8x16_to_vecs(lo, out);
         i8x16_to_vecs(hi, out + QV / 2);
 }
+#endif
 
 #define DEFINE_MATVEC_BLOCK(name, qbytes)                                                                     \
         static void FN(matvec_##name)(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, \
@@ -340,7 +343,7 @@ static void FN(wkv7)(float *state, const float *r, const float *w, const float *
         }
 }
 
-static void x86_fill(Kernels *k) {
+static void simd_fill(Kernels *k) {
         k->isa = ISA_NAME;
         k->matvec[DTYPE_F32] = FN(matvec_f32);
         k->matvec[DTYPE_F16] = FN(matvec_f16);
