@@ -134,7 +134,8 @@ struct EvalCtx {
         float *x;        /* max_rows x C */
         float *scratch;  /* max_rows x scratch_per_row */
         float *head_in;  /* max_rows x C: rows that need logits */
-        float *head_out; /* max_rows x V */
+        float *head_out; /* max_batch x V: scattered batch logits */
+        float **outs;    /* max_rows: where each row's logits go (NULL: none) */
 };
 
 /* Layer l's part of a state. */

@@ -258,6 +258,7 @@ EvalCtx *evalctx_free(EvalCtx *ctx) {
         free(ctx->scratch);
         free(ctx->head_in);
         free(ctx->head_out);
+        free(ctx->outs);
         free(ctx);
         return NULL;
 }
@@ -295,7 +296,8 @@ int evalctx_new(const Model *m, ThreadPool *pool, size_t max_batch, size_t chunk
         ctx->scratch = alloc_floats(rows * m->ops->scratch_per_row(m));
         ctx->head_in = alloc_floats(rows * C);
         ctx->head_out = alloc_floats(max_batch * V);
-        if (!ctx->k || !ctx->x || !ctx->scratch || !ctx->head_in || !ctx->head_out)
+        ctx->outs = calloc(rows, sizeof(float *));
+        if (!ctx->k || !ctx->x || !ctx->scratch || !ctx->head_in || !ctx->head_out || !ctx->outs)
                 return -ENOMEM;
 
         *ret = TAKE_PTR(ctx);
@@ -372,7 +374,7 @@ int model_eval_sequence(EvalCtx *ctx, float *state, const uint32_t *tokens, size
                 return r;
 
         float *const states[1] = { state };
-        float *outs[MAX_ROWS];
+        float **outs = ctx->outs;
         size_t chunk = ctx->chunk;
         for (size_t done = 0; done < n;) {
                 size_t len = MIN(chunk, n - done);
@@ -394,7 +396,7 @@ int model_eval_sequence_all(EvalCtx *ctx, float *state, const uint32_t *tokens, 
 
         size_t V = ctx->m->info.n_vocab;
         float *const states[1] = { state };
-        float *outs[MAX_ROWS];
+        float **outs = ctx->outs;
         for (size_t done = 0; done < n;) {
                 size_t len = MIN(ctx->chunk, n - done);
                 for (size_t t = 0; t < len; t++)
@@ -421,7 +423,7 @@ int model_eval_batch(EvalCtx *ctx, float *const *states, const uint32_t *tokens,
         if (B == 0)
                 return 0;
 
-        float *outs[MAX_ROWS];
+        float **outs = ctx->outs;
         for (size_t i = 0; i < B; i++)
                 outs[i] = logits ? logits[i] : NULL;
         forward(ctx, false, states, tokens, B, outs);
