@@ -1,0 +1,131 @@
+/* convert.c: any TensorTable -> native .rwkv, raw copies where the type is kept, row re-encoding
+ * through f32 elsewhere (non-finite values refused: a converted model must verify). */
+#include <inttypes.h>
+#include <math.h>
+#include <string.h>
+
+#include "engine/format/convert.h"
+#include "engine/format/native-writer.h"
+#include "engine/format/tensor-table-private.h"
+
+#define COPY_CHUNK ((size_t) 4 << 20)
+
+static bool is_native(DType t) {
+        return t == DTYPE_F32 || t == DTYPE_F16 || t == DTYPE_BF16 || t == DTYPE_Q8_0 || t == DTYPE_Q4_0;
+}
+
+static bool is_weight_matrix(const char *name, const Tensor *t) {
+        size_t n = strlen(name);
+        return t->n_dims == 2 && t->shape[0] > 1 && t->shape[1] % 32 == 0 && n > 7 &&
+               strcmp(name + n - 7, ".weight") == 0;
+}
+
+DType convert_target_type(const char *name, const Tensor *src, int type) {
+        if (type >= 0)
+                return is_weight_matrix(name, src) ? (DType) type : DTYPE_F32;
+        if (is_native(src->dtype))
+                return src->dtype;
+        if (src->dtype == DTYPE_GGML_Q8_0)
+                return is_weight_matrix(name, src) ? DTYPE_Q8_0 : DTYPE_F32;
+        return is_weight_matrix(name, src) ? DTYPE_F16 : DTYPE_F32;
+}
+
+typedef struct Progress {
+        const ConvertOptions *o;
+        uint64_t done, total;
+} Progress;
+
+static void progress_add(Progress *p, uint64_t n) {
+        p->done += n;
+        if (p->o && p->o->progress)
+                p->o->progress(p->done, p->total, p->o->userdata);
+}
+
+static int reencode(NativeWriter *w, const char *name, const Tensor *src, DType dst, Progress *pr, RwkvError *err) {
+        uint64_t cols = tensor_cols(src), rows = tensor_nelem(src) / cols;
+        size_t src_row = format_row_bytes(src->dtype, cols), dst_row = format_row_bytes(dst, cols);
+        _cleanup_(freep) float *f = malloc(cols * sizeof(float));
+        _cleanup_(freep) uint8_t *out = malloc(dst_row);
+        if (!f || !out)
+                return -ENOMEM;
+        for (uint64_t r = 0; r < rows; r++) {
+                dtype_row_to_f32(src->dtype, (const uint8_t *) src->data + r * src_row, f, cols);
+                for (uint64_t c = 0; c < cols; c++)
+                        if (!isfinite(f[c]))
+                                return error_set(err, EBADMSG, "tensor '%s': non-finite value at row %" PRIu64
+                                                 ", column %" PRIu64, name, r, c);
+                int k = dtype_row_from_f32(dst, f, out, cols);
+                if (k < 0)
+                        return error_set(err, k, "tensor '%s': cannot encode as %s", name, dtype_name(dst));
+                k = native_writer_write(w, out, dst_row, err);
+                if (k < 0)
+                        return k;
+                progress_add(pr, src_row);
+        }
+        return 0;
+}
+
+int model_convert(TensorTable *src, const char *out_path, const ConvertOptions *opts, uint8_t ret_hash[32],
+                  RwkvError *err) {
+        ConvertOptions none = { .type = -1 };
+        const ConvertOptions *o = opts ? opts : &none;
+        if (o->type >= 0 && (!dtype_is_valid(o->type) || !is_native((DType) o->type)))
+                return error_set(err, EINVAL, "the target type must be f32, f16, bf16, q8_0 or q4_0");
+
+        _cleanup_(native_writer_freep) NativeWriter *w = NULL;
+        int r = native_writer_new(out_path, &w, err);
+        if (r < 0)
+                return r;
+
+        size_t n = tensor_table_count(src);
+        _cleanup_(freep) DType *types = calloc(n ? n : 1, sizeof(DType));
+        if (!types)
+                return -ENOMEM;
+        Progress pr = { .o = o };
+        TensorTableMeta meta = o->meta ? *o->meta : *tensor_table_meta(src);
+        if (o->type >= 0)
+                meta.wtype = o->type;
+        else if (meta.wtype >= 0 && !is_native((DType) meta.wtype))
+                meta.wtype = meta.wtype == DTYPE_GGML_Q8_0 ? DTYPE_Q8_0 : DTYPE_F16;
+        size_t vlen = 0;
+        const char *vocab = o->vocab ? o->vocab : tensor_table_vocab(src, &vlen);
+        if (o->vocab)
+                vlen = o->vocab_len;
+        native_writer_set_meta(w, &meta, tensor_table_convention(src));
+        if (vocab && (r = native_writer_set_vocab(w, vocab, vlen, err)) < 0)
+                return r;
+
+        for (size_t i = 0; i < n; i++) {
+                const char *name = tensor_table_name_at(src, i);
+                const Tensor *t = tensor_table_at(src, i);
+                types[i] = convert_target_type(name, t, o->type);
+                if (format_row_bytes(types[i], tensor_cols(t)) == 0)
+                        types[i] = DTYPE_F32; /* rows that are not whole blocks stay exact */
+                r = native_writer_add_tensor(w, name, types[i], t->n_dims, t->shape, err);
+                if (r < 0)
+                        return r;
+                pr.total += t->nbytes;
+        }
+        if ((r = native_writer_begin(w, err)) < 0)
+                return r;
+
+        for (size_t i = 0; i < n; i++) {
+                const char *name = tensor_table_name_at(src, i);
+                const Tensor *t = tensor_table_at(src, i);
+                if (types[i] == t->dtype) {
+                        /* kept as is: bit-identical, straight from the mapping */
+                        int64_t bad = format_first_nonfinite(t);
+                        if (bad >= 0)
+                                return error_set(err, EBADMSG, "tensor '%s': non-finite %s at element %" PRId64, name,
+                                                 t->dtype <= DTYPE_BF16 ? "value" : "scale", bad);
+                        for (uint64_t off = 0; off < t->nbytes; off += COPY_CHUNK) {
+                                size_t k = (size_t) MIN((uint64_t) COPY_CHUNK, t->nbytes - off);
+                                if ((r = native_writer_write(w, (const uint8_t *) t->data + off, k, err)) < 0)
+                                        return r;
+                                progress_add(&pr, k);
+                        }
+                } else if ((r = reencode(w, name, t, types[i], &pr, err)) < 0)
+                        return r;
+        }
+        return native_writer_finish(w, ret_hash, err);
+}
