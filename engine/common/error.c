@@ -27,13 +27,20 @@ int error_set(RwkvError *err, int errnum, const char *fmt, ...) {
 int error_prefix(RwkvError *err, const char *fmt, ...) {
         if (!err)
                 return -EINVAL;
-        char prefix[256], old[sizeof(err->msg)];
+        char joined[sizeof(err->msg) * 2];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(prefix, sizeof(prefix), fmt, ap);
+        int n = vsnprintf(joined, sizeof(err->msg), fmt, ap);
         va_end(ap);
-        memcpy(old, err->msg, sizeof(old));
-        snprintf(err->msg, sizeof(err->msg), "%s%s", prefix, old);
+        if (n < 0)
+                n = 0;
+        size_t plen = MIN((size_t) n, sizeof(err->msg) - 1);
+        /* Messages are cut at the buffer size on purpose: the context comes first, the tail may go. */
+        size_t olen = strnlen(err->msg, sizeof(err->msg) - 1);
+        memcpy(joined + plen, err->msg, olen);
+        joined[plen + olen] = 0;
+        memcpy(err->msg, joined, sizeof(err->msg) - 1);
+        err->msg[sizeof(err->msg) - 1] = 0;
         return -(err->errnum ? err->errnum : EINVAL);
 }
 
