@@ -304,8 +304,17 @@ def official_state_dict(model):
     return collections.OrderedDict((k, sd[k].detach().clone().contiguous()) for k in order)
 
 
-def load_pth(path, dtype=torch.float32):
+def round_like_f16_file(sd):
+    """Round what `rwkvctl model convert --type f16` stores as f16 (the 2-D .weight matrices:
+    emb, head, r/k/v/o and the FFN) and keep the rest (LoRAs, vectors) exact."""
+    return {k: (v.half().float() if k.endswith(".weight") and v.dim() == 2 else v.float())
+            for k, v in sd.items()}
+
+
+def load_pth(path, dtype=torch.float32, f16=False):
     sd = torch.load(path, map_location="cpu")
+    if f16:
+        sd = round_like_f16_file(sd)
     n_layer = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
     vocab, C = sd["emb.weight"].shape
     H, N = sd["blocks.0.att.r_k"].shape
@@ -464,7 +473,7 @@ def parse_tokens(s):
 @torch.no_grad()
 def cmd_logits(a):
     torch.set_num_threads(1)
-    model = load_pth(a.model, torch.float64)
+    model = load_pth(a.model, torch.float64, f16=a.f16)
     toks = parse_tokens(a.tokens) if a.tokens else list(a.text.encode())
     out = model(torch.tensor([toks]))[0, -1]
     for v in out.tolist():
@@ -556,6 +565,8 @@ def main():
     lg.add_argument("model")
     lg.add_argument("--tokens")
     lg.add_argument("--text")
+    lg.add_argument("--f16", action="store_true",
+                    help="round the weights the way the f16 .rwkv file stores them")
     bp = sub.add_parser("bpb")
     bp.add_argument("model")
     bp.add_argument("text")
