@@ -20,6 +20,9 @@
 #include "tools/rwkvctl/rwkvctl.h"
 
 #define STDIN_CHUNK (64 * 1024)
+/* The part of stdin sent with Generate() itself: small, so that a long prompt reaches the daemon
+ * through the ring (ingested as it arrives) rather than waiting to fill one big message. */
+#define STDIN_FIRST (4 * 1024)
 
 static volatile sig_atomic_t interrupted = 0;
 
@@ -291,37 +294,101 @@ static int follow_stream(RwkvClient *c, RwkvStream *s, const char *verb, StreamR
         (void) c;
 }
 
-/* Streams stdin into the ring in fixed chunks: constant memory for any prompt size. 0: all sent;
- * 1: stopped early (Ctrl-C, or the daemon ended the generation: its events say why); -1: a local
- * failure, already reported. */
-static int stream_stdin(RwkvStream *s, const char *verb) {
-        static char buf[STDIN_CHUNK];
-        for (;;) {
-                ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+/* Length of the longest prefix of s that is valid UTF-8 without NUL (what a D-Bus string may hold);
+ * an incomplete sequence at the end is left out. */
+static size_t utf8_valid_prefix(const uint8_t *s, size_t n) {
+        size_t i = 0;
+        while (i < n) {
+                uint8_t c = s[i];
+                size_t len;
+                uint32_t cp;
+                if (c == 0)
+                        break;
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                }
+                if (c >= 0xc2 && c <= 0xdf)
+                        len = 2, cp = c & 0x1f;
+                else if (c >= 0xe0 && c <= 0xef)
+                        len = 3, cp = c & 0x0f;
+                else if (c >= 0xf0 && c <= 0xf4)
+                        len = 4, cp = c & 0x07;
+                else
+                        break;
+                if (i + len > n)
+                        break;
+                size_t k;
+                for (k = 1; k < len; k++) {
+                        if ((s[i + k] & 0xc0) != 0x80)
+                                break;
+                        cp = (cp << 6) | (s[i + k] & 0x3f);
+                }
+                if (k < len || (len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+                    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+                        break;
+                i += len;
+        }
+        return i;
+}
+
+/* Reads up to size bytes from stdin (fewer only at end of input). */
+static ssize_t read_full(uint8_t *buf, size_t size, bool *ret_eof) {
+        size_t got = 0;
+        *ret_eof = false;
+        while (got < size) {
+                ssize_t n = read(STDIN_FILENO, buf + got, size - got);
                 if (n < 0) {
                         if (errno == EINTR && !interrupted)
                                 continue;
-                        if (errno == EINTR)
-                                return 1; /* the caller cancels */
-                        return -fail("%s: reading stdin: %m", verb);
+                        return -errno;
                 }
-                if (n == 0)
+                if (n == 0) {
+                        *ret_eof = true;
                         break;
-                for (ssize_t off = 0; off < n;) {
-                        ssize_t w = rwkv_stream_write(s, buf + off, (size_t) (n - off), -1);
-                        if (w == -EINTR) {
-                                if (interrupted)
-                                        return 1;
-                                continue;
-                        }
-                        if (w == -EPIPE)
-                                return 1; /* the daemon ended the generation: its events say why */
-                        if (w < 0)
-                                return -fail("%s: sending the prompt: %s", verb, strerror((int) -w));
-                        off += w;
                 }
+                got += (size_t) n;
         }
-        int r = rwkv_stream_close_input(s);
+        return (ssize_t) got;
+}
+
+/* Sends len bytes through the ring. 0: sent; 1: stopped early (Ctrl-C, or the daemon ended the
+ * generation: its events say why); -1: a local failure, already reported. */
+static int ring_send(RwkvStream *s, const uint8_t *buf, size_t len, const char *verb) {
+        for (size_t off = 0; off < len;) {
+                ssize_t w = rwkv_stream_write(s, buf + off, len - off, -1);
+                if (w == -EINTR) {
+                        if (interrupted)
+                                return 1;
+                        continue;
+                }
+                if (w == -EPIPE)
+                        return 1;
+                if (w < 0)
+                        return -fail("%s: sending the prompt: %s", verb, strerror((int) -w));
+                off += (size_t) w;
+        }
+        return 0;
+}
+
+/* Streams the rest of stdin into the ring in fixed chunks (constant memory for any prompt size),
+ * after the first chunk's tail that did not go into the prompt argument. Returns as ring_send(). */
+static int stream_stdin(RwkvStream *s, const uint8_t *pending, size_t pending_len, bool eof, const char *verb) {
+        static uint8_t buf[STDIN_CHUNK];
+        int r = ring_send(s, pending, pending_len, verb);
+        if (r != 0)
+                return r;
+        while (!eof) {
+                ssize_t n = read_full(buf, sizeof(buf), &eof);
+                if (n == -EINTR)
+                        return 1; /* the caller cancels */
+                if (n < 0)
+                        return -fail("%s: reading stdin: %s", verb, strerror((int) -n));
+                r = ring_send(s, buf, (size_t) n, verb);
+                if (r != 0)
+                        return r;
+        }
+        r = rwkv_stream_close_input(s);
         if (r < 0)
                 return -fail("%s: %s", verb, strerror(-r));
         return 0;
@@ -374,8 +441,26 @@ int verb_generate(int argc, char *argv[]) {
                 goto finish;
         }
         const char *prompt = optind < argc ? argv[optind] : NULL;
-        if (!prompt)
-                (void) rwkv_generate_options_set_prompt_stream(a.options, 1);
+        size_t prompt_len = prompt ? strlen(prompt) : 0;
+        /* From stdin: the first chunk's valid UTF-8 goes in the Generate() call (a short prompt
+         * needs nothing more); the rest streams through the ring's input direction. */
+        static uint8_t first[STDIN_FIRST + 1];
+        size_t first_len = 0;
+        bool eof = true, streaming = false;
+        if (!prompt) {
+                ssize_t n = read_full(first, STDIN_FIRST, &eof);
+                if (n < 0) {
+                        ret = fail("generate: reading stdin: %s", strerror((int) -n));
+                        goto finish;
+                }
+                first_len = (size_t) n;
+                prompt_len = utf8_valid_prefix(first, first_len);
+                streaming = !eof || prompt_len < first_len;
+                first[prompt_len < first_len ? first_len : prompt_len] = 0;
+                if (streaming)
+                        (void) rwkv_generate_options_set_prompt_stream(a.options, 1);
+                prompt = (const char *) first;
+        }
 
         if (connect_bus(&c) < 0)
                 goto finish;
@@ -384,15 +469,13 @@ int verb_generate(int argc, char *argv[]) {
 
         catch_sigint(true);
         double t0 = now_sec();
-        r = rwkv_generate_start(c, a.session, prompt ? prompt : "", prompt ? strlen(prompt) : 0, a.options, &s);
+        r = rwkv_generate_start(c, a.session, prompt, prompt_len, a.options, &s);
         if (r < 0) {
                 fail_call(c, "generate", r);
                 goto finish;
         }
-        if (!prompt) {
-                if (stream_stdin(s, "generate") < 0)
-                        goto finish;
-        }
+        if (streaming && stream_stdin(s, first + prompt_len, first_len - prompt_len, eof, "generate") < 0)
+                goto finish;
         if (follow_stream(c, s, "generate", &res) != 0)
                 goto finish;
         progress_summary(&res, now_sec() - t0);
