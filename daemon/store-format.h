@@ -3,7 +3,9 @@
  * Pure functions over byte buffers: no file system, no global state, so the parser can be fuzzed.
  * A file is a 64-byte plain prefix, then a crypto_secretstream_xchacha20poly1305 stream whose first
  * message is the header (the prefix is its additional data) and whose following messages are the
- * zstd-compressed payload cut into fixed-size chunks, the last one tagged FINAL. */
+ * payload: its sections cut into blocks of 2^block_log2 bytes, each one message (zstd frame or raw,
+ * byte planes within the block), framed by a u32 length, the last one tagged FINAL. A loader thus
+ * needs only one block of buffers, whatever the state size. */
 #pragma once
 
 #include <stdbool.h>
@@ -24,9 +26,15 @@ typedef enum SfKind {
 } SfKind;
 
 enum {
-        SF_CODEC_RAW = 0,
-        SF_CODEC_ZSTD = 1,
-        SF_CODEC_SHUFFLE = 1u << 8, /* float sections stored as byte planes */
+        SF_CODEC_RAW = 0,           /* no block is compressed */
+        SF_CODEC_ZSTD = 1,          /* blocks may be zstd frames */
+        SF_CODEC_SHUFFLE = 1u << 8, /* float sections stored as byte planes, block by block */
+};
+
+/* First plaintext byte of each payload block. */
+enum {
+        SF_BLOCK_RAW = 0,
+        SF_BLOCK_ZSTD = 1,
 };
 
 enum {
@@ -44,6 +52,7 @@ typedef struct SfEncodeParams {
         StorePrecision precision;
         int zstd_level;          /* 0: store uncompressed; else zstd at this level (negative: fast modes) */
         bool shuffle;            /* byte-plane shuffle of float sections */
+        uint32_t block_log2;     /* 0: default (17: 128 KiB blocks) */
         bool checkpoint;
 } SfEncodeParams;
 
@@ -64,19 +73,23 @@ int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, 
 int sf_decode_header(const uint8_t *buf, size_t size, const uint8_t *key, SfKind kind, uid_t uid, SessionMeta *meta,
                      uint64_t *ret_total, RwkvError *err);
 
-/* Decode a whole file into a new record (file_bytes = size). Everything is checked: sizes exactly as
- * declared, every chunk authenticated, FINAL on the last, no trailing bytes. */
+/* Decode a whole file into a new record (file_bytes = its size). Everything is checked: sizes exactly
+ * as declared, every block authenticated, FINAL on the last, no trailing bytes. -EBADMSG for a bad
+ * file; other errors (-EIO, -ENOMEM) are not the file's fault. */
 int sf_decode(const uint8_t *buf, size_t size, const uint8_t *key, SfKind kind, uid_t uid, SessionRecord **ret,
               RwkvError *err);
+/* The same, reading fd from its current offset to its end (a file or a pipe). */
+int sf_decode_fd(int fd, const uint8_t *key, SfKind kind, uid_t uid, SessionRecord **ret, RwkvError *err);
 
 /* Plaintext header codec, exposed for the fuzzer. */
 typedef struct SfHeader {
         SessionMeta meta;
-        uint32_t codec, flags, pending_token, chunk_log2;
+        uint32_t codec, flags, pending_token, block_log2;
         uint32_t source_uid;
         SamplerParams sampler;
         Rng rng;
-        uint64_t transcript_size, raw_size, comp_size;
+        uint64_t transcript_size, raw_size;
+        uint64_t payload_bytes;  /* the framed, sealed blocks after the header */
 } SfHeader;
 int sf_header_parse(const uint8_t *buf, size_t size, SfHeader *ret, RwkvError *err);
 size_t sf_header_write(const SfHeader *h, uint8_t *buf, size_t cap);

@@ -91,40 +91,6 @@ int io_write_atomic(int dir_fd, const char *name, const void *data, size_t size,
         return temp_commit(dir_fd, tmp, name, noreplace, sync);
 }
 
-int io_read_file(int dir_fd, const char *name, uint64_t max, uint8_t **ret, size_t *ret_size) {
-        _cleanup_(closep) int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EBADMSG;
-        if ((uint64_t) st.st_size > max)
-                return -EFBIG;
-        size_t size = (size_t) st.st_size;
-        _cleanup_(freep) uint8_t *buf = malloc(size ? size : 1);
-        if (!buf)
-                return -ENOMEM;
-        /* The size may change under us only if someone else writes the folder; read what fstat said
-         * and let the format's exact-size check catch the rest. */
-        size_t done = 0;
-        while (done < size) {
-                ssize_t l = pread(fd, buf + done, size - done, (off_t) done);
-                if (l < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (l == 0)
-                        break;
-                done += (size_t) l;
-        }
-        *ret = TAKE_PTR(buf);
-        *ret_size = done;
-        return 0;
-}
-
 int io_read_head(int dir_fd, const char *name, uint8_t *buf, size_t size, uint64_t *ret_file_size) {
         _cleanup_(closep) int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
         if (fd < 0)

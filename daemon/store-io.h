@@ -10,8 +10,6 @@
  * instead of replacing), fsync dir_fd. On any failure the temp file is removed and name is untouched. */
 int io_write_atomic(int dir_fd, const char *name, const void *data, size_t size, bool noreplace, bool sync);
 
-/* Read a whole regular file (at most max bytes, else -EFBIG). *ret is malloc'ed. */
-int io_read_file(int dir_fd, const char *name, uint64_t max, uint8_t **ret, size_t *ret_size);
 /* Read up to size bytes from offset 0; returns the count read (short at EOF). */
 int io_read_head(int dir_fd, const char *name, uint8_t *buf, size_t size, uint64_t *ret_file_size);
 /* Read exactly n bytes from a stream (pipe/socket/file): -EBADMSG at a premature EOF. */

@@ -19,8 +19,6 @@
 #define CHECKPOINT_SUFFIX ".checkpoints"
 #define DEFAULT_ZSTD_LEVEL 1 /* bench/sessions: best resume time per byte saved */
 #define DEFAULT_MAX_CHECKPOINTS 32
-/* Largest file the loader reads: the biggest state plus everything else, compressed or not. */
-#define FILE_MAX (STORE_STATE_FLOATS_MAX * 4 + UINT64_C(2) * STORE_VOCAB_MAX * 4 + STORE_TRANSCRIPT_MAX + (1u << 20))
 
 struct Store {
         int dir_fd;
@@ -206,27 +204,30 @@ int store_save(Store *s, uid_t uid, const SessionRecord *rec, RwkvError *err) {
         return save_sealed(s, uid, ufd, name, rec, false, false, "session", err);
 }
 
-/* Load and authenticate dir_fd/name; a hostile or damaged file is moved aside, never loaded. */
+/* Load and authenticate dir_fd/name; a hostile or damaged file is moved aside, never loaded. The file
+ * is streamed block by block: no buffer the size of the file is ever allocated. */
 static int load_sealed(Store *s, uid_t uid, int dir_fd, const char *name, const char *id, const uint8_t *model_hash,
                        SessionRecord **ret, RwkvError *err) {
-        _cleanup_(freep) uint8_t *buf = NULL;
-        size_t size;
-        int r = io_read_file(dir_fd, name, FILE_MAX, &buf, &size);
-        if (r == -ENOENT)
+        _cleanup_(closep) int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (fd < 0 && errno == ENOENT)
                 return error_set(err, ENOENT, "no session '%s'", id);
-        if (r == -EFBIG)
-                r = -EBADMSG;
-        if (r < 0 && r != -EBADMSG)
-                return error_set(err, -r, "cannot read session '%s': %s", id, strerror(-r));
+        if (fd < 0)
+                return error_set(err, errno, "cannot open session '%s': %m", id);
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return error_set(err, errno, "cannot stat session '%s': %m", id);
 
         _cleanup_(session_record_freep) SessionRecord *rec = NULL;
-        if (r >= 0) {
+        int r;
+        if (!S_ISREG(st.st_mode))
+                r = error_set(err, EBADMSG, "not a regular file");
+        else {
+                (void) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
                 uint8_t key[DAEMON_KEY_BYTES];
                 uid_key(s, uid, key);
-                r = sf_decode(buf, size, key, SF_KIND_SESSION, uid, &rec, err);
+                r = sf_decode_fd(fd, key, SF_KIND_SESSION, uid, &rec, err);
                 sodium_memzero(key, sizeof(key));
-        } else
-                error_set(err, EBADMSG, "not a regular file or impossibly large");
+        }
         if (r == -EBADMSG) {
                 char moved[300];
                 int q = io_quarantine(dir_fd, name, moved, sizeof(moved));
@@ -669,52 +670,12 @@ int store_export(Store *s, uid_t uid, const char *id, int fd, RwkvError *err) {
 int store_import(Store *s, uid_t uid, int fd, const char *new_id, char ret_id[STORE_ID_MAX + 1], RwkvError *err) {
         if (!s || fd < 0 || (new_id && !store_id_is_valid(new_id)))
                 return error_set(err, EINVAL, "invalid session id");
-        /* Read the prefix, then the sealed header, which says exactly how much more there is. */
-        uint8_t head[SF_PREFIX_BYTES + SF_HEADER_MAX + 64];
-        int r = io_read_exact(fd, head, SF_PREFIX_BYTES);
-        if (r < 0)
-                return error_set(err, -r, "cannot read the import: %s", r == -EBADMSG ? "file too short" : strerror(-r));
-        SfPrefix p;
-        r = sf_prefix_parse(head, SF_PREFIX_BYTES, &p, err);
-        if (r < 0)
-                return error_prefix(err, "import: "), r;
-        if (p.kind != SF_KIND_EXPORT)
-                return error_set(err, EBADMSG, "import: not an exported session (a raw session file?)");
-        size_t hb = sf_prefix_head_bytes(&p);
-        r = io_read_exact(fd, head + SF_PREFIX_BYTES, hb - SF_PREFIX_BYTES);
-        if (r < 0)
-                return error_set(err, -r, "import: %s", r == -EBADMSG ? "truncated header" : strerror(-r));
+        /* Streamed from fd (a pipe is fine): every block is authenticated as it arrives, and the
+         * session is written only once the FINAL block and the end of the stream were seen. */
         uint8_t key[DAEMON_KEY_BYTES];
         daemon_key_derive_export(s->key, key);
-        uint64_t total;
-        r = sf_decode_header(head, hb, key, SF_KIND_EXPORT, (uid_t) -1, NULL, &total, err);
-        if (r < 0) {
-                sodium_memzero(key, sizeof(key));
-                return error_prefix(err, "import: "), r;
-        }
-        _cleanup_(freep) uint8_t *buf = total <= FILE_MAX ? malloc(total) : NULL;
-        if (!buf) {
-                sodium_memzero(key, sizeof(key));
-                return error_set(err, ENOMEM, "import: out of memory for %llu bytes", (unsigned long long) total);
-        }
-        memcpy(buf, head, hb);
-        r = io_read_exact(fd, buf + hb, total - hb);
-        if (r < 0) {
-                sodium_memzero(key, sizeof(key));
-                return error_set(err, -r, "import: %s", r == -EBADMSG ? "truncated file" : strerror(-r));
-        }
-        uint8_t extra;
-        ssize_t l;
-        do
-                l = read(fd, &extra, 1);
-        while (l < 0 && errno == EINTR);
-        if (l != 0) {
-                sodium_memzero(key, sizeof(key));
-                return error_set(err, l < 0 ? errno : EBADMSG, "import: %s",
-                                 l < 0 ? strerror(errno) : "trailing bytes after the export");
-        }
         _cleanup_(session_record_freep) SessionRecord *rec = NULL;
-        r = sf_decode(buf, total, key, SF_KIND_EXPORT, (uid_t) -1, &rec, err);
+        int r = sf_decode_fd(fd, key, SF_KIND_EXPORT, (uid_t) -1, &rec, err);
         sodium_memzero(key, sizeof(key));
         if (r < 0)
                 return error_prefix(err, "import: "), r;

@@ -23,6 +23,13 @@ static const uint8_t fuzz_key[32] = {
         0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42,
 };
 
+static void put_u32(uint8_t *p, uint32_t v) {
+        for (int b = 0; b < 4; b++)
+                p[b] = (uint8_t) (v >> (8 * b));
+}
+
+/* Input: [u16 header length][header][blocks...], each block [u16 length][plaintext]. The header's
+ * payload_bytes is patched to what the blocks add up to, so the fuzzer does not need to guess it. */
 static void seal_and_decode(const uint8_t *data, size_t size) {
         if (size < 2)
                 return;
@@ -32,35 +39,50 @@ static void seal_and_decode(const uint8_t *data, size_t size) {
         if (hlen > size || hlen > SF_HEADER_MAX)
                 return;
         SfHeader h;
+        uint8_t hdr[SF_HEADER_MAX + 16];
         if (sf_header_parse(data, hlen, &h, NULL) < 0)
                 return;
         if (h.raw_size > (64u << 20)) /* keep the fuzzer's memory bounded; the cap itself is tested */
                 return;
-        const uint8_t *payload = data + hlen;
-        size_t plen = size - hlen;
-        size_t chunk = (size_t) 1 << h.chunk_log2;
-        size_t nchunks = (plen + chunk - 1) / chunk;
-        size_t total = SF_PREFIX_BYTES + hlen + SS_ABYTES + plen + nchunks * SS_ABYTES;
+        const uint8_t *blocks = data + hlen;
+        size_t blen = size - hlen, nblocks = 0, payload = 0;
+        for (size_t off = 0; off + 2 <= blen;) {
+                size_t n = (size_t) blocks[off] | (size_t) blocks[off + 1] << 8;
+                if (off + 2 + n > blen)
+                        break;
+                nblocks++;
+                payload += 4 + crypto_secretstream_xchacha20poly1305_ABYTES + n;
+                off += 2 + n;
+        }
+        h.payload_bytes = payload;
+        size_t hl = sf_header_write(&h, hdr, sizeof(hdr));
+        if (hl > SF_HEADER_MAX || sf_header_parse(hdr, hl, &h, NULL) < 0)
+                return;
+        size_t total = SF_PREFIX_BYTES + hl + SS_ABYTES + payload;
         uint8_t *f = calloc(1, total);
         if (!f)
                 return;
         memcpy(f, SF_MAGIC, 8);
-        uint32_t fields[4] = { SF_VERSION, SF_KIND_SESSION, 1000, (uint32_t) (hlen + SS_ABYTES) };
-        for (int i = 0; i < 4; i++)
-                for (int b = 0; b < 4; b++)
-                        f[8 + 4 * i + b] = (uint8_t) (fields[i] >> (8 * b));
+        put_u32(f + 8, SF_VERSION);
+        put_u32(f + 12, SF_KIND_SESSION);
+        put_u32(f + 16, 1000);
+        put_u32(f + 20, (uint32_t) (hl + SS_ABYTES));
         crypto_secretstream_xchacha20poly1305_state st;
         crypto_secretstream_xchacha20poly1305_init_push(&st, f + 24, fuzz_key);
         size_t pos = SF_PREFIX_BYTES;
-        crypto_secretstream_xchacha20poly1305_push(&st, f + pos, NULL, data, hlen, f, SF_PREFIX_BYTES,
+        crypto_secretstream_xchacha20poly1305_push(&st, f + pos, NULL, hdr, hl, f, SF_PREFIX_BYTES,
                                                    crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
-        pos += hlen + SS_ABYTES;
-        for (size_t off = 0; off < plen; off += chunk) {
-                size_t n = plen - off < chunk ? plen - off : chunk;
-                crypto_secretstream_xchacha20poly1305_push(&st, f + pos, NULL, payload + off, n, NULL, 0,
-                                                           off + n == plen ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
-                                                                           : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
+        pos += hl + SS_ABYTES;
+        size_t i = 0;
+        for (size_t off = 0; i < nblocks; i++) {
+                size_t n = (size_t) blocks[off] | (size_t) blocks[off + 1] << 8;
+                put_u32(f + pos, (uint32_t) (n + SS_ABYTES));
+                pos += 4;
+                crypto_secretstream_xchacha20poly1305_push(&st, f + pos, NULL, blocks + off + 2, n, NULL, 0,
+                                                           i + 1 == nblocks ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
+                                                                            : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
                 pos += n + SS_ABYTES;
+                off += 2 + n;
         }
         SessionRecord *rec = NULL;
         if (sf_decode(f, total, fuzz_key, SF_KIND_SESSION, 1000, &rec, NULL) >= 0) {

@@ -1,5 +1,5 @@
 /* gen-session-corpus: writes the seed corpus of fuzz-session-file (valid files sealed with the fuzz
- * key, and [u16 length][header][payload] inputs for its sealing harness). Run by hand:
+ * key, and [u16 length][header]([u16 length][block])... inputs for its sealing harness). Run by hand:
  *   gen-session-corpus tests/sessions/corpus-session-file */
 #include <sodium.h>
 #include <stdio.h>
@@ -28,7 +28,7 @@ int main(int argc, char **argv) {
         CHECK(sodium_init() >= 0);
         const char *dir = argv[1];
         struct { const char *name; int prec, level, shuffle; size_t nstate; uint32_t nvocab; size_t text; SfKind kind; } v[] = {
-                { "session-f32-zstd", 0, 1, 1, 200, 16, 10, SF_KIND_SESSION },
+                { "session-f32-zstd", 0, 1, 1, 2000, 1500, 5000, SF_KIND_SESSION },
                 { "session-f16-zstd", 1, 1, 1, 200, 0, 0, SF_KIND_SESSION },
                 { "session-bf16-raw", 2, 0, 0, 64, 4, 3, SF_KIND_SESSION },
                 { "export-f32", 0, 3, 1, 100, 8, 0, SF_KIND_EXPORT },
@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < ELEMENTSOF(v); i++) {
                 SessionRecord *r = test_record("seed", v[i].nstate, v[i].nvocab, v[i].text, i + 1);
                 SfEncodeParams p = { .kind = v[i].kind, .uid = 1000, .key = fuzz_key, .precision = v[i].prec,
-                                     .zstd_level = v[i].level, .shuffle = v[i].shuffle };
+                                     .zstd_level = v[i].level, .shuffle = v[i].shuffle, .block_log2 = 12 };
                 uint8_t *buf;
                 size_t size;
                 CHECK_OK(sf_encode(r, &p, &buf, &size, NULL));
@@ -55,18 +55,25 @@ int main(int argc, char **argv) {
                 plain[1] = (uint8_t) (hl >> 8);
                 SfHeader h;
                 CHECK_OK(sf_header_parse(plain + 2, hl, &h, NULL));
-                uint8_t *payload = malloc(h.comp_size);
-                size_t pos = 64 + hclen, chunk = (size_t) 1 << h.chunk_log2;
-                for (size_t off = 0; off < h.comp_size; off += chunk) {
-                        size_t n = MIN(chunk, h.comp_size - off);
-                        CHECK(crypto_secretstream_xchacha20poly1305_pull(&st, payload + off, NULL, &tag, buf + pos,
-                                                                         n + 17, NULL, 0) == 0);
-                        pos += n + 17;
+                /* Blocks as [u16 length][plaintext]. */
+                uint8_t *blocks = malloc(size), *msg = malloc(size);
+                size_t pos = 64 + hclen, bpos = 0;
+                while (pos < size) {
+                        uint32_t ml = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16 | (uint32_t) buf[pos + 3] << 24;
+                        unsigned long long n;
+                        CHECK(crypto_secretstream_xchacha20poly1305_pull(&st, msg, &n, &tag, buf + pos + 4, ml, NULL, 0) == 0);
+                        CHECK(n < 65536);
+                        blocks[bpos] = (uint8_t) n;
+                        blocks[bpos + 1] = (uint8_t) (n >> 8);
+                        memcpy(blocks + bpos + 2, msg, n);
+                        bpos += 2 + n;
+                        pos += 4 + ml;
                 }
                 char name[128];
                 snprintf(name, sizeof(name), "plain-%s", v[i].name);
-                put(dir, name, plain, hl + 2, payload, h.comp_size);
-                free(payload);
+                put(dir, name, plain, hl + 2, blocks, bpos);
+                free(blocks);
+                free(msg);
                 free(buf);
                 session_record_free(r);
         }

@@ -6,11 +6,12 @@
 #include "tests/sessions/store-test-util.h"
 
 static uint8_t key[32], other_key[32];
+static uint32_t block_log2; /* 0: default; 12: many small blocks */
 
 static void roundtrip(StorePrecision prec, int level, bool shuffle, size_t nstate, uint32_t nvocab, size_t ntext) {
         SessionRecord *a = test_record("sess-1", nstate, nvocab, ntext, 42);
         SfEncodeParams p = { .kind = SF_KIND_SESSION, .uid = 1000, .key = key, .precision = prec,
-                             .zstd_level = level, .shuffle = shuffle };
+                             .zstd_level = level, .shuffle = shuffle, .block_log2 = block_log2 };
         uint8_t *buf;
         size_t size;
         RwkvError err = {};
@@ -88,10 +89,10 @@ static void header_validation(void) {
         SfHeader h = {};
         h.meta.state_floats = 100;
         h.meta.n_vocab = 10;
-        h.chunk_log2 = 17;
+        h.block_log2 = 17;
         h.codec = SF_CODEC_ZSTD;
         h.raw_size = 400;
-        h.comp_size = 50;
+        h.payload_bytes = 50;
         uint8_t buf[SF_HEADER_MAX];
         size_t n = sf_header_write(&h, buf, sizeof(buf));
         SfHeader g;
@@ -103,7 +104,7 @@ static void header_validation(void) {
         n = sf_header_write(&bad, buf, sizeof(buf));
         CHECK_ERR(sf_header_parse(buf, n, &g, NULL), EBADMSG);
         bad = h;
-        bad.comp_size = UINT64_MAX;
+        bad.payload_bytes = UINT64_MAX;
         n = sf_header_write(&bad, buf, sizeof(buf));
         CHECK_ERR(sf_header_parse(buf, n, &g, NULL), EBADMSG);
         bad = h;
@@ -119,7 +120,7 @@ static void header_validation(void) {
         n = sf_header_write(&bad, buf, sizeof(buf));
         CHECK_ERR(sf_header_parse(buf, n, &g, NULL), EBADMSG);
         bad = h;
-        bad.chunk_log2 = 63;
+        bad.block_log2 = 63;
         n = sf_header_write(&bad, buf, sizeof(buf));
         CHECK_ERR(sf_header_parse(buf, n, &g, NULL), EBADMSG);
         /* Truncated and trailing. */
@@ -163,9 +164,15 @@ static void plane_layout(void) {
         unsigned long long hl, pl;
         unsigned char tag;
         CHECK(crypto_secretstream_xchacha20poly1305_pull(&st, hdr, &hl, &tag, buf + 64, hclen, buf, 64) == 0);
-        CHECK(crypto_secretstream_xchacha20poly1305_pull(&st, raw, &pl, &tag, buf + 64 + hclen, size - 64 - hclen,
-                                                         NULL, 0) == 0);
-        CHECK(pl == 4 * n && tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL);
+        /* One block: u32 length, then the sealed [codec 0 = raw][4n bytes of planes]. */
+        const uint8_t *m = buf + 64 + hclen;
+        uint32_t mlen = m[0] | m[1] << 8 | m[2] << 16 | (uint32_t) m[3] << 24;
+        CHECK(64 + hclen + 4 + mlen == size);
+        uint8_t *msg = malloc(mlen);
+        CHECK(crypto_secretstream_xchacha20poly1305_pull(&st, msg, &pl, &tag, m + 4, mlen, NULL, 0) == 0);
+        CHECK(pl == 4 * n + 1 && msg[0] == SF_BLOCK_RAW && tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL);
+        memcpy(raw, msg + 1, 4 * n);
+        free(msg);
         for (size_t i = 0; i < n; i++) {
                 uint32_t v;
                 memcpy(&v, &a->state[i], 4);
@@ -214,13 +221,15 @@ int main(void) {
         randombytes_buf(key, sizeof(key));
         randombytes_buf(other_key, sizeof(other_key));
         for (int prec = 0; prec < 3; prec++)
-                for (int shuffle = 0; shuffle < 2; shuffle++) {
-                        roundtrip((StorePrecision) prec, 1, shuffle, 4099, 257, 1000);
-                        roundtrip((StorePrecision) prec, 0, shuffle, 4099, 0, 0);
-                        roundtrip((StorePrecision) prec, -3, shuffle, 4099, 5, 0);
-                        roundtrip((StorePrecision) prec, 3, shuffle, 1, 1, 1);
+                for (int shuffle = 0; shuffle < 4; shuffle++) {
+                        block_log2 = shuffle >= 2 ? 12 : 0;
+                        roundtrip((StorePrecision) prec, 1, shuffle & 1, 4099, 257, 10000);
+                        roundtrip((StorePrecision) prec, 0, shuffle & 1, 4099, 0, 0);
+                        roundtrip((StorePrecision) prec, -3, shuffle & 1, 4099, 5, 0);
+                        roundtrip((StorePrecision) prec, 3, shuffle & 1, 1, 1, 1);
                 }
-        /* More than one chunk (128 KiB), uncompressible raw path too. */
+        block_log2 = 0;
+        /* More than one block (128 KiB), uncompressible raw path too. */
         roundtrip(STORE_PRECISION_F32, 1, true, 200000, 65536, 300000);
         roundtrip(STORE_PRECISION_F32, 0, false, 200000, 0, 0);
         every_bit_flip();

@@ -1,0 +1,330 @@
+/* bench-store: session store speed and size for RWKV-7 state shapes. Not a test.
+ *
+ *   bench-store [--dir DIR] [--iters N] [--codecs] [--json] [--prefill-tps T]
+ *
+ * States are synthetic but shaped like the real thing: per layer two token-shift vectors and, per
+ * head, a 64x64 wkv matrix produced by running the RWKV-7 recurrence
+ *   S = S (diag(w) - k^T (a*k)) + v^T k
+ * over 64 random tokens (mixed magnitudes, decayed history), plus 65536 pending logits and penalty
+ * counts as a World-vocabulary session carries. --codecs first compares zstd levels with and without
+ * the byte-plane shuffle on the 0.1B state (in memory, sealed: what a load costs minus the disk).
+ * --prefill-tps: prefill tokens/s of the engine for the resume-vs-re-prefill ratio (run.sh measures
+ * it with `rwkvctl bench` on a random model of each shape when the engine is built). */
+#include <fcntl.h>
+#include <malloc.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/store-format.h"
+#include "daemon/store.h"
+
+typedef struct Shape {
+        const char *name;
+        uint32_t n_layer, n_embd;
+} Shape;
+
+static const Shape shapes[] = {
+        { "0.1B", 12, 768 },
+        { "0.4B", 24, 1024 },
+        { "1.5B", 24, 2048 },
+};
+
+static uint64_t rs = 0x9e3779b97f4a7c15ull;
+static double urand(void) {
+        rs ^= rs << 13;
+        rs ^= rs >> 7;
+        rs ^= rs << 17;
+        return (double) (rs >> 11) / 9007199254740992.0;
+}
+static float nrand(void) {
+        double u = urand() + 1e-12, v = urand();
+        return (float) (sqrt(-2 * log(u)) * cos(2 * M_PI * v));
+}
+
+static float *make_state(const Shape *sh, size_t *ret_n) {
+        size_t C = sh->n_embd, hs = 64, H = C / hs;
+        size_t n = (size_t) sh->n_layer * (2 * C + C * hs);
+        float *x = malloc(n * sizeof(float)), *p = x;
+        float k[64], v[64], w[64], a[64], sk[64];
+        for (uint32_t l = 0; l < sh->n_layer; l++) {
+                for (size_t i = 0; i < 2 * C; i++)
+                        *p++ = nrand() * 0.5f;
+                for (size_t h = 0; h < H; h++, p += hs * hs) {
+                        float *S = p; /* S[i][j]: value i, key j */
+                        memset(S, 0, hs * hs * sizeof(float));
+                        for (int t = 0; t < 64; t++) {
+                                float norm = 0;
+                                for (size_t j = 0; j < hs; j++) {
+                                        k[j] = nrand();
+                                        norm += k[j] * k[j];
+                                        v[j] = nrand();
+                                        w[j] = expf(-expf(nrand() * 0.5f - 1.0f));
+                                        a[j] = (float) urand();
+                                }
+                                norm = 1.0f / sqrtf(norm);
+                                for (size_t j = 0; j < hs; j++)
+                                        k[j] *= norm;
+                                for (size_t i = 0; i < hs; i++) {
+                                        float acc = 0;
+                                        for (size_t j = 0; j < hs; j++)
+                                                acc += S[i * hs + j] * k[j];
+                                        sk[i] = acc;
+                                }
+                                for (size_t i = 0; i < hs; i++)
+                                        for (size_t j = 0; j < hs; j++)
+                                                S[i * hs + j] = S[i * hs + j] * w[j] - sk[i] * a[j] * k[j] + v[i] * k[j];
+                        }
+                }
+        }
+        *ret_n = n;
+        return x;
+}
+
+static double now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* CPU time of this thread: on a loaded machine, wall time measures the neighbours too. */
+static double cpu_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int dcmp(const void *a, const void *b) {
+        double x = *(const double *) a, y = *(const double *) b;
+        return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, int n, double p) {
+        qsort(v, (size_t) n, sizeof(double), dcmp);
+        int i = (int) (p * (n - 1) + 0.5);
+        return v[i];
+}
+
+static SessionRecord *make_record(const Shape *sh) {
+        SessionRecord *r = calloc(1, sizeof(*r));
+        size_t n;
+        r->state = make_state(sh, &n);
+        snprintf(r->meta.id, sizeof(r->meta.id), "bench-%s", sh->name);
+        r->meta.arch = 70;
+        r->meta.n_layer = sh->n_layer;
+        r->meta.n_embd = sh->n_embd;
+        r->meta.head_size = 64;
+        r->meta.n_head = sh->n_embd / 64;
+        r->meta.state_floats = n;
+        r->meta.n_vocab = 65536;
+        r->logits = malloc(65536 * sizeof(float));
+        r->penalties = calloc(65536, sizeof(float));
+        for (int i = 0; i < 65536; i++)
+                r->logits[i] = nrand() * 3.0f - 5.0f;
+        for (int i = 0; i < 300; i++) /* a few hundred generated tokens, decayed */
+                r->penalties[(size_t) (urand() * 65536)] += (float) urand();
+        r->sampler = (SamplerParams) { 1.0f, 0.3f, 0, 0, 0.5f, 0.5f, 0.996f };
+        r->rng = (Rng) { { 1, 2, 3, 4 } };
+        return r;
+}
+
+static void codecs(bool json, uint32_t block_log2) {
+        const Shape *sh = &shapes[0];
+        SessionRecord *r = make_record(sh);
+        free(r->logits);
+        free(r->penalties);
+        r->logits = r->penalties = NULL; /* the state alone */
+        double mb = r->meta.state_floats * 4 / 1e6;
+        uint8_t key[32];
+        randombytes_buf(key, sizeof(key));
+        static const int levels[] = { 0, -50, -10, -3, -1, 1, 3, 6, 9 };
+        if (!json)
+                printf("codecs, %s state alone (%.2f MB), sealed, in memory, CPU time (median of 15):\n"
+                       "  %-7s %-6s %7s %10s %10s %9s\n",
+                       sh->name, mb, "shuffle", "level", "ratio", "save MB/s", "load MB/s", "load ms");
+        for (int shuffle = 0; shuffle < 2; shuffle++)
+                for (size_t li = 0; li < sizeof(levels) / sizeof(levels[0]); li++) {
+                        SfEncodeParams p = { .kind = SF_KIND_SESSION, .uid = 1, .key = key,
+                                             .zstd_level = levels[li], .shuffle = shuffle, .block_log2 = block_log2 };
+                        double te[15], td[15];
+                        size_t size = 0;
+                        for (int it = 0; it < 15; it++) {
+                                uint8_t *buf;
+                                double t0 = cpu_ms();
+                                if (sf_encode(r, &p, &buf, &size, NULL) < 0)
+                                        abort();
+                                double t1 = cpu_ms();
+                                SessionRecord *b;
+                                if (sf_decode(buf, size, key, SF_KIND_SESSION, 1, &b, NULL) < 0)
+                                        abort();
+                                double t2 = cpu_ms();
+                                if (memcmp(b->state, r->state, r->meta.state_floats * 4))
+                                        abort();
+                                te[it] = t1 - t0;
+                                td[it] = t2 - t1;
+                                session_record_free(b);
+                                free(buf);
+                        }
+                        double e = pct(te, 15, 0.5), d = pct(td, 15, 0.5);
+                        char lv[16];
+                        if (levels[li])
+                                snprintf(lv, sizeof(lv), "%d", levels[li]);
+                        else
+                                snprintf(lv, sizeof(lv), "raw");
+                        if (json)
+                                printf("{\"bench\":\"codec\",\"shape\":\"%s\",\"shuffle\":%d,\"level\":\"%s\",\"ratio\":%.4f,"
+                                       "\"save_mbps\":%.0f,\"load_mbps\":%.0f,\"load_ms\":%.3f}\n",
+                                       sh->name, shuffle, lv, (double) size / (mb * 1e6), mb / e * 1e3, mb / d * 1e3, d);
+                        else
+                                printf("  %-7s %-6s %7.3f %10.0f %10.0f %9.3f\n", shuffle ? "yes" : "no", lv,
+                                       (double) size / (mb * 1e6), mb / e * 1e3, mb / d * 1e3, d);
+                }
+        session_record_free(r);
+}
+
+static void drop_cache(const char *dir, uid_t uid, const char *id) {
+        char p[4200];
+        snprintf(p, sizeof(p), "%s/%u/%s.session", dir, (unsigned) uid, id);
+        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+                (void) fdatasync(fd);
+                (void) posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+                close(fd);
+        }
+}
+
+int main(int argc, char **argv) {
+        const char *dir = NULL;
+        int iters = 50;
+        bool do_codecs = false, json = false;
+        double prefill_tps = 0;
+        uint32_t block_log2 = 0;
+        for (int i = 1; i < argc; i++) {
+                if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+                        dir = argv[++i];
+                else if (!strcmp(argv[i], "--iters") && i + 1 < argc)
+                        iters = atoi(argv[++i]);
+                else if (!strcmp(argv[i], "--prefill-tps") && i + 1 < argc)
+                        prefill_tps = atof(argv[++i]);
+                else if (!strcmp(argv[i], "--block-log2") && i + 1 < argc)
+                        block_log2 = (uint32_t) atoi(argv[++i]);
+                else if (!strcmp(argv[i], "--codecs"))
+                        do_codecs = true;
+                else if (!strcmp(argv[i], "--json"))
+                        json = true;
+                else {
+                        fprintf(stderr, "usage: %s [--dir DIR] [--iters N] [--codecs] [--json] [--prefill-tps T]\n", argv[0]);
+                        return 2;
+                }
+        }
+        if (getenv("BENCH_MALLOPT")) {
+                mallopt(M_MMAP_THRESHOLD, 256 << 20);
+                mallopt(M_TRIM_THRESHOLD, 512 << 20);
+        }
+        if (sodium_init() < 0 || iters < 2)
+                return 1;
+        if (do_codecs)
+                codecs(json, block_log2);
+
+        char tmpl[] = "/var/tmp/rwkvd-bench-XXXXXX";
+        char path[1024];
+        if (!dir) {
+                if (!mkdtemp(tmpl)) {
+                        perror("mkdtemp");
+                        return 1;
+                }
+                snprintf(path, sizeof(path), "%s/state", tmpl);
+                dir = path;
+        }
+        Store *s = NULL;
+        RwkvError err = {};
+        if (store_open(dir, NULL, &s, &err) < 0) {
+                fprintf(stderr, "store_open: %s\n", err.msg);
+                return 1;
+        }
+        if (!json)
+                printf("store (default options: fp32, zstd default level, shuffle, fsync on), %d iterations, in %s\n"
+                       "  %-5s %8s %8s %7s | %-23s | %-23s | %-15s | %9s\n", iters, dir, "shape", "state MB",
+                       "file MB", "ratio", "save ms p50 p99 cpu50", "load ms p50 p99 cpu50", "evicted p50 p99",
+                       "cpu MB/s");
+        for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+                SessionRecord *r = make_record(&shapes[si]);
+                double *ts = calloc((size_t) iters, sizeof(double)), *tl = calloc((size_t) iters, sizeof(double)),
+                       *tc = calloc((size_t) iters, sizeof(double)), *cs = calloc((size_t) iters, sizeof(double)),
+                       *cl = calloc((size_t) iters, sizeof(double));
+                uint64_t file_bytes = 0;
+                for (int it = 0; it < iters; it++) {
+                        r->meta.n_tokens = (uint64_t) it;
+                        double c0 = cpu_ms(), t0 = now_ms();
+                        if (store_save(s, 1000, r, &err) < 0) {
+                                fprintf(stderr, "save: %s\n", err.msg);
+                                return 1;
+                        }
+                        double c1 = cpu_ms(), t1 = now_ms();
+                        SessionRecord *b;
+                        if (store_load(s, 1000, r->meta.id, NULL, &b, &err) < 0) {
+                                fprintf(stderr, "load: %s\n", err.msg);
+                                return 1;
+                        }
+                        double c2 = cpu_ms(), t2 = now_ms();
+                        cs[it] = c1 - c0;
+                        cl[it] = c2 - c1;
+                        if (memcmp(b->state, r->state, r->meta.state_floats * 4) != 0)
+                                abort();
+                        file_bytes = b->meta.file_bytes;
+                        session_record_free(b);
+                        drop_cache(dir, 1000, r->meta.id);
+                        double t3 = now_ms();
+                        if (store_load(s, 1000, r->meta.id, NULL, &b, &err) < 0)
+                                return 1;
+                        double t4 = now_ms();
+                        session_record_free(b);
+                        ts[it] = t1 - t0;
+                        tl[it] = t2 - t1;
+                        tc[it] = t4 - t3;
+                }
+                double state_mb = r->meta.state_floats * 4 / 1e6;
+                double raw_mb = state_mb + 2 * 65536 * 4 / 1e6;
+                double s50 = pct(ts, iters, 0.5), s99 = pct(ts, iters, 0.99);
+                double l50 = pct(tl, iters, 0.5), l99 = pct(tl, iters, 0.99);
+                double c50 = pct(tc, iters, 0.5), c99 = pct(tc, iters, 0.99);
+                double cs50 = pct(cs, iters, 0.5), cl50 = pct(cl, iters, 0.5);
+                if (json)
+                        printf("{\"bench\":\"store\",\"shape\":\"%s\",\"state_mb\":%.3f,\"raw_mb\":%.3f,\"file_mb\":%.3f,"
+                               "\"save_p50_ms\":%.3f,\"save_p99_ms\":%.3f,\"load_p50_ms\":%.3f,\"load_p99_ms\":%.3f,"
+                               "\"evicted_p50_ms\":%.3f,\"evicted_p99_ms\":%.3f,\"save_cpu_p50_ms\":%.3f,"
+                               "\"load_cpu_p50_ms\":%.3f}\n",
+                               shapes[si].name, state_mb, raw_mb, file_bytes / 1e6, s50, s99, l50, l99, c50, c99, cs50,
+                               cl50);
+                else
+                        printf("  %-5s %8.2f %8.2f %7.3f | %7.2f %7.2f %7.2f | %7.2f %7.2f %7.2f | %7.2f %7.2f | %9.0f\n",
+                               shapes[si].name, state_mb, file_bytes / 1e6, file_bytes / 1e6 / raw_mb, s50, s99, cs50,
+                               l50, l99, cl50, c50, c99, raw_mb / cl50 * 1e3);
+                if (prefill_tps > 0 && !json)
+                        for (int k = 2; k <= 32; k *= 4) {
+                                double pre_ms = k * 1024 / prefill_tps * 1e3;
+                                printf("        re-prefill %2dk tokens at %.0f tok/s: %.0f ms = %.0fx the resume (p50 wall)\n",
+                                       k, prefill_tps, pre_ms, pre_ms / l50);
+                        }
+                store_delete(s, 1000, r->meta.id, NULL);
+                free(ts);
+                free(tl);
+                free(tc);
+                free(cs);
+                free(cl);
+                session_record_free(r);
+        }
+        store_free(s);
+        if (dir == path) {
+                char cmd[4200];
+                snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpl);
+                if (system(cmd) != 0)
+                        fprintf(stderr, "could not remove %s\n", tmpl);
+        }
+        return 0;
+}
