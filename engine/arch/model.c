@@ -148,8 +148,11 @@ static int detect(Model *m, RwkvError *err) {
         if (m->layer_state_floats > MAX_STATE_FLOATS / in->n_layer)
                 return error_set(err, EFBIG, "a session state of this model would exceed %zu floats", MAX_STATE_FLOATS);
         in->state_floats = m->layer_state_floats * in->n_layer;
-        /* rwkv.cpp's v5 normalizes ln_x with ggml's eps 1e-5; v6/v7 use 64e-5 (x/8 before eps 1e-5) */
-        m->group_norm_eps = in->arch == MODEL_ARCH_V5_1 || in->arch == MODEL_ARCH_V5_2 ? 1e-5f : 64e-5f;
+        /* ln_x: the official code (ChatRWKV, RWKV-LM) normalizes with eps 64e-5 (x/8 before an eps of
+         * 1e-5) in v5 to v7. rwkv.cpp runs v5 with 1e-5, and its files' reference logits follow that
+         * (the difference is visible on small models), so v5 keeps the convention of its source. */
+        bool v5 = in->arch == MODEL_ARCH_V5_1 || in->arch == MODEL_ARCH_V5_2;
+        m->group_norm_eps = v5 && m->conv == PARAM_CONVENTION_RWKVCPP ? 1e-5f : 64e-5f;
         return 0;
 }
 
