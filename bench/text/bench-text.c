@@ -17,17 +17,19 @@
 static double now(void) {
         struct timespec ts;
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static const char *const pieces[] = {
         "The quick brown fox jumps over the lazy dog. ",
         "In 1969, the first humans landed on the Moon; it was a remarkable achievement of engineering.\n",
         "User: What is the capital of France?\n\nAssistant: The capital of France is Paris.\n\n",
-        "int main(int argc, char **argv) {\n        for (int i = 0; i < argc; i++)\n                printf(\"%s\\n\", argv[i]);\n        return 0;\n}\n",
+        "int main(int argc, char **argv) {\n        for (int i = 0; i < argc; i++)\n                printf(\"%s\\n\", "
+        "argv[i]);\n        return 0;\n}\n",
         "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n",
         "{\"name\": \"rwkvd\", \"version\": [0, 1, 0], \"tags\": [\"rnn\", \"daemon\"]}\n",
-        "\xe4\xbd\xa0\xe5\xa5\xbd\xef\xbc\x8c\xe4\xb8\x96\xe7\x95\x8c\xe3\x80\x82\xe4\xbb\x8a\xe5\xa4\xa9\xe5\xa4\xa9\xe6\xb0\x94\xe5\xbe\x88\xe5\xa5\xbd\xe3\x80\x82",
+        "\xe4\xbd\xa0\xe5\xa5\xbd\xef\xbc\x8c\xe4\xb8\x96\xe7\x95\x8c\xe3\x80\x82\xe4\xbb\x8a\xe5\xa4\xa9\xe5\xa4\xa9"
+        "\xe6\xb0\x94\xe5\xbe\x88\xe5\xa5\xbd\xe3\x80\x82",
         "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82, \xd0\xbc\xd0\xb8\xd1\x80! ",
         "caf\xc3\xa9 na\xc3\xafve r\xc3\xa9sum\xc3\xa9 \xf0\x9f\x98\x80 ",
         "    if (r < 0)\n            return log_error_errno(r, \"Failed to parse '%s': %m\", path);\n",
@@ -88,7 +90,7 @@ int main(int argc, char *argv[]) {
                         best = dt;
         }
         printf("encode: %zu MiB -> %zu tokens (%.2f bytes/token) in %.3f s: %.1f MB/s\n", mb, n_ids,
-               (double) len / (double) n_ids, best, (double) len / best / 1e6);
+               (double)len / (double)n_ids, best, (double)len / best / 1e6);
 
         /* Decode speed (token bytes lookup). */
         t0 = now();
@@ -98,13 +100,14 @@ int main(int argc, char *argv[]) {
                 if (tokenizer_token_bytes(t, ids[i], &l))
                         total += l;
         }
-        printf("decode: %.1f MB/s (%s)\n", (double) total / (now() - t0) / 1e6, total == len ? "round trip ok" : "MISMATCH");
+        printf("decode: %.1f MB/s (%s)\n", (double)total / (now() - t0) / 1e6,
+               total == len ? "round trip ok" : "MISMATCH");
 
         /* Sampler: default chat parameters over 65536 random logits. */
         uint32_t nv = 65536;
         float *logits = malloc(nv * sizeof(float)), *counts = calloc(nv, sizeof(float));
         for (uint32_t i = 0; i < nv; i++)
-                logits[i] = (float) (rng_uniform(&rng) * 4.0 - 2.0);
+                logits[i] = (float)(rng_uniform(&rng) * 4.0 - 2.0);
         logits[123] = 12.0f;
         logits[456] = 11.0f;
         Sampler *s = NULL;

@@ -40,13 +40,13 @@ uint64_t rng_next(Rng *rng) {
 }
 
 double rng_uniform(Rng *rng) {
-        return (double) (rng_next(rng) >> 11) * 0x1.0p-53;
+        return (double)(rng_next(rng) >> 11) * 0x1.0p-53;
 }
 
 /* ---- parameters ---- */
 
 SamplerParams sampler_params_default(void) {
-        return (SamplerParams) {
+        return (SamplerParams){
                 .temperature = 1.0f,
                 .top_p = 0.3f,
                 .top_k = 0,
@@ -61,19 +61,19 @@ int sampler_params_validate(const SamplerParams *p, RwkvError *err) {
         if (!p)
                 return error_set(err, EINVAL, "no sampler parameters");
         if (!isfinite(p->temperature) || p->temperature < 0.0f)
-                return error_set(err, EINVAL, "temperature %g: must be a finite number >= 0", (double) p->temperature);
+                return error_set(err, EINVAL, "temperature %g: must be a finite number >= 0", (double)p->temperature);
         if (!isfinite(p->top_p) || p->top_p < 0.0f || p->top_p > 1.0f)
-                return error_set(err, EINVAL, "top-p %g: must be within [0, 1]", (double) p->top_p);
+                return error_set(err, EINVAL, "top-p %g: must be within [0, 1]", (double)p->top_p);
         if (!isfinite(p->min_p) || p->min_p < 0.0f || p->min_p >= 1.0f)
-                return error_set(err, EINVAL, "min-p %g: must be within [0, 1)", (double) p->min_p);
+                return error_set(err, EINVAL, "min-p %g: must be within [0, 1)", (double)p->min_p);
         if (!isfinite(p->presence_penalty) || fabsf(p->presence_penalty) > 1e4f)
                 return error_set(err, EINVAL, "presence penalty %g: must be finite and within +-10000",
-                                 (double) p->presence_penalty);
+                                 (double)p->presence_penalty);
         if (!isfinite(p->frequency_penalty) || fabsf(p->frequency_penalty) > 1e4f)
                 return error_set(err, EINVAL, "frequency penalty %g: must be finite and within +-10000",
-                                 (double) p->frequency_penalty);
+                                 (double)p->frequency_penalty);
         if (!isfinite(p->penalty_decay) || p->penalty_decay < 0.0f || p->penalty_decay > 1.0f)
-                return error_set(err, EINVAL, "penalty decay %g: must be within [0, 1]", (double) p->penalty_decay);
+                return error_set(err, EINVAL, "penalty decay %g: must be within [0, 1]", (double)p->penalty_decay);
         return 0;
 }
 
@@ -81,11 +81,11 @@ int sampler_params_validate(const SamplerParams *p, RwkvError *err) {
 
 struct Sampler {
         uint32_t n_vocab;
-        float *l;                 /* working logits */
-        uint32_t *cand;           /* candidate ids */
-        float *prob;              /* distance from the top in nats, then relative probability; parallel to cand */
-        uint16_t *bucket;         /* histogram bucket, parallel to cand */
-        uint32_t *tmp_c;          /* the boundary bucket while partitioning */
+        float *l;         /* working logits */
+        uint32_t *cand;   /* candidate ids */
+        float *prob;      /* distance from the top in nats, then relative probability; parallel to cand */
+        uint16_t *bucket; /* histogram bucket, parallel to cand */
+        uint32_t *tmp_c;  /* the boundary bucket while partitioning */
         float *tmp_p;
 };
 
@@ -147,7 +147,7 @@ void sampler_penalty_update(float *counts, uint32_t n_vocab, float decay, uint32
 
 static inline uint16_t bucket_of(float d) {
         float b = d * BUCKETS_PER_NAT;
-        return b < (float) (N_BUCKETS - 1) ? (uint16_t) b : N_BUCKETS - 1;
+        return b < (float)(N_BUCKETS - 1) ? (uint16_t)b : N_BUCKETS - 1;
 }
 
 static inline bool cand_before(const float *d, const uint32_t *c, size_t a, size_t b) {
@@ -178,7 +178,7 @@ static size_t partition(float *d, uint32_t *c, size_t lo, size_t hi, double *ret
         for (size_t i = lo; i < hi - 1; i++)
                 if (cand_before(d, c, i, hi - 1)) {
                         if (ret_mass)
-                                mass += (double) expf(-d[i]);
+                                mass += (double)expf(-d[i]);
                         swap_cand(d, c, i, store++);
                 }
         swap_cand(d, c, store, hi - 1);
@@ -214,7 +214,7 @@ static size_t quickselect_mass(float *d, uint32_t *c, size_t n, double target) {
                 if (acc + mass >= target)
                         hi = q;
                 else {
-                        acc += mass + (double) expf(-d[q]);
+                        acc += mass + (double)expf(-d[q]);
                         lo = q + 1;
                 }
         }
@@ -264,19 +264,19 @@ static size_t select_top_p(Sampler *s, size_t n, float top_p) {
         uint16_t b;
 
         for (size_t j = 0; j < n; j++)
-                mass[s->bucket[j]] += (double) expf(-s->prob[j]);
+                mass[s->bucket[j]] += (double)expf(-s->prob[j]);
         for (b = 0; b < N_BUCKETS; b++)
                 total += mass[b];
         /* The most probable token has mass 1, so a tiny positive target keeps exactly it at top_p 0. */
-        target = MAX((double) top_p * total, 1e-30);
+        target = MAX((double)top_p * total, 1e-30);
         for (b = 0; b < N_BUCKETS - 1 && acc + mass[b] < target; b++)
                 acc += mass[b];
         first = bucket_compact(s, n, b, &nb);
         return first + quickselect_mass(s->prob + first, s->cand + first, nb, target - acc);
 }
 
-int sampler_sample(Sampler *s, const SamplerParams *p, const float *logits, const float *counts,
-                   const LogitBias *bias, size_t n_bias, Rng *rng, uint32_t *ret_token) {
+int sampler_sample(Sampler *s, const SamplerParams *p, const float *logits, const float *counts, const LogitBias *bias,
+                   size_t n_bias, Rng *rng, uint32_t *ret_token) {
         const uint32_t nv = s ? s->n_vocab : 0;
         float *l, *prob, max;
         uint32_t *c;

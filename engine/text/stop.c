@@ -8,11 +8,11 @@
 /* Goto edges are sibling lists: a node has few children (stop strings are short and few), and a full
  * 256-way table per node would cost megabytes for a per-request object. */
 typedef struct AcNode {
-        uint16_t child;           /* first child, 0 = none (the root is never a child) */
-        uint16_t sibling;         /* next sibling, 0 = none */
-        uint16_t fail;            /* longest proper suffix that is also a prefix of a stop */
-        uint16_t depth;           /* bytes from the root */
-        uint16_t out;             /* 1 + index of the longest stop ending here (itself or by suffix), 0 = none */
+        uint16_t child;   /* first child, 0 = none (the root is never a child) */
+        uint16_t sibling; /* next sibling, 0 = none */
+        uint16_t fail;    /* longest proper suffix that is also a prefix of a stop */
+        uint16_t depth;   /* bytes from the root */
+        uint16_t out;     /* 1 + index of the longest stop ending here (itself or by suffix), 0 = none */
         uint8_t label;
 } AcNode;
 
@@ -23,7 +23,7 @@ struct StopMatcher {
         size_t n_nodes;
         uint16_t state;
         bool matched;
-        size_t n_held;            /* == nodes[state].depth: the held bytes spell the state's path */
+        size_t n_held; /* == nodes[state].depth: the held bytes spell the state's path */
         uint8_t held[STOP_MAX_BYTES];
 };
 
@@ -82,7 +82,7 @@ int stop_matcher_new(const char *const *stops, size_t n, StopMatcher **ret, Rwkv
                 return -ENOMEM;
         m->n_stops = n;
         for (size_t i = 0; i < n; i++)
-                m->stop_len[i] = (uint16_t) strlen(stops[i]);
+                m->stop_len[i] = (uint16_t)strlen(stops[i]);
         /* total <= 16 * 256, so uint16_t node numbers suffice. */
         m->nodes = calloc(total + 1, sizeof(AcNode));
         queue = calloc(total + 1, sizeof(uint16_t));
@@ -93,13 +93,13 @@ int stop_matcher_new(const char *const *stops, size_t n, StopMatcher **ret, Rwkv
         /* The trie of the stops. */
         for (size_t i = 0; i < n; i++) {
                 uint16_t node = 0;
-                for (const uint8_t *p = (const uint8_t *) stops[i]; *p; p++) {
+                for (const uint8_t *p = (const uint8_t *)stops[i]; *p; p++) {
                         uint16_t k = ac_child(m, node, *p);
                         if (k == 0) {
-                                k = (uint16_t) m->n_nodes++;
-                                m->nodes[k] = (AcNode) {
+                                k = (uint16_t)m->n_nodes++;
+                                m->nodes[k] = (AcNode){
                                         .sibling = m->nodes[node].child,
-                                        .depth = (uint16_t) (m->nodes[node].depth + 1),
+                                        .depth = (uint16_t)(m->nodes[node].depth + 1),
                                         .label = *p,
                                 };
                                 m->nodes[node].child = k;
@@ -107,7 +107,7 @@ int stop_matcher_new(const char *const *stops, size_t n, StopMatcher **ret, Rwkv
                         node = k;
                 }
                 if (m->nodes[node].out == 0) /* identical stops: the first one names the match */
-                        m->nodes[node].out = (uint16_t) (i + 1);
+                        m->nodes[node].out = (uint16_t)(i + 1);
         }
 
         /* Failure links breadth first (a node's fail is shallower, so it is final before use); the

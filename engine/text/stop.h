@@ -21,7 +21,7 @@
 
 /* Caps for requests from the bus (checked by stop_matcher_new, -E2BIG with a message). */
 #define STOP_MAX_SEQUENCES 16
-#define STOP_MAX_BYTES 256        /* per stop sequence */
+#define STOP_MAX_BYTES 256 /* per stop sequence */
 
 typedef struct StopMatcher StopMatcher;
 

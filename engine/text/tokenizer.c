@@ -16,7 +16,7 @@
  * the bytes label[first .. first + n) (sorted), so a child lookup is a short scan of one cache line. */
 typedef struct TrieNode {
         uint32_t first;
-        uint32_t info;            /* token id (bits 0..20, 0 = no token ends here) | n_children << 21 */
+        uint32_t info; /* token id (bits 0..20, 0 = no token ends here) | n_children << 21 */
 } TrieNode;
 
 #define NODE_ID_MASK ((1u << 21) - 1)
@@ -30,7 +30,7 @@ struct Tokenizer {
         uint32_t vocab_size;
         size_t max_token_bytes;
 
-        uint32_t *offsets;        /* vocab_size + 1: token id's bytes are blob[offsets[id] .. offsets[id+1]) */
+        uint32_t *offsets; /* vocab_size + 1: token id's bytes are blob[offsets[id] .. offsets[id+1]) */
         uint8_t *blob;
 
         TrieNode *nodes;          /* nodes[0] is the root */
@@ -118,7 +118,7 @@ typedef struct TrieBuilder {
         TrieNode *nodes;
         uint8_t *labels;
         size_t n_nodes, cap;
-        const VocabEntry *e;      /* sorted by bytes */
+        const VocabEntry *e; /* sorted by bytes */
         const uint8_t *blob;
 } TrieBuilder;
 
@@ -139,8 +139,8 @@ static void trie_build(TrieBuilder *b, size_t node, size_t lo, size_t hi, size_t
 
         first = b->n_nodes;
         b->n_nodes += n_children;
-        b->nodes[node].first = (uint32_t) first;
-        b->nodes[node].info |= (uint32_t) n_children << 21;
+        b->nodes[node].first = (uint32_t)first;
+        b->nodes[node].info |= (uint32_t)n_children << 21;
 
         for (size_t i = lo, k = 0; i < hi; k++) {
                 uint8_t c = b->blob[b->e[i].offset + depth];
@@ -148,7 +148,7 @@ static void trie_build(TrieBuilder *b, size_t node, size_t lo, size_t hi, size_t
                 while (j < hi && b->blob[b->e[j].offset + depth] == c)
                         j++;
                 b->labels[first + k] = c;
-                b->nodes[first + k] = (TrieNode) {};
+                b->nodes[first + k] = (TrieNode){};
                 trie_build(b, first + k, i, j, depth + 1);
                 i = j;
         }
@@ -173,7 +173,7 @@ int tokenizer_new_world(const char *vocab, size_t len, Tokenizer **ret, RwkvErro
         t->vocab_size = v.max_id + 1;
 
         /* Decode table: tokens laid out by id so token_bytes() is two loads. */
-        t->offsets = calloc((size_t) t->vocab_size + 1, sizeof(uint32_t));
+        t->offsets = calloc((size_t)t->vocab_size + 1, sizeof(uint32_t));
         t->blob = malloc(MAX(v.blob_len, 1u));
         if (!t->offsets || !t->blob)
                 return -ENOMEM;
@@ -189,7 +189,7 @@ int tokenizer_new_world(const char *vocab, size_t len, Tokenizer **ret, RwkvErro
                         if (by_id[id]) {
                                 memcpy(t->blob + off, v.blob + by_id[id]->offset, by_id[id]->len);
                                 off += by_id[id]->len;
-                                t->max_token_bytes = MAX(t->max_token_bytes, (size_t) by_id[id]->len);
+                                t->max_token_bytes = MAX(t->max_token_bytes, (size_t)by_id[id]->len);
                         }
                 }
                 t->offsets[t->vocab_size] = off;
@@ -210,7 +210,8 @@ int tokenizer_new_world(const char *vocab, size_t len, Tokenizer **ret, RwkvErro
                                 first = second;
                                 second = x;
                         }
-                        return error_set(err, EBADMSG, "vocabulary line %u (token %u): same bytes as token %u (line %u)",
+                        return error_set(err, EBADMSG,
+                                         "vocabulary line %u (token %u): same bytes as token %u (line %u)",
                                          second->line, second->id, first->id, first->line);
                 }
 
@@ -266,14 +267,14 @@ int tokenizer_load_world(const char *path, Tokenizer **ret, RwkvError *err) {
                 return error_set(err, errno, "vocabulary '%s': %m", path);
         if (!S_ISREG(st.st_mode))
                 return error_set(err, EINVAL, "vocabulary '%s': not a regular file", path);
-        if ((uint64_t) st.st_size > VOCAB_FILE_MAX)
+        if ((uint64_t)st.st_size > VOCAB_FILE_MAX)
                 return error_set(err, EFBIG, "vocabulary '%s': %jd bytes is too large for a vocabulary", path,
-                                 (intmax_t) st.st_size);
-        buf = malloc((size_t) st.st_size + 1);
+                                 (intmax_t)st.st_size);
+        buf = malloc((size_t)st.st_size + 1);
         if (!buf)
                 return -ENOMEM;
-        while (have < (size_t) st.st_size) {
-                ssize_t k = read(fd, buf + have, (size_t) st.st_size - have);
+        while (have < (size_t)st.st_size) {
+                ssize_t k = read(fd, buf + have, (size_t)st.st_size - have);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -281,7 +282,7 @@ int tokenizer_load_world(const char *path, Tokenizer **ret, RwkvError *err) {
                 }
                 if (k == 0)
                         break; /* shrank under us: parse what is there */
-                have += (size_t) k;
+                have += (size_t)k;
         }
         r = tokenizer_new_world(buf, have, ret, err);
         if (r < 0 && err)
@@ -327,7 +328,7 @@ static inline size_t trie_match(const Tokenizer *t, const uint8_t *s, size_t len
                                 *ret_open = false;
                                 break;
                         }
-                        k = (uint32_t) (p - (labels + first));
+                        k = (uint32_t)(p - (labels + first));
                 }
                 node = nodes + first + k;
                 i++;

@@ -37,7 +37,7 @@ static inline void second_range(uint8_t lead, uint8_t *lo, uint8_t *hi) {
 }
 
 void utf8_stream_init(Utf8Stream *u) {
-        *u = (Utf8Stream) {};
+        *u = (Utf8Stream){};
 }
 
 size_t utf8_stream_feed(Utf8Stream *u, const uint8_t *in, size_t len, uint8_t *out) {

@@ -17,12 +17,12 @@
 #include <stdint.h>
 
 typedef struct Utf8Stream {
-        uint8_t pending[3];       /* the held-back start of an incomplete sequence */
-        uint8_t n_pending;        /* 0..3 */
+        uint8_t pending[3]; /* the held-back start of an incomplete sequence */
+        uint8_t n_pending;  /* 0..3 */
 } Utf8Stream;
 
 /* The most bytes utf8_stream_feed() writes for len input bytes (each byte may become U+FFFD). */
-#define UTF8_STREAM_OUT_MAX(len) (3 * ((size_t) (len) + 3))
+#define UTF8_STREAM_OUT_MAX(len) (3 * ((size_t)(len) + 3))
 /* The most bytes utf8_stream_flush() writes. */
 #define UTF8_STREAM_FLUSH_MAX 3
 

@@ -28,7 +28,7 @@ static int parse_hex(const char *s, size_t avail, size_t n, uint32_t *ret) {
                 int h = hex_value(s[i]);
                 if (h < 0)
                         return -EBADMSG;
-                v = v << 4 | (uint32_t) h;
+                v = v << 4 | (uint32_t)h;
         }
         *ret = v;
         return 0;
@@ -36,24 +36,24 @@ static int parse_hex(const char *s, size_t avail, size_t n, uint32_t *ret) {
 
 static size_t utf8_put(uint8_t *out, uint32_t cp) {
         if (cp < 0x80) {
-                out[0] = (uint8_t) cp;
+                out[0] = (uint8_t)cp;
                 return 1;
         }
         if (cp < 0x800) {
-                out[0] = (uint8_t) (0xC0 | cp >> 6);
-                out[1] = (uint8_t) (0x80 | (cp & 0x3F));
+                out[0] = (uint8_t)(0xC0 | cp >> 6);
+                out[1] = (uint8_t)(0x80 | (cp & 0x3F));
                 return 2;
         }
         if (cp < 0x10000) {
-                out[0] = (uint8_t) (0xE0 | cp >> 12);
-                out[1] = (uint8_t) (0x80 | (cp >> 6 & 0x3F));
-                out[2] = (uint8_t) (0x80 | (cp & 0x3F));
+                out[0] = (uint8_t)(0xE0 | cp >> 12);
+                out[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
+                out[2] = (uint8_t)(0x80 | (cp & 0x3F));
                 return 3;
         }
-        out[0] = (uint8_t) (0xF0 | cp >> 18);
-        out[1] = (uint8_t) (0x80 | (cp >> 12 & 0x3F));
-        out[2] = (uint8_t) (0x80 | (cp >> 6 & 0x3F));
-        out[3] = (uint8_t) (0x80 | (cp & 0x3F));
+        out[0] = (uint8_t)(0xF0 | cp >> 18);
+        out[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3F));
+        out[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
+        out[3] = (uint8_t)(0x80 | (cp & 0x3F));
         return 4;
 }
 
@@ -78,10 +78,10 @@ int vocab_parse_literal(const char *s, size_t len, uint8_t *out, size_t *ret_len
         len--; /* the closing quote */
 
         while (i < len) {
-                unsigned char c = (unsigned char) s[i];
+                unsigned char c = (unsigned char)s[i];
                 uint32_t cp;
 
-                if (c == (unsigned char) q) {
+                if (c == (unsigned char)q) {
                         *ret_why = "unescaped quote inside the literal";
                         return -EBADMSG;
                 }
@@ -102,18 +102,38 @@ int vocab_parse_literal(const char *s, size_t len, uint8_t *out, size_t *ret_len
                         *ret_why = "backslash at the end of the literal";
                         return -EBADMSG;
                 }
-                c = (unsigned char) s[i++];
+                c = (unsigned char)s[i++];
                 switch (c) {
-                case '\\': out[n++] = '\\'; break;
-                case '\'': out[n++] = '\''; break;
-                case '"': out[n++] = '"'; break;
-                case 'n': out[n++] = '\n'; break;
-                case 't': out[n++] = '\t'; break;
-                case 'r': out[n++] = '\r'; break;
-                case 'a': out[n++] = '\a'; break;
-                case 'b': out[n++] = '\b'; break;
-                case 'f': out[n++] = '\f'; break;
-                case 'v': out[n++] = '\v'; break;
+                case '\\':
+                        out[n++] = '\\';
+                        break;
+                case '\'':
+                        out[n++] = '\'';
+                        break;
+                case '"':
+                        out[n++] = '"';
+                        break;
+                case 'n':
+                        out[n++] = '\n';
+                        break;
+                case 't':
+                        out[n++] = '\t';
+                        break;
+                case 'r':
+                        out[n++] = '\r';
+                        break;
+                case 'a':
+                        out[n++] = '\a';
+                        break;
+                case 'b':
+                        out[n++] = '\b';
+                        break;
+                case 'f':
+                        out[n++] = '\f';
+                        break;
+                case 'v':
+                        out[n++] = '\v';
+                        break;
                 case 'x':
                         if (parse_hex(s + i, len - i, 2, &cp) < 0) {
                                 *ret_why = "\\x needs two hex digits";
@@ -121,7 +141,7 @@ int vocab_parse_literal(const char *s, size_t len, uint8_t *out, size_t *ret_len
                         }
                         i += 2;
                         if (is_bytes)
-                                out[n++] = (uint8_t) cp;
+                                out[n++] = (uint8_t)cp;
                         else
                                 n += utf8_put(out + n, cp);
                         break;
@@ -147,13 +167,13 @@ int vocab_parse_literal(const char *s, size_t len, uint8_t *out, size_t *ret_len
                 case '0' ... '7': {
                         cp = c - '0';
                         for (int k = 0; k < 2 && i < len && s[i] >= '0' && s[i] <= '7'; k++)
-                                cp = cp * 8 + (uint32_t) (s[i++] - '0');
+                                cp = cp * 8 + (uint32_t)(s[i++] - '0');
                         if (is_bytes) {
                                 if (cp > 0xFF) {
                                         *ret_why = "octal escape above \\377 in a bytes literal";
                                         return -EBADMSG;
                                 }
-                                out[n++] = (uint8_t) cp;
+                                out[n++] = (uint8_t)cp;
                         } else
                                 n += utf8_put(out + n, cp);
                         break;
@@ -182,11 +202,11 @@ static int parse_u32(const char *s, size_t len, uint32_t max, uint32_t *ret) {
         for (size_t i = 0; i < len; i++) {
                 if (s[i] < '0' || s[i] > '9')
                         return -EBADMSG;
-                v = v * 10 + (uint64_t) (s[i] - '0');
+                v = v * 10 + (uint64_t)(s[i] - '0');
         }
         if (v > max)
                 return -ERANGE;
-        *ret = (uint32_t) v;
+        *ret = (uint32_t)v;
         return 0;
 }
 
@@ -200,7 +220,7 @@ void vocab_done(Vocab *v) {
                 return;
         free(v->entries);
         free(v->blob);
-        *v = (Vocab) {};
+        *v = (Vocab){};
 }
 
 int vocab_parse(const char *text, size_t len, Vocab *ret, RwkvError *err) {
@@ -221,7 +241,7 @@ int vocab_parse(const char *text, size_t len, Vocab *ret, RwkvError *err) {
 
         for (size_t pos = 0; pos < len;) {
                 const char *l = text + pos, *nl = memchr(l, '\n', len - pos);
-                size_t ll = nl ? (size_t) (nl - l) : len - pos;
+                size_t ll = nl ? (size_t)(nl - l) : len - pos;
                 const char *sp1, *sp2;
                 uint32_t id, declared;
                 size_t tok_len;
@@ -246,19 +266,19 @@ int vocab_parse(const char *text, size_t len, Vocab *ret, RwkvError *err) {
                 if (!sp1 || sp1 == sp2)
                         return error_set(err, EBADMSG, "vocabulary line %u: expected 'ID REPR LEN'", line);
 
-                r = parse_u32(l, (size_t) (sp1 - l), VOCAB_MAX_ID, &id);
+                r = parse_u32(l, (size_t)(sp1 - l), VOCAB_MAX_ID, &id);
                 if (r < 0 || id == 0)
                         return error_set(err, EBADMSG, "vocabulary line %u: bad token id '%.*s' (1..%u)", line,
-                                         (int) MIN((size_t) (sp1 - l), 32u), l, VOCAB_MAX_ID);
-                r = parse_u32(sp2 + 1, (size_t) (l + ll - sp2 - 1), UINT32_MAX, &declared);
+                                         (int)MIN((size_t)(sp1 - l), 32u), l, VOCAB_MAX_ID);
+                r = parse_u32(sp2 + 1, (size_t)(l + ll - sp2 - 1), UINT32_MAX, &declared);
                 if (r < 0)
                         return error_set(err, EBADMSG, "vocabulary line %u: bad length field '%.*s'", line,
-                                         (int) MIN((size_t) (l + ll - sp2 - 1), 32u), sp2 + 1);
+                                         (int)MIN((size_t)(l + ll - sp2 - 1), 32u), sp2 + 1);
 
                 /* REPR is everything between the first and the last space (it may contain spaces);
                  * Python's eval() would skip leading blanks, so we do too. */
                 const char *repr = sp1 + 1;
-                size_t repr_len = (size_t) (sp2 - repr);
+                size_t repr_len = (size_t)(sp2 - repr);
                 while (repr_len > 0 && (*repr == ' ' || *repr == '\t')) {
                         repr++;
                         repr_len--;
@@ -269,9 +289,10 @@ int vocab_parse(const char *text, size_t len, Vocab *ret, RwkvError *err) {
                 if (tok_len == 0)
                         return error_set(err, EBADMSG, "vocabulary line %u (token %u): empty token", line, id);
                 if (tok_len != declared)
-                        return error_set(err, EBADMSG,
-                                         "vocabulary line %u (token %u): declared length %u but the literal is %zu bytes",
-                                         line, id, declared, tok_len);
+                        return error_set(
+                                err, EBADMSG,
+                                "vocabulary line %u (token %u): declared length %u but the literal is %zu bytes", line,
+                                id, declared, tok_len);
                 if (tok_len > VOCAB_MAX_TOKEN_BYTES)
                         return error_set(err, EBADMSG, "vocabulary line %u (token %u): %zu bytes is longer than %u",
                                          line, id, tok_len, VOCAB_MAX_TOKEN_BYTES);
@@ -284,8 +305,11 @@ int vocab_parse(const char *text, size_t len, Vocab *ret, RwkvError *err) {
                         entries = ne;
                         cap = ncap;
                 }
-                entries[n++] = (VocabEntry) {
-                        .id = id, .offset = (uint32_t) blob_len, .len = (uint32_t) tok_len, .line = line,
+                entries[n++] = (VocabEntry){
+                        .id = id,
+                        .offset = (uint32_t)blob_len,
+                        .len = (uint32_t)tok_len,
+                        .line = line,
                 };
                 blob_len += tok_len;
                 max_id = MAX(max_id, id);
@@ -306,7 +330,7 @@ int vocab_parse(const char *text, size_t len, Vocab *ret, RwkvError *err) {
                                          MAX(by_id[i].line, by_id[i - 1].line), by_id[i].id,
                                          MIN(by_id[i].line, by_id[i - 1].line));
 
-        *ret = (Vocab) {
+        *ret = (Vocab){
                 .entries = TAKE_PTR(entries),
                 .n = n,
                 .blob = TAKE_PTR(blob),

@@ -16,15 +16,15 @@
 
 typedef struct VocabEntry {
         uint32_t id;
-        uint32_t offset;          /* into Vocab.blob */
+        uint32_t offset; /* into Vocab.blob */
         uint32_t len;
-        uint32_t line;            /* 1-based, for error messages */
+        uint32_t line; /* 1-based, for error messages */
 } VocabEntry;
 
 typedef struct Vocab {
-        VocabEntry *entries;      /* in file order */
+        VocabEntry *entries; /* in file order */
         size_t n;
-        uint8_t *blob;            /* decoded bytes of all tokens */
+        uint8_t *blob; /* decoded bytes of all tokens */
         size_t blob_len;
         uint32_t max_id;
 } Vocab;

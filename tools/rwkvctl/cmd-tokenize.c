@@ -18,8 +18,8 @@
 #define READ_CHUNK (64u << 10)
 
 typedef struct TokenizerSource {
-        Tokenizer *own;           /* when built here (bytes, --vocab) */
-        Model *model;             /* when taken from a model */
+        Tokenizer *own; /* when built here (bytes, --vocab) */
+        Model *model;   /* when taken from a model */
         const Tokenizer *t;
 } TokenizerSource;
 
@@ -42,8 +42,8 @@ static int tokenizer_source_open(const char *verb, const char *model_path, const
                 s.t = model_tokenizer(s.model);
                 if (!s.t) {
                         tokenizer_source_done(&s);
-                        return fail("%s: model '%s' has no tokenizer; give its World vocabulary with --vocab FILE", verb,
-                                    model_path);
+                        return fail("%s: model '%s' has no tokenizer; give its World vocabulary with --vocab FILE",
+                                    verb, model_path);
                 }
         } else if (vocab) {
                 r = tokenizer_load_world(vocab, &s.own, &err);
@@ -153,8 +153,8 @@ int verb_tokenize(int argc, char *argv[]) {
                         }
                         if (k == 0)
                                 eof = true;
-                        have += (size_t) k;
-                        total_bytes += (uint64_t) k;
+                        have += (size_t)k;
+                        total_bytes += (uint64_t)k;
                         if (k > 0)
                                 break; /* encode what came; a pipe delivers in pieces */
                 }
@@ -172,7 +172,7 @@ int verb_tokenize(int argc, char *argv[]) {
                         break;
         }
         if (json)
-                printf("], \"count\": %zu, \"bytes\": %llu}\n", count, (unsigned long long) total_bytes);
+                printf("], \"count\": %zu, \"bytes\": %llu}\n", count, (unsigned long long)total_bytes);
         else
                 putchar('\n');
         return flush_stdout("tokenize");
@@ -201,12 +201,12 @@ static int emit_id(const Tokenizer *t, const char *text, size_t len) {
 
         for (size_t i = 0; i < len; i++) {
                 if (text[i] < '0' || text[i] > '9' || len > 10)
-                        return fail("detokenize: '%.*s' is not a token id", (int) MIN(len, (size_t) 40), text);
-                v = v * 10 + (uint64_t) (text[i] - '0');
+                        return fail("detokenize: '%.*s' is not a token id", (int)MIN(len, (size_t)40), text);
+                v = v * 10 + (uint64_t)(text[i] - '0');
         }
-        b = v <= UINT32_MAX ? tokenizer_token_bytes(t, (uint32_t) v, &l) : NULL;
+        b = v <= UINT32_MAX ? tokenizer_token_bytes(t, (uint32_t)v, &l) : NULL;
         if (!b)
-                return fail("detokenize: token id %.*s is not in the vocabulary (%u ids%s)", (int) MIN(len, (size_t) 40),
+                return fail("detokenize: token id %.*s is not in the vocabulary (%u ids%s)", (int)MIN(len, (size_t)40),
                             text, tokenizer_vocab_size(t), tokenizer_is_bytes(t) ? "" : "; 0 is end of text");
         if (fwrite(b, 1, l, stdout) != l)
                 return fail("detokenize: cannot write to stdout: %m");
@@ -233,12 +233,12 @@ int verb_detokenize(int argc, char *argv[]) {
                         const char *s = argv[a];
                         while (*s) {
                                 size_t l = 0;
-                                while (s[l] && !is_separator((unsigned char) s[l]))
+                                while (s[l] && !is_separator((unsigned char)s[l]))
                                         l++;
                                 if (l > 0 && emit_id(src.t, s, l) != 0)
                                         return 1;
                                 s += l;
-                                while (*s && is_separator((unsigned char) *s))
+                                while (*s && is_separator((unsigned char)*s))
                                         s++;
                         }
                 }
@@ -257,8 +257,8 @@ int verb_detokenize(int argc, char *argv[]) {
                                 continue;
                         }
                         if (wl == sizeof(word))
-                                return fail("detokenize: '%.*s...' is not a token id", (int) wl, word);
-                        word[wl++] = (char) ch;
+                                return fail("detokenize: '%.*s...' is not a token id", (int)wl, word);
+                        word[wl++] = (char)ch;
                 }
                 if (ferror(stdin))
                         return fail("detokenize: cannot read stdin: %m");

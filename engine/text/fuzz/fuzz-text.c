@@ -18,12 +18,12 @@
 #include "engine/text/tokenizer.h"
 #include "engine/text/utf8-stream.h"
 
-#define FUZZ_ASSERT(x)                                                                      \
-        do {                                                                                \
-                if (!(x)) {                                                                 \
-                        fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #x); \
-                        abort();                                                            \
-                }                                                                           \
+#define FUZZ_ASSERT(x)                                                                                                 \
+        do {                                                                                                           \
+                if (!(x)) {                                                                                            \
+                        fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #x);                      \
+                        abort();                                                                                       \
+                }                                                                                                      \
         } while (0)
 
 static void fuzz_tokenizer(const uint8_t *data, size_t size) {
@@ -32,7 +32,7 @@ static void fuzz_tokenizer(const uint8_t *data, size_t size) {
         uint32_t *ids = NULL;
         size_t n = 0, pos = 0;
 
-        if (tokenizer_new_world((const char *) data, size, &t, &err) < 0) {
+        if (tokenizer_new_world((const char *)data, size, &t, &err) < 0) {
                 FUZZ_ASSERT(err.msg[0] != 0);
                 return;
         }
@@ -86,7 +86,7 @@ static void fuzz_streams(const uint8_t *data, size_t size) {
         while (ns < 4 && pos < size && pos < 64) {
                 size_t l = 0;
                 while (pos < size && l < 16 && data[pos] != '\n' && data[pos] != 0)
-                        stops_buf[ns][l++] = (char) data[pos++];
+                        stops_buf[ns][l++] = (char)data[pos++];
                 pos++;
                 if (l == 0)
                         continue;
@@ -139,14 +139,14 @@ static int run_file(const char *path) {
         fseek(f, 0, SEEK_END);
         len = ftell(f);
         fseek(f, 0, SEEK_SET);
-        buf = malloc(len > 0 ? (size_t) len : 1);
-        if (!buf || (len > 0 && fread(buf, 1, (size_t) len, f) != (size_t) len)) {
+        buf = malloc(len > 0 ? (size_t)len : 1);
+        if (!buf || (len > 0 && fread(buf, 1, (size_t)len, f) != (size_t)len)) {
                 fclose(f);
                 free(buf);
                 return -1;
         }
         fclose(f);
-        LLVMFuzzerTestOneInput(buf, (size_t) len);
+        LLVMFuzzerTestOneInput(buf, (size_t)len);
         free(buf);
         return 0;
 }

@@ -22,7 +22,7 @@ static SamplerParams plain(float temperature) {
 
 static void random_logits(Rng *r, float *l, uint32_t n) {
         for (uint32_t i = 0; i < n; i++)
-                l[i] = (float) (rng_uniform(r) * 20.0 - 10.0);
+                l[i] = (float)(rng_uniform(r) * 20.0 - 10.0);
 }
 
 static uint32_t argmax(const float *l, uint32_t n) {
@@ -80,7 +80,7 @@ static void test_defaults_and_validation(void) {
         bad[6].penalty_decay = 2.0f;
         bad[7].frequency_penalty = NAN;
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                err = (RwkvError) {};
+                err = (RwkvError){};
                 CHECK_ERR(sampler_params_validate(&bad[i], &err), EINVAL);
                 CHECK(err.msg[0]);
         }
@@ -227,7 +227,7 @@ static void test_top_p(Sampler *s, float *l) {
                 hist[tok / 10 - 1]++;
         }
         /* 4/7 and 3/7 of the draws; 5 sigma is about 0.018 */
-        CHECK_NEAR((double) hist[0] / n, 4.0 / 7.0, 0.02);
+        CHECK_NEAR((double)hist[0] / n, 4.0 / 7.0, 0.02);
         sampler_free(small);
 
         /* Full vocabulary of random logits: every draw lies in the nucleus computed by brute force. */

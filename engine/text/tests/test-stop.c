@@ -24,38 +24,39 @@ static Result run_pieces(const char *const *stops, size_t n_stops, const char *c
                 size_t n, which = 999;
                 size_t len = strlen(pieces[i]);
                 CHECK(len <= 64);
-                int r = stop_matcher_feed(m, (const uint8_t *) pieces[i], len, out, &n, &which);
+                int r = stop_matcher_feed(m, (const uint8_t *)pieces[i], len, out, &n, &which);
                 CHECK_OK(r);
                 memcpy(res.text + res.len, out, n);
                 res.len += n;
                 if (r == 1) {
                         res.stopped = 1;
                         res.which = which;
-                        CHECK_ERR(stop_matcher_feed(m, (const uint8_t *) "x", 1, out, &n, &which), ESTALE);
+                        CHECK_ERR(stop_matcher_feed(m, (const uint8_t *)"x", 1, out, &n, &which), ESTALE);
                         break;
                 }
         }
         if (!res.stopped)
-                res.len += stop_matcher_flush(m, (uint8_t *) res.text + res.len);
+                res.len += stop_matcher_flush(m, (uint8_t *)res.text + res.len);
         res.text[res.len] = 0;
         stop_matcher_free(m);
         return res;
 }
 
-#define PIECES(...) ((const char *const[]) { __VA_ARGS__, NULL })
-#define STOPS(...) ((const char *const[]) { __VA_ARGS__ }), ELEMENTSOF(((const char *const[]) { __VA_ARGS__ }))
+#define PIECES(...) ((const char *const[]){ __VA_ARGS__, NULL })
+#define STOPS(...) ((const char *const[]){ __VA_ARGS__ }), ELEMENTSOF(((const char *const[]){ __VA_ARGS__ }))
 
 static void expect(Result r, const char *text, int stopped, size_t which) {
         if (strcmp(r.text, text) != 0 || r.stopped != stopped || (stopped && r.which != which)) {
-                fprintf(stderr, "got '%s' stopped=%d which=%zu, expected '%s' stopped=%d which=%zu\n", r.text, r.stopped,
-                        r.which, text, stopped, which);
+                fprintf(stderr, "got '%s' stopped=%d which=%zu, expected '%s' stopped=%d which=%zu\n", r.text,
+                        r.stopped, r.which, text, stopped, which);
                 CHECK(0);
         }
 }
 
 static void test_cases(void) {
         /* A stop split across two tokens stops at the right byte. */
-        expect(run_pieces(STOPS("\n\nUser:"), PIECES("Hello there.", "\n", "\nUs", "er:", " more")), "Hello there.", 1, 0);
+        expect(run_pieces(STOPS("\n\nUser:"), PIECES("Hello there.", "\n", "\nUs", "er:", " more")), "Hello there.", 1,
+               0);
         expect(run_pieces(STOPS("END"), PIECES("abcE", "NDxyz")), "abc", 1, 0);
         /* The stop inside one token: text before it in that token is still emitted. */
         expect(run_pieces(STOPS("END"), PIECES("ab", "cdENDef")), "abcd", 1, 0);
@@ -81,14 +82,14 @@ static void test_held(void) {
         uint8_t out[16 + STOP_MAX_BYTES];
         size_t n;
         CHECK_OK(stop_matcher_new(STOPS("abc"), &m, NULL));
-        CHECK_OK(stop_matcher_feed(m, (const uint8_t *) "xxab", 4, out, &n, NULL));
+        CHECK_OK(stop_matcher_feed(m, (const uint8_t *)"xxab", 4, out, &n, NULL));
         CHECK(n == 2 && memcmp(out, "xx", 2) == 0);
         CHECK(stop_matcher_held(m) == 2);
         /* A byte that breaks the prefix releases it. */
-        CHECK_OK(stop_matcher_feed(m, (const uint8_t *) "d", 1, out, &n, NULL));
+        CHECK_OK(stop_matcher_feed(m, (const uint8_t *)"d", 1, out, &n, NULL));
         CHECK(n == 3 && memcmp(out, "abd", 3) == 0);
         CHECK(stop_matcher_held(m) == 0);
-        CHECK_OK(stop_matcher_feed(m, (const uint8_t *) "a", 1, out, &n, NULL));
+        CHECK_OK(stop_matcher_feed(m, (const uint8_t *)"a", 1, out, &n, NULL));
         stop_matcher_reset(m);
         CHECK(stop_matcher_held(m) == 0);
         CHECK(stop_matcher_flush(m, out) == 0);
@@ -96,7 +97,7 @@ static void test_held(void) {
 
         /* Zero stops: pass-through. */
         CHECK_OK(stop_matcher_new(NULL, 0, &m, NULL));
-        CHECK_OK(stop_matcher_feed(m, (const uint8_t *) "abc", 3, out, &n, NULL));
+        CHECK_OK(stop_matcher_feed(m, (const uint8_t *)"abc", 3, out, &n, NULL));
         CHECK(n == 3);
         CHECK_OK(stop_matcher_feed(m, NULL, 0, out, &n, NULL));
         CHECK(n == 0);
@@ -139,7 +140,7 @@ static void test_limits(void) {
         CHECK(total + stop_matcher_held(m) == sizeof(as));
         /* "a"*255 held; now 'b' then 'a'*15: stop 15 has b at position 240 ... simpler: feed the
          * exact tail of stop 0 ("b" last) and expect the match. */
-        CHECK(stop_matcher_feed(m, (const uint8_t *) "b", 1, out, &n, &which) == 1);
+        CHECK(stop_matcher_feed(m, (const uint8_t *)"b", 1, out, &n, &which) == 1);
         CHECK(which == 0);
         CHECK(n == 0);
         stop_matcher_free(m);

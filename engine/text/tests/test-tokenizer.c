@@ -20,8 +20,8 @@ static char *make_vocab(Rng *r, size_t n_extra, Tok **ret_toks, size_t *ret_n) {
         CHECK(v && toks);
 
         for (unsigned c = 0; c < 256; c++) {
-                n += (size_t) snprintf(v + n, cap - n, "%u b'\\x%02x' 1\n", c + 1, c);
-                toks[nt].b[0] = (uint8_t) c;
+                n += (size_t)snprintf(v + n, cap - n, "%u b'\\x%02x' 1\n", c + 1, c);
+                toks[nt].b[0] = (uint8_t)c;
                 toks[nt++].len = 1;
         }
         for (size_t k = 0; k < n_extra; k++) {
@@ -30,16 +30,16 @@ static char *make_vocab(Rng *r, size_t n_extra, Tok **ret_toks, size_t *ret_n) {
                 do {
                         t.len = 2 + test_rand(r, 10);
                         for (size_t i = 0; i < t.len; i++)
-                                t.b[i] = (uint8_t) ("ab\x00\xff\n'\\"[test_rand(r, 7)]);
+                                t.b[i] = (uint8_t)("ab\x00\xff\n'\\"[test_rand(r, 7)]);
                         dup = false;
                         for (size_t j = 0; j < nt && !dup; j++)
                                 dup = toks[j].len == t.len && memcmp(toks[j].b, t.b, t.len) == 0;
                 } while (dup);
                 toks[nt++] = t;
-                n += (size_t) snprintf(v + n, cap - n, "%zu b'", 257 + k);
+                n += (size_t)snprintf(v + n, cap - n, "%zu b'", 257 + k);
                 for (size_t i = 0; i < t.len; i++)
-                        n += (size_t) snprintf(v + n, cap - n, "\\x%02x", t.b[i]);
-                n += (size_t) snprintf(v + n, cap - n, "' %zu\n", t.len);
+                        n += (size_t)snprintf(v + n, cap - n, "\\x%02x", t.b[i]);
+                n += (size_t)snprintf(v + n, cap - n, "' %zu\n", t.len);
         }
         *ret_toks = toks;
         *ret_n = nt;
@@ -58,7 +58,7 @@ static size_t naive_encode(const Tok *toks, size_t nt, const uint8_t *s, size_t 
                                 best_len = toks[k].len;
                         }
                 CHECK(best_len > 0);
-                out[n++] = (uint32_t) best + 1;
+                out[n++] = (uint32_t)best + 1;
                 pos += best_len;
         }
         return n;
@@ -68,9 +68,9 @@ static void random_text(Rng *r, const Tok *toks, size_t nt, uint8_t *s, size_t l
         size_t i = 0;
         while (i < len) {
                 if (test_rand(r, 3) == 0)
-                        s[i++] = (uint8_t) test_rand(r, 256);
+                        s[i++] = (uint8_t)test_rand(r, 256);
                 else {
-                        const Tok *t = &toks[test_rand(r, (uint32_t) nt)];
+                        const Tok *t = &toks[test_rand(r, (uint32_t)nt)];
                         for (size_t k = 0; k < t->len && i < len; k++)
                                 s[i++] = t->b[k];
                 }
@@ -165,7 +165,7 @@ static void test_bytes_round_trip(void) {
         for (int i = 0; i < 2000; i++) {
                 size_t len = test_rand(&r, sizeof(s) + 1), n;
                 for (size_t k = 0; k < len; k++)
-                        s[k] = (uint8_t) rng_next(&r);
+                        s[k] = (uint8_t)rng_next(&r);
                 n = stream_encode(t, &r, s, len, ids, ELEMENTSOF(ids));
                 CHECK(n == len);
                 check_decode(t, ids, n, s, len);
@@ -174,9 +174,9 @@ static void test_bytes_round_trip(void) {
 }
 
 int main(void) {
-        test_properties(1, 0, 200);      /* only single bytes */
-        test_properties(2, 40, 1000);    /* few long tokens */
-        test_properties(3, 600, 500);   /* dense: shared prefixes everywhere */
+        test_properties(1, 0, 200);   /* only single bytes */
+        test_properties(2, 40, 1000); /* few long tokens */
+        test_properties(3, 600, 500); /* dense: shared prefixes everywhere */
         test_bytes_round_trip();
         return 0;
 }

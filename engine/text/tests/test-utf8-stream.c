@@ -31,7 +31,7 @@ static size_t run(const uint8_t *in, size_t len, size_t piece, uint8_t *out) {
 static void check(const char *in, size_t len, const char *expect) {
         uint8_t out[256];
         for (size_t piece = 0; piece <= 4; piece++) {
-                size_t n = run((const uint8_t *) in, len, piece, out);
+                size_t n = run((const uint8_t *)in, len, piece, out);
                 if (n != strlen(expect) || memcmp(out, expect, n) != 0) {
                         fprintf(stderr, "input of %zu bytes, piece %zu: got %zu bytes, expected %zu\n", len, piece, n,
                                 strlen(expect));
@@ -50,12 +50,18 @@ static void test_cases(void) {
         CHECK_UTF8("\xf0\x9f\x98\x80!", "\xf0\x9f\x98\x80!");
         /* Stray continuation bytes and impossible bytes: one U+FFFD each. */
         CHECK_UTF8("\x80", FFFD);
-        CHECK_UTF8("a\xbf\xbf" "b", "a" FFFD FFFD "b");
+        CHECK_UTF8("a\xbf\xbf"
+                   "b",
+                   "a" FFFD FFFD "b");
         CHECK_UTF8("\xff\xfe", FFFD FFFD);
         CHECK_UTF8("\xc0\xaf", FFFD FFFD); /* overlong lead C0 can start nothing */
         /* Truncated sequences: the maximal valid prefix is one U+FFFD, the next byte is reconsidered. */
-        CHECK_UTF8("\xe4\xbd" "a", FFFD "a");
-        CHECK_UTF8("\xf0\x9f\x98" "a", FFFD "a");
+        CHECK_UTF8("\xe4\xbd"
+                   "a",
+                   FFFD "a");
+        CHECK_UTF8("\xf0\x9f\x98"
+                   "a",
+                   FFFD "a");
         CHECK_UTF8("\xe4\xbd\xe5\xa5\xbd", FFFD "\xe5\xa5\xbd");
         /* Overlong / surrogate / too large: the second byte is out of range. */
         CHECK_UTF8("\xe0\x80\x80", FFFD FFFD FFFD);
@@ -66,12 +72,14 @@ static void test_cases(void) {
         CHECK_UTF8("ab\xe4\xbd", "ab" FFFD);
         CHECK_UTF8("\xf0", FFFD);
         /* the reference tokenizer case with invalid UTF-8 */
-        CHECK_UTF8("\xff\xfe\x80" "A\xc3", FFFD FFFD FFFD "A" FFFD);
+        CHECK_UTF8("\xff\xfe\x80"
+                   "A\xc3",
+                   FFFD FFFD FFFD "A" FFFD);
 }
 
 static void test_nul(void) {
         uint8_t out[16];
-        size_t n = run((const uint8_t *) "\0a\0", 3, 1, out);
+        size_t n = run((const uint8_t *)"\0a\0", 3, 1, out);
         CHECK(n == 3 && memcmp(out, "\0a\0", 3) == 0);
 }
 
@@ -88,8 +96,8 @@ static void test_random(void) {
                 Utf8Stream u;
                 size_t o;
                 utf8_stream_init(&u);
-                o = utf8_stream_feed(&u, (const uint8_t *) valid, split, out1);
-                o += utf8_stream_feed(&u, (const uint8_t *) valid + split, vl - split, out1 + o);
+                o = utf8_stream_feed(&u, (const uint8_t *)valid, split, out1);
+                o += utf8_stream_feed(&u, (const uint8_t *)valid + split, vl - split, out1 + o);
                 o += utf8_stream_flush(&u, out1 + o);
                 CHECK(o == vl && memcmp(out1, valid, vl) == 0);
         }
@@ -100,10 +108,11 @@ static void test_random(void) {
                 for (size_t i = 0; i < len; i++) {
                         /* Bias towards bytes that form (or almost form) sequences. */
                         uint32_t k = test_rand(&r, 4);
-                        in[i] = (uint8_t) (k == 0 ? test_rand(&r, 0x80) : k == 1 ? 0x80 + test_rand(&r, 0x40)
-                                                                          : 0xC0 + test_rand(&r, 0x40));
+                        in[i] = (uint8_t)(k == 0   ? test_rand(&r, 0x80)
+                                          : k == 1 ? 0x80 + test_rand(&r, 0x40)
+                                                   : 0xC0 + test_rand(&r, 0x40));
                         if (test_rand(&r, 8) == 0)
-                                in[i] = (uint8_t) rng_next(&r);
+                                in[i] = (uint8_t)rng_next(&r);
                 }
                 size_t n1 = run(in, len, 0, out1);
                 CHECK(utf8_is_valid(out1, n1));
@@ -132,7 +141,7 @@ static void test_random(void) {
 static void test_corrupt_state(void) {
         Utf8Stream u = { .n_pending = 200 };
         uint8_t out[UTF8_STREAM_OUT_MAX(1)];
-        size_t n = utf8_stream_feed(&u, (const uint8_t *) "a", 1, out);
+        size_t n = utf8_stream_feed(&u, (const uint8_t *)"a", 1, out);
         CHECK(n == 1 && out[0] == 'a');
 }
 
@@ -141,10 +150,10 @@ int main(void) {
         test_nul();
         test_random();
         test_corrupt_state();
-        CHECK(utf8_is_valid((const uint8_t *) "", 0));
-        CHECK(!utf8_is_valid((const uint8_t *) "\xc3", 1));
-        CHECK(!utf8_is_valid((const uint8_t *) "\xed\xa0\x80", 3));
-        CHECK(utf8_is_valid((const uint8_t *) "\xed\x9f\xbf", 3));
-        CHECK(utf8_is_valid((const uint8_t *) "\xf4\x8f\xbf\xbf", 4));
+        CHECK(utf8_is_valid((const uint8_t *)"", 0));
+        CHECK(!utf8_is_valid((const uint8_t *)"\xc3", 1));
+        CHECK(!utf8_is_valid((const uint8_t *)"\xed\xa0\x80", 3));
+        CHECK(utf8_is_valid((const uint8_t *)"\xed\x9f\xbf", 3));
+        CHECK(utf8_is_valid((const uint8_t *)"\xf4\x8f\xbf\xbf", 4));
         return 0;
 }

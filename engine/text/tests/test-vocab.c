@@ -34,13 +34,13 @@ static void test_literals(void) {
         check_literal("'\\'\\\"\\\\'", "'\"\\", 3);
         check_literal("'\\n\\t\\r'", "\n\t\r", 3);
         check_literal("'\\x00'", "\0", 1);
-        check_literal("'\\x80'", "\xc2\x80", 2);          /* str: \x80 is the code point U+0080 */
-        check_literal("b'\\x80'", "\x80", 1);             /* bytes: \x80 is the byte */
+        check_literal("'\\x80'", "\xc2\x80", 2); /* str: \x80 is the code point U+0080 */
+        check_literal("b'\\x80'", "\x80", 1);    /* bytes: \x80 is the byte */
         check_literal("b'\\xff\\xfe'", "\xff\xfe", 2);
         check_literal("'\\u2002'", "\xe2\x80\x82", 3);
         check_literal("'\\U0001F600'", "\xf0\x9f\x98\x80", 4);
         check_literal("'\xe4\xbd\xa0'", "\xe4\xbd\xa0", 3); /* literal UTF-8 in a str */
-        check_literal("'\\101'", "A", 1);                 /* octal */
+        check_literal("'\\101'", "A", 1);                   /* octal */
         check_literal("'a b'", "a b", 3);
 
         check_literal_bad("a");
@@ -51,11 +51,11 @@ static void test_literals(void) {
         check_literal_bad("'\\x4'");
         check_literal_bad("'\\xzz'");
         check_literal_bad("'\\u12'");
-        check_literal_bad("'\\ud800'");                   /* surrogate: not encodable */
+        check_literal_bad("'\\ud800'"); /* surrogate: not encodable */
         check_literal_bad("'\\U00110000'");
         check_literal_bad("b'\\u2002'");
-        check_literal_bad("b'\xc3\xa9'");                 /* non-ASCII in bytes */
-        check_literal_bad("'\xff'");                      /* invalid UTF-8 in a str */
+        check_literal_bad("b'\xc3\xa9'"); /* non-ASCII in bytes */
+        check_literal_bad("'\xff'");      /* invalid UTF-8 in a str */
         check_literal_bad("'\\q'");
         check_literal_bad("''''");
 }
@@ -66,7 +66,7 @@ static char *make_vocab(const char *extra) {
         char *v = malloc(cap);
         CHECK(v);
         for (unsigned c = 0; c < 256; c++)
-                n += (size_t) snprintf(v + n, cap - n, "%u b'\\x%02x' 1\n", c + 1, c);
+                n += (size_t)snprintf(v + n, cap - n, "%u b'\\x%02x' 1\n", c + 1, c);
         memcpy(v + n, extra, strlen(extra) + 1);
         return v;
 }
@@ -96,7 +96,8 @@ static void test_malformed(void) {
         check_vocab_error("257 ab 2\n", EBADMSG, "not a quoted");
         check_vocab_error("257 'a\\qb' 3\n", EBADMSG, "unknown escape");
         check_vocab_error("257 '' 0\n", EBADMSG, "empty token");
-        check_vocab_error("257 'ab' 2\n258 'cd' 2\n5 'zz' 2\n", EBADMSG, "line 259: token id 5 already defined on line 5");
+        check_vocab_error("257 'ab' 2\n258 'cd' 2\n5 'zz' 2\n", EBADMSG,
+                          "line 259: token id 5 already defined on line 5");
         check_vocab_error("257 'ab' 2\n258 b'ab' 2\n", EBADMSG, "same bytes as token 257");
         check_vocab_error("257 'a\0b' 3\n", EBADMSG, "line"); /* NUL ends the string: still a short line */
 
@@ -161,7 +162,7 @@ static void test_small_vocab(void) {
 
         uint32_t *ids = NULL;
         size_t n = 0;
-        CHECK_OK(tokenizer_encode_all(t, (const uint8_t *) "abcabxa bit's", 13, &ids, &n));
+        CHECK_OK(tokenizer_encode_all(t, (const uint8_t *)"abcabxa bit's", 13, &ids, &n));
         const uint32_t expect[] = { 301, 300, 'x' + 1, 303, 302 };
         CHECK(n == ELEMENTSOF(expect));
         for (size_t i = 0; i < n; i++)
@@ -182,7 +183,7 @@ static void test_bytes(void) {
         CHECK(tokenizer_vocab_size(t) == 256);
         CHECK(tokenizer_max_token_bytes(t) == 1);
         for (unsigned i = 0; i < 256; i++)
-                all[i] = (uint8_t) i;
+                all[i] = (uint8_t)i;
         CHECK_OK(tokenizer_encode(t, all, 256, false, ids, 256, &consumed, &n));
         CHECK(consumed == 256 && n == 256);
         for (unsigned i = 0; i < 256; i++) {

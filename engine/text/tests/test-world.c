@@ -23,7 +23,10 @@ static Tokenizer *load(const char *dir) {
 }
 
 static int hex_nibble(char c) {
-        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        return c >= '0' && c <= '9'   ? c - '0'
+               : c >= 'a' && c <= 'f' ? c - 'a' + 10
+               : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                      : -1;
 }
 
 static void test_cases(const Tokenizer *t, const char *dir) {
@@ -48,14 +51,14 @@ static void test_cases(const Tokenizer *t, const char *dir) {
                 for (size_t i = 0; i < hl / 2; i++) {
                         int hi = hex_nibble(h[2 * i]), lo = hex_nibble(h[2 * i + 1]);
                         CHECK(hi >= 0 && lo >= 0);
-                        bytes[i] = (uint8_t) (hi << 4 | lo);
+                        bytes[i] = (uint8_t)(hi << 4 | lo);
                 }
                 CHECK_OK(tokenizer_encode_all(t, bytes, hl / 2, &ids, &n));
                 if (n != n_expect)
                         fprintf(stderr, "case %s: %zu ids, expected %zu\n", h, n, n_expect);
                 CHECK(n == n_expect);
                 for (size_t i = 0; i < n; i++) {
-                        uint32_t e = (uint32_t) json_object_get_int64(json_object_array_get_idx(tokens, i));
+                        uint32_t e = (uint32_t)json_object_get_int64(json_object_array_get_idx(tokens, i));
                         if (ids[i] != e)
                                 fprintf(stderr, "case %s: id %zu is %u, expected %u\n", h, i, ids[i], e);
                         CHECK(ids[i] == e);
@@ -95,7 +98,7 @@ static void test_random(const Tokenizer *t) {
                         if (test_rand(&r, 4) != 0)
                                 b = tokenizer_token_bytes(t, 1 + test_rand(&r, nv - 1), &l);
                         if (!b) {
-                                s[i++] = (uint8_t) rng_next(&r);
+                                s[i++] = (uint8_t)rng_next(&r);
                                 continue;
                         }
                         for (size_t k = 0; k < l && i < len; k++)
@@ -131,7 +134,8 @@ static void test_random(const Tokenizer *t) {
                         size_t more = test_rand(&r, 200);
                         avail = MIN(len, avail + more);
                         bool final = avail == len;
-                        CHECK_OK(tokenizer_encode(t, s + start, avail - start, final, c + m, ELEMENTSOF(c) - m, &consumed, &k));
+                        CHECK_OK(tokenizer_encode(t, s + start, avail - start, final, c + m, ELEMENTSOF(c) - m,
+                                                  &consumed, &k));
                         if (!final)
                                 CHECK(avail - start - consumed < tokenizer_max_token_bytes(t));
                         start += consumed;

@@ -9,7 +9,7 @@
 #include "tests/lib/check.h"
 
 static inline uint32_t test_rand(Rng *r, uint32_t n) {
-        return (uint32_t) (rng_next(r) % n);
+        return (uint32_t)(rng_next(r) % n);
 }
 
 /* Whole file, NUL-terminated; NULL when it cannot be read. */
