@@ -6,7 +6,7 @@
 
 int log_max_level = LOG_INFO;
 
-static void log_writev(int level, int error, const char *fmt, va_list ap) {
+static _printf_(3, 0) void log_writev(int level, int error, const char *fmt, va_list ap) {
         char buf[2048];
         int saved = errno;
 
