@@ -31,7 +31,7 @@ int daemon_key_new_from_bytes(const uint8_t bytes[DAEMON_KEY_BYTES], DaemonKey *
         if (!k->key)
                 return -ENOMEM;
         memcpy(k->key, bytes, DAEMON_KEY_BYTES);
-        (void) sodium_mprotect_readonly(k->key);
+        (void)sodium_mprotect_readonly(k->key);
         *ret = TAKE_PTR(k);
         return 0;
 }
@@ -47,7 +47,7 @@ static int read_exact(int fd, uint8_t *buf, size_t n) {
                 }
                 if (l == 0)
                         return -EBADMSG;
-                done += (size_t) l;
+                done += (size_t)l;
         }
         return 0;
 }
@@ -61,7 +61,7 @@ static int write_exact(int fd, const uint8_t *buf, size_t n) {
                                 continue;
                         return -errno;
                 }
-                done += (size_t) l;
+                done += (size_t)l;
         }
         return 0;
 }
@@ -82,11 +82,11 @@ static int key_create(int dir_fd, const char *name, RwkvError *err) {
                 r = -errno;
         if (r >= 0 && linkat(dir_fd, tmp, dir_fd, name, 0) < 0)
                 r = -errno; /* EEXIST: another instance won the race; load theirs */
-        (void) unlinkat(dir_fd, tmp, 0);
+        (void)unlinkat(dir_fd, tmp, 0);
         if (r < 0 && r != -EEXIST)
                 return error_set(err, -r, "cannot write key file '%s': %s", name, strerror(-r));
         if (r >= 0)
-                (void) fsync(dir_fd);
+                (void)fsync(dir_fd);
         return 0;
 }
 
@@ -112,7 +112,7 @@ int daemon_key_load(int dir_fd, const char *name, bool create, DaemonKey **ret, 
                                  DAEMON_KEY_BYTES);
         if (st.st_mode & 0077)
                 return error_set(err, EPERM, "key file '%s' is accessible by group or others (mode %04o)", name,
-                                 (unsigned) (st.st_mode & 07777));
+                                 (unsigned)(st.st_mode & 07777));
 
         uint8_t buf[DAEMON_KEY_BYTES];
         int r = read_exact(fd, buf, sizeof(buf));
@@ -129,9 +129,9 @@ int daemon_key_load(int dir_fd, const char *name, bool create, DaemonKey **ret, 
 
 void daemon_key_derive_uid(const DaemonKey *k, uid_t uid, uint8_t out[DAEMON_KEY_BYTES]) {
         /* Subkey id = uid: distinct uids always get distinct keys. */
-        (void) crypto_kdf_derive_from_key(out, DAEMON_KEY_BYTES, (uint64_t) uid, "rwkvsess", k->key);
+        (void)crypto_kdf_derive_from_key(out, DAEMON_KEY_BYTES, (uint64_t)uid, "rwkvsess", k->key);
 }
 
 void daemon_key_derive_export(const DaemonKey *k, uint8_t out[DAEMON_KEY_BYTES]) {
-        (void) crypto_kdf_derive_from_key(out, DAEMON_KEY_BYTES, 1, "rwkvexpt", k->key);
+        (void)crypto_kdf_derive_from_key(out, DAEMON_KEY_BYTES, 1, "rwkvexpt", k->key);
 }

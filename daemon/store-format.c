@@ -32,19 +32,19 @@ static void wr_u8(Wr *w, uint8_t v) {
         wr_bytes(w, &v, 1);
 }
 static void wr_u16(Wr *w, uint16_t v) {
-        uint8_t b[2] = { (uint8_t) v, (uint8_t) (v >> 8) };
+        uint8_t b[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
         wr_bytes(w, b, 2);
 }
 static void wr_u32(Wr *w, uint32_t v) {
         uint8_t b[4];
         for (int i = 0; i < 4; i++)
-                b[i] = (uint8_t) (v >> (8 * i));
+                b[i] = (uint8_t)(v >> (8 * i));
         wr_bytes(w, b, 4);
 }
 static void wr_u64(Wr *w, uint64_t v) {
         uint8_t b[8];
         for (int i = 0; i < 8; i++)
-                b[i] = (uint8_t) (v >> (8 * i));
+                b[i] = (uint8_t)(v >> (8 * i));
         wr_bytes(w, b, 8);
 }
 static void wr_f32(Wr *w, float f) {
@@ -74,17 +74,17 @@ static uint64_t rd_le(Rd *r, size_t n) {
         if (!b)
                 return 0;
         for (size_t i = 0; i < n; i++)
-                v |= (uint64_t) b[i] << (8 * i);
+                v |= (uint64_t)b[i] << (8 * i);
         return v;
 }
 static uint8_t rd_u8(Rd *r) {
-        return (uint8_t) rd_le(r, 1);
+        return (uint8_t)rd_le(r, 1);
 }
 static uint16_t rd_u16(Rd *r) {
-        return (uint16_t) rd_le(r, 2);
+        return (uint16_t)rd_le(r, 2);
 }
 static uint32_t rd_u32(Rd *r) {
-        return (uint32_t) rd_le(r, 4);
+        return (uint32_t)rd_le(r, 4);
 }
 static uint64_t rd_u64(Rd *r) {
         return rd_le(r, 8);
@@ -102,12 +102,12 @@ static uint16_t f32_to_bf16_rne(float f) {
         uint32_t x;
         memcpy(&x, &f, 4);
         if ((x & 0x7fffffffu) > 0x7f800000u) /* NaN: keep it a (quiet) NaN */
-                return (uint16_t) ((x >> 16) | 0x40u);
+                return (uint16_t)((x >> 16) | 0x40u);
         x += 0x7fffu + ((x >> 16) & 1u);
-        return (uint16_t) (x >> 16);
+        return (uint16_t)(x >> 16);
 }
 static float bf16_to_f32_(uint16_t h) {
-        uint32_t x = (uint32_t) h << 16;
+        uint32_t x = (uint32_t)h << 16;
         float f;
         memcpy(&f, &x, 4);
         return f;
@@ -118,27 +118,27 @@ static uint16_t f32_to_f16_rne(float f) {
         uint32_t sign = (x >> 16) & 0x8000u;
         uint32_t ax = x & 0x7fffffffu;
         if (ax > 0x7f800000u)
-                return (uint16_t) (sign | 0x7e00u);
+                return (uint16_t)(sign | 0x7e00u);
         if (ax >= 0x477ff000u) /* rounds to >= 65520: infinity */
-                return (uint16_t) (sign | 0x7c00u);
+                return (uint16_t)(sign | 0x7c00u);
         if (ax < 0x38800000u) { /* below the smallest normal half: subnormal or zero */
                 if (ax < 0x33000000u)
-                        return (uint16_t) sign;
+                        return (uint16_t)sign;
                 uint32_t e = ax >> 23, m = (ax & 0x7fffffu) | 0x800000u;
                 uint32_t shift = 126u - e; /* 14..24 */
                 uint32_t half = m >> shift, rem = m & ((1u << shift) - 1u), mid = 1u << (shift - 1u);
                 if (rem > mid || (rem == mid && (half & 1u)))
                         half++;
-                return (uint16_t) (sign | half);
+                return (uint16_t)(sign | half);
         }
         uint32_t h = ((ax >> 13) - (112u << 10));
         uint32_t rem = ax & 0x1fffu;
         if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
                 h++;
-        return (uint16_t) (sign | h);
+        return (uint16_t)(sign | h);
 }
 static float f16_to_f32_(uint16_t h) {
-        uint32_t sign = (uint32_t) (h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, x;
+        uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, x;
         if (e == 0) {
                 if (m == 0)
                         x = sign;
@@ -171,10 +171,10 @@ static void planes_split(const uint8_t *in, uint8_t *out, size_t n, size_t esz) 
                  * (values are 0..255, so the saturating packs are exact). */
                 const __m128i m = _mm_set1_epi32(0xff);
                 for (; i + 16 <= n; i += 16) {
-                        __m128i x0 = _mm_loadu_si128((const __m128i *) (in + 4 * i));
-                        __m128i x1 = _mm_loadu_si128((const __m128i *) (in + 4 * i + 16));
-                        __m128i x2 = _mm_loadu_si128((const __m128i *) (in + 4 * i + 32));
-                        __m128i x3 = _mm_loadu_si128((const __m128i *) (in + 4 * i + 48));
+                        __m128i x0 = _mm_loadu_si128((const __m128i *)(in + 4 * i));
+                        __m128i x1 = _mm_loadu_si128((const __m128i *)(in + 4 * i + 16));
+                        __m128i x2 = _mm_loadu_si128((const __m128i *)(in + 4 * i + 32));
+                        __m128i x3 = _mm_loadu_si128((const __m128i *)(in + 4 * i + 48));
                         for (int b = 0; b < 4; b++) {
                                 __m128i sh = _mm_cvtsi32_si128(8 * b);
                                 __m128i y0 = _mm_and_si128(_mm_srl_epi32(x0, sh), m);
@@ -182,17 +182,17 @@ static void planes_split(const uint8_t *in, uint8_t *out, size_t n, size_t esz) 
                                 __m128i y2 = _mm_and_si128(_mm_srl_epi32(x2, sh), m);
                                 __m128i y3 = _mm_and_si128(_mm_srl_epi32(x3, sh), m);
                                 __m128i p = _mm_packus_epi16(_mm_packs_epi32(y0, y1), _mm_packs_epi32(y2, y3));
-                                _mm_storeu_si128((__m128i *) (out + (size_t) b * n + i), p);
+                                _mm_storeu_si128((__m128i *)(out + (size_t)b * n + i), p);
                         }
                 }
 #endif
                 for (; i < n; i++) {
                         uint32_t v;
                         memcpy(&v, in + 4 * i, 4); /* little-endian: byte b = bits 8b.. */
-                        o0[i] = (uint8_t) v;
-                        o1[i] = (uint8_t) (v >> 8);
-                        o2[i] = (uint8_t) (v >> 16);
-                        o3[i] = (uint8_t) (v >> 24);
+                        o0[i] = (uint8_t)v;
+                        o1[i] = (uint8_t)(v >> 8);
+                        o2[i] = (uint8_t)(v >> 16);
+                        o3[i] = (uint8_t)(v >> 24);
                 }
         } else {
                 for (size_t i = 0; i < n; i++)
@@ -208,13 +208,13 @@ static void planes_join(const uint8_t *in, uint8_t *out, size_t n, size_t esz) {
                 const uint8_t *i0 = in, *i1 = in + n, *i2 = in + 2 * n, *i3 = in + 3 * n;
 #ifdef __SSE2__
                 for (; i + 16 <= n; i += 16) {
-                        __m128i a = _mm_loadu_si128((const __m128i *) (i0 + i));
-                        __m128i b = _mm_loadu_si128((const __m128i *) (i1 + i));
-                        __m128i c = _mm_loadu_si128((const __m128i *) (i2 + i));
-                        __m128i d = _mm_loadu_si128((const __m128i *) (i3 + i));
+                        __m128i a = _mm_loadu_si128((const __m128i *)(i0 + i));
+                        __m128i b = _mm_loadu_si128((const __m128i *)(i1 + i));
+                        __m128i c = _mm_loadu_si128((const __m128i *)(i2 + i));
+                        __m128i d = _mm_loadu_si128((const __m128i *)(i3 + i));
                         __m128i ab_lo = _mm_unpacklo_epi8(a, b), ab_hi = _mm_unpackhi_epi8(a, b);
                         __m128i cd_lo = _mm_unpacklo_epi8(c, d), cd_hi = _mm_unpackhi_epi8(c, d);
-                        __m128i *o = (__m128i *) (out + 4 * i);
+                        __m128i *o = (__m128i *)(out + 4 * i);
                         _mm_storeu_si128(o + 0, _mm_unpacklo_epi16(ab_lo, cd_lo));
                         _mm_storeu_si128(o + 1, _mm_unpackhi_epi16(ab_lo, cd_lo));
                         _mm_storeu_si128(o + 2, _mm_unpacklo_epi16(ab_hi, cd_hi));
@@ -246,7 +246,7 @@ enum { SEC_STATE, SEC_LOGITS, SEC_PENALTIES, SEC_TRANSCRIPT, _SEC_MAX };
 
 typedef struct Layout {
         uint64_t bytes[_SEC_MAX];
-        size_t esz[_SEC_MAX];       /* element size: what the byte planes split */
+        size_t esz[_SEC_MAX]; /* element size: what the byte planes split */
         uint64_t raw, nblocks;
         uint64_t payload_min, payload_max; /* bounds of the framed, sealed payload */
 } Layout;
@@ -267,8 +267,8 @@ static int layout_compute(const SfHeader *h, Layout *ret) {
         l.esz[SEC_STATE] = precision_bytes(h->meta.precision);
         l.bytes[SEC_STATE] = h->meta.state_floats * l.esz[SEC_STATE];
         l.esz[SEC_LOGITS] = l.esz[SEC_PENALTIES] = 4;
-        l.bytes[SEC_LOGITS] = (h->flags & SF_FLAG_LOGITS) ? (uint64_t) h->meta.n_vocab * 4 : 0;
-        l.bytes[SEC_PENALTIES] = (h->flags & SF_FLAG_PENALTIES) ? (uint64_t) h->meta.n_vocab * 4 : 0;
+        l.bytes[SEC_LOGITS] = (h->flags & SF_FLAG_LOGITS) ? (uint64_t)h->meta.n_vocab * 4 : 0;
+        l.bytes[SEC_PENALTIES] = (h->flags & SF_FLAG_PENALTIES) ? (uint64_t)h->meta.n_vocab * 4 : 0;
         l.esz[SEC_TRANSCRIPT] = 1;
         l.bytes[SEC_TRANSCRIPT] = h->transcript_size;
         uint64_t block = UINT64_C(1) << h->block_log2;
@@ -277,8 +277,8 @@ static int layout_compute(const SfHeader *h, Layout *ret) {
                 l.raw += l.bytes[i];
                 l.nblocks += full + (tail > 0);
                 l.payload_min += (full + (tail > 0)) * MSG_OVERHEAD;
-                l.payload_max += full * (MSG_OVERHEAD + ZSTD_compressBound((size_t) block)) +
-                                 (tail ? MSG_OVERHEAD + ZSTD_compressBound((size_t) tail) : 0);
+                l.payload_max += full * (MSG_OVERHEAD + ZSTD_compressBound((size_t)block)) +
+                                 (tail ? MSG_OVERHEAD + ZSTD_compressBound((size_t)tail) : 0);
         }
         if (l.raw > SIZE_MAX / 2)
                 return -EFBIG;
@@ -304,7 +304,7 @@ size_t sf_header_write(const SfHeader *h, uint8_t *buf, size_t cap) {
         wr_u32(&w, m->turn);
         wr_u64(&w, m->created_usec);
         wr_u64(&w, m->updated_usec);
-        wr_u32(&w, (uint32_t) m->precision);
+        wr_u32(&w, (uint32_t)m->precision);
         wr_u32(&w, h->codec);
         wr_u32(&w, h->block_log2);
         wr_u32(&w, h->flags);
@@ -323,10 +323,10 @@ size_t sf_header_write(const SfHeader *h, uint8_t *buf, size_t cap) {
         wr_u64(&w, h->raw_size);
         wr_u64(&w, h->payload_bytes);
         size_t id_len = strnlen(m->id, STORE_ID_MAX);
-        wr_u8(&w, (uint8_t) id_len);
+        wr_u8(&w, (uint8_t)id_len);
         wr_bytes(&w, m->id, id_len);
         size_t title_len = strnlen(m->title, STORE_TITLE_MAX);
-        wr_u16(&w, (uint16_t) title_len);
+        wr_u16(&w, (uint16_t)title_len);
         wr_bytes(&w, m->title, title_len);
         return w.n;
 }
@@ -391,12 +391,12 @@ int sf_header_parse(const uint8_t *buf, size_t size, SfHeader *ret, RwkvError *e
 
         if (prec > STORE_PRECISION_BF16)
                 return error_set(err, EBADMSG, "header: unknown state precision %u", prec);
-        m->precision = (StorePrecision) prec;
-        if ((h.codec & ~(uint32_t) SF_CODEC_SHUFFLE) > SF_CODEC_ZSTD)
+        m->precision = (StorePrecision)prec;
+        if ((h.codec & ~(uint32_t)SF_CODEC_SHUFFLE) > SF_CODEC_ZSTD)
                 return error_set(err, EBADMSG, "header: unknown codec 0x%x", h.codec);
         if (h.block_log2 < SF_BLOCK_LOG2_MIN || h.block_log2 > SF_BLOCK_LOG2_MAX)
                 return error_set(err, EBADMSG, "header: block size 2^%u out of range", h.block_log2);
-        if (h.flags & ~(uint32_t) SF_FLAGS_KNOWN)
+        if (h.flags & ~(uint32_t)SF_FLAGS_KNOWN)
                 return error_set(err, EBADMSG, "header: unknown flags 0x%x", h.flags);
         if (id_len > 0 && !store_id_is_valid(m->id))
                 return error_set(err, EBADMSG, "header: invalid session id");
@@ -404,7 +404,7 @@ int sf_header_parse(const uint8_t *buf, size_t size, SfHeader *ret, RwkvError *e
                 return error_set(err, EBADMSG, "header: title contains NUL");
         if (m->state_floats == 0 || m->state_floats > STORE_STATE_FLOATS_MAX)
                 return error_set(err, EBADMSG, "header: state size %llu floats out of range",
-                                 (unsigned long long) m->state_floats);
+                                 (unsigned long long)m->state_floats);
         if (m->n_vocab > STORE_VOCAB_MAX)
                 return error_set(err, EBADMSG, "header: vocabulary %u too large", m->n_vocab);
         if ((h.flags & SF_FLAG_PENDING_TOKEN) && m->n_vocab && h.pending_token >= m->n_vocab)
@@ -415,10 +415,10 @@ int sf_header_parse(const uint8_t *buf, size_t size, SfHeader *ret, RwkvError *e
                 return error_set(err, -k, "header: inconsistent section sizes");
         if (h.raw_size != l.raw)
                 return error_set(err, EBADMSG, "header: payload size %llu does not match its sections (%llu)",
-                                 (unsigned long long) h.raw_size, (unsigned long long) l.raw);
+                                 (unsigned long long)h.raw_size, (unsigned long long)l.raw);
         if (h.payload_bytes < l.payload_min || h.payload_bytes > l.payload_max)
                 return error_set(err, EBADMSG, "header: payload of %llu bytes impossible for %llu blocks",
-                                 (unsigned long long) h.payload_bytes, (unsigned long long) l.nblocks);
+                                 (unsigned long long)h.payload_bytes, (unsigned long long)l.nblocks);
         *ret = h;
         return 0;
 }
@@ -438,8 +438,8 @@ int sf_prefix_parse(const uint8_t *buf, size_t size, SfPrefix *ret, RwkvError *e
         p.header_clen = rd_u32(&r);
         /* Another version is not corruption (a newer daemon wrote it): refuse, but never move it aside. */
         if (p.version != SF_VERSION)
-                return error_set(err, EPROTONOSUPPORT, "unsupported session file version %u (this daemon reads %u)", p.version,
-                                 SF_VERSION);
+                return error_set(err, EPROTONOSUPPORT, "unsupported session file version %u (this daemon reads %u)",
+                                 p.version, SF_VERSION);
         if (p.kind != SF_KIND_SESSION && p.kind != SF_KIND_EXPORT)
                 return error_set(err, EBADMSG, "unknown session file kind %u", p.kind);
         if (p.header_clen < SS_ABYTES + 1 || p.header_clen > SS_ABYTES + SF_HEADER_MAX)
@@ -461,7 +461,7 @@ static void ss_state_wipe(crypto_secretstream_xchacha20poly1305_state *st) {
 typedef struct Src {
         const uint8_t *mem;
         size_t size, pos;
-        int fd;           /* >= 0: read from here */
+        int fd; /* >= 0: read from here */
         uint64_t taken;
 } Src;
 
@@ -483,7 +483,7 @@ static int src_read(Src *s, size_t n, uint8_t *buf) {
                                 return -errno;
                         if (l == 0)
                                 return -EBADMSG;
-                        done += (size_t) l;
+                        done += (size_t)l;
                 }
         }
         s->taken += n;
@@ -522,12 +522,12 @@ static int header_open(Src *src, const uint8_t *key, SfKind kind, uid_t uid,
         r = sf_prefix_parse(pre, SF_PREFIX_BYTES, &p, err);
         if (r < 0)
                 return r;
-        if (p.kind != (uint32_t) kind)
+        if (p.kind != (uint32_t)kind)
                 return error_set(err, EBADMSG, "%s file where %s file was expected",
                                  p.kind == SF_KIND_EXPORT ? "an export" : "a session",
                                  kind == SF_KIND_EXPORT ? "an export" : "a session");
-        if (uid != (uid_t) -1 && p.uid != (uint32_t) uid)
-                return error_set(err, EBADMSG, "file belongs to uid %u, not %u", p.uid, (unsigned) uid);
+        if (uid != (uid_t)-1 && p.uid != (uint32_t)uid)
+                return error_set(err, EBADMSG, "file belongs to uid %u, not %u", p.uid, (unsigned)uid);
         r = src_read(src, p.header_clen, hc);
         if (r < 0)
                 return src_error(err, r, "inside its header");
@@ -542,11 +542,11 @@ static int header_open(Src *src, const uint8_t *key, SfKind kind, uid_t uid,
         if (tag != crypto_secretstream_xchacha20poly1305_TAG_MESSAGE)
                 return error_set(err, EBADMSG, "header message has an unexpected tag");
         SfHeader h;
-        r = sf_header_parse(plain, (size_t) mlen, &h, err);
+        r = sf_header_parse(plain, (size_t)mlen, &h, err);
         sodium_memzero(plain, sizeof(plain));
         if (r < 0)
                 return r;
-        h.meta.uid = (uid_t) p.uid;
+        h.meta.uid = (uid_t)p.uid;
         *ret_p = p;
         *ret_h = h;
         return 0;
@@ -589,16 +589,17 @@ static void zstd_cctx_freep(ZSTD_CCtx **c) {
 }
 
 /* Raw payload bytes of one float section (state in its stored precision, or fp32 arrays). */
-static void section_pack(const float *src, size_t n, StorePrecision prec, bool shuffle, uint8_t *out, uint8_t *scratch) {
+static void section_pack(const float *src, size_t n, StorePrecision prec, bool shuffle, uint8_t *out,
+                         uint8_t *scratch) {
         size_t esz = precision_bytes(prec);
-        const uint8_t *bytes = (const uint8_t *) src;
+        const uint8_t *bytes = (const uint8_t *)src;
         if (prec != STORE_PRECISION_F32) {
-                uint16_t *h = (uint16_t *) (shuffle ? scratch : out);
+                uint16_t *h = (uint16_t *)(shuffle ? scratch : out);
                 for (size_t i = 0; i < n; i++) {
                         uint16_t v = prec == STORE_PRECISION_F16 ? f32_to_f16_rne(src[i]) : f32_to_bf16_rne(src[i]);
                         memcpy(h + i, &v, 2); /* host order here; files are little-endian only (see docs) */
                 }
-                bytes = (const uint8_t *) h;
+                bytes = (const uint8_t *)h;
         }
         if (shuffle)
                 planes_split(bytes, out, n, esz);
@@ -606,11 +607,12 @@ static void section_pack(const float *src, size_t n, StorePrecision prec, bool s
                 memcpy(out, bytes, n * esz);
 }
 
-static void section_unpack(const uint8_t *in, size_t n, StorePrecision prec, bool shuffle, float *dst, uint8_t *scratch) {
+static void section_unpack(const uint8_t *in, size_t n, StorePrecision prec, bool shuffle, float *dst,
+                           uint8_t *scratch) {
         size_t esz = precision_bytes(prec);
         if (prec == STORE_PRECISION_F32) {
                 if (shuffle)
-                        planes_join(in, (uint8_t *) dst, n, esz);
+                        planes_join(in, (uint8_t *)dst, n, esz);
                 else
                         memcpy(dst, in, n * 4);
                 return;
@@ -644,15 +646,15 @@ int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, 
                 return error_set(err, EINVAL, "invalid session id");
         if (strnlen(m->title, STORE_TITLE_MAX + 1) > STORE_TITLE_MAX)
                 return error_set(err, EINVAL, "title longer than %u bytes", STORE_TITLE_MAX);
-        if ((unsigned) p->precision > STORE_PRECISION_BF16)
-                return error_set(err, EINVAL, "unknown state precision %d", (int) p->precision);
+        if ((unsigned)p->precision > STORE_PRECISION_BF16)
+                return error_set(err, EINVAL, "unknown state precision %d", (int)p->precision);
 
         SfHeader h = { .meta = *m };
         h.meta.precision = p->precision;
         h.flags = (rec->logits ? SF_FLAG_LOGITS : 0) | (rec->penalties ? SF_FLAG_PENALTIES : 0) |
                   (rec->has_pending_token ? SF_FLAG_PENDING_TOKEN : 0) | (p->checkpoint ? SF_FLAG_CHECKPOINT : 0);
         h.pending_token = rec->has_pending_token ? rec->pending_token : 0;
-        h.source_uid = (uint32_t) p->uid;
+        h.source_uid = (uint32_t)p->uid;
         h.sampler = rec->sampler;
         h.rng = rec->rng;
         h.transcript_size = rec->transcript_size;
@@ -665,25 +667,25 @@ int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, 
         const void *src[_SEC_MAX] = { rec->state, rec->logits, rec->penalties, rec->transcript };
 
         /* 1. Blocks as plaintext messages [codec][data], back to back; zstd only where it shrinks. */
-        size_t block = (size_t) 1 << h.block_log2, bound = ZSTD_compressBound(block);
-        size_t plain_cap = (size_t) (l.payload_max - l.nblocks * (4 + SS_ABYTES));
+        size_t block = (size_t)1 << h.block_log2, bound = ZSTD_compressBound(block);
+        size_t plain_cap = (size_t)(l.payload_max - l.nblocks * (4 + SS_ABYTES));
         _cleanup_(freep) uint8_t *plain = malloc(plain_cap);
         _cleanup_(freep) uint64_t *lens = malloc(l.nblocks * sizeof(uint64_t));
         _cleanup_(freep) uint8_t *scratch = malloc(2 * block);
         _cleanup_(zstd_cctx_freep) ZSTD_CCtx *cctx = p->zstd_level != 0 ? ZSTD_createCCtx() : NULL;
         if (!plain || !lens || !scratch || (p->zstd_level != 0 && !cctx))
-                return error_set(err, ENOMEM, "out of memory for a %llu-byte payload", (unsigned long long) l.raw);
+                return error_set(err, ENOMEM, "out of memory for a %llu-byte payload", (unsigned long long)l.raw);
         size_t pos = 0, nb = 0;
         for (int sec = 0; sec < _SEC_MAX; sec++)
                 for (uint64_t off = 0; off < l.bytes[sec]; off += block) {
-                        size_t bs = (size_t) MIN((uint64_t) block, l.bytes[sec] - off);
+                        size_t bs = (size_t)MIN((uint64_t)block, l.bytes[sec] - off);
                         const uint8_t *in;
                         if (sec == SEC_TRANSCRIPT) {
-                                in = (const uint8_t *) src[sec] + off;
+                                in = (const uint8_t *)src[sec] + off;
                         } else {
                                 StorePrecision prec = sec == SEC_STATE ? p->precision : STORE_PRECISION_F32;
                                 size_t esz = l.esz[sec];
-                                const float *f = (const float *) src[sec] + off / esz;
+                                const float *f = (const float *)src[sec] + off / esz;
                                 section_pack(f, bs / esz, prec, p->shuffle, scratch, scratch + block);
                                 in = scratch;
                         }
@@ -711,17 +713,17 @@ int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, 
         size_t hlen = sf_header_write(&h, hbuf, sizeof(hbuf));
         if (hlen > sizeof(hbuf))
                 return error_set(err, EINVAL, "header too large");
-        uint32_t header_clen = (uint32_t) (hlen + SS_ABYTES);
+        uint32_t header_clen = (uint32_t)(hlen + SS_ABYTES);
         uint64_t total = SF_PREFIX_BYTES + header_clen + h.payload_bytes;
         _cleanup_(freep) uint8_t *out = malloc(total);
         if (!out)
-                return error_set(err, ENOMEM, "out of memory for a %llu-byte file", (unsigned long long) total);
+                return error_set(err, ENOMEM, "out of memory for a %llu-byte file", (unsigned long long)total);
 
         Wr w = { out, 0, SF_PREFIX_BYTES };
         wr_bytes(&w, SF_MAGIC, 8);
         wr_u32(&w, SF_VERSION);
-        wr_u32(&w, (uint32_t) p->kind);
-        wr_u32(&w, (uint32_t) p->uid);
+        wr_u32(&w, (uint32_t)p->kind);
+        wr_u32(&w, (uint32_t)p->uid);
         wr_u32(&w, header_clen);
         _cleanup_(ss_state_wipe) crypto_secretstream_xchacha20poly1305_state st;
         crypto_secretstream_xchacha20poly1305_init_push(&st, out + 24, p->key);
@@ -735,18 +737,19 @@ int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, 
         pos = 0;
         for (size_t i = 0; i < nb; i++) {
                 Wr lw = { out + opos, 0, 4 };
-                wr_u32(&lw, (uint32_t) (lens[i] + SS_ABYTES));
+                wr_u32(&lw, (uint32_t)(lens[i] + SS_ABYTES));
                 opos += 4;
                 crypto_secretstream_xchacha20poly1305_push(&st, out + opos, NULL, plain + pos, lens[i], NULL, 0,
-                                                           i + 1 == nb ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
-                                                                       : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
+                                                           i + 1 == nb
+                                                                   ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
+                                                                   : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
                 opos += lens[i] + SS_ABYTES;
                 pos += lens[i];
         }
         if (opos != total)
-                return error_set(err, EIO, "internal error: wrote %zu of %llu bytes", opos, (unsigned long long) total);
+                return error_set(err, EIO, "internal error: wrote %zu of %llu bytes", opos, (unsigned long long)total);
         *ret = TAKE_PTR(out);
-        *ret_size = (size_t) total;
+        *ret_size = (size_t)total;
         return 0;
 }
 
@@ -758,12 +761,12 @@ static int decode(Src *src, const uint8_t *key, SfKind kind, uid_t uid, SessionR
         if (r < 0)
                 return r;
         Layout l;
-        (void) layout_compute(&h, &l); /* validated by sf_header_parse */
+        (void)layout_compute(&h, &l); /* validated by sf_header_parse */
         /* In memory the file's size is known before anything else is read. */
         uint64_t total = sf_prefix_head_bytes(&p) + h.payload_bytes;
         if (src->fd < 0 && src->size != total)
                 return error_set(err, EBADMSG, "file is %zu bytes, its header says %llu (%s)", src->size,
-                                 (unsigned long long) total, src->size < total ? "truncated" : "trailing garbage");
+                                 (unsigned long long)total, src->size < total ? "truncated" : "trailing garbage");
 
         _cleanup_(session_record_freep) SessionRecord *rec = calloc(1, sizeof(*rec));
         if (!rec)
@@ -776,14 +779,14 @@ static int decode(Src *src, const uint8_t *key, SfKind kind, uid_t uid, SessionR
         rec->pending_token = h.pending_token;
         rec->state = malloc(h.meta.state_floats * sizeof(float));
         if (l.bytes[SEC_LOGITS])
-                rec->logits = malloc((size_t) l.bytes[SEC_LOGITS]);
+                rec->logits = malloc((size_t)l.bytes[SEC_LOGITS]);
         if (l.bytes[SEC_PENALTIES])
-                rec->penalties = malloc((size_t) l.bytes[SEC_PENALTIES]);
+                rec->penalties = malloc((size_t)l.bytes[SEC_PENALTIES]);
         if (l.bytes[SEC_TRANSCRIPT]) {
-                rec->transcript = malloc((size_t) l.bytes[SEC_TRANSCRIPT]);
-                rec->transcript_size = (size_t) l.bytes[SEC_TRANSCRIPT];
+                rec->transcript = malloc((size_t)l.bytes[SEC_TRANSCRIPT]);
+                rec->transcript_size = (size_t)l.bytes[SEC_TRANSCRIPT];
         }
-        size_t block = (size_t) 1 << h.block_log2, msg_max = MSG_OVERHEAD - 4 + ZSTD_compressBound(block);
+        size_t block = (size_t)1 << h.block_log2, msg_max = MSG_OVERHEAD - 4 + ZSTD_compressBound(block);
         bool half = h.meta.precision != STORE_PRECISION_F32, shuffle = !!(h.codec & SF_CODEC_SHUFFLE);
         /* Per-block buffers, reused: the message (decrypted in place) and a block for the byte planes
          * (two for half floats). Nothing here grows with the state. */
@@ -797,17 +800,17 @@ static int decode(Src *src, const uint8_t *key, SfKind kind, uid_t uid, SessionR
         uint64_t nb = 0, payload = 0;
         for (int sec = 0; sec < _SEC_MAX; sec++)
                 for (uint64_t off = 0; off < l.bytes[sec]; off += block) {
-                        size_t bs = (size_t) MIN((uint64_t) block, l.bytes[sec] - off);
+                        size_t bs = (size_t)MIN((uint64_t)block, l.bytes[sec] - off);
                         bool last = ++nb == l.nblocks;
                         r = src_read(src, 4, cbuf);
                         if (r < 0)
                                 return src_error(err, r, "in its payload");
-                        uint32_t clen = (uint32_t) cbuf[0] | (uint32_t) cbuf[1] << 8 | (uint32_t) cbuf[2] << 16 |
-                                        (uint32_t) cbuf[3] << 24;
+                        uint32_t clen = (uint32_t)cbuf[0] | (uint32_t)cbuf[1] << 8 | (uint32_t)cbuf[2] << 16 |
+                                        (uint32_t)cbuf[3] << 24;
                         if (clen < MSG_OVERHEAD - 4 || clen > MSG_OVERHEAD - 4 + ZSTD_compressBound(bs) ||
                             payload + 4 + clen > h.payload_bytes)
                                 return error_set(err, EBADMSG, "block %llu: length %u out of range",
-                                                 (unsigned long long) nb, clen);
+                                                 (unsigned long long)nb, clen);
                         payload += 4 + clen;
                         r = src_read(src, clen, cbuf);
                         if (r < 0)
@@ -818,46 +821,50 @@ static int decode(Src *src, const uint8_t *key, SfKind kind, uid_t uid, SessionR
                         uint8_t *pbuf = cbuf + 1;
                         unsigned char tag;
                         unsigned long long mlen;
-                        if (crypto_secretstream_xchacha20poly1305_pull(&st, pbuf, &mlen, &tag, cbuf, clen, NULL, 0) != 0)
-                                return error_set(err, EBADMSG, "block %llu fails authentication", (unsigned long long) nb);
+                        if (crypto_secretstream_xchacha20poly1305_pull(&st, pbuf, &mlen, &tag, cbuf, clen, NULL, 0) !=
+                            0)
+                                return error_set(err, EBADMSG, "block %llu fails authentication",
+                                                 (unsigned long long)nb);
                         if (tag != (last ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
                                          : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE))
-                                return error_set(err, EBADMSG, "block %llu has an unexpected tag", (unsigned long long) nb);
+                                return error_set(err, EBADMSG, "block %llu has an unexpected tag",
+                                                 (unsigned long long)nb);
 
                         /* Decode straight into the record when the bytes need no reordering. */
                         size_t esz = l.esz[sec];
                         bool transform = sec != SEC_TRANSCRIPT && ((shuffle && esz > 1) || (sec == SEC_STATE && half));
-                        uint8_t *target = transform ? scratch
-                                                    : (uint8_t *) dst[sec] + (sec == SEC_TRANSCRIPT ? off : off / esz * 4);
+                        uint8_t *target = transform
+                                                  ? scratch
+                                                  : (uint8_t *)dst[sec] + (sec == SEC_TRANSCRIPT ? off : off / esz * 4);
                         const uint8_t *data = pbuf + 1;
-                        size_t dlen = (size_t) mlen - 1;
+                        size_t dlen = (size_t)mlen - 1;
                         if (pbuf[0] == SF_BLOCK_RAW) {
                                 if (dlen != bs)
                                         return error_set(err, EBADMSG, "block %llu: %zu bytes, expected %zu",
-                                                         (unsigned long long) nb, dlen, bs);
+                                                         (unsigned long long)nb, dlen, bs);
                                 memcpy(target, data, bs);
                         } else if (pbuf[0] == SF_BLOCK_ZSTD) {
                                 /* Never trust the declared size: exactly bs bytes or nothing. */
                                 unsigned long long fcs = ZSTD_getFrameContentSize(data, dlen);
                                 if (fcs != bs)
                                         return error_set(err, EBADMSG, "block %llu declares %llu bytes, expected %zu",
-                                                         (unsigned long long) nb, fcs, bs);
+                                                         (unsigned long long)nb, fcs, bs);
                                 size_t d = ZSTD_decompressDCtx(dctx, target, bs, data, dlen);
                                 if (ZSTD_isError(d) || d != bs)
                                         return error_set(err, EBADMSG, "block %llu does not decompress to %zu bytes",
-                                                         (unsigned long long) nb, bs);
+                                                         (unsigned long long)nb, bs);
                         } else
-                                return error_set(err, EBADMSG, "block %llu: unknown codec %u", (unsigned long long) nb,
+                                return error_set(err, EBADMSG, "block %llu: unknown codec %u", (unsigned long long)nb,
                                                  pbuf[0]);
                         if (transform) {
                                 StorePrecision prec = sec == SEC_STATE ? h.meta.precision : STORE_PRECISION_F32;
-                                section_unpack(scratch, bs / esz, prec, shuffle, (float *) dst[sec] + off / esz,
+                                section_unpack(scratch, bs / esz, prec, shuffle, (float *)dst[sec] + off / esz,
                                                scratch + block);
                         }
                 }
         if (payload != h.payload_bytes)
                 return error_set(err, EBADMSG, "payload is %llu bytes, its header says %llu",
-                                 (unsigned long long) payload, (unsigned long long) h.payload_bytes);
+                                 (unsigned long long)payload, (unsigned long long)h.payload_bytes);
         r = src_end(src);
         if (r < 0)
                 return r == -EBADMSG ? error_set(err, EBADMSG, "trailing garbage after the last block")

@@ -47,12 +47,12 @@ enum {
 
 typedef struct SfEncodeParams {
         SfKind kind;
-        uid_t uid;               /* owner (session) or exporting uid (export), bound into the file */
-        const uint8_t *key;      /* 32-byte subkey */
+        uid_t uid;          /* owner (session) or exporting uid (export), bound into the file */
+        const uint8_t *key; /* 32-byte subkey */
         StorePrecision precision;
-        int zstd_level;          /* 0: store uncompressed; else zstd at this level (negative: fast modes) */
-        bool shuffle;            /* byte-plane shuffle of float sections */
-        uint32_t block_log2;     /* 0: default (17: 128 KiB blocks) */
+        int zstd_level;      /* 0: store uncompressed; else zstd at this level (negative: fast modes) */
+        bool shuffle;        /* byte-plane shuffle of float sections */
+        uint32_t block_log2; /* 0: default (17: 128 KiB blocks) */
         bool checkpoint;
 } SfEncodeParams;
 
@@ -89,7 +89,7 @@ typedef struct SfHeader {
         SamplerParams sampler;
         Rng rng;
         uint64_t transcript_size, raw_size;
-        uint64_t payload_bytes;  /* the framed, sealed blocks after the header */
+        uint64_t payload_bytes; /* the framed, sealed blocks after the header */
 } SfHeader;
 int sf_header_parse(const uint8_t *buf, size_t size, SfHeader *ret, RwkvError *err);
 size_t sf_header_write(const SfHeader *h, uint8_t *buf, size_t cap);

@@ -16,7 +16,7 @@
 int io_write_all(int fd, const void *buf, size_t n) {
         const uint8_t *p = buf;
         while (n > 0) {
-                ssize_t l = write(fd, p, MIN(n, (size_t) 1 << 30));
+                ssize_t l = write(fd, p, MIN(n, (size_t)1 << 30));
                 if (l < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -25,7 +25,7 @@ int io_write_all(int fd, const void *buf, size_t n) {
                 if (l == 0)
                         return -EIO;
                 p += l;
-                n -= (size_t) l;
+                n -= (size_t)l;
         }
         return 0;
 }
@@ -33,7 +33,7 @@ int io_write_all(int fd, const void *buf, size_t n) {
 int io_read_exact(int fd, void *buf, size_t n) {
         uint8_t *p = buf;
         while (n > 0) {
-                ssize_t l = read(fd, p, MIN(n, (size_t) 1 << 30));
+                ssize_t l = read(fd, p, MIN(n, (size_t)1 << 30));
                 if (l < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -42,7 +42,7 @@ int io_read_exact(int fd, void *buf, size_t n) {
                 if (l == 0)
                         return -EBADMSG;
                 p += l;
-                n -= (size_t) l;
+                n -= (size_t)l;
         }
         return 0;
 }
@@ -66,7 +66,7 @@ static int temp_commit(int dir_fd, const char *tmp, const char *name, bool norep
                 r = renameat(dir_fd, tmp, dir_fd, name);
         if (r < 0) {
                 r = -errno;
-                (void) unlinkat(dir_fd, tmp, 0);
+                (void)unlinkat(dir_fd, tmp, 0);
                 return r;
         }
         if (sync && fsync(dir_fd) < 0)
@@ -85,7 +85,7 @@ int io_write_atomic(int dir_fd, const char *name, const void *data, size_t size,
         if (r >= 0 && close(TAKE_FD(fd)) < 0)
                 r = -errno; /* NFS and quotas may report write errors only here */
         if (r < 0) {
-                (void) unlinkat(dir_fd, tmp, 0);
+                (void)unlinkat(dir_fd, tmp, 0);
                 return r;
         }
         return temp_commit(dir_fd, tmp, name, noreplace, sync);
@@ -107,8 +107,8 @@ int io_read_head(int dir_fd, const char *name, uint8_t *buf, size_t size, uint64
         if (l < 0)
                 return -errno;
         if (ret_file_size)
-                *ret_file_size = (uint64_t) st.st_size;
-        return (int) l;
+                *ret_file_size = (uint64_t)st.st_size;
+        return (int)l;
 }
 
 int io_unlink_secure(int dir_fd, const char *name, bool sync) {
@@ -116,20 +116,20 @@ int io_unlink_secure(int dir_fd, const char *name, bool sync) {
         struct stat st;
         if (fd >= 0 && fstat(fd, &st) >= 0 && S_ISREG(st.st_mode) && st.st_nlink == 1) {
                 static const uint8_t zeros[64 * 1024];
-                uint64_t left = (uint64_t) st.st_size;
+                uint64_t left = (uint64_t)st.st_size;
                 while (left > 0) {
-                        size_t n = (size_t) MIN(left, (uint64_t) sizeof(zeros));
+                        size_t n = (size_t)MIN(left, (uint64_t)sizeof(zeros));
                         if (io_write_all(fd, zeros, n) < 0)
                                 break; /* best effort: the unlink below matters most */
                         left -= n;
                 }
                 if (sync)
-                        (void) fdatasync(fd);
+                        (void)fdatasync(fd);
         }
         if (unlinkat(dir_fd, name, 0) < 0)
                 return -errno;
         if (sync)
-                (void) fsync(dir_fd);
+                (void)fsync(dir_fd);
         return 0;
 }
 
@@ -151,7 +151,7 @@ int io_copy_file(int src_dir, const char *src, int dst_dir, const char *dst, boo
         if (ioctl(out, FICLONE, in) < 0) {
                 off_t left = st.st_size;
                 while (left > 0) {
-                        ssize_t l = copy_file_range(in, NULL, out, NULL, (size_t) left, 0);
+                        ssize_t l = copy_file_range(in, NULL, out, NULL, (size_t)left, 0);
                         if (l < 0 && errno == EINTR)
                                 continue;
                         if (l <= 0)
@@ -172,7 +172,7 @@ int io_copy_file(int src_dir, const char *src, int dst_dir, const char *dst, boo
                                 else if (l == 0)
                                         r = -EIO; /* shrank under us */
                                 else {
-                                        r = io_write_all(out, buf, (size_t) l);
+                                        r = io_write_all(out, buf, (size_t)l);
                                         left -= l;
                                 }
                         }
@@ -183,7 +183,7 @@ int io_copy_file(int src_dir, const char *src, int dst_dir, const char *dst, boo
         if (r >= 0 && close(TAKE_FD(out)) < 0)
                 r = -errno;
         if (r < 0) {
-                (void) unlinkat(dst_dir, tmp, 0);
+                (void)unlinkat(dst_dir, tmp, 0);
                 return r;
         }
         return temp_commit(dst_dir, tmp, dst, noreplace, sync);
@@ -198,11 +198,11 @@ int io_quarantine(int dir_fd, const char *name, char *ret_name, size_t ret_size)
                 struct timespec ts;
                 clock_gettime(CLOCK_REALTIME, &ts);
                 snprintf(target, sizeof(target), "%s.%llu.corrupt", name,
-                         (unsigned long long) ts.tv_sec * 1000000ULL + (unsigned long long) ts.tv_nsec / 1000);
+                         (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
                 if (renameat2(dir_fd, name, dir_fd, target, RENAME_NOREPLACE) < 0)
                         return -errno;
         }
-        (void) fsync(dir_fd);
+        (void)fsync(dir_fd);
         if (ret_name)
                 snprintf(ret_name, ret_size, "%s", target);
         return 0;
@@ -220,6 +220,6 @@ void io_sweep_temps(int dir_fd) {
         struct dirent *de;
         while ((de = readdir(d)))
                 if (de->d_name[0] == '.' && de->d_name[1] == '#')
-                        (void) unlinkat(dir_fd, de->d_name, 0);
+                        (void)unlinkat(dir_fd, de->d_name, 0);
         closedir(d);
 }

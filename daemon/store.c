@@ -53,7 +53,7 @@ bool store_id_is_valid(const char *id) {
 static uint64_t now_usec(void) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 static int mkdir_private(int dir_fd, const char *name) {
@@ -73,8 +73,8 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret, RwkvError
         s->dir_fd = -EBADF;
         if (opts)
                 s->opts = *opts;
-        if ((unsigned) s->opts.state_precision > STORE_PRECISION_BF16)
-                return error_set(err, EINVAL, "unknown state precision %d", (int) s->opts.state_precision);
+        if ((unsigned)s->opts.state_precision > STORE_PRECISION_BF16)
+                return error_set(err, EINVAL, "unknown state precision %d", (int)s->opts.state_precision);
         if (s->opts.zstd_level == 0)
                 s->opts.zstd_level = DEFAULT_ZSTD_LEVEL;
         if (s->opts.zstd_level > 22)
@@ -106,7 +106,8 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret, RwkvError
                 while ((de = readdir(d))) {
                         if (de->d_name[0] < '0' || de->d_name[0] > '9')
                                 continue;
-                        _cleanup_(closep) int ufd = openat(s->dir_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+                        _cleanup_(closep) int ufd =
+                                openat(s->dir_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
                         if (ufd >= 0)
                                 io_sweep_temps(ufd);
                 }
@@ -118,7 +119,7 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret, RwkvError
 
 static int uid_dir(Store *s, uid_t uid, bool create) {
         char name[32];
-        snprintf(name, sizeof(name), "%u", (unsigned) uid);
+        snprintf(name, sizeof(name), "%u", (unsigned)uid);
         if (create) {
                 int r = mkdir_private(s->dir_fd, name);
                 if (r < 0)
@@ -149,8 +150,7 @@ static void checkpoint_name(char *buf, size_t size, uint32_t turn) {
 }
 
 static int write_error(RwkvError *err, int r, const char *what, const char *id) {
-        return error_set(err, -r, "cannot write %s '%s': %s (the previous version is intact)", what, id,
-                         strerror(-r));
+        return error_set(err, -r, "cannot write %s '%s': %s (the previous version is intact)", what, id, strerror(-r));
 }
 
 static void uid_key(Store *s, uid_t uid, uint8_t key[DAEMON_KEY_BYTES]) {
@@ -222,7 +222,7 @@ static int load_sealed(Store *s, uid_t uid, int dir_fd, const char *name, const 
         if (!S_ISREG(st.st_mode))
                 r = error_set(err, EBADMSG, "not a regular file");
         else {
-                (void) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+                (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
                 uint8_t key[DAEMON_KEY_BYTES];
                 uid_key(s, uid, key);
                 r = sf_decode_fd(fd, key, SF_KIND_SESSION, uid, &rec, err);
@@ -247,15 +247,14 @@ static int load_sealed(Store *s, uid_t uid, int dir_fd, const char *name, const 
         return 0;
 }
 
-int store_load(Store *s, uid_t uid, const char *id, const uint8_t model_hash[32], SessionRecord **ret,
-               RwkvError *err) {
+int store_load(Store *s, uid_t uid, const char *id, const uint8_t model_hash[32], SessionRecord **ret, RwkvError *err) {
         if (!s || !ret || !store_id_is_valid(id))
                 return error_set(err, EINVAL, "invalid session id");
         _cleanup_(closep) int ufd = uid_dir(s, uid, false);
         if (ufd == -ENOENT)
                 return error_set(err, ENOENT, "no session '%s'", id);
         if (ufd < 0)
-                return error_set(err, -ufd, "cannot open the sessions of uid %u: %s", (unsigned) uid, strerror(-ufd));
+                return error_set(err, -ufd, "cannot open the sessions of uid %u: %s", (unsigned)uid, strerror(-ufd));
         char name[STORE_ID_MAX + 32];
         session_name(name, sizeof(name), id);
         return load_sealed(s, uid, ufd, name, id, model_hash, ret, err);
@@ -277,11 +276,11 @@ static int stat_sealed(Store *s, uid_t uid, int dir_fd, const char *name, const 
         if (r >= 0) {
                 uint8_t key[DAEMON_KEY_BYTES];
                 uid_key(s, uid, key);
-                r = sf_decode_header(head, (size_t) n, key, SF_KIND_SESSION, uid, &meta, &total, err);
+                r = sf_decode_header(head, (size_t)n, key, SF_KIND_SESSION, uid, &meta, &total, err);
                 sodium_memzero(key, sizeof(key));
                 if (r >= 0 && total != file_size)
                         r = error_set(err, EBADMSG, "file is %llu bytes, its header says %llu",
-                                      (unsigned long long) file_size, (unsigned long long) total);
+                                      (unsigned long long)file_size, (unsigned long long)total);
         } else
                 error_set(err, EBADMSG, "not a regular file");
         if (r == -EBADMSG) {
@@ -320,7 +319,7 @@ static bool name_to_id(const char *name, char id[STORE_ID_MAX + 1]) {
 }
 
 static int meta_cmp(const void *a, const void *b) {
-        return strcmp(((const SessionMeta *) a)->id, ((const SessionMeta *) b)->id);
+        return strcmp(((const SessionMeta *)a)->id, ((const SessionMeta *)b)->id);
 }
 
 static DIR *opendir_at(int dir_fd) {
@@ -348,7 +347,7 @@ int store_list(Store *s, uid_t uid, SessionMeta **ret, size_t *ret_n, RwkvError 
                 return 0;
         }
         if (ufd < 0)
-                return error_set(err, -ufd, "cannot open the sessions of uid %u: %s", (unsigned) uid, strerror(-ufd));
+                return error_set(err, -ufd, "cannot open the sessions of uid %u: %s", (unsigned)uid, strerror(-ufd));
         _cleanup_(closedirp) DIR *d = opendir_at(ufd);
         if (!d)
                 return error_set(err, errno, "cannot list sessions: %m");
@@ -377,7 +376,7 @@ int store_list(Store *s, uid_t uid, SessionMeta **ret, size_t *ret_n, RwkvError 
                 qsort(v, n, sizeof(*v), meta_cmp);
         *ret = TAKE_PTR(v);
         *ret_n = n;
-        return (int) MIN(n, (size_t) INT32_MAX);
+        return (int)MIN(n, (size_t)INT32_MAX);
 }
 
 /* Remove every file in a checkpoint folder, then the folder. */
@@ -395,16 +394,16 @@ static int checkpoints_remove(int ufd, const char *id, bool secure, bool sync) {
                 if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
                         continue;
                 if (secure)
-                        (void) io_unlink_secure(cfd, de->d_name, false);
+                        (void)io_unlink_secure(cfd, de->d_name, false);
                 else
-                        (void) unlinkat(cfd, de->d_name, 0);
+                        (void)unlinkat(cfd, de->d_name, 0);
         }
         char name[STORE_ID_MAX + 32];
         snprintf(name, sizeof(name), "%s" CHECKPOINT_SUFFIX, id);
         if (unlinkat(ufd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
                 return -errno;
         if (sync)
-                (void) fsync(ufd);
+                (void)fsync(ufd);
         return 0;
 }
 
@@ -444,13 +443,13 @@ int store_rename(Store *s, uid_t uid, const char *id, const char *new_id, RwkvEr
                 return error_set(err, errno, "cannot rename session '%s': %m", id);
         }
         /* Stale checkpoints under the new name (a session deleted uncleanly) must not be adopted. */
-        (void) checkpoints_remove(ufd, new_id, false, false);
+        (void)checkpoints_remove(ufd, new_id, false, false);
         snprintf(from, sizeof(from), "%s" CHECKPOINT_SUFFIX, id);
         snprintf(to, sizeof(to), "%s" CHECKPOINT_SUFFIX, new_id);
         if (renameat(ufd, from, ufd, to) < 0 && errno != ENOENT)
                 return error_set(err, errno, "session renamed, but its checkpoints could not follow: %m");
         if (!s->opts.no_sync)
-                (void) fsync(ufd);
+                (void)fsync(ufd);
         return 0;
 }
 
@@ -475,7 +474,7 @@ int store_fork(Store *s, uid_t uid, const char *id, const char *new_id, RwkvErro
         if (r < 0)
                 return write_error(err, r, "session", new_id);
 
-        (void) checkpoints_remove(ufd, new_id, false, false);
+        (void)checkpoints_remove(ufd, new_id, false, false);
         _cleanup_(closep) int src = checkpoint_dir(ufd, id, false);
         if (src == -ENOENT)
                 return 0;
@@ -509,7 +508,7 @@ static bool name_to_turn(const char *name, uint32_t *ret) {
 }
 
 static int u32_cmp(const void *a, const void *b) {
-        uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
+        uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
         return x < y ? -1 : x > y;
 }
 
@@ -552,7 +551,7 @@ int store_checkpoint_save(Store *s, uid_t uid, const char *id, uint32_t turn, co
         if (cfd < 0)
                 return write_error(err, cfd, "checkpoint of", id);
         if (!s->opts.no_sync)
-                (void) fsync(ufd); /* the folder itself may be new */
+                (void)fsync(ufd); /* the folder itself may be new */
         SessionRecord copy = *rec;
         snprintf(copy.meta.id, sizeof(copy.meta.id), "%s", id);
         copy.meta.turn = turn;
@@ -568,7 +567,7 @@ int store_checkpoint_save(Store *s, uid_t uid, const char *id, uint32_t turn, co
         if (turns_list(cfd, &turns, &n) >= 0)
                 for (size_t i = 0; i + s->opts.max_checkpoints < n; i++) {
                         checkpoint_name(name, sizeof(name), turns[i]);
-                        (void) unlinkat(cfd, name, 0);
+                        (void)unlinkat(cfd, name, 0);
                 }
         return 0;
 }
@@ -614,7 +613,7 @@ int store_checkpoint_truncate(Store *s, uid_t uid, const char *id, uint32_t afte
                 removed++;
         }
         if (removed && !s->opts.no_sync)
-                (void) fsync(cfd);
+                (void)fsync(cfd);
         return removed;
 }
 
@@ -675,7 +674,7 @@ int store_import(Store *s, uid_t uid, int fd, const char *new_id, char ret_id[ST
         uint8_t key[DAEMON_KEY_BYTES];
         daemon_key_derive_export(s->key, key);
         _cleanup_(session_record_freep) SessionRecord *rec = NULL;
-        int r = sf_decode_fd(fd, key, SF_KIND_EXPORT, (uid_t) -1, &rec, err);
+        int r = sf_decode_fd(fd, key, SF_KIND_EXPORT, (uid_t)-1, &rec, err);
         sodium_memzero(key, sizeof(key));
         if (r < 0)
                 return error_prefix(err, "import: "), r;
@@ -693,7 +692,7 @@ int store_import(Store *s, uid_t uid, int fd, const char *new_id, char ret_id[ST
         r = save_sealed(s, uid, ufd, name, rec, false, true, "session", err);
         if (r < 0)
                 return r;
-        (void) checkpoints_remove(ufd, rec->meta.id, false, false);
+        (void)checkpoints_remove(ufd, rec->meta.id, false, false);
         if (ret_id)
                 snprintf(ret_id, STORE_ID_MAX + 1, "%s", rec->meta.id);
         return 0;
@@ -715,14 +714,15 @@ static void dir_usage(int dir_fd, uint64_t *count, uint64_t *bytes, bool count_s
                 if (S_ISDIR(st.st_mode)) {
                         if (!count_sessions)
                                 continue;
-                        _cleanup_(closep) int cfd = openat(dir_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+                        _cleanup_(closep) int cfd =
+                                openat(dir_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
                         if (cfd >= 0)
                                 dir_usage(cfd, count, bytes, false);
                         continue;
                 }
                 if (!S_ISREG(st.st_mode))
                         continue;
-                *bytes += (uint64_t) st.st_size;
+                *bytes += (uint64_t)st.st_size;
                 char id[STORE_ID_MAX + 1];
                 if (count_sessions && name_to_id(de->d_name, id))
                         (*count)++;

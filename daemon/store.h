@@ -57,12 +57,12 @@ typedef struct SessionMeta {
         char id[STORE_ID_MAX + 1];
         uid_t uid;
         uint8_t model_hash[32];
-        uint32_t arch;            /* ModelArch (engine/arch/model.h) */
+        uint32_t arch; /* ModelArch (engine/arch/model.h) */
         uint32_t n_layer, n_embd, n_head, head_size, n_vocab;
-        uint64_t state_floats;    /* floats in the state (ModelInfo.state_floats) */
-        uint64_t n_tokens;        /* tokens consumed so far */
-        uint32_t n_turns;         /* finished turns */
-        uint32_t turn;            /* for a checkpoint: the turn it was taken at the start of */
+        uint64_t state_floats;               /* floats in the state (ModelInfo.state_floats) */
+        uint64_t n_tokens;                   /* tokens consumed so far */
+        uint32_t n_turns;                    /* finished turns */
+        uint32_t turn;                       /* for a checkpoint: the turn it was taken at the start of */
         uint64_t created_usec, updated_usec; /* CLOCK_REALTIME */
         char title[STORE_TITLE_MAX + 1];
         StorePrecision precision; /* how the state is stored in the file */
@@ -73,18 +73,18 @@ typedef struct SessionMeta {
  * returned by the store owns them and is freed with session_record_free(). */
 typedef struct SessionRecord {
         SessionMeta meta;
-        float *state;             /* meta.state_floats floats, required */
-        float *logits;            /* meta.n_vocab floats: the pending logits, or NULL */
-        bool has_pending_token;   /* a sampled token not yet fed to the model */
+        float *state;           /* meta.state_floats floats, required */
+        float *logits;          /* meta.n_vocab floats: the pending logits, or NULL */
+        bool has_pending_token; /* a sampled token not yet fed to the model */
         uint32_t pending_token;
         /* Sampler settings, RNG stream and penalty counts (engine/text/sampler.h), kept bit-exact so
          * a resumed generation continues the same stream. The store does not validate params: the
          * daemon runs sampler_params_validate() as for any input. */
         SamplerParams sampler;
         Rng rng;
-        float *penalties;         /* meta.n_vocab decayed counts, or NULL (none yet) */
-        void *transcript;         /* optional conversation text/tokens, opaque to the store */
-        size_t transcript_size;   /* <= STORE_TRANSCRIPT_MAX */
+        float *penalties;       /* meta.n_vocab decayed counts, or NULL (none yet) */
+        void *transcript;       /* optional conversation text/tokens, opaque to the store */
+        size_t transcript_size; /* <= STORE_TRANSCRIPT_MAX */
 } SessionRecord;
 
 SessionRecord *session_record_free(SessionRecord *r);
@@ -111,8 +111,7 @@ bool store_id_is_valid(const char *id);
 int store_save(Store *s, uid_t uid, const SessionRecord *rec, RwkvError *err);
 
 /* model_hash: refuse a session made by another model with -EMEDIUMTYPE (NULL: accept any). */
-int store_load(Store *s, uid_t uid, const char *id, const uint8_t model_hash[32], SessionRecord **ret,
-               RwkvError *err);
+int store_load(Store *s, uid_t uid, const char *id, const uint8_t model_hash[32], SessionRecord **ret, RwkvError *err);
 
 /* Metadata of every session of uid (headers only: no decompression), sorted by id. Files whose
  * header fails authentication are moved aside and skipped. *ret is a malloc'ed array (free()). */
@@ -129,8 +128,7 @@ int store_fork(Store *s, uid_t uid, const char *id, const char *new_id, RwkvErro
 
 /* Turn checkpoints: a full record taken at the start of a turn. Saving a turn that exists replaces
  * it; beyond max_checkpoints the lowest turns are dropped. */
-int store_checkpoint_save(Store *s, uid_t uid, const char *id, uint32_t turn, const SessionRecord *rec,
-                          RwkvError *err);
+int store_checkpoint_save(Store *s, uid_t uid, const char *id, uint32_t turn, const SessionRecord *rec, RwkvError *err);
 int store_checkpoint_load(Store *s, uid_t uid, const char *id, uint32_t turn, const uint8_t model_hash[32],
                           SessionRecord **ret, RwkvError *err);
 /* Delete every checkpoint with turn > after_turn (rewind/regenerate). Returns how many went. */

@@ -40,16 +40,16 @@ static double urand(void) {
         rs ^= rs << 13;
         rs ^= rs >> 7;
         rs ^= rs << 17;
-        return (double) (rs >> 11) / 9007199254740992.0;
+        return (double)(rs >> 11) / 9007199254740992.0;
 }
 static float nrand(void) {
         double u = urand() + 1e-12, v = urand();
-        return (float) (sqrt(-2 * log(u)) * cos(2 * M_PI * v));
+        return (float)(sqrt(-2 * log(u)) * cos(2 * M_PI * v));
 }
 
 static float *make_state(const Shape *sh, size_t *ret_n) {
         size_t C = sh->n_embd, hs = 64, H = C / hs;
-        size_t n = (size_t) sh->n_layer * (2 * C + C * hs);
+        size_t n = (size_t)sh->n_layer * (2 * C + C * hs);
         float *x = malloc(n * sizeof(float)), *p = x;
         float k[64], v[64], w[64], a[64], sk[64];
         for (uint32_t l = 0; l < sh->n_layer; l++) {
@@ -65,7 +65,7 @@ static float *make_state(const Shape *sh, size_t *ret_n) {
                                         norm += k[j] * k[j];
                                         v[j] = nrand();
                                         w[j] = expf(-expf(nrand() * 0.5f - 1.0f));
-                                        a[j] = (float) urand();
+                                        a[j] = (float)urand();
                                 }
                                 norm = 1.0f / sqrtf(norm);
                                 for (size_t j = 0; j < hs; j++)
@@ -78,7 +78,8 @@ static float *make_state(const Shape *sh, size_t *ret_n) {
                                 }
                                 for (size_t i = 0; i < hs; i++)
                                         for (size_t j = 0; j < hs; j++)
-                                                S[i * hs + j] = S[i * hs + j] * w[j] - sk[i] * a[j] * k[j] + v[i] * k[j];
+                                                S[i * hs + j] =
+                                                        S[i * hs + j] * w[j] - sk[i] * a[j] * k[j] + v[i] * k[j];
                         }
                 }
         }
@@ -100,13 +101,13 @@ static double cpu_ms(void) {
 }
 
 static int dcmp(const void *a, const void *b) {
-        double x = *(const double *) a, y = *(const double *) b;
+        double x = *(const double *)a, y = *(const double *)b;
         return x < y ? -1 : x > y;
 }
 
 static double pct(double *v, int n, double p) {
-        qsort(v, (size_t) n, sizeof(double), dcmp);
-        int i = (int) (p * (n - 1) + 0.5);
+        qsort(v, (size_t)n, sizeof(double), dcmp);
+        int i = (int)(p * (n - 1) + 0.5);
         return v[i];
 }
 
@@ -127,9 +128,9 @@ static SessionRecord *make_record(const Shape *sh) {
         for (int i = 0; i < 65536; i++)
                 r->logits[i] = nrand() * 3.0f - 5.0f;
         for (int i = 0; i < 300; i++) /* a few hundred generated tokens, decayed */
-                r->penalties[(size_t) (urand() * 65536)] += (float) urand();
-        r->sampler = (SamplerParams) { 1.0f, 0.3f, 0, 0, 0.5f, 0.5f, 0.996f };
-        r->rng = (Rng) { { 1, 2, 3, 4 } };
+                r->penalties[(size_t)(urand() * 65536)] += (float)urand();
+        r->sampler = (SamplerParams){ 1.0f, 0.3f, 0, 0, 0.5f, 0.5f, 0.996f };
+        r->rng = (Rng){ { 1, 2, 3, 4 } };
         return r;
 }
 
@@ -149,8 +150,12 @@ static void codecs(bool json, uint32_t block_log2) {
                        sh->name, mb, "shuffle", "level", "ratio", "save MB/s", "load MB/s", "load ms");
         for (int shuffle = 0; shuffle < 2; shuffle++)
                 for (size_t li = 0; li < sizeof(levels) / sizeof(levels[0]); li++) {
-                        SfEncodeParams p = { .kind = SF_KIND_SESSION, .uid = 1, .key = key,
-                                             .zstd_level = levels[li], .shuffle = shuffle, .block_log2 = block_log2 };
+                        SfEncodeParams p = { .kind = SF_KIND_SESSION,
+                                             .uid = 1,
+                                             .key = key,
+                                             .zstd_level = levels[li],
+                                             .shuffle = shuffle,
+                                             .block_log2 = block_log2 };
                         double te[15], td[15];
                         size_t size = 0;
                         for (int it = 0; it < 15; it++) {
@@ -177,23 +182,24 @@ static void codecs(bool json, uint32_t block_log2) {
                         else
                                 snprintf(lv, sizeof(lv), "raw");
                         if (json)
-                                printf("{\"bench\":\"codec\",\"shape\":\"%s\",\"shuffle\":%d,\"level\":\"%s\",\"ratio\":%.4f,"
+                                printf("{\"bench\":\"codec\",\"shape\":\"%s\",\"shuffle\":%d,\"level\":\"%s\","
+                                       "\"ratio\":%.4f,"
                                        "\"save_mbps\":%.0f,\"load_mbps\":%.0f,\"load_ms\":%.3f}\n",
-                                       sh->name, shuffle, lv, (double) size / (mb * 1e6), mb / e * 1e3, mb / d * 1e3, d);
+                                       sh->name, shuffle, lv, (double)size / (mb * 1e6), mb / e * 1e3, mb / d * 1e3, d);
                         else
                                 printf("  %-7s %-6s %7.3f %10.0f %10.0f %9.3f\n", shuffle ? "yes" : "no", lv,
-                                       (double) size / (mb * 1e6), mb / e * 1e3, mb / d * 1e3, d);
+                                       (double)size / (mb * 1e6), mb / e * 1e3, mb / d * 1e3, d);
                 }
         session_record_free(r);
 }
 
 static void drop_cache(const char *dir, uid_t uid, const char *id) {
         char p[4200];
-        snprintf(p, sizeof(p), "%s/%u/%s.session", dir, (unsigned) uid, id);
+        snprintf(p, sizeof(p), "%s/%u/%s.session", dir, (unsigned)uid, id);
         int fd = open(p, O_RDONLY | O_CLOEXEC);
         if (fd >= 0) {
-                (void) fdatasync(fd);
-                (void) posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+                (void)fdatasync(fd);
+                (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
                 close(fd);
         }
 }
@@ -212,13 +218,14 @@ int main(int argc, char **argv) {
                 else if (!strcmp(argv[i], "--prefill-tps") && i + 1 < argc)
                         prefill_tps = atof(argv[++i]);
                 else if (!strcmp(argv[i], "--block-log2") && i + 1 < argc)
-                        block_log2 = (uint32_t) atoi(argv[++i]);
+                        block_log2 = (uint32_t)atoi(argv[++i]);
                 else if (!strcmp(argv[i], "--codecs"))
                         do_codecs = true;
                 else if (!strcmp(argv[i], "--json"))
                         json = true;
                 else {
-                        fprintf(stderr, "usage: %s [--dir DIR] [--iters N] [--codecs] [--json] [--prefill-tps T]\n", argv[0]);
+                        fprintf(stderr, "usage: %s [--dir DIR] [--iters N] [--codecs] [--json] [--prefill-tps T]\n",
+                                argv[0]);
                         return 2;
                 }
         }
@@ -249,17 +256,17 @@ int main(int argc, char **argv) {
         }
         if (!json)
                 printf("store (default options: fp32, zstd default level, shuffle, fsync on), %d iterations, in %s\n"
-                       "  %-5s %8s %8s %7s | %-23s | %-23s | %-15s | %9s\n", iters, dir, "shape", "state MB",
-                       "file MB", "ratio", "save ms p50 p99 cpu50", "load ms p50 p99 cpu50", "evicted p50 p99",
-                       "cpu MB/s");
+                       "  %-5s %8s %8s %7s | %-23s | %-23s | %-15s | %9s\n",
+                       iters, dir, "shape", "state MB", "file MB", "ratio", "save ms p50 p99 cpu50",
+                       "load ms p50 p99 cpu50", "evicted p50 p99", "cpu MB/s");
         for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
                 SessionRecord *r = make_record(&shapes[si]);
-                double *ts = calloc((size_t) iters, sizeof(double)), *tl = calloc((size_t) iters, sizeof(double)),
-                       *tc = calloc((size_t) iters, sizeof(double)), *cs = calloc((size_t) iters, sizeof(double)),
-                       *cl = calloc((size_t) iters, sizeof(double));
+                double *ts = calloc((size_t)iters, sizeof(double)), *tl = calloc((size_t)iters, sizeof(double)),
+                       *tc = calloc((size_t)iters, sizeof(double)), *cs = calloc((size_t)iters, sizeof(double)),
+                       *cl = calloc((size_t)iters, sizeof(double));
                 uint64_t file_bytes = 0;
                 for (int it = 0; it < iters; it++) {
-                        r->meta.n_tokens = (uint64_t) it;
+                        r->meta.n_tokens = (uint64_t)it;
                         double c0 = cpu_ms(), t0 = now_ms();
                         if (store_save(s, 1000, r, &err) < 0) {
                                 fprintf(stderr, "save: %s\n", err.msg);
@@ -295,20 +302,23 @@ int main(int argc, char **argv) {
                 double c50 = pct(tc, iters, 0.5), c99 = pct(tc, iters, 0.99);
                 double cs50 = pct(cs, iters, 0.5), cl50 = pct(cl, iters, 0.5);
                 if (json)
-                        printf("{\"bench\":\"store\",\"shape\":\"%s\",\"state_mb\":%.3f,\"raw_mb\":%.3f,\"file_mb\":%.3f,"
+                        printf("{\"bench\":\"store\",\"shape\":\"%s\",\"state_mb\":%.3f,\"raw_mb\":%.3f,\"file_mb\":%."
+                               "3f,"
                                "\"save_p50_ms\":%.3f,\"save_p99_ms\":%.3f,\"load_p50_ms\":%.3f,\"load_p99_ms\":%.3f,"
                                "\"evicted_p50_ms\":%.3f,\"evicted_p99_ms\":%.3f,\"save_cpu_p50_ms\":%.3f,"
                                "\"load_cpu_p50_ms\":%.3f}\n",
                                shapes[si].name, state_mb, raw_mb, file_bytes / 1e6, s50, s99, l50, l99, c50, c99, cs50,
                                cl50);
                 else
-                        printf("  %-5s %8.2f %8.2f %7.3f | %7.2f %7.2f %7.2f | %7.2f %7.2f %7.2f | %7.2f %7.2f | %9.0f\n",
+                        printf("  %-5s %8.2f %8.2f %7.3f | %7.2f %7.2f %7.2f | %7.2f %7.2f %7.2f | %7.2f %7.2f | "
+                               "%9.0f\n",
                                shapes[si].name, state_mb, file_bytes / 1e6, file_bytes / 1e6 / raw_mb, s50, s99, cs50,
                                l50, l99, cl50, c50, c99, raw_mb / cl50 * 1e3);
                 if (prefill_tps > 0 && !json)
                         for (int k = 2; k <= 32; k *= 4) {
                                 double pre_ms = k * 1024 / prefill_tps * 1e3;
-                                printf("        re-prefill %2dk tokens at %.0f tok/s: %.0f ms = %.0fx the resume (p50 wall)\n",
+                                printf("        re-prefill %2dk tokens at %.0f tok/s: %.0f ms = %.0fx the resume (p50 "
+                                       "wall)\n",
                                        k, prefill_tps, pre_ms, pre_ms / l50);
                         }
                 store_delete(s, 1000, r->meta.id, NULL);

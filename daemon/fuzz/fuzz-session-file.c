@@ -25,7 +25,7 @@ static const uint8_t fuzz_key[32] = {
 
 static void put_u32(uint8_t *p, uint32_t v) {
         for (int b = 0; b < 4; b++)
-                p[b] = (uint8_t) (v >> (8 * b));
+                p[b] = (uint8_t)(v >> (8 * b));
 }
 
 /* Input: [u16 header length][header][blocks...], each block [u16 length][plaintext]. The header's
@@ -33,7 +33,7 @@ static void put_u32(uint8_t *p, uint32_t v) {
 static void seal_and_decode(const uint8_t *data, size_t size) {
         if (size < 2)
                 return;
-        size_t hlen = (size_t) data[0] | (size_t) data[1] << 8;
+        size_t hlen = (size_t)data[0] | (size_t)data[1] << 8;
         data += 2;
         size -= 2;
         if (hlen > size || hlen > SF_HEADER_MAX)
@@ -47,7 +47,7 @@ static void seal_and_decode(const uint8_t *data, size_t size) {
         const uint8_t *blocks = data + hlen;
         size_t blen = size - hlen, nblocks = 0, payload = 0;
         for (size_t off = 0; off + 2 <= blen;) {
-                size_t n = (size_t) blocks[off] | (size_t) blocks[off + 1] << 8;
+                size_t n = (size_t)blocks[off] | (size_t)blocks[off + 1] << 8;
                 if (off + 2 + n > blen)
                         break;
                 nblocks++;
@@ -66,7 +66,7 @@ static void seal_and_decode(const uint8_t *data, size_t size) {
         put_u32(f + 8, SF_VERSION);
         put_u32(f + 12, SF_KIND_SESSION);
         put_u32(f + 16, 1000);
-        put_u32(f + 20, (uint32_t) (hl + SS_ABYTES));
+        put_u32(f + 20, (uint32_t)(hl + SS_ABYTES));
         crypto_secretstream_xchacha20poly1305_state st;
         crypto_secretstream_xchacha20poly1305_init_push(&st, f + 24, fuzz_key);
         size_t pos = SF_PREFIX_BYTES;
@@ -75,12 +75,13 @@ static void seal_and_decode(const uint8_t *data, size_t size) {
         pos += hl + SS_ABYTES;
         size_t i = 0;
         for (size_t off = 0; i < nblocks; i++) {
-                size_t n = (size_t) blocks[off] | (size_t) blocks[off + 1] << 8;
-                put_u32(f + pos, (uint32_t) (n + SS_ABYTES));
+                size_t n = (size_t)blocks[off] | (size_t)blocks[off + 1] << 8;
+                put_u32(f + pos, (uint32_t)(n + SS_ABYTES));
                 pos += 4;
                 crypto_secretstream_xchacha20poly1305_push(&st, f + pos, NULL, blocks + off + 2, n, NULL, 0,
-                                                           i + 1 == nblocks ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
-                                                                            : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
+                                                           i + 1 == nblocks
+                                                                   ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
+                                                                   : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
                 pos += n + SS_ABYTES;
                 off += 2 + n;
         }
@@ -104,13 +105,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         SessionRecord *rec = NULL;
         RwkvError err;
-        if (sf_decode(data, size, fuzz_key, SF_KIND_SESSION, (uid_t) -1, &rec, &err) >= 0)
+        if (sf_decode(data, size, fuzz_key, SF_KIND_SESSION, (uid_t)-1, &rec, &err) >= 0)
                 session_record_free(rec);
         SessionMeta m;
         uint64_t total;
-        (void) sf_decode_header(data, size, fuzz_key, SF_KIND_EXPORT, (uid_t) -1, &m, &total, NULL);
+        (void)sf_decode_header(data, size, fuzz_key, SF_KIND_EXPORT, (uid_t)-1, &m, &total, NULL);
         SfHeader h;
-        (void) sf_header_parse(data, size, &h, NULL);
+        (void)sf_header_parse(data, size, &h, NULL);
         seal_and_decode(data, size);
         return 0;
 }

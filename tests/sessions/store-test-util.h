@@ -12,14 +12,14 @@
 #include "tests/lib/check.h"
 
 static inline int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-        (void) sb;
-        (void) flag;
-        (void) ftw;
+        (void)sb;
+        (void)flag;
+        (void)ftw;
         return remove(p);
 }
 
 static inline void rm_rf(const char *path) {
-        (void) nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+        (void)nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* mkdtemp under TMPDIR; the state dir itself is a subfolder the store creates. */
@@ -43,8 +43,8 @@ static inline void test_fill_state(float *x, size_t n, uint64_t seed) {
         uint64_t s = seed | 1;
         float v = 0;
         for (size_t i = 0; i < n; i++) {
-                v = v * 0.98f + ((float) (test_rand(&s) % 2001) - 1000.0f) * 1e-4f;
-                x[i] = v * (1.0f + (float) (i % 64) / 16.0f);
+                v = v * 0.98f + ((float)(test_rand(&s) % 2001) - 1000.0f) * 1e-4f;
+                x[i] = v * (1.0f + (float)(i % 64) / 16.0f);
         }
 }
 
@@ -55,7 +55,7 @@ static inline SessionRecord *test_record(const char *id, size_t state_floats, ui
         CHECK(r);
         snprintf(r->meta.id, sizeof(r->meta.id), "%s", id);
         for (int i = 0; i < 32; i++)
-                r->meta.model_hash[i] = (uint8_t) (i * 7 + 1);
+                r->meta.model_hash[i] = (uint8_t)(i * 7 + 1);
         r->meta.arch = 70;
         r->meta.n_layer = 2;
         r->meta.n_embd = 64;
@@ -78,13 +78,13 @@ static inline SessionRecord *test_record(const char *id, size_t state_floats, ui
                 r->has_pending_token = true;
                 r->pending_token = n_vocab - 1;
         }
-        r->sampler = (SamplerParams) { 0.8f, 0.3f, 40, 0.05f, 0.5f, 0.5f, 0.996f };
-        r->rng = (Rng) { { seed, seed * 3, seed * 5, ~seed } };
+        r->sampler = (SamplerParams){ 0.8f, 0.3f, 40, 0.05f, 0.5f, 0.5f, 0.996f };
+        r->rng = (Rng){ { seed, seed * 3, seed * 5, ~seed } };
         if (transcript) {
                 r->transcript = malloc(transcript);
                 CHECK(r->transcript);
                 for (size_t i = 0; i < transcript; i++)
-                        ((uint8_t *) r->transcript)[i] = (uint8_t) ("hello, world "[i % 13]);
+                        ((uint8_t *)r->transcript)[i] = (uint8_t)("hello, world "[i % 13]);
                 r->transcript_size = transcript;
         }
         return r;

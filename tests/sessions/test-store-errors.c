@@ -139,6 +139,6 @@ int main(void) {
         }
         rm_rf(tmp);
         free(tmp);
-        (void) skipped; /* the RLIMIT_FSIZE case ran: the test counts */
+        (void)skipped; /* the RLIMIT_FSIZE case ran: the test counts */
         return 0;
 }

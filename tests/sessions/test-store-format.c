@@ -10,8 +10,13 @@ static uint32_t block_log2; /* 0: default; 12: many small blocks */
 
 static void roundtrip(StorePrecision prec, int level, bool shuffle, size_t nstate, uint32_t nvocab, size_t ntext) {
         SessionRecord *a = test_record("sess-1", nstate, nvocab, ntext, 42);
-        SfEncodeParams p = { .kind = SF_KIND_SESSION, .uid = 1000, .key = key, .precision = prec,
-                             .zstd_level = level, .shuffle = shuffle, .block_log2 = block_log2 };
+        SfEncodeParams p = { .kind = SF_KIND_SESSION,
+                             .uid = 1000,
+                             .key = key,
+                             .precision = prec,
+                             .zstd_level = level,
+                             .shuffle = shuffle,
+                             .block_log2 = block_log2 };
         uint8_t *buf;
         size_t size;
         RwkvError err = {};
@@ -58,7 +63,7 @@ static void every_bit_flip(void) {
         CHECK_OK(sf_encode(a, &p, &buf, &size, NULL));
         for (size_t i = 0; i < size; i++)
                 for (int bit = 0; bit < 8; bit += 3) {
-                        buf[i] ^= (uint8_t) (1u << bit);
+                        buf[i] ^= (uint8_t)(1u << bit);
                         SessionRecord *b = NULL;
                         int r = sf_decode(buf, size, key, SF_KIND_SESSION, 5, &b, NULL);
                         /* The 8 reserved prefix bytes are authenticated too (additional data). */
@@ -66,7 +71,7 @@ static void every_bit_flip(void) {
                                 fprintf(stderr, "flip at byte %zu bit %d: r=%d\n", i, bit, r);
                                 exit(1);
                         }
-                        buf[i] ^= (uint8_t) (1u << bit);
+                        buf[i] ^= (uint8_t)(1u << bit);
                 }
         /* Every truncation too. */
         for (size_t n = 0; n < size; n++) {
@@ -133,9 +138,9 @@ static void header_validation(void) {
 static void prefix_validation(void) {
         uint8_t p[SF_PREFIX_BYTES] = "RWKVSESS";
         SfPrefix pr;
-        p[8] = 1;        /* version */
-        p[12] = 1;       /* kind */
-        p[20] = 0xff;    /* header length 0xffffffff */
+        p[8] = 1;     /* version */
+        p[12] = 1;    /* kind */
+        p[20] = 0xff; /* header length 0xffffffff */
         p[21] = p[22] = p[23] = 0xff;
         CHECK_ERR(sf_prefix_parse(p, sizeof(p), &pr, NULL), EBADMSG);
         p[21] = p[22] = p[23] = 0;
@@ -146,7 +151,6 @@ static void prefix_validation(void) {
         CHECK_ERR(sf_prefix_parse(p, sizeof(p), &pr, &err), EPROTONOSUPPORT);
         CHECK(strstr(err.msg, "version"));
 }
-
 
 /* The documented payload layout, checked from outside the codec: with compression off, decrypting
  * the chunks gives the state as 4 byte planes (plane b = byte b of every float, little-endian). */
@@ -159,14 +163,14 @@ static void plane_layout(void) {
         CHECK_OK(sf_encode(a, &p, &buf, &size, NULL));
         crypto_secretstream_xchacha20poly1305_state st;
         CHECK(crypto_secretstream_xchacha20poly1305_init_pull(&st, buf + 24, key) == 0);
-        uint32_t hclen = buf[20] | buf[21] << 8 | buf[22] << 16 | (uint32_t) buf[23] << 24;
+        uint32_t hclen = buf[20] | buf[21] << 8 | buf[22] << 16 | (uint32_t)buf[23] << 24;
         uint8_t hdr[SF_HEADER_MAX], *raw = malloc(4 * n);
         unsigned long long hl, pl;
         unsigned char tag;
         CHECK(crypto_secretstream_xchacha20poly1305_pull(&st, hdr, &hl, &tag, buf + 64, hclen, buf, 64) == 0);
         /* One block: u32 length, then the sealed [codec 0 = raw][4n bytes of planes]. */
         const uint8_t *m = buf + 64 + hclen;
-        uint32_t mlen = m[0] | m[1] << 8 | m[2] << 16 | (uint32_t) m[3] << 24;
+        uint32_t mlen = m[0] | m[1] << 8 | m[2] << 16 | (uint32_t)m[3] << 24;
         CHECK(64 + hclen + 4 + mlen == size);
         uint8_t *msg = malloc(mlen);
         CHECK(crypto_secretstream_xchacha20poly1305_pull(&st, msg, &pl, &tag, m + 4, mlen, NULL, 0) == 0);
@@ -177,7 +181,7 @@ static void plane_layout(void) {
                 uint32_t v;
                 memcpy(&v, &a->state[i], 4);
                 for (int b = 0; b < 4; b++)
-                        CHECK(raw[(size_t) b * n + i] == (uint8_t) (v >> (8 * b)));
+                        CHECK(raw[(size_t)b * n + i] == (uint8_t)(v >> (8 * b)));
         }
         free(raw);
         free(buf);
@@ -186,13 +190,15 @@ static void plane_layout(void) {
 
 /* Half-precision conversions against known values (round to nearest even, subnormals, inf, NaN). */
 static void half_values(void) {
-        static const float in[] = { 0.0f, -0.0f, 1.0f, -2.5f, 65504.0f, 65520.0f, 1e-7f, 6.1e-5f, 5.96e-8f,
-                                    1.0009765625f, 1.00048828125f, INFINITY, -INFINITY };
+        static const float in[] = { 0.0f,    -0.0f,    1.0f,          -2.5f,          65504.0f, 65520.0f, 1e-7f,
+                                    6.1e-5f, 5.96e-8f, 1.0009765625f, 1.00048828125f, INFINITY, -INFINITY };
         size_t n = ELEMENTSOF(in);
         SessionRecord r = { .meta = { .id = "h", .state_floats = n } };
-        r.state = (float *) in;
+        r.state = (float *)in;
         for (int prec = 1; prec <= 2; prec++) {
-                SfEncodeParams p = { .kind = SF_KIND_SESSION, .uid = 9, .key = key, .precision = prec, .zstd_level = 1 };
+                SfEncodeParams p = {
+                        .kind = SF_KIND_SESSION, .uid = 9, .key = key, .precision = prec, .zstd_level = 1
+                };
                 uint8_t *buf;
                 size_t size;
                 CHECK_OK(sf_encode(&r, &p, &buf, &size, NULL));
@@ -201,11 +207,11 @@ static void half_values(void) {
                 if (prec == 1) {
                         CHECK(b->state[0] == 0.0f && !signbit(b->state[0]) && signbit(b->state[1]));
                         CHECK(b->state[2] == 1.0f && b->state[3] == -2.5f && b->state[4] == 65504.0f);
-                        CHECK(isinf(b->state[5]));                       /* rounds up past the max */
-                        CHECK_NEAR(b->state[6], 1.19209e-7, 1e-10);      /* subnormal half */
-                        CHECK_NEAR(b->state[8], 5.96046e-8, 1e-12);      /* smallest subnormal */
-                        CHECK(b->state[9] == 1.0009765625f);             /* exactly representable */
-                        CHECK(b->state[10] == 1.0f);                     /* tie -> even */
+                        CHECK(isinf(b->state[5]));                  /* rounds up past the max */
+                        CHECK_NEAR(b->state[6], 1.19209e-7, 1e-10); /* subnormal half */
+                        CHECK_NEAR(b->state[8], 5.96046e-8, 1e-12); /* smallest subnormal */
+                        CHECK(b->state[9] == 1.0009765625f);        /* exactly representable */
+                        CHECK(b->state[10] == 1.0f);                /* tie -> even */
                         CHECK(isinf(b->state[11]) && b->state[11] > 0 && isinf(b->state[12]) && b->state[12] < 0);
                 } else {
                         CHECK(b->state[2] == 1.0f && b->state[3] == -2.5f && b->state[5] == 65536.0f);
@@ -223,10 +229,10 @@ int main(void) {
         for (int prec = 0; prec < 3; prec++)
                 for (int shuffle = 0; shuffle < 4; shuffle++) {
                         block_log2 = shuffle >= 2 ? 12 : 0;
-                        roundtrip((StorePrecision) prec, 1, shuffle & 1, 4099, 257, 10000);
-                        roundtrip((StorePrecision) prec, 0, shuffle & 1, 4099, 0, 0);
-                        roundtrip((StorePrecision) prec, -3, shuffle & 1, 4099, 5, 0);
-                        roundtrip((StorePrecision) prec, 3, shuffle & 1, 1, 1, 1);
+                        roundtrip((StorePrecision)prec, 1, shuffle & 1, 4099, 257, 10000);
+                        roundtrip((StorePrecision)prec, 0, shuffle & 1, 4099, 0, 0);
+                        roundtrip((StorePrecision)prec, -3, shuffle & 1, 4099, 5, 0);
+                        roundtrip((StorePrecision)prec, 3, shuffle & 1, 1, 1, 1);
                 }
         block_log2 = 0;
         /* More than one block (128 KiB), uncompressible raw path too. */

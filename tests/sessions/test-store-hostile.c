@@ -10,13 +10,13 @@ static char dir[1024];
 static Store *s;
 
 static void path_of(char *buf, size_t size, uid_t uid, const char *name) {
-        snprintf(buf, size, "%s/%u/%s", dir, (unsigned) uid, name);
+        snprintf(buf, size, "%s/%u/%s", dir, (unsigned)uid, name);
 }
 
 static size_t file_size(const char *p) {
         struct stat st;
         CHECK(stat(p, &st) == 0);
-        return (size_t) st.st_size;
+        return (size_t)st.st_size;
 }
 
 static bool exists(const char *p) {
@@ -59,8 +59,8 @@ static void patch(uid_t uid, const char *id, long off, const void *bytes, size_t
         int fd = open(p, O_WRONLY | O_CLOEXEC);
         CHECK(fd >= 0);
         if (off < 0)
-                off += (long) file_size(p);
-        CHECK(pwrite(fd, bytes, n, off) == (ssize_t) n);
+                off += (long)file_size(p);
+        CHECK(pwrite(fd, bytes, n, off) == (ssize_t)n);
         close(fd);
 }
 
@@ -69,7 +69,7 @@ static void truncate_to(uid_t uid, const char *id, long size) {
         snprintf(name, sizeof(name), "%s.session", id);
         path_of(p, sizeof(p), uid, name);
         if (size < 0)
-                size += (long) file_size(p);
+                size += (long)file_size(p);
         CHECK(truncate(p, size) == 0);
 }
 
@@ -94,7 +94,7 @@ int main(void) {
         {
                 char p[4096];
                 path_of(p, sizeof(p), 1000, "trailing.session");
-                long n = (long) file_size(p);
+                long n = (long)file_size(p);
                 patch(1000, "trailing", n, "x", 1);
         }
         expect_corrupt(1000, "trailing", "trailing");
@@ -217,17 +217,19 @@ int main(void) {
         CHECK_OK(store_export(s, 1000, "exp", fd, NULL));
         size_t esize = file_size(ep);
         uint8_t *e = malloc(esize + 1);
-        CHECK(pread(fd, e, esize, 0) == (ssize_t) esize);
+        CHECK(pread(fd, e, esize, 0) == (ssize_t)esize);
         close(fd);
-        struct { size_t len; long flip; } cases[] = { { esize - 1, -1 }, { 30, -1 }, { 0, -1 },
-                                                      { esize, 200 }, { esize, 40 }, { esize + 1, -1 } };
+        struct {
+                size_t len;
+                long flip;
+        } cases[] = { { esize - 1, -1 }, { 30, -1 }, { 0, -1 }, { esize, 200 }, { esize, 40 }, { esize + 1, -1 } };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 e[esize] = 'x';
                 if (cases[i].flip >= 0)
                         e[cases[i].flip] ^= 0x10;
                 int p[2];
                 CHECK(pipe2(p, O_CLOEXEC) == 0);
-                CHECK(write(p[1], e, cases[i].len) == (ssize_t) cases[i].len);
+                CHECK(write(p[1], e, cases[i].len) == (ssize_t)cases[i].len);
                 close(p[1]);
                 char id[STORE_ID_MAX + 1];
                 CHECK_ERR(store_import(s, 3000, p[0], "imp", id, &err), EBADMSG);

@@ -16,7 +16,7 @@ static void check_mode(const char *path, mode_t want) {
         struct stat st;
         CHECK(stat(path, &st) == 0);
         if ((st.st_mode & 07777) != want) {
-                fprintf(stderr, "%s: mode %04o, want %04o\n", path, (unsigned) (st.st_mode & 07777), (unsigned) want);
+                fprintf(stderr, "%s: mode %04o, want %04o\n", path, (unsigned)(st.st_mode & 07777), (unsigned)want);
                 exit(1);
         }
 }
@@ -49,9 +49,9 @@ static void test_basic(const char *dir) {
         CHECK(b->meta.created_usec > 0 && b->meta.updated_usec >= b->meta.created_usec);
         struct stat st;
         CHECK(stat(path, &st) == 0);
-        CHECK(b->meta.file_bytes == (uint64_t) st.st_size);
+        CHECK(b->meta.file_bytes == (uint64_t)st.st_size);
         /* Files smaller than the raw data they hold. */
-        CHECK((uint64_t) st.st_size < a->meta.state_floats * 4 + 2 * 300 * 4 + 5000);
+        CHECK((uint64_t)st.st_size < a->meta.state_floats * 4 + 2 * 300 * 4 + 5000);
         session_record_free(b);
 
         /* Another model: clear error, file left in place. */
@@ -245,7 +245,7 @@ static void test_export_import(const char *dir, const char *tmp) {
                 char buf[65536];
                 ssize_t l;
                 while ((l = read(fd, buf, sizeof(buf))) > 0)
-                        if (write(p[1], buf, (size_t) l) != l)
+                        if (write(p[1], buf, (size_t)l) != l)
                                 _exit(1);
                 _exit(0);
         }
