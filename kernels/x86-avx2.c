@@ -8,8 +8,10 @@
 #define ISA_NAME "avx2"
 #define FN(name) name##_avx2
 #define VL 8
-#define MM_R 4 /* matmul register tile: 4 rows x 3 vectors = 12 accumulators of 16 */
-#define MM_V 3
+#ifndef MM_R
+#define MM_R 3 /* matmul register tile: 3 rows x 4 vectors = 12 accumulators of 16 */
+#define MM_V 4
+#endif
 
 typedef __m256 VEC;
 

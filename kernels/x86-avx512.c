@@ -8,8 +8,10 @@
 #define ISA_NAME "avx512"
 #define FN(name) name##_avx512
 #define VL 16
-#define MM_R 4 /* matmul register tile: 4 rows x 6 vectors = 24 accumulators of 32 */
-#define MM_V 6
+#ifndef MM_R
+#define MM_R 6 /* matmul register tile: 6 rows x 4 vectors = 24 accumulators of 32 */
+#define MM_V 4
+#endif
 
 typedef __m512 VEC;
 
