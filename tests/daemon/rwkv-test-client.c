@@ -7,6 +7,8 @@
  *                                               ring unread for SECONDS (a job that stays busy)
  *   rwkv-test-client ADDRESS export ID FILE      ExportSession into FILE
  *   rwkv-test-client ADDRESS import ID FILE      ImportSession from FILE as ID ("" keeps its id)
+ *   rwkv-test-client ADDRESS run ID PROMPT MAX_TOKENS   one generation (greedy) in session ID,
+ *                                               its text to stdout
  *   rwkv-test-client ADDRESS blast N            N malformed or hostile calls, then checks the daemon
  *                                               still answers Status()
  * Exit 0 on success. */
@@ -52,7 +54,7 @@ static int connect_bus(const char *address, sd_bus **ret) {
 }
 
 /* One generation; returns tokens received or negative errno. */
-static long generate_one(const char *address, uint32_t max_tokens) {
+static long generate_one(const char *address, const char *id, const char *prompt, uint32_t max_tokens, FILE *text) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
         sd_bus *bus = NULL;
@@ -64,7 +66,7 @@ static long generate_one(const char *address, uint32_t max_tokens) {
         if (r < 0)
                 return r;
         r = sd_bus_call_method(bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Generate", &error, &reply,
-                               "ssa{sv}", "", "Once upon a time", 2, "max_tokens", "u", max_tokens, "temperature", "d", 0.0);
+                               "ssa{sv}", id, prompt, 2, "max_tokens", "u", max_tokens, "temperature", "d", 0.0);
         if (r < 0) {
                 fprintf(stderr, "Generate: %s: %s\n", error.name, error.message);
                 return r;
@@ -105,8 +107,14 @@ static long generate_one(const char *address, uint32_t max_tokens) {
                         continue;
                 }
                 uint32_t type = rec.type;
-                if (type == RING_RECORD_TEXT)
+                if (type == RING_RECORD_TEXT) {
                         tokens++;
+                        if (text && rec.size > sizeof(RingText)) {
+                                char buf[RING_RECORD_PAYLOAD_MAX];
+                                ring_buf_read_at(&out, sizeof(RingRecord), buf, rec.size);
+                                fwrite(buf + sizeof(RingText), 1, rec.size - sizeof(RingText), text);
+                        }
+                }
                 ring_buf_consume(&out, ring_record_span(rec.size));
                 if (ring_peer_needs_wakeup(&sh->daemon.flags)) {
                         uint64_t one = 1;
@@ -134,7 +142,7 @@ static int cmd_gen(const char *address, int n, uint32_t max_tokens) {
                         return 1;
                 if (pid == 0) {
                         close(fds[0]);
-                        long t = generate_one(address, max_tokens);
+                        long t = generate_one(address, "", "Once upon a time", max_tokens, NULL);
                         uint64_t rec[2] = { now_usec() - start, (uint64_t) t };
                         (void) !write(fds[1], rec, sizeof(rec));
                         _exit(t < 0 ? 1 : 0);
@@ -334,6 +342,14 @@ static int cmd_transfer(const char *address, bool export, const char *id, const 
 }
 
 int main(int argc, char *argv[]) {
+        if (argc == 6 && strcmp(argv[2], "run") == 0) {
+                long t = generate_one(argv[1], argv[3], argv[4], (uint32_t) atoi(argv[5]), stdout);
+                if (t < 0) {
+                        fprintf(stderr, "generation failed: %s\n", strerror((int) -t));
+                        return 1;
+                }
+                return 0;
+        }
         if (argc == 5 && (strcmp(argv[2], "export") == 0 || strcmp(argv[2], "import") == 0))
                 return cmd_transfer(argv[1], argv[2][0] == 'e', argv[3], argv[4]);
         if (argc == 6 && strcmp(argv[2], "hold") == 0)

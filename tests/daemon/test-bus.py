@@ -35,7 +35,15 @@ def test_introspection(d):
     check(got[2] == want[2], "signals differ")
 
 
-def test_happy(d):
+def run(bus, sid, prompt, max_tokens):
+    """One generation read to its end record; returns the text."""
+    r = subprocess.run([client_path(), bus.address, "run", sid, prompt, str(max_tokens)], capture_output=True,
+                       timeout=60)
+    check(r.returncode == 0, "generation in %r failed: %s" % (sid, r.stderr.decode(errors="replace")))
+    return r.stdout.decode()
+
+
+def test_happy(d, bus):
     check(d.get_property("Version"), "Version")
     check(d.get_property("ModelArchitecture").startswith("rwkv"), "arch")
     check(d.get_property("VocabularySize") == 256, "vocab")
@@ -57,7 +65,7 @@ def test_happy(d):
 
     # Two turns through the real scheduler (temperature 0: deterministic).
     for prompt in ("Hello", " world"):
-        d.gdbus("Generate", "'chat'", "'%s'" % prompt, "{'max_tokens': <uint32 5>, 'temperature': <0.0>}")
+        run(bus, "chat", prompt, 5)
         wait_idle(d, "chat")
     info = d.call("GetSession", "s", "chat")[0]
     check(info["turns"]["data"] == 2, "turns %s" % info)
@@ -196,7 +204,7 @@ def test_persistence(bus, model):
     cfg = {"limits": {"max_tokens_per_request": 100000}}
     with rt.Daemon(bus, model=model, state_dir=state, name="persist1", config=cfg) as d:
         d.call("CreateSession", "sa{sv}", "keep", 1, "title", "s", "kept")
-        d.gdbus("Generate", "'keep'", "'Hello there'", "{'max_tokens': <uint32 3>, 'temperature': <0.0>}")
+        run(bus, "keep", "Hello there", 3)
         wait_idle(d, "keep")
         before = d.call("GetSession", "s", "keep")[0]
         d.call("CreateSession", "sa{sv}", "flight", 0)
@@ -216,7 +224,7 @@ def test_persistence(bus, model):
         check(after["title"]["data"] == "kept", "title survives")
         check(d.call("GetSession", "s", "flight")[0]["tokens"]["data"] > 0, "SIGTERM committed the in-flight session")
         # Generate on a cold session loads it first
-        d.gdbus("Generate", "'keep'", "' again'", "{'max_tokens': <uint32 2>, 'temperature': <0.0>}")
+        run(bus, "keep", " again", 2)
         wait_idle(d, "keep")
         check(d.call("GetSession", "s", "keep")[0]["hot"]["data"] is True, "loaded on demand")
         d.call("RenameSession", "ss", "flight", "landed")
@@ -257,7 +265,7 @@ def main():
         model = rt.test_model(bus.tmp)
         with rt.Daemon(bus, model=model) as d:
             test_introspection(d)
-            test_happy(d)
+            test_happy(d, bus)
             test_errors(d)
             test_ownership(d)
             # ShuttingDown is checked in test_sigterm's window; here the daemon still serves
