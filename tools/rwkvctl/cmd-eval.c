@@ -171,9 +171,10 @@ int verb_eval(int argc, char *argv[]) {
         const ModelInfo *in = model_info(m);
         for (size_t i = 0; i < n; i++)
                 if (ids[i] >= in->n_vocab) {
+                        uint32_t n_vocab = in->n_vocab; /* in points into m */
                         model_free(m);
                         return fail("eval: token %" PRIu32 " is outside the vocabulary (%" PRIu32 " tokens)", ids[i],
-                                    in->n_vocab);
+                                    n_vocab);
                 }
 
         ThreadPool *pool = NULL;
