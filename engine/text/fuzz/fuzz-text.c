@@ -6,8 +6,9 @@
  * Utf8Stream (output must be valid UTF-8) and a StopMatcher whose stops are taken from its first
  * bytes (released text plus held bytes must be a prefix of the input).
  *
- * Built with -fsanitize=fuzzer it is a libFuzzer target; otherwise main() runs every file (or every
- * file in every folder) given on the command line once, which is how the corpus runs as a test. */
+ * The tree's fuzz pattern (tools/run-fuzzers): linked with libFuzzer under -Dfuzz=true, else with the
+ * corpus driver (engine/format/fuzz/fuzz-main.c) so the corpus in corpus-text/ runs as a test. Where
+ * that driver is not available, FUZZ_TEXT_OWN_MAIN builds the small replay main() below instead. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,7 +129,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
 }
 
-#ifndef FUZZING_ENGINE
+#ifdef FUZZ_TEXT_OWN_MAIN
 static int run_file(const char *path) {
         FILE *f = fopen(path, "re");
         uint8_t *buf;
