@@ -66,31 +66,42 @@ __attribute__((target("avx2"))) static float sum_avx2(const float *p, size_t n) 
         return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
 }
 
-/* 12 independent chains cover FMA latency (4) x 2 pipes with room to spare. */
+/* 12 independent chains cover FMA latency (4) x 2 pipes with room to spare; named variables, not
+ * an array, so that every chain stays in a register. */
+#define FMA12(T, fmadd)                                                                              \
+        do {                                                                                         \
+                a0 = fmadd(a0, m, c), a1 = fmadd(a1, m, c), a2 = fmadd(a2, m, c);                    \
+                a3 = fmadd(a3, m, c), a4 = fmadd(a4, m, c), a5 = fmadd(a5, m, c);                    \
+                a6 = fmadd(a6, m, c), a7 = fmadd(a7, m, c), a8 = fmadd(a8, m, c);                    \
+                a9 = fmadd(a9, m, c), a10 = fmadd(a10, m, c), a11 = fmadd(a11, m, c);                \
+        } while (0)
+
 __attribute__((target("avx512f"))) static float fma_avx512(long iters) {
-        __m512 a[12], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-        for (int i = 0; i < 12; i++)
-                a[i] = _mm512_set1_ps((float) i);
+        __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+        /* distinct starting values: identical chains would be merged by the compiler */
+        __m512 a0 = _mm512_set1_ps(0), a1 = _mm512_set1_ps(1), a2 = _mm512_set1_ps(2), a3 = _mm512_set1_ps(3);
+        __m512 a4 = _mm512_set1_ps(4), a5 = _mm512_set1_ps(5), a6 = _mm512_set1_ps(6), a7 = _mm512_set1_ps(7);
+        __m512 a8 = _mm512_set1_ps(8), a9 = _mm512_set1_ps(9), a10 = _mm512_set1_ps(10), a11 = _mm512_set1_ps(11);
         for (long it = 0; it < iters; it++)
-                for (int i = 0; i < 12; i++)
-                        a[i] = _mm512_fmadd_ps(a[i], m, c);
-        __m512 s = a[0];
-        for (int i = 1; i < 12; i++)
-                s = _mm512_add_ps(s, a[i]);
+                FMA12(__m512, _mm512_fmadd_ps);
+        __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                                 _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+        s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
         return _mm512_reduce_add_ps(s);
 }
 
 __attribute__((target("avx2,fma"))) static float fma_avx2(long iters) {
-        __m256 a[12], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-        for (int i = 0; i < 12; i++)
-                a[i] = _mm256_set1_ps((float) i);
+        __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+        /* distinct starting values: identical chains would be merged by the compiler */
+        __m256 a0 = _mm256_set1_ps(0), a1 = _mm256_set1_ps(1), a2 = _mm256_set1_ps(2), a3 = _mm256_set1_ps(3);
+        __m256 a4 = _mm256_set1_ps(4), a5 = _mm256_set1_ps(5), a6 = _mm256_set1_ps(6), a7 = _mm256_set1_ps(7);
+        __m256 a8 = _mm256_set1_ps(8), a9 = _mm256_set1_ps(9), a10 = _mm256_set1_ps(10), a11 = _mm256_set1_ps(11);
         for (long it = 0; it < iters; it++)
-                for (int i = 0; i < 12; i++)
-                        a[i] = _mm256_fmadd_ps(a[i], m, c);
+                FMA12(__m256, _mm256_fmadd_ps);
+        __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                                 _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+        s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
         float t[8];
-        __m256 s = a[0];
-        for (int i = 1; i < 12; i++)
-                s = _mm256_add_ps(s, a[i]);
         _mm256_storeu_ps(t, s);
         return t[0] + t[7];
 }
