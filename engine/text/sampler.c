@@ -317,7 +317,8 @@ int sampler_sample(Sampler *s, const SamplerParams *p, const float *logits, cons
                 }
         if (argmax == UINT32_MAX)
                 return -EDOM;
-        if (p->temperature <= 0.0f || isinf(max)) {
+        /* A temperature so small that 1/T overflows is greedy too (and would make 0 * inf = NaN). */
+        if (p->temperature <= 0.0f || isinf(max) || !isfinite(1.0f / p->temperature)) {
                 *ret_token = argmax;
                 return 0;
         }
@@ -338,6 +339,9 @@ int sampler_sample(Sampler *s, const SamplerParams *p, const float *logits, cons
                 prob[m] = d;
                 s->bucket[m++] = bucket_of(d);
         }
+
+        if (m == 0) /* cannot happen: the maximum has d = 0; but never index c[-1] */
+                return -EDOM;
 
         /* 4: top-k. */
         if (p->top_k > 0 && p->top_k < m) {

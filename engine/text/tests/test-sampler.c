@@ -105,6 +105,14 @@ static void test_defaults_and_validation(void) {
                 CHECK_OK(sampler_sample(s, &p, mixed, NULL, NULL, 0, &r, &tok));
                 CHECK(tok == 1 || tok == 3);
         }
+        /* A denormal temperature: 1/T overflows; greedy. */
+        SamplerParams tiny = p;
+        tiny.temperature = 1e-45f;
+        CHECK_OK(sampler_sample(s, &tiny, l, NULL, NULL, 0, &r, &tok));
+        CHECK(tok == 3);
+        tiny.temperature = 1e-30f;
+        CHECK_OK(sampler_sample(s, &tiny, l, NULL, NULL, 0, &r, &tok));
+        CHECK(tok == 3);
         float inf[4] = { 0, INFINITY, 5, 1 };
         CHECK_OK(sampler_sample(s, &p, inf, NULL, NULL, 0, &r, &tok));
         CHECK(tok == 1);
