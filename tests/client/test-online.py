@@ -4,10 +4,9 @@ output and exit codes, --json, pipelines, a prompt streamed through the ring wit
 reported, a client killed mid-stream while another continues, a slow reader beside a fast one, and
 a client scribbling over its ring. One daemon serves all cases (start-up costs once).
 
-    test-online.py SCRIBBLER [PROMPT_BYTES]
+    test-online.py SCRIBBLER SLOW_READER [PROMPT_BYTES]
 """
 
-import ctypes
 import json
 import os
 import signal
@@ -21,7 +20,8 @@ import rwkvtest  # noqa: E402
 from rwkvtest import check  # noqa: E402
 
 SCRIBBLER = sys.argv[1]
-PROMPT_BYTES = int(sys.argv[2]) if len(sys.argv) > 2 else 24 * 1024
+SLOW_READER = sys.argv[2]
+PROMPT_BYTES = int(sys.argv[3]) if len(sys.argv) > 3 else 24 * 1024
 
 
 def ctl_path():
@@ -176,68 +176,32 @@ def case_kill_client(e):
     print("kill client: ok")
 
 
-def load_client_lib():
-    path = os.path.join(rwkvtest.build_root(), "client_lib", "librwkv-client.so.0")
-    lib = ctypes.CDLL(path)
-    lib.rwkv_client_new.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
-    lib.rwkv_generate_options_new.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
-    lib.rwkv_generate_options_set_max_tokens.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
-    lib.rwkv_generate_start.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t,
-                                        ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
-    lib.rwkv_stream_read.argtypes = [ctypes.c_void_p, ctypes.c_int]
-    lib.rwkv_stream_free.argtypes = [ctypes.c_void_p]
-    lib.rwkv_stream_free.restype = ctypes.c_void_p
-    lib.rwkv_client_free.argtypes = [ctypes.c_void_p]
-    lib.rwkv_client_free.restype = ctypes.c_void_p
-    return lib
-
-
 def case_slow_reader(e):
     """A reader that sleeps between reads parks only its own generation."""
     def fast_run():
+        """Wall time of a whole rwkvctl run, and the daemon's own decode time for it."""
         t0 = time.monotonic()
-        r = e.run("--json", "generate", "--max-tokens", "150", "--seed", "3", "Fast")
+        r = e.run("--json", "generate", "--max-tokens", "300", "--seed", "3", "Fast")
         check(r.returncode == 0, "fast reader failed: %r" % r.stderr)
         end = json.loads(r.stdout.decode().splitlines()[-1])
-        check(end["tokens_generated"] == 150, repr(end))
-        return time.monotonic() - t0
+        check(end["tokens_generated"] == 300, repr(end))
+        return time.monotonic() - t0, end["generate_usec"] / 1e6
 
     alone = fast_run()
-
-    lib = load_client_lib()
-    client, opts, stream = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
-    check(lib.rwkv_client_new(2, e.bus.address.encode(), ctypes.byref(client)) == 0, "rwkv_client_new")
-    check(lib.rwkv_generate_options_new(ctypes.byref(opts)) == 0, "options")
-    lib.rwkv_generate_options_set_max_tokens(opts, 1000000)
-    prompt = b"Slow"
-    check(lib.rwkv_generate_start(client, None, prompt, len(prompt), opts, ctypes.byref(stream)) == 0,
-          "rwkv_generate_start")
-    stop = threading.Event()
-    events = [0]
-
-    def slow_reader():
-        while not stop.is_set():
-            r = lib.rwkv_stream_read(stream, 1000)
-            if r == 1:
-                events[0] += 1
-            elif r != -110:  # -ETIMEDOUT
-                return
-            time.sleep(0.02)
-
-    t = threading.Thread(target=slow_reader)
-    t.start()
+    slow = subprocess.Popen([SLOW_READER, e.bus.address, "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        # Let the slow reader's ring fill so its generation is parked.
-        time.sleep(3)
+        check(slow.stdout.readline().strip() == b"started", "the slow reader did not start")
+        time.sleep(3)  # its ring fills and its generation parks
         busy = fast_run()
     finally:
-        stop.set()
-        t.join()
-        lib.rwkv_stream_free(stream)
-        lib.rwkv_client_free(client)
-    print("slow reader: fast reader took %.2f s alone, %.2f s beside a slow reader (%d events read slowly)"
-          % (alone, busy, events[0]))
-    check(busy < 2.5 * alone + 1.0, "the slow reader slowed the fast one: %.2f s vs %.2f s" % (busy, alone))
+        slow.send_signal(signal.SIGTERM)
+        out, err = slow.communicate(timeout=30)
+    check(slow.returncode == 0, "slow reader failed: %r" % err)
+    print("slow reader: fast reader (300 tokens) took %.3f s wall / %.3f s decode alone, %.3f s / %.3f s beside "
+          "a parked slow reader (%s)" % (alone[0], alone[1], busy[0], busy[1], out.decode().strip()))
+    # A parked generation costs the batch nothing; allow for a loaded machine, not for lock-step.
+    check(busy[1] < 2.0 * alone[1] + 0.25 and busy[0] < 2.0 * alone[0] + 1.0,
+          "the slow reader slowed the fast one: %r vs %r" % (busy, alone))
 
 
 def case_scribbler(e):
