@@ -227,12 +227,27 @@ static const FN(MicrokernelFn) FN(microkernels)[MM_V + 1] = {
 #endif
 };
 
+#ifndef MM_PREFETCH
+#define MM_PREFETCH 1
+#endif
+/* Ask for the next row tile while this one computes: with few vectors (batched decode) the tile's
+ * compute and the next tile's memory reads then overlap instead of taking turns. Into L2 (hint 2):
+ * a tile is MM_R rows, up to a few hundred KiB. */
+static inline void FN(prefetch_rows)(const uint8_t *w, size_t rb, size_t r, size_t r1) {
+        if (!MM_PREFETCH || r >= r1)
+                return;
+        const uint8_t *p = w + r * rb, *end = w + FN(min_sz)(r + MM_R, r1) * rb;
+        for (; p < end; p += 64)
+                __builtin_prefetch(p, 0, 2);
+}
+
 #define DEFINE_MATMUL(name)                                                                                     \
         static void FN(matmul_##name)(const void *w, size_t rb, size_t K, const float *x, size_t ldx,          \
                                       size_t n_vec, float *y, size_t ldy, size_t r0, size_t r1) {              \
                 _Alignas(64) float wbuf[MM_R * KC];                                                             \
                 for (size_t r = r0; r < r1; r += MM_R) {                                                        \
                         size_t nr = FN(min_sz)(MM_R, r1 - r);                                                   \
+                        FN(prefetch_rows)((const uint8_t *) w, rb, r + MM_R, r1);                               \
                         for (size_t k0 = 0; k0 < K; k0 += KC) {                                                 \
                                 size_t kc = FN(min_sz)(KC, K - k0);                                             \
                                 for (size_t i = 0; i < MM_R; i++) {                                             \
