@@ -187,12 +187,18 @@ def case_slow_reader(e):
         check(end["tokens_generated"] == 300, repr(end))
         return time.monotonic() - t0, end["generate_usec"] / 1e6
 
-    alone = fast_run()
+    alone = min(fast_run(), fast_run(), key=lambda x: x[1])
     slow = subprocess.Popen([SLOW_READER, e.bus.address, "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         check(slow.stdout.readline().strip() == b"started", "the slow reader did not start")
         time.sleep(3)  # its ring fills and its generation parks
+        # The best of up to three runs: a load spike on a shared machine passes, a systematic
+        # slowdown (the fast stream held to the slow one's pace) does not.
         busy = fast_run()
+        for _ in range(2):
+            if busy[1] < 2.0 * alone[1] + 0.25:
+                break
+            busy = min(busy, fast_run(), key=lambda x: x[1])
     finally:
         slow.send_signal(signal.SIGTERM)
         out, err = slow.communicate(timeout=30)
@@ -202,6 +208,33 @@ def case_slow_reader(e):
     # A parked generation costs the batch nothing; allow for a loaded machine, not for lock-step.
     check(busy[1] < 2.0 * alone[1] + 0.25 and busy[0] < 2.0 * alone[0] + 1.0,
           "the slow reader slowed the fast one: %r vs %r" % (busy, alone))
+
+
+def case_interrupt(e):
+    """Ctrl-C cancels the generation (end record "cancelled", exit 130); the session stays usable."""
+    p = e.popen("--json", "generate", "--session", "t-int", "--max-tokens", "1000000", "hi",
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    check(p.stdout.readline(), "no output before the interrupt")
+    time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    check(p.returncode == 130, "exit status %r after SIGINT: %r" % (p.returncode, err))
+    end = json.loads(out.decode().splitlines()[-1])
+    check(end.get("stop_reason") == "cancelled", "not cancelled: %r" % end)
+    r = e.run("generate", "--session", "t-int", "--max-tokens", "3", "more")
+    check(r.returncode == 0, "the interrupted session is unusable: %r" % r.stderr)
+    print("interrupt: ok")
+
+
+def case_daemon_gone(e):
+    """A daemon that dies mid-stream ends the client with one line, at once."""
+    p = e.popen("generate", "--max-tokens", "1000000", "hi", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    check(p.stdout.read(1), "no output")
+    e.d.kill()
+    out, err = p.communicate(timeout=30)
+    check(p.returncode == 1 and err.decode().count("\n") == 1, "client after daemon death: %r %r"
+          % (p.returncode, err))
+    print("daemon gone: ok")
 
 
 def case_scribbler(e):
@@ -223,7 +256,7 @@ def main():
         config = {"limits": {"max_tokens_per_request": 1000000}}
         with rwkvtest.Daemon(bus, model=model, threads=1, config=config) as d:
             e = Env(bus, d)
-            which = os.environ.get("RWKV_ONLINE_CASES", "basic,stream,kill,slow,scribble").split(",")
+            which = os.environ.get("RWKV_ONLINE_CASES", "basic,stream,kill,slow,interrupt,scribble,gone").split(",")
             if "basic" in which:
                 case_basic(e)
             if "stream" in which:
@@ -232,9 +265,13 @@ def main():
                 case_kill_client(e)
             if "slow" in which:
                 case_slow_reader(e)
+            if "interrupt" in which:
+                case_interrupt(e)
             if "scribble" in which:
                 case_scribbler(e)
             check(d.alive(), "the daemon died")
+            if "gone" in which:
+                case_daemon_gone(e)
 
 
 if __name__ == "__main__":
