@@ -1,6 +1,6 @@
 /* bench-store: session store speed and size for RWKV-7 state shapes. Not a test.
  *
- *   bench-store [--dir DIR] [--iters N] [--codecs] [--json] [--prefill-tps T]
+ *   bench-store [--dir DIR] [--iters N] [--codecs] [--delta] [--json] [--prefill-tps T|0.1B=T,...]
  *
  * States are synthetic but shaped like the real thing: per layer two token-shift vectors and, per
  * head, a 64x64 wkv matrix produced by running the RWKV-7 recurrence
@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <zstd.h>
 
 #include "daemon/store-format.h"
 #include "daemon/store.h"
@@ -47,25 +49,24 @@ static float nrand(void) {
         return (float)(sqrt(-2 * log(u)) * cos(2 * M_PI * v));
 }
 
-static float *make_state(const Shape *sh, size_t *ret_n) {
+/* Run `tokens` steps of the RWKV-7 wkv recurrence on every head's 64x64 matrix of state x. */
+static void state_advance(const Shape *sh, float *x, int tokens) {
         size_t C = sh->n_embd, hs = 64, H = C / hs;
-        size_t n = (size_t)sh->n_layer * (2 * C + C * hs);
-        float *x = malloc(n * sizeof(float)), *p = x;
         float k[64], v[64], w[64], a[64], sk[64];
+        float *p = x;
         for (uint32_t l = 0; l < sh->n_layer; l++) {
-                for (size_t i = 0; i < 2 * C; i++)
+                for (size_t i = 0; i < 2 * C; i++) /* token shift: the last token's normalized input */
                         *p++ = nrand() * 0.5f;
                 for (size_t h = 0; h < H; h++, p += hs * hs) {
                         float *S = p; /* S[i][j]: value i, key j */
-                        memset(S, 0, hs * hs * sizeof(float));
-                        for (int t = 0; t < 64; t++) {
+                        for (int t = 0; t < tokens; t++) {
                                 float norm = 0;
                                 for (size_t j = 0; j < hs; j++) {
                                         k[j] = nrand();
                                         norm += k[j] * k[j];
                                         v[j] = nrand();
                                         w[j] = expf(-expf(nrand() * 0.5f - 1.0f));
-                                        a[j] = (float)urand();
+                                        a[j] = (float) urand();
                                 }
                                 norm = 1.0f / sqrtf(norm);
                                 for (size_t j = 0; j < hs; j++)
@@ -78,13 +79,62 @@ static float *make_state(const Shape *sh, size_t *ret_n) {
                                 }
                                 for (size_t i = 0; i < hs; i++)
                                         for (size_t j = 0; j < hs; j++)
-                                                S[i * hs + j] =
-                                                        S[i * hs + j] * w[j] - sk[i] * a[j] * k[j] + v[i] * k[j];
+                                                S[i * hs + j] = S[i * hs + j] * w[j] - sk[i] * a[j] * k[j] +
+                                                                v[i] * k[j];
                         }
                 }
         }
+}
+
+static float *make_state(const Shape *sh, size_t *ret_n) {
+        size_t C = sh->n_embd;
+        size_t n = (size_t) sh->n_layer * (2 * C + C * 64);
+        float *x = calloc(n, sizeof(float));
+        state_advance(sh, x, 64);
         *ret_n = n;
         return x;
+}
+
+static void to_planes(const float *x, uint8_t *o, size_t n) {
+        const uint8_t *b = (const uint8_t *) x;
+        for (size_t i = 0; i < n; i++)
+                for (size_t p = 0; p < 4; p++)
+                        o[p * n + i] = b[4 * i + p];
+}
+
+/* Would a checkpoint stored as a zstd delta against the previous one be smaller? Compress the
+ * 0.1B state's 512 KiB plane blocks alone, and with the previous checkpoint's block as prefix. */
+static void delta(void) {
+        const Shape *sh = &shapes[0];
+        size_t n;
+        float *prev = make_state(sh, &n), *cur = malloc(n * sizeof(float));
+        size_t bytes = n * 4, block = 512 * 1024;
+        uint8_t *pp = malloc(bytes), *pc = malloc(bytes), *out = malloc(ZSTD_compressBound(block));
+        ZSTD_CCtx *c = ZSTD_createCCtx();
+        printf("checkpoint deltas, %s state, zstd 1 on 512 KiB plane blocks:\n", sh->name);
+        for (int extra = 1; extra <= 64; extra *= 8) {
+                memcpy(cur, prev, bytes);
+                state_advance(sh, cur, extra);
+                size_t alone = 0, with_prev = 0;
+                for (size_t off = 0; off < bytes; off += block) {
+                        size_t bs = MIN(block, bytes - off), fl = bs / 4;
+                        to_planes(prev + off / 4, pp + off, fl);
+                        to_planes(cur + off / 4, pc + off, fl);
+                        alone += ZSTD_compressCCtx(c, out, ZSTD_compressBound(bs), pc + off, bs, 1);
+                        ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
+                        ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, 1);
+                        ZSTD_CCtx_refPrefix(c, pp + off, bs);
+                        with_prev += ZSTD_compress2(c, out, ZSTD_compressBound(bs), pc + off, bs);
+                }
+                printf("  %2d tokens later: alone %.4f of raw, delta %.4f of raw\n", extra, (double) alone / bytes,
+                       (double) with_prev / bytes);
+        }
+        ZSTD_freeCCtx(c);
+        free(prev);
+        free(cur);
+        free(pp);
+        free(pc);
+        free(out);
 }
 
 static double now_ms(void) {
@@ -207,18 +257,30 @@ static void drop_cache(const char *dir, uid_t uid, const char *id) {
 int main(int argc, char **argv) {
         const char *dir = NULL;
         int iters = 50;
-        bool do_codecs = false, json = false;
-        double prefill_tps = 0;
+        bool do_codecs = false, do_delta = false, json = false;
+        double prefill[3] = { 0, 0, 0 }; /* tokens/s per shape */
         uint32_t block_log2 = 0;
         for (int i = 1; i < argc; i++) {
                 if (!strcmp(argv[i], "--dir") && i + 1 < argc)
                         dir = argv[++i];
                 else if (!strcmp(argv[i], "--iters") && i + 1 < argc)
                         iters = atoi(argv[++i]);
-                else if (!strcmp(argv[i], "--prefill-tps") && i + 1 < argc)
-                        prefill_tps = atof(argv[++i]);
+                else if (!strcmp(argv[i], "--prefill-tps") && i + 1 < argc) {
+                        /* T (every shape) or 0.1B=T,0.4B=T,1.5B=T */
+                        char *spec = argv[++i];
+                        if (!strchr(spec, '='))
+                                prefill[0] = prefill[1] = prefill[2] = atof(spec);
+                        for (char *tok = strtok(spec, ","); tok; tok = strtok(NULL, ",")) {
+                                char *eq = strchr(tok, '=');
+                                for (size_t k = 0; eq && k < 3; k++)
+                                        if (!strncmp(tok, shapes[k].name, (size_t) (eq - tok)))
+                                                prefill[k] = atof(eq + 1);
+                        }
+                }
                 else if (!strcmp(argv[i], "--block-log2") && i + 1 < argc)
                         block_log2 = (uint32_t)atoi(argv[++i]);
+                else if (!strcmp(argv[i], "--delta"))
+                        do_delta = true;
                 else if (!strcmp(argv[i], "--codecs"))
                         do_codecs = true;
                 else if (!strcmp(argv[i], "--json"))
@@ -237,6 +299,8 @@ int main(int argc, char **argv) {
                 return 1;
         if (do_codecs)
                 codecs(json, block_log2);
+        if (do_delta)
+                delta();
 
         char tmpl[] = "/var/tmp/rwkvd-bench-XXXXXX";
         char path[1024];
@@ -314,6 +378,7 @@ int main(int argc, char **argv) {
                                "%9.0f\n",
                                shapes[si].name, state_mb, file_bytes / 1e6, file_bytes / 1e6 / raw_mb, s50, s99, cs50,
                                l50, l99, cl50, c50, c99, raw_mb / cl50 * 1e3);
+                double prefill_tps = prefill[si];
                 if (prefill_tps > 0 && !json)
                         for (int k = 2; k <= 32; k *= 4) {
                                 double pre_ms = k * 1024 / prefill_tps * 1e3;
