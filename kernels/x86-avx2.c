@@ -66,6 +66,12 @@ static inline void i8x16_to_vecs(__m128i v, VEC *out) {
         out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)));
 }
 
+/* Sums of 4 adjacent byte products |x| * w (no int16 overflow: |x|, |w| <= 127) into 8 int32. */
+static inline __m256i i8dot32(__m256i xa, __m256i ws) {
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(xa, ws), _mm256_set1_epi16(1));
+}
+#define SIMD_INT8_MATVEC 1
+
 #include "kernels/simd-template.h"
 
 void kernels_fill_avx2(Kernels *k) {

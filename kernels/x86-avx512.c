@@ -63,6 +63,13 @@ static inline void i8x16_to_vecs(__m128i v, VEC *out) {
         out[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v));
 }
 
+/* Sums of 4 adjacent byte products |x| * w (no int16 overflow: |x|, |w| <= 127) into 8 int32.
+ * (AVX-512 VNNI's vpdpbusd does this in one instruction; not every AVX-512 CPU has it.) */
+static inline __m256i i8dot32(__m256i xa, __m256i ws) {
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(xa, ws), _mm256_set1_epi16(1));
+}
+#define SIMD_INT8_MATVEC 1
+
 #include "kernels/simd-template.h"
 
 void kernels_fill_avx512(Kernels *k) {
