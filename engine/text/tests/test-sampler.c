@@ -287,19 +287,19 @@ static void test_top_k_min_p(Sampler *s, float *l) {
                 free(sorted);
         }
         unsigned distinct_hits = 0;
-        for (int it = 0; it < 1000; it++) {
+        for (int it = 0; it < 300; it++) {
                 uint32_t tok;
                 CHECK_OK(sampler_sample(s, &p, l, NULL, NULL, 0, &r, &tok));
                 CHECK(l[tok] >= kth);
                 distinct_hits += l[tok] < l[argmax(l, NV)];
         }
-        CHECK(distinct_hits > 50); /* high temperature: not just the argmax */
+        CHECK(distinct_hits > 15); /* high temperature: not just the argmax */
 
         /* min-p: p_i >= min_p * p_max  <=>  l_i >= l_max + T*ln(min_p). */
         p = plain(1.0f);
         p.min_p = 0.05f;
         float lmax = l[argmax(l, NV)];
-        for (int it = 0; it < 1000; it++) {
+        for (int it = 0; it < 300; it++) {
                 uint32_t tok;
                 CHECK_OK(sampler_sample(s, &p, l, NULL, NULL, 0, &r, &tok));
                 CHECK(l[tok] >= lmax + logf(0.05f) - 1e-4f);
