@@ -290,7 +290,8 @@ int sampler_sample(Sampler *s, const SamplerParams *p, const float *logits, cons
         c = s->cand;
         prob = s->prob;
 
-        /* 1-2: bias, then penalties (a select, not a branch, so the pass vectorises). */
+        /* 1-2: bias, then penalties; the penalty pass also finds the maximum for step 3.
+         * NaN and -inf never win; the strict > keeps the lowest id on ties. */
         for (size_t i = 0; i < n_bias; i++)
                 if (isnan(bias[i].bias))
                         return -EINVAL;
@@ -298,23 +299,26 @@ int sampler_sample(Sampler *s, const SamplerParams *p, const float *logits, cons
         for (size_t i = 0; i < n_bias; i++)
                 if (bias[i].token < nv)
                         l[bias[i].token] += bias[i].bias;
+        max = -INFINITY;
+        uint32_t argmax = UINT32_MAX;
         if (counts && (p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f)) {
                 const float pres = p->presence_penalty, freq = p->frequency_penalty;
                 for (uint32_t i = 0; i < nv; i++) {
-                        float cnt = counts[i];
-                        l[i] -= cnt > 0.0f ? pres + freq * cnt : 0.0f;
+                        float cnt = counts[i], v = l[i] - (cnt > 0.0f ? pres + freq * cnt : 0.0f);
+                        l[i] = v;
+                        if (v > max) {
+                                max = v;
+                                argmax = i;
+                        }
                 }
-        }
+        } else
+                for (uint32_t i = 0; i < nv; i++)
+                        if (l[i] > max) {
+                                max = l[i];
+                                argmax = i;
+                        }
 
-        /* 3: greedy (no RNG draw). Also when a logit is +inf: nothing else has any probability.
-         * NaN and -inf never win; the strict > keeps the lowest id on ties. */
-        max = -INFINITY;
-        uint32_t argmax = UINT32_MAX;
-        for (uint32_t i = 0; i < nv; i++)
-                if (l[i] > max) {
-                        max = l[i];
-                        argmax = i;
-                }
+        /* 3: greedy (no RNG draw). Also when a logit is +inf: nothing else has any probability. */
         if (argmax == UINT32_MAX)
                 return -EDOM;
         /* A temperature so small that 1/T overflows is greedy too (and would make 0 * inf = NaN). */
