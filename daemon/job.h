@@ -36,6 +36,7 @@ typedef struct JobParams {
         LogitBias *bias;
         size_t n_bias;
         bool prompt_stream;        /* more prompt arrives through the ring's input direction */
+        bool regenerate;           /* rewind to the start of the last turn and feed its prompt again */
         uint64_t max_prompt_bytes;
 } JobParams;
 

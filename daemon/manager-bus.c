@@ -589,8 +589,8 @@ static int generate_option(Manager *m, const char *key, const char *type, sd_bus
                         return r;
                 if (key[0] == 'p')
                         p->prompt_stream = b;
-                else if (b)
-                        return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT, "Option 'regenerate' is not supported yet.");
+                else
+                        p->regenerate = b;
                 return 0;
         }
         if (strcmp(key, "stop") == 0) {
@@ -753,6 +753,13 @@ static int method_generate(sd_bus_message *msg, void *userdata, sd_bus_error *er
         if (sampler_params_validate(&j->params.sampler, &err) < 0)
                 return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT, "Invalid sampling parameters: %s", err.msg);
 
+        r = stop_matcher_new((const char *const *) j->params.stops, j->params.n_stops, &j->stop, &err);
+        if (r < 0)
+                return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT, "Invalid stop strings: %s", err.msg);
+        if (j->params.regenerate && (isempty_str(name) || prompt_len > 0 || j->params.prompt_stream))
+                return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT,
+                                        "Option 'regenerate' needs a session id, an empty prompt and no prompt_stream.");
+
         /* authorize */
         GET_CALLER(msg, caller, error);
         REFUSE_WHEN_SHUTTING_DOWN(m, error);
@@ -778,6 +785,25 @@ static int method_generate(sd_bus_message *msg, void *userdata, sd_bus_error *er
                 if (r <= 0)
                         return r == 0 ? 1 : r;
         }
+        if (j->params.regenerate) {
+                const Checkpoint *c = session_checkpoint(s, s->turns);
+                if (!c)
+                        return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT,
+                                                 "Session '%s' has no last turn held to regenerate.", s->id);
+                _cleanup_(freep) char *again = strndup(c->prompt, c->prompt_len);
+                if (!again)
+                        return -ENOMEM;
+                /* The RNG stream goes on: regenerating gives another answer (unless "seed" is set). */
+                Rng rng = s->rng;
+                r = session_rewind(s, s->turns);
+                if (r < 0)
+                        return r;
+                s->rng = rng;
+                /* From here on this is a generation with the last turn's prompt. */
+                prompt_len = strlen(again);
+                j->prompt = TAKE_PTR(again);
+                j->prompt_len = j->prompt_cap = prompt_len;
+        }
         if (prompt_len == 0 && !j->params.prompt_stream && (!s || !s->has_logits))
                 return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT,
                                         "Empty prompt: there is no text to continue in this session.");
@@ -790,13 +816,12 @@ static int method_generate(sd_bus_message *msg, void *userdata, sd_bus_error *er
                 throwaway->throwaway = true;
                 s = throwaway;
         }
-        r = stop_matcher_new((const char *const *) j->params.stops, j->params.n_stops, &j->stop, &err);
-        if (r < 0)
-                return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT, "Invalid stop strings: %s", err.msg);
-        j->prompt = strdup(prompt);
-        if (!j->prompt)
-                return -ENOMEM;
-        j->prompt_len = j->prompt_cap = prompt_len;
+        if (!j->prompt) {
+                j->prompt = strdup(prompt);
+                if (!j->prompt)
+                        return -ENOMEM;
+                j->prompt_len = j->prompt_cap = prompt_len;
+        }
         r = stream_new(0, &j->stream);
         if (r < 0)
                 return sd_bus_error_setf(error, RWKV_ERROR_IO, "Could not create the token ring: %s", strerror(-r));
@@ -811,7 +836,7 @@ static int method_generate(sd_bus_message *msg, void *userdata, sd_bus_error *er
                 return r;
 
         if (!throwaway) {
-                r = session_begin_turn(s, prompt, prompt_len);
+                r = session_begin_turn(s, j->prompt, prompt_len);
                 if (r < 0)
                         return r;
                 (void) manager_checkpoint_commit(m, s, s->turns);

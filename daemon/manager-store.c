@@ -141,6 +141,7 @@ typedef struct StoreWork {
         uint32_t turn;
         int fd;
         SessionRecord *rec;
+        SessionRecord *checkpoint;       /* OP_LOAD: the last turn's, when there is one */
         SessionMeta meta;
         sd_bus_message *msg;             /* the call to answer (or re-run) when done, or NULL */
         sd_bus_message_handler_t handler;
@@ -151,6 +152,7 @@ static StoreWork *store_work_free(StoreWork *w) {
         if (!w)
                 return NULL;
         session_record_free(w->rec);
+        session_record_free(w->checkpoint);
         sd_bus_message_unref(w->msg);
         safe_close(w->fd);
         free(w);
@@ -171,8 +173,16 @@ static int store_work_run(void *userdata) {
                 int r = store_checkpoint_truncate(st, w->uid, w->id, w->turn, &w->err);
                 return r == -ENOENT ? 0 : r;
         }
-        case OP_LOAD:
-                return store_load(st, w->uid, w->id, w->manager->info->hash, &w->rec, &w->err);
+        case OP_LOAD: {
+                int r = store_load(st, w->uid, w->id, w->manager->info->hash, &w->rec, &w->err);
+                if (r < 0)
+                        return r;
+                /* The last turn's checkpoint makes rewind/regenerate work after a restart. */
+                if (w->rec->meta.n_turns > 0)
+                        (void) store_checkpoint_load(st, w->uid, w->id, w->rec->meta.n_turns, w->manager->info->hash,
+                                                     &w->checkpoint, NULL);
+                return 0;
+        }
         case OP_DELETE: {
                 int r = store_delete(st, w->uid, w->id, &w->err);
                 return r == -ENOENT ? 0 : r;
@@ -264,6 +274,19 @@ static void store_work_done(int r, void *userdata) {
                         session_apply_meta(s, &rec->meta);
                         s->sampler = rec->sampler;
                         s->rng = rec->rng;
+                        SessionRecord *c = w->checkpoint;
+                        if (c && c->meta.state_floats == s->state_floats && c->meta.n_vocab == s->n_vocab &&
+                            c->state && c->meta.turn == s->turns) {
+                                char *prompt = malloc(c->transcript_size + 1);
+                                if (prompt) {
+                                        if (c->transcript_size > 0)
+                                                memcpy(prompt, c->transcript, c->transcript_size);
+                                        prompt[c->transcript_size] = 0;
+                                        (void) session_adopt_checkpoint(s, TAKE_PTR(c->state), TAKE_PTR(c->logits),
+                                                                        TAKE_PTR(c->penalties), c->meta.n_tokens, c->rng,
+                                                                        prompt, c->transcript_size);
+                                }
+                        }
                         s->dirty = false;
                         s->on_disk = true;
                         log_debug("Loaded session '%s' of uid %u.", s->id, (unsigned) s->owner);
@@ -353,6 +376,25 @@ int manager_session_commit(Manager *m, Session *s) {
         }
         s->dirty = false;
         return submit(m, w);
+}
+
+void manager_job_progress(Job *job, void *userdata) {
+        Manager *m = userdata;
+        Session *s = job->session;
+        StoreWork *w;
+
+        /* Runs on the compute thread, which owns the session now: the snapshot is consistent. */
+        if (!m->store || s->throwaway)
+                return;
+        w = work_new(m, OP_SAVE, s->owner, s->id, NULL);
+        if (!w)
+                return;
+        if (session_snapshot(m, s, &w->rec) < 0) {
+                store_work_free(w);
+                return;
+        }
+        w->rec->meta.updated_usec = now_realtime_usec();
+        (void) submit(m, w);
 }
 
 int manager_checkpoint_commit(Manager *m, Session *s, uint32_t turn) {

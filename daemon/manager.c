@@ -119,6 +119,8 @@ int manager_startup(Manager *m) {
                 .max_batch = m->config.max_batch,
                 .prefill_chunk = m->config.prefill_chunk,
                 .prefill_per_step = 2,
+                .commit_every = m->config.commit_every_tokens,
+                .progress = manager_job_progress,
         };
         r = worker_new(m->event, &m->worker);
         if (r < 0)

@@ -70,6 +70,8 @@ int manager_session_delete(Manager *m, Session *s, sd_bus_message *msg);
 int manager_session_rename(Manager *m, Session *s, const char *new_id, sd_bus_message *msg);
 int manager_session_export(Manager *m, Session *s, int fd, sd_bus_message *msg);
 int manager_session_import(Manager *m, uid_t uid, int fd, const char *new_id, sd_bus_message *msg);
+/* Compute thread: commit a snapshot of a running job's session. */
+void manager_job_progress(Job *job, void *userdata);
 uint64_t manager_hot_bytes(Manager *m);
 void manager_evict(Manager *m);
 void manager_commit_all(Manager *m);

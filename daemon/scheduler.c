@@ -369,6 +369,9 @@ static void scheduler_decode(Scheduler *s) {
                 j->session->tokens++;
                 j->session->has_logits = true;
                 j->generated++;
+                /* A long generation is committed on the way, so a crash loses at most N tokens. */
+                if (s->opts.progress && s->opts.commit_every > 0 && j->generated % s->opts.commit_every == 0)
+                        s->opts.progress(j, s->userdata);
                 if (outcome[i] == 2)
                         job_end(j, RING_STOP_STOP_STRING);
                 else if (j->generated >= j->params.max_tokens)

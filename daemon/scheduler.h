@@ -24,6 +24,9 @@ typedef struct SchedulerOptions {
         unsigned max_batch;        /* most decoding jobs per step (more wait for the next step) */
         unsigned prefill_chunk;    /* prompt tokens per prefill call */
         unsigned prefill_per_step; /* prefill calls per step */
+        unsigned commit_every;     /* call progress every N generated tokens (0: never) */
+        /* Runs on the compute thread, between steps, while it owns the job's session. */
+        void (*progress)(Job *job, void *userdata);
 } SchedulerOptions;
 
 typedef struct SchedulerStats {

@@ -301,6 +301,20 @@ int session_begin_turn(Session *s, const char *prompt, size_t prompt_len) {
         return 0;
 }
 
+int session_adopt_checkpoint(Session *s, float *state, float *logits, float *penalties, uint64_t tokens, Rng rng,
+                             char *prompt, size_t prompt_len) {
+        Checkpoint c = { .state = state, .logits = logits, .penalties = penalties, .tokens = tokens, .rng = rng,
+                         .prompt = prompt, .prompt_len = prompt_len };
+
+        if (!state || !penalties || !prompt || s->n_checkpoints > 0 || s->turns == 0) {
+                checkpoint_done(&c);
+                return -EINVAL;
+        }
+        s->checkpoints[0] = c;
+        s->n_checkpoints = 1;
+        return 0;
+}
+
 int session_rewind(Session *s, uint32_t turn) {
         const Checkpoint *c = session_checkpoint(s, turn);
 

@@ -90,6 +90,10 @@ int session_fork(const Session *s, const char *new_id, uint32_t turn, Session **
 int session_begin_turn(Session *s, const char *prompt, size_t prompt_len);
 /* Go back to the start of turn (1-based); drops it and later ones. -ENOENT if not held in RAM. */
 int session_rewind(Session *s, uint32_t turn);
+/* After a load from disk: take over the checkpoint of the session's last turn (buffers malloc'ed,
+ * owned by the session afterwards, also on error). Only while no checkpoint is held. */
+int session_adopt_checkpoint(Session *s, float *state, float *logits, float *penalties, uint64_t tokens, Rng rng,
+                             char *prompt, size_t prompt_len);
 /* The checkpoint that opens turn (1-based) or NULL. */
 const Checkpoint *session_checkpoint(const Session *s, uint32_t turn);
 

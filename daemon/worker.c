@@ -1,6 +1,7 @@
 /* worker.c: a single I/O thread with a FIFO of work items (see worker.h). */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -22,7 +23,7 @@ struct Worker {
         Work *queue, **queue_tail;   /* to run */
         Work *done, **done_tail;     /* ran, done function pending */
         bool stop;
-        unsigned pending;            /* main thread only */
+        atomic_uint pending;         /* submitted, done function not yet run (any thread submits) */
         int fd;
         sd_event_source *source;
         pthread_t thread;
@@ -68,7 +69,7 @@ static void worker_dispatch_done(Worker *w) {
         while (list) {
                 Work *k = list;
                 list = k->next;
-                w->pending--;
+                atomic_fetch_sub(&w->pending, 1);
                 if (k->done)
                         k->done(k->r, k->userdata);
                 free(k);
@@ -135,15 +136,15 @@ int worker_submit(Worker *w, WorkFn fn, WorkDoneFn done, void *userdata) {
         k->fn = fn;
         k->done = done;
         k->userdata = userdata;
+        atomic_fetch_add(&w->pending, 1);
         pthread_mutex_lock(&w->lock);
         *w->queue_tail = k;
         w->queue_tail = &k->next;
         pthread_cond_signal(&w->cond);
         pthread_mutex_unlock(&w->lock);
-        w->pending++;
         return 0;
 }
 
 unsigned worker_pending(Worker *w) {
-        return w ? w->pending : 0;
+        return w ? atomic_load(&w->pending) : 0;
 }

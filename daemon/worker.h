@@ -19,6 +19,8 @@ int worker_new(sd_event *event, Worker **ret);
 Worker *worker_free(Worker *w);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Worker *, worker_free);
 
+/* Any thread may submit (the compute thread does, for checkpoints of long generations); the done
+ * function always runs on the main thread. */
 int worker_submit(Worker *w, WorkFn fn, WorkDoneFn done, void *userdata);
 /* Work submitted whose done function has not run yet. */
 unsigned worker_pending(Worker *w);

@@ -1,14 +1,16 @@
 /* rwkv-test-client.c: sd-bus load generators for the daemon tests (until the client library exists).
  *
- *   rwkv-test-client ADDRESS gen N MAX_TOKENS   N processes, each one Generate() on a throw-away
- *                                               session, reading its ring to the end record; prints
- *                                               "min_usec max_usec ratio tokens"
+ *   rwkv-test-client ADDRESS gen N MAX_TOKENS   N processes connect, then each starts one Generate()
+ *                                               on a throw-away session at the same moment, reading
+ *                                               its ring to the end record; prints the fastest and
+ *                                               slowest call-to-end times: "min_usec max_usec ratio
+ *                                               text_records"
  *   rwkv-test-client ADDRESS hold ID MAX_TOKENS SECONDS   Generate() in session ID, then keep the
  *                                               ring unread for SECONDS (a job that stays busy)
  *   rwkv-test-client ADDRESS export ID FILE      ExportSession into FILE
  *   rwkv-test-client ADDRESS import ID FILE      ImportSession from FILE as ID ("" keeps its id)
  *   rwkv-test-client ADDRESS run ID PROMPT MAX_TOKENS   one generation (greedy) in session ID,
- *                                               its text to stdout
+ *                                               its text to stdout ("@N" as PROMPT: N bytes of text)
  *   rwkv-test-client ADDRESS blast N            N malformed or hostile calls, then checks the daemon
  *                                               still answers Status()
  * Exit 0 on success. */
@@ -54,7 +56,8 @@ static int connect_bus(const char *address, sd_bus **ret) {
 }
 
 /* One generation; returns tokens received or negative errno. */
-static long generate_one(const char *address, const char *id, const char *prompt, uint32_t max_tokens, FILE *text) {
+static long generate_one(const char *address, const char *id, const char *prompt, uint32_t max_tokens, FILE *text,
+                         int go_fd, uint64_t *ret_start) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
         sd_bus *bus = NULL;
@@ -65,6 +68,13 @@ static long generate_one(const char *address, const char *id, const char *prompt
         r = connect_bus(address, &bus);
         if (r < 0)
                 return r;
+        if (go_fd >= 0) { /* every client connected first: they all start together */
+                char c;
+                if (read(go_fd, &c, 1) != 1)
+                        return -EIO;
+        }
+        if (ret_start)
+                *ret_start = now_usec();
         r = sd_bus_call_method(bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Generate", &error, &reply,
                                "ssa{sv}", id, prompt, 2, "max_tokens", "u", max_tokens, "temperature", "d", 0.0);
         if (r < 0) {
@@ -132,23 +142,30 @@ static long generate_one(const char *address, const char *id, const char *prompt
 }
 
 static int cmd_gen(const char *address, int n, uint32_t max_tokens) {
-        int fds[2];
-        if (pipe(fds) < 0)
+        int fds[2], go[2];
+        if (pipe(fds) < 0 || pipe(go) < 0)
                 return 1;
-        uint64_t start = now_usec();
         for (int i = 0; i < n; i++) {
                 pid_t pid = fork();
                 if (pid < 0)
                         return 1;
                 if (pid == 0) {
+                        uint64_t start = 0;
                         close(fds[0]);
-                        long t = generate_one(address, "", "Once upon a time", max_tokens, NULL);
+                        close(go[1]);
+                        long t = generate_one(address, "", "Once upon a time", max_tokens, NULL, go[0], &start);
+                        /* each client's time from its own Generate() call to its end record */
                         uint64_t rec[2] = { now_usec() - start, (uint64_t) t };
                         (void) !write(fds[1], rec, sizeof(rec));
                         _exit(t < 0 ? 1 : 0);
                 }
         }
         close(fds[1]);
+        close(go[0]);
+        usleep(500 * 1000); /* let the clients connect (test harness, not the daemon) */
+        for (int i = 0; i < n; i++)
+                (void) !write(go[1], "g", 1);
+        close(go[1]);
         uint64_t mn = UINT64_MAX, mx = 0, tokens = 0;
         int failed = 0;
         for (int i = 0; i < n; i++) {
@@ -343,7 +360,22 @@ static int cmd_transfer(const char *address, bool export, const char *id, const 
 
 int main(int argc, char *argv[]) {
         if (argc == 6 && strcmp(argv[2], "run") == 0) {
-                long t = generate_one(argv[1], argv[3], argv[4], (uint32_t) atoi(argv[5]), stdout);
+                const char *prompt = argv[4];
+                char *big = NULL;
+                if (prompt[0] == '@') { /* "@N": a prompt of N bytes of text */
+                        size_t n = strtoull(prompt + 1, NULL, 10);
+                        big = malloc(n + 1);
+                        if (!big)
+                                return 1;
+                        for (size_t i = 0; i < n; i++)
+                                big[i] = "the quick brown fox jumps over the lazy dog "[i % 44];
+                        big[n] = 0;
+                        prompt = big;
+                }
+                uint64_t t0 = now_usec();
+                long t = generate_one(argv[1], argv[3], prompt, (uint32_t) atoi(argv[5]), stdout, -1, NULL);
+                fprintf(stderr, "elapsed_usec %llu\n", (unsigned long long) (now_usec() - t0));
+                free(big);
                 if (t < 0) {
                         fprintf(stderr, "generation failed: %s\n", strerror((int) -t));
                         return 1;

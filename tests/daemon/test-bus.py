@@ -99,6 +99,22 @@ def wait_idle(d, sid, timeout=20):
     raise AssertionError("session %s stayed busy" % sid)
 
 
+def test_regenerate(d, bus):
+    d.call("CreateSession", "sa{sv}", "re", 0)
+    d.expect_error("InvalidArgument", "Generate", "'re'", "''", "{'regenerate': <true>}", contains="regenerate")
+    run(bus, "re", "Hi", 4)
+    tokens = d.call("GetSession", "s", "re")[0]["tokens"]["data"]
+    d.expect_error("InvalidArgument", "Generate", "'re'", "'x'", "{'regenerate': <true>}", contains="empty prompt")
+    d.expect_error("InvalidArgument", "Generate", "''", "''", "{'regenerate': <true>}")
+    # regenerate replaces turn 1 instead of adding turn 2
+    d.gdbus("Generate", "'re'", "''", "{'regenerate': <true>, 'max_tokens': <uint32 4>}")
+    wait_idle(d, "re")
+    info = d.call("GetSession", "s", "re")[0]
+    check(info["turns"]["data"] == 1, "regenerate keeps one turn: %s" % info)
+    check(info["tokens"]["data"] <= tokens, "regenerate rewound: %s vs %d" % (info, tokens))
+    d.call("DeleteSession", "s", "re")
+
+
 def test_errors(d):
     d.expect_error("InvalidArgument", "GetSession", "'.bad'")
     d.expect_error("InvalidArgument", "CreateSession", "'a b'", "{}")
@@ -245,6 +261,22 @@ def test_persistence(bus, model):
                            capture_output=True)
         check(r.returncode != 0 and b"org.rwkvd.Error." in r.stderr, "garbage import refused: %s" % r.stderr)
         check(d.stop() == 0, "exit")
+    # commit_every_tokens: a daemon killed (SIGKILL) in the middle of a long generation keeps what
+    # was committed on the way
+    cfg = {"limits": {"max_tokens_per_request": 100000}, "store": {"commit_every_tokens": 16}}
+    with rt.Daemon(bus, model=model, state_dir=state, name="persist-kill", config=cfg) as d:
+        d.call("CreateSession", "sa{sv}", "long", 0)
+        holder = subprocess.Popen([client_path(), bus.address, "hold", "long", "50000", "20"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        check(holder.stdout.readline().strip() == b"started", "hold client")
+        time.sleep(1.0)
+        d.kill()
+        holder.kill()
+        holder.wait()
+    with rt.Daemon(bus, model=model, state_dir=state, name="persist-kill2") as d:
+        got = d.call("GetSession", "s", "long")[0]["tokens"]["data"]
+        check(got >= 16, "tokens committed during the killed generation: %d" % got)
+        check(d.stop() == 0, "exit")
     # a corrupted session file is refused with Corrupt and moved aside; the daemon keeps going
     sdir = os.path.join(state, "0")
     with open(os.path.join(sdir, "copy.session"), "r+b") as f:
@@ -267,6 +299,7 @@ def main():
             test_introspection(d)
             test_happy(d, bus)
             test_errors(d)
+            test_regenerate(d, bus)
             test_ownership(d)
             # ShuttingDown is checked in test_sigterm's window; here the daemon still serves
             check(d.alive(), "daemon died")
