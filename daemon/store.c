@@ -62,6 +62,27 @@ static int mkdir_private(int dir_fd, const char *name) {
         return 0;
 }
 
+static void closedirp(DIR **d);
+static DIR *opendir_at(int dir_fd);
+
+/* Temp files a crash left in a uid folder and in its checkpoint folders. */
+static void sweep_uid_dir(int ufd) {
+        io_sweep_temps(ufd);
+        _cleanup_(closedirp) DIR *d = opendir_at(ufd);
+        if (!d)
+                return;
+        struct dirent *de;
+        size_t sl = strlen(CHECKPOINT_SUFFIX);
+        while ((de = readdir(d))) {
+                size_t n = strlen(de->d_name);
+                if (de->d_name[0] == '.' || n <= sl || strcmp(de->d_name + n - sl, CHECKPOINT_SUFFIX) != 0)
+                        continue;
+                _cleanup_(closep) int cfd = openat(ufd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+                if (cfd >= 0)
+                        io_sweep_temps(cfd);
+        }
+}
+
 int store_open(const char *dir, const StoreOptions *opts, Store **ret, RwkvError *err) {
         if (!dir || !ret)
                 return error_set(err, EINVAL, "no state directory given");
@@ -109,7 +130,7 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret, RwkvError
                         _cleanup_(closep) int ufd =
                                 openat(s->dir_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
                         if (ufd >= 0)
-                                io_sweep_temps(ufd);
+                                sweep_uid_dir(ufd);
                 }
                 closedir(d);
         }

@@ -132,8 +132,19 @@ static void test_basic(const char *dir) {
         CHECK(count == 2);
 
         store_free(s);
-        /* Reopen (a restart): same key, sessions still load. */
+        /* Temp files of writes a crash interrupted, in the uid folder and a checkpoint folder. */
+        char tmpf[4200];
+        snprintf(tmpf, sizeof(tmpf), "%s/1000/.#chat-1.session.1234abcd", dir);
+        CHECK(close(open(tmpf, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) == 0);
+        snprintf(path, sizeof(path), "%s/1000/chat-1.checkpoints", dir);
+        CHECK(mkdir(path, 0700) == 0);
+        snprintf(tmpf, sizeof(tmpf), "%s/1000/chat-1.checkpoints/.#turn-0000000001.session.1", dir);
+        CHECK(close(open(tmpf, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) == 0);
+        /* Reopen (a restart): same key, sessions still load, temp files gone. */
         CHECK_OK(store_open(dir, NULL, &s, &err));
+        CHECK(access(tmpf, F_OK) < 0 && errno == ENOENT);
+        snprintf(tmpf, sizeof(tmpf), "%s/1000/.#chat-1.session.1234abcd", dir);
+        CHECK(access(tmpf, F_OK) < 0 && errno == ENOENT);
         CHECK_OK(store_load(s, 1000, "chat-1", NULL, &b, &err));
         test_check_same(a, b);
         session_record_free(b);
