@@ -27,13 +27,13 @@ struct Stream {
 static uint64_t now_ns(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * UINT64_C(1000000000) + (uint64_t) ts.tv_nsec;
+        return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
 }
 
 static void eventfd_signal(int fd) {
         uint64_t one = 1;
         /* EAGAIN means the counter is saturated: the peer has a wake-up pending anyway. */
-        (void) !write(fd, &one, sizeof(one));
+        (void)!write(fd, &one, sizeof(one));
 }
 
 int stream_new(size_t ring_bytes, Stream **ret) {
@@ -49,8 +49,8 @@ int stream_new(size_t ring_bytes, Stream **ret) {
         s->ring_fd = memfd_create("rwkvd-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (s->ring_fd < 0)
                 return -errno;
-        s->map_size = (size_t) ring_total_size(size, size);
-        if (ftruncate(s->ring_fd, (off_t) s->map_size) < 0)
+        s->map_size = (size_t)ring_total_size(size, size);
+        if (ftruncate(s->ring_fd, (off_t)s->map_size) < 0)
                 return -errno;
         /* Sealed before anyone else sees the fd: a client that could shrink the file would make
          * the daemon's next access to the mapping raise SIGBUS. */
@@ -69,14 +69,14 @@ int stream_new(size_t ring_bytes, Stream **ret) {
 
         ring_header_init(s->map, size, size);
         s->shared = s->map;
-        s->out = (RingBuf) {
-                .data = (uint8_t *) s->map + RING_HEADER_SIZE,
+        s->out = (RingBuf){
+                .data = (uint8_t *)s->map + RING_HEADER_SIZE,
                 .size = size,
                 .head = &s->shared->client.out_head,
                 .tail = &s->shared->daemon.out_tail,
         };
-        s->in = (RingBuf) {
-                .data = (uint8_t *) s->map + RING_HEADER_SIZE + size,
+        s->in = (RingBuf){
+                .data = (uint8_t *)s->map + RING_HEADER_SIZE + size,
                 .size = size,
                 .head = &s->shared->daemon.in_head,
                 .tail = &s->shared->client.in_tail,
@@ -130,7 +130,7 @@ void stream_abort(Stream *s, int errnum) {
         if (errnum == 0)
                 errnum = EIO;
         if (s->error == 0)
-                (void) set_error(s, -errnum);
+                (void)set_error(s, -errnum);
         if (RWKV_READ_ONCE(s->shared->daemon.flags) & RING_FLAG_CLOSED)
                 return;
         RWKV_WRITE_ONCE(s->shared->daemon.error, errnum);
@@ -208,8 +208,8 @@ int stream_push_text(Stream *s, uint32_t token, const void *utf8, size_t len) {
 
         /* All pieces at once or nothing: a parked job retries the whole call. */
         do {
-                uint32_t piece = (uint32_t) MIN(len - done, (size_t) RING_TEXT_MAX);
-                need += ring_record_span((uint32_t) sizeof(RingText) + piece);
+                uint32_t piece = (uint32_t)MIN(len - done, (size_t)RING_TEXT_MAX);
+                need += ring_record_span((uint32_t)sizeof(RingText) + piece);
                 done += piece;
         } while (done < len);
 
@@ -220,9 +220,9 @@ int stream_push_text(Stream *s, uint32_t token, const void *utf8, size_t len) {
         RingText t = { .token = token, .time_ns = now_ns() };
         done = 0;
         do {
-                uint32_t piece = (uint32_t) MIN(len - done, (size_t) RING_TEXT_MAX);
+                uint32_t piece = (uint32_t)MIN(len - done, (size_t)RING_TEXT_MAX);
                 off += ring_record_write(&s->out, off, RING_RECORD_TEXT, &t, sizeof(t),
-                                         piece ? (const uint8_t *) utf8 + done : NULL, piece);
+                                         piece ? (const uint8_t *)utf8 + done : NULL, piece);
                 done += piece;
                 t.token = RING_TOKEN_NONE;
         } while (done < len);
@@ -266,7 +266,7 @@ int stream_push_error(Stream *s, int errnum, const char *msg) {
         size_t l = msg ? strnlen(msg, RING_ERROR_MESSAGE_MAX) : 0;
         if (e.errnum == 0)
                 e.errnum = EIO;
-        return push_last(s, RING_RECORD_ERROR, &e, sizeof(e), msg, (uint32_t) l);
+        return push_last(s, RING_RECORD_ERROR, &e, sizeof(e), msg, (uint32_t)l);
 }
 
 ssize_t stream_read_input(Stream *s, void *buf, size_t size) {
@@ -301,13 +301,13 @@ ssize_t stream_read_input(Stream *s, void *buf, size_t size) {
         }
 
         wakeup_disarm(s);
-        size_t n = MIN(size, (size_t) fill);
+        size_t n = MIN(size, (size_t)fill);
         ring_buf_read_at(&s->in, 0, buf, n);
-        ring_buf_consume(&s->in, (uint32_t) n);
+        ring_buf_consume(&s->in, (uint32_t)n);
         /* A client blocked on a full in ring waits for this. */
         if (ring_peer_needs_wakeup(&s->shared->client.flags))
                 eventfd_signal(s->client_wakeup_fd);
-        return (ssize_t) n;
+        return (ssize_t)n;
 }
 
 int stream_process_wakeup(Stream *s) {
@@ -316,7 +316,7 @@ int stream_process_wakeup(Stream *s) {
         /* The client signals only while our NEED_WAKEUP flag is armed, i.e. while the job is
          * parked, so any count means "retry". A retry that finds nothing returns -EAGAIN again and
          * re-arms the flag; a resume of a job that is not parked must be a no-op for the caller. */
-        if (read(s->daemon_wakeup_fd, &v, sizeof(v)) == (ssize_t) sizeof(v) && v > 0)
+        if (read(s->daemon_wakeup_fd, &v, sizeof(v)) == (ssize_t)sizeof(v) && v > 0)
                 return 1;
         if (RWKV_READ_ONCE(s->error) < 0)
                 return 1;

@@ -21,7 +21,7 @@
 #define RING_MAGIC UINT32_C(0x524b5752) /* "RWKR" as little-endian bytes */
 #define RING_VERSION UINT32_C(1)
 #define RING_HEADER_SIZE UINT32_C(4096)
-#define RING_SIZE_MIN UINT32_C(16384)               /* room for several maximal records */
+#define RING_SIZE_MIN UINT32_C(16384) /* room for several maximal records */
 #define RING_SIZE_MAX UINT32_C(64 * 1024 * 1024)
 #define RING_SIZE_DEFAULT UINT32_C(128 * 1024)
 
@@ -97,7 +97,7 @@ typedef struct RingText {
         uint32_t reserved;
         uint64_t time_ns; /* CLOCK_MONOTONIC when the daemon pushed it (delivery latency) */
 } RingText;
-#define RING_TEXT_MAX (RING_RECORD_PAYLOAD_MAX - (uint32_t) sizeof(RingText))
+#define RING_TEXT_MAX (RING_RECORD_PAYLOAD_MAX - (uint32_t)sizeof(RingText))
 
 enum {
         RING_STOP_MAX_TOKENS = 1,
@@ -112,9 +112,9 @@ typedef struct RingEnd {
         uint64_t prompt_tokens;
         uint32_t stop_reason; /* RING_STOP_* */
         uint32_t reserved0;
-        uint64_t queue_usec;    /* from Generate() to the first compute */
-        uint64_t prompt_usec;   /* prefill */
-        uint64_t generate_usec; /* sampling/decoding */
+        uint64_t queue_usec;     /* from Generate() to the first compute */
+        uint64_t prompt_usec;    /* prefill */
+        uint64_t generate_usec;  /* sampling/decoding */
         uint64_t session_tokens; /* tokens in the session after this generation */
         uint64_t reserved[2];
 } RingEnd;
@@ -127,7 +127,7 @@ typedef struct RingError {
 #define RING_ERROR_MESSAGE_MAX 1024u
 
 static inline uint32_t ring_record_span(uint32_t payload) {
-        return (uint32_t) ((sizeof(RingRecord) + payload + RING_RECORD_ALIGN - 1) & ~(RING_RECORD_ALIGN - 1));
+        return (uint32_t)((sizeof(RingRecord) + payload + RING_RECORD_ALIGN - 1) & ~(RING_RECORD_ALIGN - 1));
 }
 
 static inline bool ring_size_valid(uint32_t size) {
@@ -143,14 +143,14 @@ static inline uint32_t ring_size_round(size_t want) {
 }
 
 static inline uint64_t ring_total_size(uint32_t out_size, uint32_t in_size) {
-        return (uint64_t) RING_HEADER_SIZE + out_size + in_size;
+        return (uint64_t)RING_HEADER_SIZE + out_size + in_size;
 }
 
 /* Daemon: lays out a zeroed mapping of ring_total_size() bytes. */
 static inline void ring_header_init(void *mem, uint32_t out_size, uint32_t in_size) {
         RingShared *sh = mem;
         memset(sh, 0, RING_HEADER_SIZE);
-        sh->header = (RingHeader) {
+        sh->header = (RingHeader){
                 .magic = RING_MAGIC,
                 .version = RING_VERSION,
                 .header_size = RING_HEADER_SIZE,
@@ -175,8 +175,8 @@ static inline int ring_header_validate(const void *mem, uint64_t mapped_size, Ri
                 return -EPROTO;
         if (h.header_size != RING_HEADER_SIZE || h.flags != 0 || !ring_size_valid(h.out_size) ||
             !ring_size_valid(h.in_size) || h.out_offset != RING_HEADER_SIZE ||
-            h.in_offset != RING_HEADER_SIZE + h.out_size ||
-            h.total_size != ring_total_size(h.out_size, h.in_size) || h.total_size != mapped_size)
+            h.in_offset != RING_HEADER_SIZE + h.out_size || h.total_size != ring_total_size(h.out_size, h.in_size) ||
+            h.total_size != mapped_size)
                 return -EBADMSG;
         *ret = h;
         return 0;
@@ -201,7 +201,7 @@ static inline int64_t ring_buf_free(const RingBuf *b) {
         uint32_t fill = b->pos - head;
         if (fill > b->size)
                 return -EBADMSG;
-        return (int64_t) b->size - fill;
+        return (int64_t)b->size - fill;
 }
 
 /* Consumer: bytes readable, or -EBADMSG when the producer's index is impossible. */
@@ -218,16 +218,16 @@ static inline int64_t ring_buf_fill(const RingBuf *b) {
  * checked len + offset against ring_buf_free()/ring_buf_fill(). */
 static inline void ring_buf_write_at(RingBuf *b, uint32_t offset, const void *src, size_t len) {
         uint32_t at = (b->pos + offset) & (b->size - 1);
-        size_t first = len < (size_t) (b->size - at) ? len : (size_t) (b->size - at);
+        size_t first = len < (size_t)(b->size - at) ? len : (size_t)(b->size - at);
         memcpy(b->data + at, src, first);
-        memcpy(b->data, (const uint8_t *) src + first, len - first);
+        memcpy(b->data, (const uint8_t *)src + first, len - first);
 }
 
 static inline void ring_buf_read_at(const RingBuf *b, uint32_t offset, void *dst, size_t len) {
         uint32_t at = (b->pos + offset) & (b->size - 1);
-        size_t first = len < (size_t) (b->size - at) ? len : (size_t) (b->size - at);
+        size_t first = len < (size_t)(b->size - at) ? len : (size_t)(b->size - at);
         memcpy(dst, b->data + at, first);
-        memcpy((uint8_t *) dst + first, b->data, len - first);
+        memcpy((uint8_t *)dst + first, b->data, len - first);
 }
 
 /* Publishes n written bytes. Pairs with the acquire in the consumer's ring_buf_fill(). */
@@ -244,14 +244,14 @@ static inline void ring_buf_consume(RingBuf *b, uint32_t n) {
 
 /* Producer: writes one record (header + up to two payload parts) at pos + offset without
  * publishing it; returns its span. The caller checked the span against ring_buf_free(). */
-static inline uint32_t ring_record_write(RingBuf *b, uint32_t offset, uint16_t type, const void *p1,
-                                         uint32_t l1, const void *p2, uint32_t l2) {
+static inline uint32_t ring_record_write(RingBuf *b, uint32_t offset, uint16_t type, const void *p1, uint32_t l1,
+                                         const void *p2, uint32_t l2) {
         RingRecord r = { .type = type, .size = l1 + l2 };
         ring_buf_write_at(b, offset, &r, sizeof(r));
         if (l1 > 0)
-                ring_buf_write_at(b, offset + (uint32_t) sizeof(r), p1, l1);
+                ring_buf_write_at(b, offset + (uint32_t)sizeof(r), p1, l1);
         if (l2 > 0)
-                ring_buf_write_at(b, offset + (uint32_t) sizeof(r) + l1, p2, l2);
+                ring_buf_write_at(b, offset + (uint32_t)sizeof(r) + l1, p2, l2);
         return ring_record_span(l1 + l2);
 }
 
@@ -262,10 +262,10 @@ static inline int ring_record_peek(const RingBuf *b, RingRecord *ret) {
         RingRecord r;
 
         if (fill < 0)
-                return (int) fill;
+                return (int)fill;
         if (fill == 0)
                 return 0;
-        if (fill < (int64_t) sizeof(r))
+        if (fill < (int64_t)sizeof(r))
                 return -EBADMSG;
         ring_buf_read_at(b, 0, &r, sizeof(r));
         if (r.size > RING_RECORD_PAYLOAD_MAX || ring_record_span(r.size) > fill)

@@ -30,11 +30,11 @@
 static uint64_t now_ns(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static int cmp_u64(const void *a, const void *b) {
-        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
         return x < y ? -1 : x > y;
 }
 
@@ -55,8 +55,8 @@ static void lat_add(Lat *l, uint64_t x) {
 
 static void lat_report(const char *what, unsigned streams, Lat *all, double tokens_per_s) {
         qsort(all->v, all->n, sizeof(*all->v), cmp_u64);
-        double p50 = all->n ? (double) all->v[all->n / 2] / 1000.0 : 0;
-        double p99 = all->n ? (double) all->v[(size_t) ((double) all->n * 0.99)] / 1000.0 : 0;
+        double p50 = all->n ? (double)all->v[all->n / 2] / 1000.0 : 0;
+        double p99 = all->n ? (double)all->v[(size_t)((double)all->n * 0.99)] / 1000.0 : 0;
         printf("%-8s streams=%-3u tokens/s=%-11.0f overhead_p50_us=%-8.1f overhead_p99_us=%-8.1f samples=%zu\n", what,
                streams, tokens_per_s, p50, p99, all->n);
         fflush(stdout);
@@ -113,13 +113,14 @@ static void run_inproc(unsigned n, uint64_t tokens_per_stream, uint64_t step_ns)
         for (uint64_t k = 0; k < tokens_per_stream; k++) {
                 if (paced) {
                         next += step_ns;
-                        struct timespec ts = { .tv_sec = (time_t) (next / 1000000000u), .tv_nsec = (long) (next % 1000000000u) };
+                        struct timespec ts = { .tv_sec = (time_t)(next / 1000000000u),
+                                               .tv_nsec = (long)(next % 1000000000u) };
                         clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
                 }
                 for (unsigned i = 0; i < n; i++) {
                         int r;
                         /* A full ring: the daemon would park the job; here wait for the reader. */
-                        while ((r = stream_push_text(s[i], (uint32_t) k, "tok", 3)) == -EAGAIN) {
+                        while ((r = stream_push_text(s[i], (uint32_t)k, "tok", 3)) == -EAGAIN) {
                                 struct pollfd p = { .fd = stream_get_daemon_wakeup_fd(s[i]), .events = POLLIN };
                                 poll(&p, 1, 1000);
                                 stream_process_wakeup(s[i]);
@@ -133,7 +134,7 @@ static void run_inproc(unsigned n, uint64_t tokens_per_stream, uint64_t step_ns)
                         usleep(100);
         for (unsigned i = 0; i < n; i++)
                 pthread_join(th[i], NULL);
-        double secs = (double) (now_ns() - t0) / 1e9;
+        double secs = (double)(now_ns() - t0) / 1e9;
 
         Lat all = {};
         for (unsigned i = 0; i < n; i++) {
@@ -143,7 +144,7 @@ static void run_inproc(unsigned n, uint64_t tokens_per_stream, uint64_t step_ns)
                 ring_client_done(&c[i].rc);
                 stream_free(s[i]);
         }
-        lat_report(paced ? "paced" : "unpaced", n, &all, (double) (tokens_per_stream * n) / secs);
+        lat_report(paced ? "paced" : "unpaced", n, &all, (double)(tokens_per_stream * n) / secs);
         free(all.v);
         free(s);
         free(c);
@@ -178,7 +179,7 @@ static void *client_main(void *arg) {
                         lat_add(&c->lat, now_ns() - rwkv_stream_get_time_ns(s));
                         c->got++;
                 } else if (r == RWKV_EVENT_END) {
-                        (void) rwkv_stream_get_stat(s, RWKV_STAT_GENERATE_USEC, &c->generate_usec);
+                        (void)rwkv_stream_get_stat(s, RWKV_STAT_GENERATE_USEC, &c->generate_usec);
                         break;
                 } else {
                         r = r < 0 ? r : -rwkv_stream_get_error(s);
@@ -197,7 +198,7 @@ static int run_daemon(const char *address, unsigned n, uint32_t tokens) {
         pthread_t *th = calloc(n, sizeof(*th));
         uint64_t t0 = now_ns(), total = 0, gen_usec = 0;
         for (unsigned i = 0; i < n; i++) {
-                c[i] = (Client) { .address = address, .tokens = tokens };
+                c[i] = (Client){ .address = address, .tokens = tokens };
                 pthread_create(&th[i], NULL, client_main, &c[i]);
         }
         Lat all = {};
@@ -212,13 +213,13 @@ static int run_daemon(const char *address, unsigned n, uint32_t tokens) {
                 gen_usec = c[i].generate_usec > gen_usec ? c[i].generate_usec : gen_usec;
                 free(c[i].lat.v);
         }
-        double secs = (double) (now_ns() - t0) / 1e9;
+        double secs = (double)(now_ns() - t0) / 1e9;
         if (err)
                 fprintf(stderr, "bench-ring: a client failed: %s\n", strerror(-err));
-        lat_report("daemon", n, &all, (double) total / secs);
+        lat_report("daemon", n, &all, (double)total / secs);
         if (total > 0 && gen_usec > 0)
                 printf("         in-process decode: %.1f us per step (longest stream's generate_usec / its tokens)\n",
-                       (double) gen_usec / (double) (total / n));
+                       (double)gen_usec / (double)(total / n));
         free(all.v);
         free(c);
         free(th);
@@ -253,7 +254,7 @@ int main(int argc, char *argv[]) {
         if (address) {
                 int r = 0;
                 for (size_t i = 0; i < 3; i++)
-                        r |= run_daemon(address, counts[i], tokens ? (uint32_t) tokens : 200);
+                        r |= run_daemon(address, counts[i], tokens ? (uint32_t)tokens : 200);
                 return r ? 1 : 0;
         }
         for (size_t i = 0; i < 3; i++)

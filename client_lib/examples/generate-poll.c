@@ -58,7 +58,7 @@ int main(int argc, char *argv[]) {
                         fflush(stdout);
                 } else if (r == RWKV_EVENT_END) {
                         uint64_t n = 0;
-                        (void) rwkv_stream_get_stat(stream, RWKV_STAT_TOKENS_GENERATED, &n);
+                        (void)rwkv_stream_get_stat(stream, RWKV_STAT_TOKENS_GENERATED, &n);
                         fprintf(stderr, "\n[%" PRIu64 " tokens]\n", n);
                         status = 0;
                         break;

@@ -57,13 +57,13 @@ struct RwkvGenerateOptions {
 int options_append(const RwkvGenerateOptions *o, sd_bus_message *m);
 
 struct RwkvStream {
-        sd_bus *bus;          /* a reference; Cancel() and the daemon-vanished match */
-        sd_bus_slot *match;   /* NameOwnerChanged of the daemon: it crashed or exited */
+        sd_bus *bus;        /* a reference; Cancel() and the daemon-vanished match */
+        sd_bus_slot *match; /* NameOwnerChanged of the daemon: it crashed or exited */
         uint64_t job;
         RingClient ring;
-        int epoll_fd;         /* rwkv_stream_get_fd(): the ring's eventfd + the bus fd */
+        int epoll_fd; /* rwkv_stream_get_fd(): the ring's eventfd + the bus fd */
         bool prompt_stream;
-        bool finished;        /* the last event was returned */
+        bool finished; /* the last event was returned */
         bool daemon_gone;
         /* The current event. */
         uint32_t token;

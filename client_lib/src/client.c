@@ -114,8 +114,7 @@ static int client_call(RwkvClient *c, sd_bus_message *m, sd_bus_message **reply)
 }
 
 static int client_new_call(RwkvClient *c, const char *member, sd_bus_message **ret) {
-        int r = sd_bus_message_new_method_call(c->bus, ret, RWKV_BUS_NAME, RWKV_BUS_PATH,
-                                               RWKV_BUS_INTERFACE, member);
+        int r = sd_bus_message_new_method_call(c->bus, ret, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, member);
         return client_set_error(c, r, NULL);
 }
 
@@ -227,8 +226,7 @@ RWKV_EXPORT int rwkv_session_rewind(RwkvClient *c, const char *id, uint32_t turn
         return client_call(c, m, &reply);
 }
 
-RWKV_EXPORT int rwkv_session_fork(RwkvClient *c, const char *id, const char *new_id, uint32_t turn,
-                                  char **ret_id) {
+RWKV_EXPORT int rwkv_session_fork(RwkvClient *c, const char *id, const char *new_id, uint32_t turn, char **ret_id) {
         _cleanup_(message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
         int r;
 
@@ -333,8 +331,8 @@ RWKV_EXPORT int rwkv_status(RwkvClient *c, RwkvInfo **ret) {
         r = client_call(c, m, &reply);
         if (r < 0)
                 return r;
-        r = sd_bus_call_method(c->bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_PROPERTIES_INTERFACE, "GetAll",
-                               &error, &props, "s", RWKV_BUS_INTERFACE);
+        r = sd_bus_call_method(c->bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_PROPERTIES_INTERFACE, "GetAll", &error,
+                               &props, "s", RWKV_BUS_INTERFACE);
         client_set_error(c, r, &error);
         sd_bus_error_free(&error);
         if (r < 0)
@@ -415,11 +413,10 @@ RWKV_EXPORT int rwkv_session_list(RwkvClient *c, RwkvSessionList **ret) {
                 int hot;
 
                 if (seven) {
-                        r = sd_bus_message_read(reply, "(sstuttb)", &id, &title, &tokens, &turns, &created,
-                                                &updated, &hot);
-                } else {
-                        r = sd_bus_message_read(reply, "(ssuttb)", &id, &title, &tokens32, &created, &updated,
+                        r = sd_bus_message_read(reply, "(sstuttb)", &id, &title, &tokens, &turns, &created, &updated,
                                                 &hot);
+                } else {
+                        r = sd_bus_message_read(reply, "(ssuttb)", &id, &title, &tokens32, &created, &updated, &hot);
                         tokens = tokens32;
                 }
                 if (r <= 0)
@@ -435,8 +432,13 @@ RWKV_EXPORT int rwkv_session_list(RwkvClient *c, RwkvSessionList **ret) {
                         allocated = na;
                 }
                 ListEntry *e = &l->entries[l->n];
-                *e = (ListEntry) { .id = strdup(id), .title = strdup(title), .tokens = tokens,
-                                   .turns = turns, .created = created, .updated = updated, .hot = !!hot };
+                *e = (ListEntry){ .id = strdup(id),
+                                  .title = strdup(title),
+                                  .tokens = tokens,
+                                  .turns = turns,
+                                  .created = created,
+                                  .updated = updated,
+                                  .hot = !!hot };
                 l->n++;
                 if (!e->id || !e->title) {
                         r = -ENOMEM;
@@ -457,9 +459,9 @@ RWKV_EXPORT size_t rwkv_session_list_get_count(const RwkvSessionList *l) {
         return l ? l->n : 0;
 }
 
-#define LIST_GET(name, type, field, none)                                                          \
-        RWKV_EXPORT type rwkv_session_list_get_##name(const RwkvSessionList *l, size_t i) {        \
-                return l && i < l->n ? l->entries[i].field : none;                                 \
+#define LIST_GET(name, type, field, none)                                                                              \
+        RWKV_EXPORT type rwkv_session_list_get_##name(const RwkvSessionList *l, size_t i) {                            \
+                return l && i < l->n ? l->entries[i].field : none;                                                     \
         }
 LIST_GET(id, const char *, id, NULL)
 LIST_GET(title, const char *, title, NULL)

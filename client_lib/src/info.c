@@ -36,10 +36,10 @@ static char *snake_case(const char *s) {
         if (!d)
                 return NULL;
         for (size_t i = 0; i < n; i++) {
-                if (isupper((unsigned char) s[i])) {
+                if (isupper((unsigned char)s[i])) {
                         if (i > 0)
                                 *p++ = '_';
-                        *p++ = (char) tolower((unsigned char) s[i]);
+                        *p++ = (char)tolower((unsigned char)s[i]);
                 } else
                         *p++ = s[i];
         }
@@ -57,7 +57,7 @@ static InfoEntry *info_add(RwkvInfo *info, const char *key, int snake) {
                 info->allocated = na;
         }
         InfoEntry *e = &info->entries[info->n];
-        *e = (InfoEntry) { .key = snake ? snake_case(key) : strdup(key) };
+        *e = (InfoEntry){ .key = snake ? snake_case(key) : strdup(key) };
         if (!e->key)
                 return NULL;
         info->n++;
@@ -215,12 +215,12 @@ RWKV_EXPORT int rwkv_info_get_uint(const RwkvInfo *info, const char *key, uint64
                 v = e->u;
                 break;
         case RWKV_VALUE_BOOL:
-                v = (uint64_t) e->b;
+                v = (uint64_t)e->b;
                 break;
         case RWKV_VALUE_SIGNED:
                 if (e->i < 0)
                         return -ERANGE;
-                v = (uint64_t) e->i;
+                v = (uint64_t)e->i;
                 break;
         default:
                 return -EMEDIUMTYPE;
@@ -240,9 +240,9 @@ RWKV_EXPORT int rwkv_info_get_int(const RwkvInfo *info, const char *key, int64_t
                 v = e->i;
                 break;
         case RWKV_VALUE_UNSIGNED:
-                if (e->u > (uint64_t) INT64_MAX)
+                if (e->u > (uint64_t)INT64_MAX)
                         return -ERANGE;
-                v = (int64_t) e->u;
+                v = (int64_t)e->u;
                 break;
         case RWKV_VALUE_BOOL:
                 v = e->b;
@@ -265,10 +265,10 @@ RWKV_EXPORT int rwkv_info_get_double(const RwkvInfo *info, const char *key, doub
                 v = e->d;
                 break;
         case RWKV_VALUE_UNSIGNED:
-                v = (double) e->u;
+                v = (double)e->u;
                 break;
         case RWKV_VALUE_SIGNED:
-                v = (double) e->i;
+                v = (double)e->i;
                 break;
         default:
                 return -EMEDIUMTYPE;
@@ -323,13 +323,13 @@ RWKV_EXPORT RwkvGenerateOptions *rwkv_generate_options_free(RwkvGenerateOptions 
         return NULL;
 }
 
-#define SET_OPTION(name, type, field, bit, valid)                                                  \
-        RWKV_EXPORT int rwkv_generate_options_set_##name(RwkvGenerateOptions *o, type v) {         \
-                if (!o || !(valid))                                                                \
-                        return -EINVAL;                                                            \
-                o->field = v;                                                                      \
-                o->set |= (bit);                                                                   \
-                return 0;                                                                          \
+#define SET_OPTION(name, type, field, bit, valid)                                                                      \
+        RWKV_EXPORT int rwkv_generate_options_set_##name(RwkvGenerateOptions *o, type v) {                             \
+                if (!o || !(valid))                                                                                    \
+                        return -EINVAL;                                                                                \
+                o->field = v;                                                                                          \
+                o->set |= (bit);                                                                                       \
+                return 0;                                                                                              \
         }
 SET_OPTION(max_tokens, uint32_t, max_tokens, OPTION_MAX_TOKENS, 1)
 SET_OPTION(temperature, double, temperature, OPTION_TEMPERATURE, isfinite(v) && v >= 0 && v <= 100)
@@ -374,11 +374,11 @@ int options_append(const RwkvGenerateOptions *o, sd_bus_message *m) {
         r = sd_bus_message_open_container(m, 'a', "{sv}");
         if (r < 0 || !o)
                 return r < 0 ? r : sd_bus_message_close_container(m);
-#define APPEND(bit, key, sig, value)                                                               \
-        if (o->set & (bit)) {                                                                      \
-                r = sd_bus_message_append(m, "{sv}", key, sig, value);                             \
-                if (r < 0)                                                                         \
-                        return r;                                                                  \
+#define APPEND(bit, key, sig, value)                                                                                   \
+        if (o->set & (bit)) {                                                                                          \
+                r = sd_bus_message_append(m, "{sv}", key, sig, value);                                                 \
+                if (r < 0)                                                                                             \
+                        return r;                                                                                      \
         }
         APPEND(OPTION_MAX_TOKENS, "max_tokens", "u", o->max_tokens);
         APPEND(OPTION_TEMPERATURE, "temperature", "d", o->temperature);
@@ -397,7 +397,7 @@ int options_append(const RwkvGenerateOptions *o, sd_bus_message *m) {
                 if (r >= 0)
                         r = sd_bus_message_open_container(m, 'v', "as");
                 if (r >= 0)
-                        r = sd_bus_message_append_strv(m, (char **) o->stop);
+                        r = sd_bus_message_append_strv(m, (char **)o->stop);
                 if (r >= 0)
                         r = sd_bus_message_close_container(m);
                 if (r >= 0)

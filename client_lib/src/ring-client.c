@@ -18,12 +18,12 @@ static void close_fd(int *fd) {
 static void eventfd_signal(int fd) {
         uint64_t one = 1;
         /* EAGAIN: the counter is saturated, the daemon has a wake-up pending anyway. */
-        (void) !write(fd, &one, sizeof(one));
+        (void)!write(fd, &one, sizeof(one));
 }
 
 static void eventfd_drain(int fd) {
         uint64_t v;
-        (void) !read(fd, &v, sizeof(v));
+        (void)!read(fd, &v, sizeof(v));
 }
 
 int ring_client_attach(RingClient *rc, int ring_fd, int client_wakeup_fd, int daemon_wakeup_fd) {
@@ -31,7 +31,7 @@ int ring_client_attach(RingClient *rc, int ring_fd, int client_wakeup_fd, int da
         RingHeader h;
         int seals, r;
 
-        *rc = (RingClient) {
+        *rc = (RingClient){
                 .map = MAP_FAILED,
                 .client_wakeup_fd = client_wakeup_fd,
                 .daemon_wakeup_fd = daemon_wakeup_fd,
@@ -62,11 +62,11 @@ int ring_client_attach(RingClient *rc, int ring_fd, int client_wakeup_fd, int da
                 r = -errno;
                 goto fail;
         }
-        if (st.st_size < RING_HEADER_SIZE || (uint64_t) st.st_size > ring_total_size(RING_SIZE_MAX, RING_SIZE_MAX)) {
+        if (st.st_size < RING_HEADER_SIZE || (uint64_t)st.st_size > ring_total_size(RING_SIZE_MAX, RING_SIZE_MAX)) {
                 r = -EBADMSG;
                 goto fail;
         }
-        rc->map_size = (size_t) st.st_size;
+        rc->map_size = (size_t)st.st_size;
         rc->map = mmap(NULL, rc->map_size, PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd, 0);
         if (rc->map == MAP_FAILED) {
                 r = -errno;
@@ -78,15 +78,15 @@ int ring_client_attach(RingClient *rc, int ring_fd, int client_wakeup_fd, int da
         if (r < 0)
                 goto fail;
         rc->shared = rc->map;
-        rc->out = (RingBuf) {
-                .data = (uint8_t *) rc->map + h.out_offset,
+        rc->out = (RingBuf){
+                .data = (uint8_t *)rc->map + h.out_offset,
                 .size = h.out_size,
                 .head = &rc->shared->client.out_head,
                 .tail = &rc->shared->daemon.out_tail,
                 .pos = RWKV_READ_ONCE(rc->shared->client.out_head),
         };
-        rc->in = (RingBuf) {
-                .data = (uint8_t *) rc->map + h.in_offset,
+        rc->in = (RingBuf){
+                .data = (uint8_t *)rc->map + h.in_offset,
                 .size = h.in_size,
                 .head = &rc->shared->daemon.in_head,
                 .tail = &rc->shared->client.in_tail,
@@ -179,12 +179,12 @@ ssize_t ring_client_write(RingClient *rc, const void *buf, size_t len) {
                 return -EBADMSG;
         if (avail == 0)
                 return -EAGAIN;
-        size_t n = len < (size_t) avail ? len : (size_t) avail;
+        size_t n = len < (size_t)avail ? len : (size_t)avail;
         ring_buf_write_at(&rc->in, 0, buf, n);
-        ring_buf_produce(&rc->in, (uint32_t) n);
+        ring_buf_produce(&rc->in, (uint32_t)n);
         if (ring_peer_needs_wakeup(&rc->shared->daemon.flags))
                 eventfd_signal(rc->daemon_wakeup_fd);
-        return (ssize_t) n;
+        return (ssize_t)n;
 }
 
 int ring_client_close_input(RingClient *rc) {

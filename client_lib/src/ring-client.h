@@ -15,8 +15,8 @@ typedef struct RingClient {
         void *map;
         size_t map_size;
         RingShared *shared;
-        RingBuf out; /* our out_head */
-        RingBuf in;  /* our in_tail */
+        RingBuf out;          /* our out_head */
+        RingBuf in;           /* our in_tail */
         int client_wakeup_fd; /* the daemon signals it; we poll it */
         int daemon_wakeup_fd; /* we signal it */
         bool input_closed;

@@ -45,9 +45,8 @@ static int dup_fd(int fd) {
         return r < 0 ? -errno : r;
 }
 
-RWKV_EXPORT int rwkv_generate_start(RwkvClient *c, const char *session_id, const char *prompt,
-                                    size_t prompt_len, const RwkvGenerateOptions *options,
-                                    RwkvStream **ret) {
+RWKV_EXPORT int rwkv_generate_start(RwkvClient *c, const char *session_id, const char *prompt, size_t prompt_len,
+                                    const RwkvGenerateOptions *options, RwkvStream **ret) {
         _cleanup_(message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         RwkvStream *s = NULL;
@@ -70,7 +69,7 @@ RWKV_EXPORT int rwkv_generate_start(RwkvClient *c, const char *session_id, const
                 return client_set_error(c, -ENOMEM, NULL);
         }
         s->epoll_fd = -1;
-        s->ring = (RingClient) { .client_wakeup_fd = -1, .daemon_wakeup_fd = -1 };
+        s->ring = (RingClient){ .client_wakeup_fd = -1, .daemon_wakeup_fd = -1 };
         s->bus = sd_bus_ref(c->bus);
         s->prompt_stream = options && options->prompt_stream;
 
@@ -83,8 +82,7 @@ RWKV_EXPORT int rwkv_generate_start(RwkvClient *c, const char *session_id, const
         if (r < 0)
                 goto fail;
 
-        r = sd_bus_message_new_method_call(c->bus, &m, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE,
-                                           "Generate");
+        r = sd_bus_message_new_method_call(c->bus, &m, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Generate");
         if (r >= 0)
                 r = sd_bus_message_append(m, "ss", session_id ? session_id : "", p);
         if (r >= 0)
@@ -159,7 +157,7 @@ RWKV_EXPORT const char *rwkv_stream_get_text(const RwkvStream *s, size_t *ret_le
         }
         if (ret_len)
                 *ret_len = s->text_len;
-        return (const char *) s->payload + sizeof(RingText);
+        return (const char *)s->payload + sizeof(RingText);
 }
 
 RWKV_EXPORT uint32_t rwkv_stream_get_token(const RwkvStream *s) {
@@ -277,7 +275,7 @@ static int stream_process_bus(RwkvStream *s) {
 static int64_t now_ms(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Sleeps until the ring is ready for what, the daemon is gone, the timeout passes or a signal. */
@@ -306,7 +304,7 @@ static int stream_wait(RwkvStream *s, int what, int timeout_ms) {
                         int64_t left = deadline - now_ms();
                         if (left <= 0)
                                 return -ETIMEDOUT;
-                        wait = (int) left;
+                        wait = (int)left;
                 }
                 r = poll(p, p[1].fd >= 0 ? 2 : 1, wait);
                 if (r < 0)
@@ -387,8 +385,8 @@ RWKV_EXPORT int rwkv_stream_cancel(RwkvStream *s) {
                 return -EINVAL;
         if (s->finished)
                 return 0;
-        r = sd_bus_call_method(s->bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Cancel", &error,
-                               NULL, "t", s->job);
+        r = sd_bus_call_method(s->bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Cancel", &error, NULL, "t",
+                               s->job);
         sd_bus_error_free(&error);
         /* The job may have finished between our last read and the call. */
         if (r == -ESRCH)

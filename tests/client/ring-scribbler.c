@@ -23,7 +23,7 @@
 static double now(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 int main(int argc, char *argv[]) {
@@ -58,12 +58,12 @@ int main(int argc, char *argv[]) {
                 fprintf(stderr, "bad Generate reply\n");
                 return 1;
         }
-        uint8_t *map = mmap(NULL, (size_t) st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd, 0);
+        uint8_t *map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd, 0);
         if (map == MAP_FAILED) {
                 perror("mmap");
                 return 1;
         }
-        RingShared *sh = (RingShared *) map;
+        RingShared *sh = (RingShared *)map;
         RingHeader h = sh->header;
 
         /* Wait for some output, without reading it. */
@@ -71,39 +71,39 @@ int main(int argc, char *argv[]) {
         while (__atomic_load_n(&sh->daemon.out_tail, __ATOMIC_ACQUIRE) < 256 && now() < deadline) {
                 __atomic_fetch_or(&sh->client.flags, RING_FLAG_NEED_WAKEUP, __ATOMIC_SEQ_CST);
                 struct pollfd p = { .fd = cw, .events = POLLIN };
-                (void) poll(&p, 1, 100);
+                (void)poll(&p, 1, 100);
                 uint64_t v;
-                (void) !read(cw, &v, sizeof(v));
+                (void)!read(cw, &v, sizeof(v));
         }
 
         srand(1234);
         if (random_mode) {
                 /* Our own block and everything in both rings: the daemon must not care. */
-                uint32_t *client_block = (uint32_t *) (void *) &sh->client;
+                uint32_t *client_block = (uint32_t *)(void *)&sh->client;
                 for (int i = 0; i < 100000; i++) {
                         int where = rand() % 3;
                         /* Indices and the spare word; the flags word stays, so a transient CLOSED bit
                          * cannot turn this into an orderly hang-up. */
                         if (where == 0)
-                                client_block[(int[]) { 0, 1, 3 }[rand() % 3]] = (uint32_t) rand() * 2654435761u;
+                                client_block[(int[]){ 0, 1, 3 }[rand() % 3]] = (uint32_t)rand() * 2654435761u;
                         else if (where == 1)
-                                map[h.out_offset + (uint32_t) rand() % h.out_size] = (uint8_t) rand();
+                                map[h.out_offset + (uint32_t)rand() % h.out_size] = (uint8_t)rand();
                         else
-                                map[h.in_offset + (uint32_t) rand() % h.in_size] = (uint8_t) rand();
+                                map[h.in_offset + (uint32_t)rand() % h.in_size] = (uint8_t)rand();
                 }
                 /* Leave an impossible index at the end, so the outcome is certain. */
                 __atomic_store_n(&sh->client.out_head, sh->daemon.out_tail + h.out_size + 8, __ATOMIC_RELEASE);
         } else
                 __atomic_store_n(&sh->client.out_head, sh->daemon.out_tail + 0x10000000u, __ATOMIC_RELEASE);
         uint64_t one = 1;
-        (void) !write(dw, &one, sizeof(one));
+        (void)!write(dw, &one, sizeof(one));
 
         deadline = now() + 20;
         while (!(__atomic_load_n(&sh->daemon.flags, __ATOMIC_ACQUIRE) & RING_FLAG_CLOSED) && now() < deadline) {
                 struct pollfd p = { .fd = cw, .events = POLLIN };
-                (void) poll(&p, 1, 100);
+                (void)poll(&p, 1, 100);
                 uint64_t v;
-                (void) !read(cw, &v, sizeof(v));
+                (void)!read(cw, &v, sizeof(v));
         }
         if (!(__atomic_load_n(&sh->daemon.flags, __ATOMIC_ACQUIRE) & RING_FLAG_CLOSED)) {
                 fprintf(stderr, "the daemon did not end the scribbled stream\n");

@@ -53,7 +53,7 @@ int main(int argc, char *argv[]) {
                 if (r != RWKV_EVENT_TEXT)
                         break;
                 events++;
-                nanosleep(&(struct timespec) { .tv_nsec = delay_ms * 1000000L }, NULL);
+                nanosleep(&(struct timespec){ .tv_nsec = delay_ms * 1000000L }, NULL);
         }
         printf("events %lu\n", events);
         rwkv_stream_free(s);

@@ -20,7 +20,7 @@ static uint32_t rnd(void) {
         rng_state ^= rng_state << 13;
         rng_state ^= rng_state >> 7;
         rng_state ^= rng_state << 17;
-        return (uint32_t) (rng_state >> 11);
+        return (uint32_t)(rng_state >> 11);
 }
 
 static void attach(Stream *s, RingClient *rc) {
@@ -39,7 +39,7 @@ static bool fd_readable(int fd) {
 static size_t make_piece(uint32_t i, char *buf, size_t max) {
         size_t len = (i * 7919u) % max;
         for (size_t k = 0; k < len; k++)
-                buf[k] = (char) ('a' + (i + k) % 26);
+                buf[k] = (char)('a' + (i + k) % 26);
         return len;
 }
 
@@ -145,7 +145,7 @@ static void test_wraparound(void) {
                         read++;
                 }
         }
-        CHECK((uint64_t) rc.out.pos > 10u * RING_SIZE_MIN);
+        CHECK((uint64_t)rc.out.pos > 10u * RING_SIZE_MIN);
         ring_client_done(&rc);
 }
 
@@ -159,11 +159,11 @@ static void test_index_overflow(void) {
 
         for (uint32_t i = 0; i < 2000; i++) {
                 uint8_t in[300];
-                memset(in, (int) (i & 0xff), sizeof(in));
-                CHECK(ring_buf_free(&prod) >= (int64_t) sizeof(in));
+                memset(in, (int)(i & 0xff), sizeof(in));
+                CHECK(ring_buf_free(&prod) >= (int64_t)sizeof(in));
                 ring_buf_write_at(&prod, 0, in, sizeof(in));
                 ring_buf_produce(&prod, sizeof(in));
-                CHECK(ring_buf_fill(&cons) == (int64_t) sizeof(in));
+                CHECK(ring_buf_fill(&cons) == (int64_t)sizeof(in));
                 ring_buf_read_at(&cons, 0, out, sizeof(out));
                 CHECK(memcmp(in, out, sizeof(in)) == 0);
                 ring_buf_consume(&cons, sizeof(out));
@@ -210,7 +210,7 @@ static void test_full_ring(void) {
                 CHECK(ring_client_next(&rc, &rec, payload, NULL) == 1);
         CHECK(!fd_readable(stream_get_daemon_wakeup_fd(s)));
         uint64_t v;
-        (void) !read(rc.client_wakeup_fd, &v, sizeof(v));
+        (void)!read(rc.client_wakeup_fd, &v, sizeof(v));
         for (unsigned i = 0; i < 50; i++) {
                 CHECK_OK(stream_push_text(s, i, "t", 1));
                 CHECK(ring_client_next(&rc, &rec, payload, NULL) == 1);
@@ -276,7 +276,7 @@ static void test_scribble(void) {
                 CHECK_OK(stream_new(RING_SIZE_MIN, &s));
                 attach(s, &rc);
                 for (int step = 0; step < 50; step++) {
-                        uint32_t *words = (uint32_t *) (void *) rc.map;
+                        uint32_t *words = (uint32_t *)(void *)rc.map;
                         unsigned n = rnd() % 4;
                         for (unsigned k = 0; k < n; k++)
                                 words[rnd() % (RING_HEADER_SIZE / 4)] = rnd() % 3 == 0 ? rnd() : rnd() % 64;
@@ -284,7 +284,7 @@ static void test_scribble(void) {
                         CHECK(r == 0 || r == -EAGAIN || r == -EBADMSG || r == -EPIPE);
                         ssize_t n2 = stream_read_input(s, buf, sizeof(buf));
                         CHECK(n2 >= -EBADMSG && (n2 >= 0 || n2 == -EAGAIN || n2 == -EBADMSG || n2 == -EPIPE));
-                        (void) stream_process_wakeup(s);
+                        (void)stream_process_wakeup(s);
                         if (r == -EBADMSG || r == -EPIPE)
                                 break;
                 }
@@ -300,7 +300,7 @@ static void test_client_validation(void) {
         /* Unsealed memfd with a valid header. */
         uint64_t total = ring_total_size(RING_SIZE_MIN, RING_SIZE_MIN);
         fd = memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-        CHECK(fd >= 0 && ftruncate(fd, (off_t) total) == 0);
+        CHECK(fd >= 0 && ftruncate(fd, (off_t)total) == 0);
         void *m = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         CHECK(m != MAP_FAILED);
         ring_header_init(m, RING_SIZE_MIN, RING_SIZE_MIN);
@@ -330,21 +330,20 @@ static void test_client_validation(void) {
         CHECK_ERR(ring_client_attach(&rc, fcntl(fd, F_DUPFD_CLOEXEC, 3), fcntl(cw, F_DUPFD_CLOEXEC, 3),
                                      fcntl(dw, F_DUPFD_CLOEXEC, 3)),
                   EBADMSG);
-        CHECK_ERR(ring_client_attach(&rc, -1, fcntl(cw, F_DUPFD_CLOEXEC, 3), fcntl(dw, F_DUPFD_CLOEXEC, 3)),
-                  EBADF);
+        CHECK_ERR(ring_client_attach(&rc, -1, fcntl(cw, F_DUPFD_CLOEXEC, 3), fcntl(dw, F_DUPFD_CLOEXEC, 3)), EBADF);
 
         /* A daemon record that lies about its size. */
         ring_header_init(m, RING_SIZE_MIN, RING_SIZE_MIN);
         CHECK_OK(ring_client_attach(&rc, fcntl(fd, F_DUPFD_CLOEXEC, 3), fcntl(cw, F_DUPFD_CLOEXEC, 3),
                                     fcntl(dw, F_DUPFD_CLOEXEC, 3)));
         RingRecord bogus = { .type = RING_RECORD_TEXT, .size = RING_RECORD_PAYLOAD_MAX + 1 };
-        memcpy((uint8_t *) m + RING_HEADER_SIZE, &bogus, sizeof(bogus));
+        memcpy((uint8_t *)m + RING_HEADER_SIZE, &bogus, sizeof(bogus));
         sh->daemon.out_tail = 64;
         uint8_t payload[RING_RECORD_PAYLOAD_MAX];
         RingRecord rec;
         CHECK_ERR(ring_client_next(&rc, &rec, payload, NULL), EBADMSG);
         bogus.size = 100; /* more than the 64 bytes published */
-        memcpy((uint8_t *) m + RING_HEADER_SIZE, &bogus, sizeof(bogus));
+        memcpy((uint8_t *)m + RING_HEADER_SIZE, &bogus, sizeof(bogus));
         CHECK_ERR(ring_client_next(&rc, &rec, payload, NULL), EBADMSG);
         ring_client_done(&rc);
 
@@ -439,8 +438,8 @@ static void test_threads_out(void) {
         CHECK(pthread_create(&b, NULL, consumer, &p) == 0);
         CHECK(pthread_join(a, NULL) == 0);
         CHECK(pthread_join(b, NULL) == 0);
-        fprintf(stderr, "threads: %u tokens, producer parked %u times, consumer slept %u times\n",
-                THREAD_TOKENS, p.producer_parks, p.consumer_sleeps);
+        fprintf(stderr, "threads: %u tokens, producer parked %u times, consumer slept %u times\n", THREAD_TOKENS,
+                p.producer_parks, p.consumer_sleeps);
         ring_client_done(&rc);
 }
 
@@ -449,9 +448,9 @@ static void *input_writer(void *arg) {
         static uint8_t chunk[70000];
         uint32_t sent = 0;
         while (sent < THREAD_INPUT) {
-                size_t len = MIN(sizeof(chunk), (size_t) (THREAD_INPUT - sent));
+                size_t len = MIN(sizeof(chunk), (size_t)(THREAD_INPUT - sent));
                 for (size_t k = 0; k < len; k++)
-                        chunk[k] = (uint8_t) ((sent + k) * 31u >> 3);
+                        chunk[k] = (uint8_t)((sent + k) * 31u >> 3);
                 size_t off = 0;
                 while (off < len) {
                         ssize_t n = ring_client_write(p->rc, chunk + off, len - off);
@@ -461,9 +460,9 @@ static void *input_writer(void *arg) {
                                 continue;
                         }
                         CHECK(n > 0);
-                        off += (size_t) n;
+                        off += (size_t)n;
                 }
-                sent += (uint32_t) len;
+                sent += (uint32_t)len;
         }
         CHECK_OK(ring_client_close_input(p->rc));
         CHECK_ERR(ring_client_write(p->rc, "x", 1), ESHUTDOWN);
@@ -492,14 +491,14 @@ static void test_threads_in(void) {
                 if (n == 0)
                         break;
                 for (ssize_t k = 0; k < n; k++)
-                        CHECK(buf[k] == (uint8_t) ((got + (uint32_t) k) * 31u >> 3));
-                got += (uint32_t) n;
+                        CHECK(buf[k] == (uint8_t)((got + (uint32_t)k) * 31u >> 3));
+                got += (uint32_t)n;
         }
         CHECK(pthread_join(w, NULL) == 0);
         CHECK(got == THREAD_INPUT);
         CHECK(stream_read_input(s, buf, sizeof(buf)) == 0); /* EOF stays EOF */
-        fprintf(stderr, "input: %u bytes, daemon parked %u times, client slept %u times\n", got,
-                p.producer_parks, p.consumer_sleeps);
+        fprintf(stderr, "input: %u bytes, daemon parked %u times, client slept %u times\n", got, p.producer_parks,
+                p.consumer_sleeps);
         ring_client_done(&rc);
 }
 

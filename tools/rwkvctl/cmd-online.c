@@ -42,7 +42,9 @@ static int connect_bus(RwkvClient **ret) {
         int r = rwkv_client_new(kind, arg_address, ret);
         if (r < 0)
                 return fail("cannot connect to the %s bus: %s",
-                            kind == RWKV_BUS_USER ? "user" : kind == RWKV_BUS_ADDRESS ? "given" : "system",
+                            kind == RWKV_BUS_USER      ? "user"
+                            : kind == RWKV_BUS_ADDRESS ? "given"
+                                                       : "system",
                             strerror(-r));
         return 0;
 }
@@ -74,7 +76,7 @@ static bool parse_u32(const char *s, uint32_t *ret) {
         uint64_t v;
         if (!parse_u64(s, &v) || v > UINT32_MAX)
                 return false;
-        *ret = (uint32_t) v;
+        *ret = (uint32_t)v;
         return true;
 }
 
@@ -125,15 +127,14 @@ enum {
         OPT_JSON,
 };
 
-#define SAMPLING_OPTIONS                                                                           \
-        { "session", required_argument, NULL, OPT_SESSION },                                       \
-        { "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },                                 \
-        { "temperature", required_argument, NULL, OPT_TEMPERATURE },                               \
-        { "top-p", required_argument, NULL, OPT_TOP_P },                                           \
-        { "top-k", required_argument, NULL, OPT_TOP_K },                                           \
-        { "seed", required_argument, NULL, OPT_SEED },                                             \
-        { "stop", required_argument, NULL, OPT_STOP },                                             \
-        { "json", no_argument, NULL, OPT_JSON }
+#define SAMPLING_OPTIONS                                                                                               \
+        { "session", required_argument, NULL, OPT_SESSION },                                                           \
+                { "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },                                             \
+                { "temperature", required_argument, NULL, OPT_TEMPERATURE },                                           \
+                { "top-p", required_argument, NULL, OPT_TOP_P }, { "top-k", required_argument, NULL, OPT_TOP_K },      \
+                { "seed", required_argument, NULL, OPT_SEED }, { "stop", required_argument, NULL, OPT_STOP }, {        \
+                "json", no_argument, NULL, OPT_JSON                                                                    \
+        }
 
 /* 1: handled, 0: not a sampling option, < 0: error already printed (exit 2). */
 static int sampling_option(SamplingArgs *a, int c, const char *verb) {
@@ -208,7 +209,7 @@ static void text_json(const char *text, size_t len, uint32_t token) {
         struct json_object *o = json_object_new_object();
         if (token != RWKV_TOKEN_NONE)
                 json_object_object_add(o, "token", json_object_new_int64(token));
-        json_object_object_add(o, "text", json_object_new_string_len(text, (int) len));
+        json_object_object_add(o, "text", json_object_new_string_len(text, (int)len));
         json_print(o);
 }
 
@@ -227,11 +228,11 @@ static void end_json(RwkvStream *s) {
         struct json_object *o = json_object_new_object();
         uint64_t v = 0;
         json_object_object_add(o, "end", json_object_new_boolean(1));
-        (void) rwkv_stream_get_stat(s, RWKV_STAT_STOP_REASON, &v);
+        (void)rwkv_stream_get_stat(s, RWKV_STAT_STOP_REASON, &v);
         json_object_object_add(o, "stop_reason", json_object_new_string(stop_reason_name(v)));
         for (size_t i = 0; i < sizeof(stats) / sizeof(stats[0]); i++)
                 if (rwkv_stream_get_stat(s, stats[i].key, &v) >= 0)
-                        json_object_object_add(o, stats[i].name, json_object_new_int64((int64_t) v));
+                        json_object_object_add(o, stats[i].name, json_object_new_int64((int64_t)v));
         json_print(o);
 }
 
@@ -241,7 +242,7 @@ static int follow_stream(RwkvClient *c, RwkvStream *s, const char *verb, StreamR
         bool cancel_sent = false;
         int r;
 
-        *res = (StreamResult) {};
+        *res = (StreamResult){};
         for (;;) {
                 if (interrupted && !cancel_sent) {
                         r = rwkv_stream_cancel(s);
@@ -269,8 +270,8 @@ static int follow_stream(RwkvClient *c, RwkvStream *s, const char *verb, StreamR
                         continue;
                 }
                 if (r == RWKV_EVENT_END) {
-                        (void) rwkv_stream_get_stat(s, RWKV_STAT_TOKENS_GENERATED, &res->tokens);
-                        (void) rwkv_stream_get_stat(s, RWKV_STAT_STOP_REASON, &res->stop_reason);
+                        (void)rwkv_stream_get_stat(s, RWKV_STAT_TOKENS_GENERATED, &res->tokens);
+                        (void)rwkv_stream_get_stat(s, RWKV_STAT_STOP_REASON, &res->stop_reason);
                         if (res->stop_reason == RWKV_STOP_CANCELLED)
                                 res->cancelled = true;
                         if (arg_json)
@@ -291,7 +292,7 @@ static int follow_stream(RwkvClient *c, RwkvStream *s, const char *verb, StreamR
                 }
                 return fail("%s: reading the stream: %s", verb, strerror(r < 0 ? -r : EPIPE));
         }
-        (void) c;
+        (void)c;
 }
 
 /* Length of the longest prefix of s that is valid UTF-8 without NUL (what a D-Bus string may hold);
@@ -347,9 +348,9 @@ static ssize_t read_full(uint8_t *buf, size_t size, bool *ret_eof) {
                         *ret_eof = true;
                         break;
                 }
-                got += (size_t) n;
+                got += (size_t)n;
         }
-        return (ssize_t) got;
+        return (ssize_t)got;
 }
 
 /* Sends len bytes through the ring. 0: sent; 1: stopped early (Ctrl-C, or the daemon ended the
@@ -365,8 +366,8 @@ static int ring_send(RwkvStream *s, const uint8_t *buf, size_t len, const char *
                 if (w == -EPIPE)
                         return 1;
                 if (w < 0)
-                        return -fail("%s: sending the prompt: %s", verb, strerror((int) -w));
-                off += (size_t) w;
+                        return -fail("%s: sending the prompt: %s", verb, strerror((int)-w));
+                off += (size_t)w;
         }
         return 0;
 }
@@ -383,8 +384,8 @@ static int stream_stdin(RwkvStream *s, const uint8_t *pending, size_t pending_le
                 if (n == -EINTR)
                         return 1; /* the caller cancels */
                 if (n < 0)
-                        return -fail("%s: reading stdin: %s", verb, strerror((int) -n));
-                r = ring_send(s, buf, (size_t) n, verb);
+                        return -fail("%s: reading stdin: %s", verb, strerror((int)-n));
+                r = ring_send(s, buf, (size_t)n, verb);
                 if (r != 0)
                         return r;
         }
@@ -403,21 +404,21 @@ static int generate_start(RwkvClient *c, const char *session, const char *prompt
                 int r = rwkv_generate_start(c, session, prompt, len, o, ret);
                 if (r != -EBUSY || !session || tries >= 200 || interrupted)
                         return r;
-                nanosleep(&(struct timespec) { .tv_nsec = 10 * 1000 * 1000 }, NULL);
+                nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
         }
 }
 
 static void progress_summary(const StreamResult *res, double seconds) {
         if (!isatty(STDERR_FILENO) || arg_json)
                 return;
-        fprintf(stderr, "%s[%" PRIu64 " tokens, %.1f tokens/s, %s]\n", res->ends_with_newline ? "" : "\n",
-                res->tokens, seconds > 0 ? (double) res->tokens / seconds : 0.0, stop_reason_name(res->stop_reason));
+        fprintf(stderr, "%s[%" PRIu64 " tokens, %.1f tokens/s, %s]\n", res->ends_with_newline ? "" : "\n", res->tokens,
+                seconds > 0 ? (double)res->tokens / seconds : 0.0, stop_reason_name(res->stop_reason));
 }
 
 static double now_sec(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 int verb_generate(int argc, char *argv[]) {
@@ -463,16 +464,16 @@ int verb_generate(int argc, char *argv[]) {
         if (!prompt) {
                 ssize_t n = read_full(first, STDIN_FIRST, &eof);
                 if (n < 0) {
-                        ret = fail("generate: reading stdin: %s", strerror((int) -n));
+                        ret = fail("generate: reading stdin: %s", strerror((int)-n));
                         goto finish;
                 }
-                first_len = (size_t) n;
+                first_len = (size_t)n;
                 prompt_len = utf8_valid_prefix(first, first_len);
                 streaming = !eof || prompt_len < first_len;
                 first[prompt_len < first_len ? first_len : prompt_len] = 0;
                 if (streaming)
-                        (void) rwkv_generate_options_set_prompt_stream(a.options, 1);
-                prompt = (const char *) first;
+                        (void)rwkv_generate_options_set_prompt_stream(a.options, 1);
+                prompt = (const char *)first;
         }
 
         if (connect_bus(&c) < 0)
@@ -575,8 +576,8 @@ int verb_chat(int argc, char *argv[]) {
         if (ensure_session(c, a.session, &created) != 0)
                 goto finish;
         if (tty && !arg_json)
-                fprintf(stderr, "%s session '%s'. Ctrl-C stops a reply, Ctrl-D quits.\n",
-                        created ? "New" : "Resuming", a.session);
+                fprintf(stderr, "%s session '%s'. Ctrl-C stops a reply, Ctrl-D quits.\n", created ? "New" : "Resuming",
+                        a.session);
 
         rl_catch_signals = 0;
         using_history();
@@ -649,7 +650,7 @@ finish:
 /* ---- session ---- */
 
 static void print_time(const char *label, uint64_t usec) {
-        time_t t = (time_t) (usec / 1000000);
+        time_t t = (time_t)(usec / 1000000);
         struct tm tm;
         char buf[64];
         if (usec == 0 || !localtime_r(&t, &tm) || strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm) == 0)
@@ -673,8 +674,9 @@ static struct json_object *info_json(const RwkvInfo *info) {
                         break;
                 case RWKV_VALUE_UNSIGNED:
                         if (rwkv_info_get_uint(info, key, &u) >= 0)
-                                json_object_object_add(o, key, u > INT64_MAX ? json_object_new_double((double) u)
-                                                                             : json_object_new_int64((int64_t) u));
+                                json_object_object_add(o, key,
+                                                       u > INT64_MAX ? json_object_new_double((double)u)
+                                                                     : json_object_new_int64((int64_t)u));
                         break;
                 case RWKV_VALUE_SIGNED:
                         if (rwkv_info_get_int(info, key, &v) >= 0)
@@ -741,10 +743,13 @@ static int session_list(RwkvClient *c) {
                         struct json_object *o = json_object_new_object();
                         json_object_object_add(o, "id", json_object_new_string(rwkv_session_list_get_id(l, i)));
                         json_object_object_add(o, "title", json_object_new_string(rwkv_session_list_get_title(l, i)));
-                        json_object_object_add(o, "tokens", json_object_new_int64((int64_t) rwkv_session_list_get_tokens(l, i)));
+                        json_object_object_add(o, "tokens",
+                                               json_object_new_int64((int64_t)rwkv_session_list_get_tokens(l, i)));
                         json_object_object_add(o, "turns", json_object_new_int64(rwkv_session_list_get_turns(l, i)));
-                        json_object_object_add(o, "created", json_object_new_int64((int64_t) rwkv_session_list_get_created(l, i)));
-                        json_object_object_add(o, "updated", json_object_new_int64((int64_t) rwkv_session_list_get_updated(l, i)));
+                        json_object_object_add(o, "created",
+                                               json_object_new_int64((int64_t)rwkv_session_list_get_created(l, i)));
+                        json_object_object_add(o, "updated",
+                                               json_object_new_int64((int64_t)rwkv_session_list_get_updated(l, i)));
                         json_object_object_add(o, "hot", json_object_new_boolean(rwkv_session_list_get_hot(l, i)));
                         json_object_array_add(arr, o);
                 }
@@ -755,7 +760,7 @@ static int session_list(RwkvClient *c) {
                 if (n > 0 && isatty(STDOUT_FILENO))
                         printf("%-24s %10s %-19s %-4s %s\n", "ID", "TOKENS", "UPDATED", "HOT", "TITLE");
                 for (size_t i = 0; i < n; i++) {
-                        time_t t = (time_t) (rwkv_session_list_get_updated(l, i) / 1000000);
+                        time_t t = (time_t)(rwkv_session_list_get_updated(l, i) / 1000000);
                         struct tm tm;
                         char when[32] = "-";
                         if (t > 0 && localtime_r(&t, &tm))
@@ -791,7 +796,8 @@ int verb_session(int argc, char *argv[]) {
         while ((opt = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
                 switch (opt) {
                 case 'h':
-                        printf("rwkvctl session list | show ID | fork ID [NEWID] | delete ID | export ID FILE | import FILE [ID]\n");
+                        printf("rwkvctl session list | show ID | fork ID [NEWID] | delete ID | export ID FILE | import "
+                               "FILE [ID]\n");
                         return 0;
                 case OPT_JSON:
                         arg_json = true;
@@ -812,10 +818,12 @@ int verb_session(int argc, char *argv[]) {
                 args[n++] = argv[i];
         }
         if (n == 0)
-                return fail("session: list | show ID | fork ID [NEWID] | delete ID | export ID FILE | import FILE [ID]") + 1;
+                return fail("session: list | show ID | fork ID [NEWID] | delete ID | export ID FILE | import FILE "
+                            "[ID]") +
+                       1;
         const char *sub = args[0];
-#define NEED(lo, hi)                                                                               \
-        if (n - 1 < (lo) || n - 1 > (hi))                                                          \
+#define NEED(lo, hi)                                                                                                   \
+        if (n - 1 < (lo) || n - 1 > (hi))                                                                              \
                 return fail("session %s: wrong number of arguments (see rwkvctl session --help)", sub) + 1;
 
         if (strcmp(sub, "list") == 0) {
@@ -867,7 +875,7 @@ int verb_session(int argc, char *argv[]) {
                         if (!to_stdout && close(fd) < 0 && ret == 0)
                                 ret = fail("session export: writing '%s': %m", args[2]);
                         if (ret != 0 && !to_stdout)
-                                (void) unlink(args[2]);
+                                (void)unlink(args[2]);
                 }
         } else if (strcmp(sub, "import") == 0) {
                 bool from_stdin = strcmp(args[1], "-") == 0;
@@ -930,8 +938,8 @@ int verb_status(int argc, char *argv[]) {
                         printf("Version:     rwkvd %s\n", s);
                 if (rwkv_info_get_string(info, "model_name", &s) >= 0) {
                         const char *arch = "", *type = "";
-                        (void) rwkv_info_get_string(info, "model_architecture", &arch);
-                        (void) rwkv_info_get_string(info, "model_type", &type);
+                        (void)rwkv_info_get_string(info, "model_architecture", &arch);
+                        (void)rwkv_info_get_string(info, "model_type", &type);
                         printf("Model:       %s (%s, %s)\n", s, arch, type);
                 }
                 uint64_t layers = 0, embd = 0, vocab = 0;
@@ -946,17 +954,17 @@ int verb_status(int argc, char *argv[]) {
                         printf("Threads:     %" PRIu64 "\n", u);
                 if (rwkv_info_get_string(info, "isa", &s) >= 0)
                         printf("Kernels:     %s\n", s);
-                (void) rwkv_info_get_uint(info, "sessions_hot", &hot);
-                (void) rwkv_info_get_uint(info, "sessions_cold", &cold);
+                (void)rwkv_info_get_uint(info, "sessions_hot", &hot);
+                (void)rwkv_info_get_uint(info, "sessions_cold", &cold);
                 printf("Sessions:    %" PRIu64 " hot, %" PRIu64 " on disk\n", hot, cold);
                 uint64_t running = 0, queued = 0;
-                (void) rwkv_info_get_uint(info, "jobs_running", &running);
-                (void) rwkv_info_get_uint(info, "jobs_queued", &queued);
+                (void)rwkv_info_get_uint(info, "jobs_running", &running);
+                (void)rwkv_info_get_uint(info, "jobs_queued", &queued);
                 printf("Jobs:        %" PRIu64 " running, %" PRIu64 " queued\n", running, queued);
                 if (rwkv_info_get_uint(info, "rss_bytes", &u) >= 0)
-                        printf("Memory:      %.1f MiB resident", (double) u / (1024.0 * 1024.0));
+                        printf("Memory:      %.1f MiB resident", (double)u / (1024.0 * 1024.0));
                 if (rwkv_info_get_uint(info, "hot_bytes", &u) >= 0)
-                        printf(", %.1f MiB hot sessions", (double) u / (1024.0 * 1024.0));
+                        printf(", %.1f MiB hot sessions", (double)u / (1024.0 * 1024.0));
                 printf("\n");
                 if (rwkv_info_get_double(info, "tokens_per_second", &d) >= 0)
                         printf("Tokens/s:    %.1f", d);

@@ -101,8 +101,7 @@ RWKV_EXPORT RwkvSessionList *rwkv_session_list_free(RwkvSessionList *l);
  * "model_hash", "state_bytes", "disk_bytes", "checkpoints"). -ENOENT: no such session. */
 RWKV_EXPORT int rwkv_session_get(RwkvClient *c, const char *id, RwkvInfo **ret);
 /* Copy at the current point (turn 0) or at the start of a turn; new_id NULL/"" lets the daemon choose. */
-RWKV_EXPORT int rwkv_session_fork(RwkvClient *c, const char *id, const char *new_id, uint32_t turn,
-                                  char **ret_id);
+RWKV_EXPORT int rwkv_session_fork(RwkvClient *c, const char *id, const char *new_id, uint32_t turn, char **ret_id);
 RWKV_EXPORT int rwkv_session_rename(RwkvClient *c, const char *id, const char *new_id);
 RWKV_EXPORT int rwkv_session_set_title(RwkvClient *c, const char *id, const char *title);
 RWKV_EXPORT int rwkv_session_delete(RwkvClient *c, const char *id);
@@ -139,9 +138,8 @@ RWKV_EXPORT int rwkv_generate_options_set_regenerate(RwkvGenerateOptions *o, int
 
 /* Starts a generation. session_id NULL/"" uses a throw-away session. prompt is prompt_len bytes of
  * UTF-8 without NUL (may be empty: continue the session's text). options may be NULL. */
-RWKV_EXPORT int rwkv_generate_start(RwkvClient *c, const char *session_id, const char *prompt,
-                                    size_t prompt_len, const RwkvGenerateOptions *options,
-                                    RwkvStream **ret);
+RWKV_EXPORT int rwkv_generate_start(RwkvClient *c, const char *session_id, const char *prompt, size_t prompt_len,
+                                    const RwkvGenerateOptions *options, RwkvStream **ret);
 
 enum {
         RWKV_EVENT_TEXT = 1,  /* rwkv_stream_get_text(), rwkv_stream_get_token() */

@@ -50,25 +50,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         sh->client.reserved = client_words[3];
         for (int i = 0; i < 8; i++) {
                 char buf[1000];
-                int r = stream_push_text(s, (uint32_t) i, "piece", 5);
+                int r = stream_push_text(s, (uint32_t)i, "piece", 5);
                 if (r != 0 && r != -EAGAIN && r != -EBADMSG && r != -EPIPE)
                         abort();
                 ssize_t n = stream_read_input(s, buf, sizeof(buf));
                 if (n < 0 && n != -EAGAIN && n != -EBADMSG && n != -EPIPE)
                         abort();
-                if (n > (ssize_t) sizeof(buf))
+                if (n > (ssize_t)sizeof(buf))
                         abort();
-                (void) stream_process_wakeup(s);
+                (void)stream_process_wakeup(s);
         }
         StreamEnd e = { .tokens_generated = 1 };
-        (void) stream_push_end(s, &e);
+        (void)stream_push_end(s, &e);
 
         /* The client's side, facing a hostile daemon block and out ring. */
         memcpy(rc.out.data, data, size);
         sh->daemon.out_tail = daemon_words[0];
         sh->daemon.in_head = daemon_words[1];
         sh->daemon.flags = daemon_words[2];
-        sh->daemon.error = (int32_t) daemon_words[3];
+        sh->daemon.error = (int32_t)daemon_words[3];
         rc.out.pos = 0;
         sh->client.out_head = 0;
         for (int i = 0; i < 4096; i++) {
@@ -84,9 +84,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         abort();
                 break;
         }
-        (void) ring_client_arm(&rc, RING_WAIT_READ | RING_WAIT_WRITE);
-        (void) ring_client_write(&rc, "abc", 3);
-        (void) ring_client_close_input(&rc);
+        (void)ring_client_arm(&rc, RING_WAIT_READ | RING_WAIT_WRITE);
+        (void)ring_client_write(&rc, "abc", 3);
+        (void)ring_client_close_input(&rc);
 
         ring_client_done(&rc);
         stream_free(s);
