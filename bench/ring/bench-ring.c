@@ -54,11 +54,14 @@ static void lat_add(Lat *l, uint64_t x) {
 }
 
 static void lat_report(const char *what, unsigned streams, Lat *all, double tokens_per_s) {
-        qsort(all->v, all->n, sizeof(*all->v), cmp_u64);
-        double p50 = all->n ? (double)all->v[all->n / 2] / 1000.0 : 0;
-        double p99 = all->n ? (double)all->v[(size_t)((double)all->n * 0.99)] / 1000.0 : 0;
-        printf("%-8s streams=%-3u tokens/s=%-11.0f overhead_p50_us=%-8.1f overhead_p99_us=%-8.1f samples=%zu\n", what,
-               streams, tokens_per_s, p50, p99, all->n);
+        printf("%-8s streams=%-3u tokens/s=%-11.0f", what, streams, tokens_per_s);
+        if (all->n > 0) {
+                qsort(all->v, all->n, sizeof(*all->v), cmp_u64);
+                printf(" overhead_p50_us=%-8.1f overhead_p99_us=%-8.1f samples=%zu\n",
+                       (double)all->v[all->n / 2] / 1000.0, (double)all->v[(size_t)((double)all->n * 0.99)] / 1000.0,
+                       all->n);
+        } else
+                printf(" (throughput only: latency is measured in the paced runs)\n");
         fflush(stdout);
 }
 
