@@ -666,16 +666,24 @@ int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, 
         h.raw_size = l.raw;
         const void *src[_SEC_MAX] = { rec->state, rec->logits, rec->penalties, rec->transcript };
 
-        /* 1. Blocks as plaintext messages [codec][data], back to back; zstd only where it shrinks. */
+        /* The header's size does not depend on the payload (fixed-width fields), so the blocks can be
+         * compressed straight to their final place in the file and sealed there, in place. */
+        uint8_t hbuf[SF_HEADER_MAX];
+        size_t hlen = sf_header_write(&h, hbuf, sizeof(hbuf));
+        if (hlen > sizeof(hbuf))
+                return error_set(err, EINVAL, "header too large");
+        uint32_t header_clen = (uint32_t)(hlen + SS_ABYTES);
+        size_t head = SF_PREFIX_BYTES + header_clen;
+
+        /* 1. Blocks: [u32 length][sealed tag byte][codec][data][MAC]; zstd only where it shrinks. */
         size_t block = (size_t)1 << h.block_log2, bound = ZSTD_compressBound(block);
-        size_t plain_cap = (size_t)(l.payload_max - l.nblocks * (4 + SS_ABYTES));
-        _cleanup_(freep) uint8_t *plain = malloc(plain_cap);
-        _cleanup_(freep) uint64_t *lens = malloc(l.nblocks * sizeof(uint64_t));
+        _cleanup_(freep) uint8_t *out = malloc(head + l.payload_max);
+        _cleanup_(freep) size_t *lens = malloc(l.nblocks * sizeof(size_t));
         _cleanup_(freep) uint8_t *scratch = malloc(2 * block);
         _cleanup_(zstd_cctx_freep) ZSTD_CCtx *cctx = p->zstd_level != 0 ? ZSTD_createCCtx() : NULL;
-        if (!plain || !lens || !scratch || (p->zstd_level != 0 && !cctx))
+        if (!out || !lens || !scratch || (p->zstd_level != 0 && !cctx))
                 return error_set(err, ENOMEM, "out of memory for a %llu-byte payload", (unsigned long long)l.raw);
-        size_t pos = 0, nb = 0;
+        size_t opos = head, nb = 0;
         for (int sec = 0; sec < _SEC_MAX; sec++)
                 for (uint64_t off = 0; off < l.bytes[sec]; off += block) {
                         size_t bs = (size_t)MIN((uint64_t)block, l.bytes[sec] - off);
@@ -689,7 +697,7 @@ int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, 
                                 section_pack(f, bs / esz, prec, p->shuffle, scratch, scratch + block);
                                 in = scratch;
                         }
-                        uint8_t *o = plain + pos;
+                        uint8_t *o = out + opos + 5; /* the plaintext: codec byte, then data */
                         size_t c = 0;
                         if (cctx) {
                                 c = ZSTD_compressCCtx(cctx, o + 1, bound, in, bs, p->zstd_level);
@@ -704,21 +712,14 @@ int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, 
                                 c = bs;
                         }
                         lens[nb++] = c + 1;
-                        pos += c + 1;
+                        opos += 4 + c + 1 + SS_ABYTES;
                 }
-        h.payload_bytes = pos + nb * (4 + SS_ABYTES);
+        uint64_t total = opos;
+        h.payload_bytes = total - head;
+        if (sf_header_write(&h, hbuf, sizeof(hbuf)) != hlen)
+                return error_set(err, EIO, "internal error: header size changed");
 
         /* 2. Seal: prefix (plain, authenticated as the header's additional data), header, blocks. */
-        uint8_t hbuf[SF_HEADER_MAX];
-        size_t hlen = sf_header_write(&h, hbuf, sizeof(hbuf));
-        if (hlen > sizeof(hbuf))
-                return error_set(err, EINVAL, "header too large");
-        uint32_t header_clen = (uint32_t)(hlen + SS_ABYTES);
-        uint64_t total = SF_PREFIX_BYTES + header_clen + h.payload_bytes;
-        _cleanup_(freep) uint8_t *out = malloc(total);
-        if (!out)
-                return error_set(err, ENOMEM, "out of memory for a %llu-byte file", (unsigned long long)total);
-
         Wr w = { out, 0, SF_PREFIX_BYTES };
         wr_bytes(&w, SF_MAGIC, 8);
         wr_u32(&w, SF_VERSION);
@@ -728,23 +729,20 @@ int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, 
         _cleanup_(ss_state_wipe) crypto_secretstream_xchacha20poly1305_state st;
         crypto_secretstream_xchacha20poly1305_init_push(&st, out + 24, p->key);
         memset(out + 24 + SS_HEADERBYTES, 0, SF_PREFIX_BYTES - 24 - SS_HEADERBYTES);
-
-        size_t opos = SF_PREFIX_BYTES;
-        crypto_secretstream_xchacha20poly1305_push(&st, out + opos, NULL, hbuf, hlen, out, SF_PREFIX_BYTES,
+        crypto_secretstream_xchacha20poly1305_push(&st, out + SF_PREFIX_BYTES, NULL, hbuf, hlen, out, SF_PREFIX_BYTES,
                                                    crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
-        opos += header_clen;
         sodium_memzero(hbuf, sizeof(hbuf));
-        pos = 0;
+        opos = head;
         for (size_t i = 0; i < nb; i++) {
                 Wr lw = { out + opos, 0, 4 };
                 wr_u32(&lw, (uint32_t)(lens[i] + SS_ABYTES));
-                opos += 4;
-                crypto_secretstream_xchacha20poly1305_push(&st, out + opos, NULL, plain + pos, lens[i], NULL, 0,
+                /* In place: the cipher text starts one byte in (after the sealed tag byte), exactly
+                 * where the plaintext lies. */
+                crypto_secretstream_xchacha20poly1305_push(&st, out + opos + 4, NULL, out + opos + 5, lens[i], NULL, 0,
                                                            i + 1 == nb
                                                                    ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
                                                                    : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
-                opos += lens[i] + SS_ABYTES;
-                pos += lens[i];
+                opos += 4 + lens[i] + SS_ABYTES;
         }
         if (opos != total)
                 return error_set(err, EIO, "internal error: wrote %zu of %llu bytes", opos, (unsigned long long)total);
