@@ -5,8 +5,9 @@
  * as [u16 header length][header][payload], sealed here with a fixed key so that the hostile bytes
  * reach everything behind authentication: size checks, zstd, byte planes, half floats.
  *
- * Built with -fsanitize=fuzzer it is a libFuzzer target; otherwise main() runs every file (or every
- * file in every folder) given on the command line once, which is how the corpus runs as a test. */
+ * Built with -fsanitize=fuzzer (meson -Dfuzz=true, tools/run-fuzzers) it is a libFuzzer target; with
+ * FUZZ_STANDALONE_MAIN its own main() runs every file (or every file in every folder) given on the
+ * command line once, which is how the corpus (tests/sessions/corpus-session-file) runs as a test. */
 #include <dirent.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -116,7 +117,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
 }
 
-#ifndef FUZZING_ENGINE_LIBFUZZER
+#if defined(FUZZ_STANDALONE_MAIN) && !defined(FUZZING_ENGINE_LIBFUZZER)
+/* Until the tree's fuzz driver (tools/run-fuzzers) is in every build: replay files/folders. */
 static int run_file(const char *path) {
         FILE *f = fopen(path, "re");
         if (!f) {
