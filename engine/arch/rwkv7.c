@@ -180,11 +180,15 @@ static void time_mix(EvalPass *p, uint32_t l) {
         pass_shift_prev(p, l, 0, xn, prev);
         pass_shift_store(p, l, 0, xn);
 
-        for (size_t t = 0, i = 0; t < n; t++)
-                for (size_t c = 0; c < C; c++, i++) {
-                        float d = prev[i] - xn[i];
-                        for (size_t j = 0; j < 6; j++)
-                                xs[j][i] = xn[i] + d * a->x[j][c];
+        /* prev becomes the shift difference; one contiguous (vectorizable) pass per mix */
+        for (size_t i = 0; i < n * C; i++)
+                prev[i] -= xn[i];
+        for (size_t j = 0; j < 6; j++)
+                for (size_t t = 0; t < n; t++) {
+                        const float *x = xn + t * C, *d = prev + t * C, *mix = a->x[j];
+                        float *dst = xs[j] + t * C;
+                        for (size_t c = 0; c < C; c++)
+                                dst[c] = x[c] + d[c] * mix[c];
                 }
 
         pass_matmul(p, &a->att_r, xs[X_R], n, r);
@@ -210,10 +214,10 @@ static void time_mix(EvalPass *p, uint32_t l) {
                 }
                 for (size_t hh = 0; hh < H; hh++) {
                         float *q = kk + o + hh * N;
-                        double ss = 0;
+                        float ss = 0;
                         for (size_t j = 0; j < N; j++)
-                                ss += (double)q[j] * q[j];
-                        float inv = 1.0f / fmaxf((float)sqrt(ss), 1e-12f);
+                                ss += q[j] * q[j];
+                        float inv = 1.0f / fmaxf(sqrtf(ss), 1e-12f);
                         for (size_t j = 0; j < N; j++)
                                 q[j] *= inv;
                 }
