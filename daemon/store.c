@@ -212,6 +212,26 @@ static int save_sealed(Store *s, uid_t uid, int dir_fd, const char *name, const 
         return 0;
 }
 
+static int stat_sealed(Store *s, uid_t uid, int dir_fd, const char *name, const char *id, SessionMeta *ret,
+                       RwkvError *err);
+
+/* A session file of another model is never replaced (it would be lost without a word): its owner
+ * deletes it first. A damaged one is moved aside by the header check and may then be replaced. */
+static int check_replace(Store *s, uid_t uid, int ufd, const char *id, const SessionRecord *rec, RwkvError *err) {
+        char name[STORE_ID_MAX + 32];
+        session_name(name, sizeof(name), id);
+        SessionMeta old;
+        int r = stat_sealed(s, uid, ufd, name, id, &old, NULL);
+        if (r == -ENOENT || r == -EBADMSG)
+                return 0;
+        if (r < 0)
+                return error_set(err, -r, "cannot check the stored session '%s': %s", id, strerror(-r));
+        if (memcmp(old.model_hash, rec->meta.model_hash, 32) != 0)
+                return error_set(err, EMEDIUMTYPE,
+                                 "session '%s' on disk belongs to another model; delete it first to reuse the id", id);
+        return 0;
+}
+
 int store_save(Store *s, uid_t uid, const SessionRecord *rec, RwkvError *err) {
         if (!s || !rec)
                 return error_set(err, EINVAL, "no record");
@@ -220,6 +240,9 @@ int store_save(Store *s, uid_t uid, const SessionRecord *rec, RwkvError *err) {
         _cleanup_(closep) int ufd = uid_dir(s, uid, true);
         if (ufd < 0)
                 return write_error(err, ufd, "session", rec->meta.id);
+        int r = check_replace(s, uid, ufd, rec->meta.id, rec, err);
+        if (r < 0)
+                return r;
         char name[STORE_ID_MAX + 32];
         session_name(name, sizeof(name), rec->meta.id);
         return save_sealed(s, uid, ufd, name, rec, false, false, "session", err);
@@ -568,6 +591,9 @@ int store_checkpoint_save(Store *s, uid_t uid, const char *id, uint32_t turn, co
         _cleanup_(closep) int ufd = uid_dir(s, uid, true);
         if (ufd < 0)
                 return write_error(err, ufd, "checkpoint of", id);
+        int r = check_replace(s, uid, ufd, id, rec, err);
+        if (r < 0)
+                return r;
         _cleanup_(closep) int cfd = checkpoint_dir(ufd, id, true);
         if (cfd < 0)
                 return write_error(err, cfd, "checkpoint of", id);
@@ -578,7 +604,7 @@ int store_checkpoint_save(Store *s, uid_t uid, const char *id, uint32_t turn, co
         copy.meta.turn = turn;
         char name[64];
         checkpoint_name(name, sizeof(name), turn);
-        int r = save_sealed(s, uid, cfd, name, &copy, true, false, "checkpoint of", err);
+        r = save_sealed(s, uid, cfd, name, &copy, true, false, "checkpoint of", err);
         if (r < 0)
                 return r;
 

@@ -107,7 +107,9 @@ static inline void store_freep(Store **s) {
 
 bool store_id_is_valid(const char *id);
 
-/* Commit rec as session rec->meta.id of uid (replacing the previous version atomically).
+/* Commit rec as session rec->meta.id of uid (replacing the previous version atomically). A stored
+ * session of another model (model_hash) is never replaced: -EMEDIUMTYPE (delete it first); the same
+ * holds for checkpoints.
  * rec->meta.uid is ignored (uid wins); file_bytes is ignored; created_usec/updated_usec of 0 are set
  * to now. The daemon must ignore SIGXFSZ so that RLIMIT_FSIZE surfaces as -EFBIG, not death. */
 int store_save(Store *s, uid_t uid, const SessionRecord *rec, RwkvError *err);

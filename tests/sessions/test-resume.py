@@ -97,6 +97,18 @@ def body():
             rwkvtest.check(st.same_text(toks, answers[2]), "regenerated turn 3: %r, first time: %r" % (toks, answers[2]))
 
             rwkvtest.check(not st.corrupt_files(state_dir), "corrupt files: %s" % st.corrupt_files(state_dir))
+
+            # Another model on the same state directory never overwrites these sessions' files.
+            before = st.peek(state_dir, "greedy-1")
+            d.kill()
+            d = rwkvtest.Daemon(bus, model=rwkvtest.test_model(bus.tmp, layers=3), state_dir=state_dir).start()
+            try:
+                st.generate(bus, "greedy-1", "other model", 4)
+            except AssertionError:
+                pass  # refusing is right too
+            d.stop()  # SIGTERM: the daemon commits what it holds before it exits
+            after = st.peek(state_dir, "greedy-1")
+            rwkvtest.check(after == before, "another model's daemon replaced greedy-1: %r -> %r" % (before, after))
         finally:
             d.kill()
 

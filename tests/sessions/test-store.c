@@ -77,6 +77,17 @@ static void test_basic(const char *dir) {
         test_check_same(a, b);
         session_record_free(b);
 
+        /* Another model's record never replaces a stored session (nor adds checkpoints to it). */
+        SessionRecord *other_model = test_record("chat-1", 100, 0, 0, 5);
+        other_model->meta.model_hash[0] ^= 1;
+        CHECK_ERR(store_save(s, 1000, other_model, &err), EMEDIUMTYPE);
+        CHECK(strstr(err.msg, "another model"));
+        CHECK_ERR(store_checkpoint_save(s, 1000, "chat-1", 1, other_model, &err), EMEDIUMTYPE);
+        CHECK_OK(store_load(s, 1000, "chat-1", a->meta.model_hash, &b, &err));
+        test_check_same(a, b);
+        session_record_free(b);
+        session_record_free(other_model);
+
         /* Minimal record: no logits, penalties, transcript. */
         SessionRecord *m = test_record("min", 64, 0, 0, 2);
         CHECK_OK(store_save(s, 1000, m, &err));
