@@ -191,12 +191,22 @@ def case_slow_reader(e):
     slow = subprocess.Popen([SLOW_READER, e.bus.address, "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         check(slow.stdout.readline().strip() == b"started", "the slow reader did not start")
-        time.sleep(3)  # its ring fills and its generation parks
+        # Wait until its ring is full and its generation parked: the daemon's token count then
+        # only grows at the slow reader's pace (about 50 tokens/s).
+        deadline = time.monotonic() + 60
+        last = e.status()["tokens_total"]
+        while True:
+            time.sleep(0.5)
+            now = e.status()["tokens_total"]
+            if now - last < 100:
+                break
+            check(time.monotonic() < deadline, "the slow reader's generation never parked")
+            last = now
         # The best of up to three runs: a load spike on a shared machine passes, a systematic
         # slowdown (the fast stream held to the slow one's pace) does not.
         busy = fast_run()
         for _ in range(2):
-            if busy[1] < 2.0 * alone[1] + 0.25:
+            if busy[1] < 3.0 * alone[1] + 0.5:
                 break
             busy = min(busy, fast_run(), key=lambda x: x[1])
     finally:
@@ -205,8 +215,10 @@ def case_slow_reader(e):
     check(slow.returncode == 0, "slow reader failed: %r" % err)
     print("slow reader: fast reader (300 tokens) took %.3f s wall / %.3f s decode alone, %.3f s / %.3f s beside "
           "a parked slow reader (%s)" % (alone[0], alone[1], busy[0], busy[1], out.decode().strip()))
-    # A parked generation costs the batch nothing; allow for a loaded machine, not for lock-step.
-    check(busy[1] < 2.0 * alone[1] + 0.25 and busy[0] < 2.0 * alone[0] + 1.0,
+    # Lock-step coupling would hold the fast stream to the slow reader's pace (50 tokens/s); a parked
+    # generation should cost the batch nothing, so allow only for noise on a loaded shared machine.
+    check(300 / busy[1] > 5 * 50, "the fast reader ran at the slow reader's pace: %r" % (busy,))
+    check(busy[1] < 3.0 * alone[1] + 0.5 and busy[0] < 3.0 * alone[0] + 1.0,
           "the slow reader slowed the fast one: %r vs %r" % (busy, alone))
 
 
