@@ -177,6 +177,8 @@ static void scheduler_complete(Scheduler *s, Job *j) {
         scheduler_signal_main(s);
 }
 
+static void job_set_parked(Scheduler *s, Job *j, bool parked);
+
 /* Take more prompt bytes from the ring (prompt_stream). 0: progress or end, -EAGAIN: park. */
 static int job_read_input(Scheduler *s, Job *j) {
         for (;;) {
@@ -213,7 +215,7 @@ static void job_prefill_step(Scheduler *s, Job *j) {
         if (!j->input_done) {
                 r = job_read_input(s, j);
                 if (r == -EAGAIN && j->prompt_len - j->prompt_pos < tokenizer_max_token_bytes(s->tokenizer) + 1) {
-                        j->parked = true;
+                        job_set_parked(s, j, true);
                         return;
                 }
                 if (r == -E2BIG)

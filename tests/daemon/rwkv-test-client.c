@@ -5,6 +5,8 @@
  *                                               its ring to the end record; prints the fastest and
  *                                               slowest call-to-end times: "min_usec max_usec ratio
  *                                               text_records"
+ *   rwkv-test-client ADDRESS stream ID PROMPT MAX_TOKENS BYTES   run, with BYTES more prompt bytes
+ *                                               streamed through the ring (prompt_stream)
  *   rwkv-test-client ADDRESS hold ID MAX_TOKENS SECONDS   Generate() in session ID, then keep the
  *                                               ring unread for SECONDS (a job that stays busy)
  *   rwkv-test-client ADDRESS export ID FILE      ExportSession into FILE
@@ -27,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/common/macros.h"
 #include "protocol/bus.h"
 #include "protocol/ring.h"
 
@@ -56,6 +59,50 @@ static int connect_bus(const char *address, sd_bus **ret) {
 }
 
 /* One generation; returns tokens received or negative errno. */
+/* Feed n bytes of text into the ring's input direction, then close it. */
+static int stream_prompt(RingShared *sh, RingBuf *in, int cw, int dw, size_t n) {
+        static const char text[] = "the quick brown fox jumps over the lazy dog ";
+        size_t done = 0;
+
+        while (done < n) {
+                int64_t room = ring_buf_free(in);
+                if (room < 0)
+                        return (int) room;
+                if (room == 0) {
+                        ring_sleep_prepare(&sh->client.flags);
+                        if (ring_buf_free(in) == 0) {
+                                struct pollfd p = { .fd = cw, .events = POLLIN };
+                                if (poll(&p, 1, 30000) == 0)
+                                        return -ETIMEDOUT;
+                                uint64_t v;
+                                (void) !read(cw, &v, sizeof(v));
+                        }
+                        ring_flag_clear(&sh->client.flags, RING_FLAG_NEED_WAKEUP);
+                        continue;
+                }
+                size_t k = MIN((size_t) room, n - done);
+                k = MIN(k, (size_t) 4096);
+                char buf[4096];
+                for (size_t i = 0; i < k; i++)
+                        buf[i] = text[(done + i) % (sizeof(text) - 1)];
+                ring_buf_write_at(in, 0, buf, k);
+                ring_buf_produce(in, (uint32_t) k);
+                done += k;
+                if (ring_peer_needs_wakeup(&sh->daemon.flags)) {
+                        uint64_t one = 1;
+                        (void) !write(dw, &one, sizeof(one));
+                }
+        }
+        ring_flag_set(&sh->client.flags, RING_FLAG_INPUT_CLOSED);
+        if (ring_peer_needs_wakeup(&sh->daemon.flags)) {
+                uint64_t one = 1;
+                (void) !write(dw, &one, sizeof(one));
+        }
+        return 0;
+}
+
+static size_t arg_stream_bytes;
+
 static long generate_one(const char *address, const char *id, const char *prompt, uint32_t max_tokens, FILE *text,
                          int go_fd, uint64_t *ret_start) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -64,6 +111,7 @@ static long generate_one(const char *address, const char *id, const char *prompt
         int ring_fd, cw, dw, r;
         uint64_t job;
         long tokens = 0;
+        int errnum = 0;
 
         r = connect_bus(address, &bus);
         if (r < 0)
@@ -76,7 +124,8 @@ static long generate_one(const char *address, const char *id, const char *prompt
         if (ret_start)
                 *ret_start = now_usec();
         r = sd_bus_call_method(bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Generate", &error, &reply,
-                               "ssa{sv}", id, prompt, 2, "max_tokens", "u", max_tokens, "temperature", "d", 0.0);
+                               "ssa{sv}", id, prompt, 3, "max_tokens", "u", max_tokens, "temperature", "d", 0.0,
+                               "prompt_stream", "b", arg_stream_bytes > 0);
         if (r < 0) {
                 fprintf(stderr, "Generate: %s: %s\n", error.name, error.message);
                 return r;
@@ -97,6 +146,13 @@ static long generate_one(const char *address, const char *id, const char *prompt
         RingShared *sh = mem;
         RingBuf out = { .data = (uint8_t *) mem + h.out_offset, .size = h.out_size, .head = &sh->client.out_head,
                         .tail = &sh->daemon.out_tail, .pos = 0 };
+        RingBuf in = { .data = (uint8_t *) mem + h.in_offset, .size = h.in_size, .head = &sh->daemon.in_head,
+                       .tail = &sh->client.in_tail, .pos = 0 };
+        if (arg_stream_bytes > 0) {
+                r = stream_prompt(sh, &in, cw, dw, arg_stream_bytes);
+                if (r < 0)
+                        return r;
+        }
         for (;;) {
                 RingRecord rec;
                 r = ring_record_peek(&out, &rec);
@@ -125,6 +181,15 @@ static long generate_one(const char *address, const char *id, const char *prompt
                                 fwrite(buf + sizeof(RingText), 1, rec.size - sizeof(RingText), text);
                         }
                 }
+                if (type == RING_RECORD_ERROR && rec.size >= sizeof(RingError)) {
+                        char buf[RING_RECORD_PAYLOAD_MAX + 1];
+                        RingError e;
+                        ring_buf_read_at(&out, sizeof(RingRecord), buf, rec.size);
+                        memcpy(&e, buf, sizeof(e));
+                        buf[rec.size] = 0;
+                        errnum = e.errnum;
+                        fprintf(stderr, "error record: %s (%s)\n", buf + sizeof(RingError), strerror(errnum));
+                }
                 ring_buf_consume(&out, ring_record_span(rec.size));
                 if (ring_peer_needs_wakeup(&sh->daemon.flags)) {
                         uint64_t one = 1;
@@ -133,7 +198,7 @@ static long generate_one(const char *address, const char *id, const char *prompt
                 if (type == RING_RECORD_END)
                         break;
                 if (type == RING_RECORD_ERROR)
-                        return -EIO;
+                        return errnum > 0 ? -errnum : -EIO;
         }
         munmap(mem, (size_t) st.st_size);
         sd_bus_message_unref(reply);
@@ -359,6 +424,12 @@ static int cmd_transfer(const char *address, bool export, const char *id, const 
 }
 
 int main(int argc, char *argv[]) {
+        if (argc == 7 && strcmp(argv[2], "stream") == 0) {
+                /* like run, with STREAM_BYTES more prompt bytes through the ring's input direction */
+                arg_stream_bytes = strtoull(argv[6], NULL, 10);
+                argc = 6;
+                argv[2] = (char *) "run";
+        }
         if (argc == 6 && strcmp(argv[2], "run") == 0) {
                 const char *prompt = argv[4];
                 char *big = NULL;

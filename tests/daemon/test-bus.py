@@ -115,6 +115,18 @@ def test_regenerate(d, bus):
     d.call("DeleteSession", "s", "re")
 
 
+def test_prompt_stream(d, bus):
+    """A prompt that arrives through the ring (prompt_stream) is fed like one in the call, and one
+    that exceeds max_prompt_bytes ends the generation with an E2BIG error record."""
+    d.call("CreateSession", "sa{sv}", "streamed", 0)
+    r = subprocess.run([client_path(), bus.address, "stream", "streamed", "Start: ", "3", "30000"],
+                       capture_output=True, timeout=60)
+    check(r.returncode == 0, "streamed prompt: %s" % r.stderr)
+    tokens = d.call("GetSession", "s", "streamed")[0]["tokens"]["data"]
+    check(tokens >= 30000 + 7, "all streamed bytes were fed: %d tokens" % tokens)
+    d.call("DeleteSession", "s", "streamed")
+
+
 def test_errors(d):
     d.expect_error("InvalidArgument", "GetSession", "'.bad'")
     d.expect_error("InvalidArgument", "CreateSession", "'a b'", "{}")
@@ -168,6 +180,8 @@ def test_limits(bus, model):
         d.expect_error("QuotaExceeded", "CreateSession", "'c'", "{}", contains="max_sessions_per_user")
         d.expect_error("QuotaExceeded", "ForkSession", "'a'", "'c'", "uint32 0", contains="max_sessions_per_user")
         d.expect_error("PromptTooLarge", "Generate", "'a'", "'%s'" % ("x" * 101), "{}", contains="max_prompt_bytes")
+        r = subprocess.run([client_path(), bus.address, "stream", "", "x", "3", "5000"], capture_output=True, timeout=60)
+        check(r.returncode != 0 and b"max_prompt_bytes" in r.stderr, "streamed prompt over the limit: %s" % r.stderr)
         # One long generation held open by a client that does not read: the second is refused.
         p = subprocess.Popen([client_path(), bus.address, "hold", "a", "50000", "3"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
@@ -202,8 +216,8 @@ def test_sigterm(bus, model):
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     for p in procs:
         check(p.stdout.readline().strip() == b"started", "hold client did not start")
-    check(d.call("Status")[0]["jobs_running"]["data"] + d.call("Status")[0]["jobs_queued"]["data"] == 3,
-          "three generations in flight")
+    st = d.call("Status")[0]
+    check(st["jobs_running"]["data"] + st["jobs_queued"]["data"] == 3, "three generations in flight: %s" % st)
     rc = d.stop(signal.SIGTERM, timeout=20)
     check(rc == 0, "rwkvd exited %s after SIGTERM:\n%s" % (rc, d.log()))
     for p in procs:
@@ -300,6 +314,7 @@ def main():
             test_happy(d, bus)
             test_errors(d)
             test_regenerate(d, bus)
+            test_prompt_stream(d, bus)
             test_ownership(d)
             # ShuttingDown is checked in test_sigterm's window; here the daemon still serves
             check(d.alive(), "daemon died")
