@@ -18,12 +18,12 @@ int main(int argc, char **argv) {
                 return 1;
         }
         uid_t uid = (uid_t)strtoul(argv[2], NULL, 10);
-        int dfd = open(argv[1], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_(closep) int dfd = open(argv[1], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0) {
                 perror(argv[1]);
                 return 2;
         }
-        DaemonKey *k = NULL;
+        _cleanup_(daemon_key_freep) DaemonKey *k = NULL;
         RwkvError err = {};
         if (daemon_key_load(dfd, "daemon.key", false, &k, &err) < 0) {
                 fprintf(stderr, "%s\n", err.msg);
@@ -35,7 +35,7 @@ int main(int argc, char **argv) {
                          (unsigned)strtoul(argv[4], NULL, 10));
         else
                 snprintf(path, sizeof(path), "%u/%s.session", (unsigned)uid, argv[3]);
-        int fd = openat(dfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        _cleanup_(closep) int fd = openat(dfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
                 return 2;
         uint8_t head[SF_PREFIX_BYTES + SF_HEADER_MAX + 64];
@@ -53,8 +53,5 @@ int main(int argc, char **argv) {
                 return 3;
         }
         printf("%llu %u %llu\n", (unsigned long long)m.n_tokens, m.n_turns, (unsigned long long)st.st_size);
-        daemon_key_free(k);
-        close(fd);
-        close(dfd);
         return 0;
 }
