@@ -45,7 +45,7 @@ static int load_record(TensorTable *t, size_t i, const uint8_t *rec, uint64_t st
         Tensor tensor;
         int r = format_tensor_shape(&tensor, dtype, n_dims, shape, err);
         if (r < 0)
-                return error_prefix(err, "%s", label);
+                return err ? error_prefix(err, "%s", label) : r;
         uint64_t off = read_le64(rec + NR_DATA_OFFSET), nbytes = read_le64(rec + NR_NBYTES);
         if (nbytes != tensor.nbytes)
                 return error_set(err, EBADMSG, "%srecords %" PRIu64 " bytes, its shape needs %" PRIu64, label, nbytes,

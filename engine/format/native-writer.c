@@ -133,7 +133,7 @@ int native_writer_add_tensor(NativeWriter *w, const char *name, DType dtype, uin
         Tensor t;
         int r = format_tensor_shape(&t, dtype, n_dims, shape, err);
         if (r < 0)
-                return error_prefix(err, "tensor '%s': ", name);
+                return err ? error_prefix(err, "tensor '%s': ", name) : r;
         if (w->n == w->allocated) {
                 size_t cap = w->allocated ? w->allocated * 2 : 64;
                 WTensor *ts = reallocarray(w->tensors, cap, sizeof(WTensor));

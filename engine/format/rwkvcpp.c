@@ -109,7 +109,7 @@ int rwkvcpp_load(TensorTable *t, RwkvError *err) {
                 Tensor tensor;
                 int r = format_tensor_shape(&tensor, dtype, n_dims, shape, err);
                 if (r < 0)
-                        return error_prefix(err, "%s", label);
+                        return err ? error_prefix(err, "%s", label) : r;
                 if (tensor.nbytes > size - off)
                         return error_set(err, EBADMSG,
                                          "%struncated data: %" PRIu64 " bytes needed at offset %zu, %zu left", label,

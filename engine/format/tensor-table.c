@@ -228,7 +228,7 @@ int tensor_table_open(const char *path, TensorTable **ret, RwkvError *err) {
 
         int r = table_load(t, err);
         if (r < 0)
-                return error_prefix(err, "'%s': ", path);
+                return err && err->errnum ? error_prefix(err, "'%s': ", path) : r;
         *ret = TAKE_PTR(t);
         return 0;
 }

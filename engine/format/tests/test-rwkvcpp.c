@@ -66,6 +66,8 @@ static void expect_fail(const Buf *b, const char *needle) {
                 exit(1);
         }
         CHECK(!t);
+        /* the same errno without an error record */
+        CHECK(tensor_table_open_memory(b->p, b->n, &t, NULL) == r && !t);
 }
 
 static void test_valid(void) {
@@ -215,6 +217,27 @@ static void test_hostile(void) {
         CHECK_OK(open_buf(&b, &t, &err));
         CHECK_STREQ(tensor_table_format_name(t), "rwkv.cpp-bin-v100");
         tensor_table_free(t);
+
+        /* non-finite block scales (f16 0x7e00 = NaN, 0x7c00 = inf) in ggml blocks */
+        b.n = 0;
+        put_header(&b, 101, 256, 64, 1, 0);
+        put32(&b, 1);
+        put32(&b, 1);
+        put32(&b, 9); /* q8_0: d, then 32 quants */
+        put32(&b, 64);
+        put(&b, "q", 1);
+        put(&b, (uint8_t[34]) { 0x00, 0x3c }, 34);
+        put(&b, (uint8_t[34]) { 0x00, 0x7e }, 34);
+        expect_fail(&b, "tensor 'q': non-finite scale in the block of element 32");
+        b.n = 0;
+        put_header(&b, 101, 256, 64, 1, 0);
+        put32(&b, 1);
+        put32(&b, 1);
+        put32(&b, 3); /* q4_1: d, m, then 16 bytes */
+        put32(&b, 32);
+        put(&b, "q", 1);
+        put(&b, (uint8_t[20]) { 0x00, 0x3c, 0x00, 0x7c }, 20);
+        expect_fail(&b, "non-finite scale in the block of element 0");
 
         /* names */
         b.n = 0;
