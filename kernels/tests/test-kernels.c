@@ -56,11 +56,11 @@ static double tolerance(double abs_sum) {
         return 1e-5 * abs_sum + 1e-6;
 }
 
-/* The x86 matvec of the native block types (and their matmul for up to 3 vectors) quantizes x to
+/* The x86 matvec of the native block types (and their matmul for up to 8 / 3 vectors) quantizes x to
  * int8 blocks (simd-template.h): its error bound is sum over blocks of amax(x_b)/254 * sum|w_b|, on
  * top of the f32 tolerance. */
 static bool x_quantized(const Kernels *k, DType t, size_t n_vec) {
-        return n_vec <= 3 && (t == DTYPE_Q8_0 || t == DTYPE_Q4_0) &&
+        return ((t == DTYPE_Q8_0 && n_vec <= 8) || (t == DTYPE_Q4_0 && n_vec <= 3)) &&
                (strcmp(k->isa, "avx2") == 0 || strcmp(k->isa, "avx512") == 0);
 }
 
