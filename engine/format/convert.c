@@ -8,7 +8,7 @@
 #include "engine/format/native-writer.h"
 #include "engine/format/tensor-table-private.h"
 
-#define COPY_CHUNK ((size_t) 4 << 20)
+#define COPY_CHUNK ((size_t)4 << 20)
 
 static bool is_native(DType t) {
         return t == DTYPE_F32 || t == DTYPE_F16 || t == DTYPE_BF16 || t == DTYPE_Q8_0 || t == DTYPE_Q4_0;
@@ -22,7 +22,7 @@ static bool is_weight_matrix(const char *name, const Tensor *t) {
 
 DType convert_target_type(const char *name, const Tensor *src, int type) {
         if (type >= 0)
-                return is_weight_matrix(name, src) ? (DType) type : DTYPE_F32;
+                return is_weight_matrix(name, src) ? (DType)type : DTYPE_F32;
         if (is_native(src->dtype))
                 return src->dtype;
         if (src->dtype == DTYPE_GGML_Q8_0)
@@ -49,11 +49,12 @@ static int reencode(NativeWriter *w, const char *name, const Tensor *src, DType 
         if (!f || !out)
                 return -ENOMEM;
         for (uint64_t r = 0; r < rows; r++) {
-                dtype_row_to_f32(src->dtype, (const uint8_t *) src->data + r * src_row, f, cols);
+                dtype_row_to_f32(src->dtype, (const uint8_t *)src->data + r * src_row, f, cols);
                 for (uint64_t c = 0; c < cols; c++)
                         if (!isfinite(f[c]))
-                                return error_set(err, EBADMSG, "tensor '%s': non-finite value at row %" PRIu64
-                                                 ", column %" PRIu64, name, r, c);
+                                return error_set(err, EBADMSG,
+                                                 "tensor '%s': non-finite value at row %" PRIu64 ", column %" PRIu64,
+                                                 name, r, c);
                 int k = dtype_row_from_f32(dst, f, out, cols);
                 if (k < 0)
                         return error_set(err, k, "tensor '%s': cannot encode as %s", name, dtype_name(dst));
@@ -69,7 +70,7 @@ int model_convert(TensorTable *src, const char *out_path, const ConvertOptions *
                   RwkvError *err) {
         ConvertOptions none = { .type = -1 };
         const ConvertOptions *o = opts ? opts : &none;
-        if (o->type >= 0 && (!dtype_is_valid(o->type) || !is_native((DType) o->type)))
+        if (o->type >= 0 && (!dtype_is_valid(o->type) || !is_native((DType)o->type)))
                 return error_set(err, EINVAL, "the target type must be f32, f16, bf16, q8_0 or q4_0");
 
         _cleanup_(native_writer_freep) NativeWriter *w = NULL;
@@ -85,7 +86,7 @@ int model_convert(TensorTable *src, const char *out_path, const ConvertOptions *
         TensorTableMeta meta = o->meta ? *o->meta : *tensor_table_meta(src);
         if (o->type >= 0)
                 meta.wtype = o->type;
-        else if (meta.wtype >= 0 && !is_native((DType) meta.wtype))
+        else if (meta.wtype >= 0 && !is_native((DType)meta.wtype))
                 meta.wtype = meta.wtype == DTYPE_GGML_Q8_0 ? DTYPE_Q8_0 : DTYPE_F16;
         size_t vlen = 0;
         const char *vocab = o->vocab ? o->vocab : tensor_table_vocab(src, &vlen);
@@ -119,8 +120,8 @@ int model_convert(TensorTable *src, const char *out_path, const ConvertOptions *
                                 return error_set(err, EBADMSG, "tensor '%s': non-finite %s at element %" PRId64, name,
                                                  t->dtype <= DTYPE_BF16 ? "value" : "scale", bad);
                         for (uint64_t off = 0; off < t->nbytes; off += COPY_CHUNK) {
-                                size_t k = (size_t) MIN((uint64_t) COPY_CHUNK, t->nbytes - off);
-                                if ((r = native_writer_write(w, (const uint8_t *) t->data + off, k, err)) < 0)
+                                size_t k = (size_t)MIN((uint64_t)COPY_CHUNK, t->nbytes - off);
+                                if ((r = native_writer_write(w, (const uint8_t *)t->data + off, k, err)) < 0)
                                         return r;
                                 progress_add(&pr, k);
                         }

@@ -7,11 +7,11 @@
 typedef void (*ConvertProgress)(uint64_t done, uint64_t total, void *userdata);
 
 typedef struct ConvertOptions {
-        int type;                  /* DType for weight matrices; -1 keeps each tensor's type (ggml -> native) */
-        const char *vocab;         /* World vocabulary text to embed; NULL keeps the source's */
+        int type;          /* DType for weight matrices; -1 keeps each tensor's type (ggml -> native) */
+        const char *vocab; /* World vocabulary text to embed; NULL keeps the source's */
         size_t vocab_len;
         const TensorTableMeta *meta; /* header facts to record; NULL: the source's */
-        ConvertProgress progress;  /* bytes of tensor data done / total; may be NULL */
+        ConvertProgress progress;    /* bytes of tensor data done / total; may be NULL */
         void *userdata;
 } ConvertOptions;
 

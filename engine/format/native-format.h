@@ -11,18 +11,18 @@
 
 /* header field offsets */
 enum {
-        NH_MAGIC = 0,         /* char[8] "RWKVMODL" */
-        NH_VERSION = 8,       /* u32 = 1 */
-        NH_HEADER_SIZE = 12,  /* u32 = 256 */
-        NH_FILE_SIZE = 16,    /* u64, the whole file */
-        NH_HASH = 24,         /* u8[32] BLAKE2b-256 of the file with these 32 bytes zeroed */
-        NH_ARCH = 56,         /* u32 ModelArch value (40, 51, 52, 60, 70), 0 = not recorded */
-        NH_CONVENTION = 60,   /* u32 ParamConvention */
-        NH_N_LAYER = 64,      /* u32 x 6: n_layer, n_embd, n_vocab, n_head, head_size, n_ffn */
-        NH_TOKENIZER = 88,    /* u32 ModelTokenizerKind */
-        NH_WTYPE = 92,        /* u32 DType of most matrices, 0xffffffff = not recorded */
-        NH_N_TENSORS = 96,    /* u32 */
-        NH_FLAGS = 100,       /* u32, 0 */
+        NH_MAGIC = 0,          /* char[8] "RWKVMODL" */
+        NH_VERSION = 8,        /* u32 = 1 */
+        NH_HEADER_SIZE = 12,   /* u32 = 256 */
+        NH_FILE_SIZE = 16,     /* u64, the whole file */
+        NH_HASH = 24,          /* u8[32] BLAKE2b-256 of the file with these 32 bytes zeroed */
+        NH_ARCH = 56,          /* u32 ModelArch value (40, 51, 52, 60, 70), 0 = not recorded */
+        NH_CONVENTION = 60,    /* u32 ParamConvention */
+        NH_N_LAYER = 64,       /* u32 x 6: n_layer, n_embd, n_vocab, n_head, head_size, n_ffn */
+        NH_TOKENIZER = 88,     /* u32 ModelTokenizerKind */
+        NH_WTYPE = 92,         /* u32 DType of most matrices, 0xffffffff = not recorded */
+        NH_N_TENSORS = 96,     /* u32 */
+        NH_FLAGS = 100,        /* u32, 0 */
         NH_INDEX_OFFSET = 104, /* u64: n_tensors records of 64 bytes */
         NH_STRINGS_OFFSET = 112,
         NH_STRINGS_SIZE = 120,
@@ -35,12 +35,12 @@ enum {
 
 /* tensor record field offsets */
 enum {
-        NR_NAME_OFFSET = 0, /* u32, into the string table; the name is followed by a NUL */
-        NR_NAME_LEN = 4,    /* u16 */
-        NR_DTYPE = 6,       /* u8 DType */
-        NR_N_DIMS = 7,      /* u8, 1..4 */
-        NR_SHAPE = 8,       /* u64[4], PyTorch order, unused dimensions 0 */
+        NR_NAME_OFFSET = 0,  /* u32, into the string table; the name is followed by a NUL */
+        NR_NAME_LEN = 4,     /* u16 */
+        NR_DTYPE = 6,        /* u8 DType */
+        NR_N_DIMS = 7,       /* u8, 1..4 */
+        NR_SHAPE = 8,        /* u64[4], PyTorch order, unused dimensions 0 */
         NR_DATA_OFFSET = 40, /* u64, multiple of 64 */
-        NR_NBYTES = 48,     /* u64 */
-        NR_RESERVED = 56,   /* u64, 0 */
+        NR_NBYTES = 48,      /* u64 */
+        NR_RESERVED = 56,    /* u64, 0 */
 };

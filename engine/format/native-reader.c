@@ -21,15 +21,15 @@ static int load_record(TensorTable *t, size_t i, const uint8_t *rec, uint64_t st
                        uint64_t data, uint64_t data_size, RwkvError *err) {
         uint32_t name_off = read_le32(rec + NR_NAME_OFFSET);
         uint16_t name_len = read_le16(rec + NR_NAME_LEN);
-        if (name_len == 0 || (uint64_t) name_off + name_len >= strings_size)
+        if (name_len == 0 || (uint64_t)name_off + name_len >= strings_size)
                 return error_set(err, EBADMSG, "tensor %zu: name outside the string table", i);
-        const char *name = (const char *) t->data + strings + name_off;
+        const char *name = (const char *)t->data + strings + name_off;
         if (name[name_len] != 0)
                 return error_set(err, EBADMSG, "tensor %zu: name not NUL-terminated", i);
         char label[TENSOR_NAME_MAX + 32];
-        snprintf(label, sizeof(label), "tensor '%.*s': ", (int) MIN(name_len, (uint16_t) TENSOR_NAME_MAX), name);
+        snprintf(label, sizeof(label), "tensor '%.*s': ", (int)MIN(name_len, (uint16_t)TENSOR_NAME_MAX), name);
 
-        DType dtype = (DType) rec[NR_DTYPE];
+        DType dtype = (DType)rec[NR_DTYPE];
         if (dtype != DTYPE_F32 && dtype != DTYPE_F16 && dtype != DTYPE_BF16 && dtype != DTYPE_Q8_0 &&
             dtype != DTYPE_Q4_0)
                 return error_set(err, EPROTONOSUPPORT, "%sdata type %u is not a native type", label, rec[NR_DTYPE]);
@@ -69,14 +69,16 @@ int native_load(TensorTable *t, RwkvError *err) {
                 return error_set(err, EBADMSG, ".rwkv: truncated header (%" PRIu64 " bytes)", size);
         uint32_t version = read_le32(h + NH_VERSION);
         if (version != NATIVE_VERSION)
-                return error_set(err, EPROTONOSUPPORT, ".rwkv: format version %" PRIu32 " (this build reads %d)", version,
-                                 NATIVE_VERSION);
+                return error_set(err, EPROTONOSUPPORT, ".rwkv: format version %" PRIu32 " (this build reads %d)",
+                                 version, NATIVE_VERSION);
         if (read_le32(h + NH_HEADER_SIZE) != NATIVE_HEADER_SIZE)
                 return error_set(err, EBADMSG, ".rwkv: header size %" PRIu32, read_le32(h + NH_HEADER_SIZE));
         uint64_t file_size = read_le64(h + NH_FILE_SIZE);
         if (file_size != size)
-                return error_set(err, EBADMSG, ".rwkv: the header records %" PRIu64 " bytes, the file has %" PRIu64
-                                 " (truncated or extended)", file_size, size);
+                return error_set(err, EBADMSG,
+                                 ".rwkv: the header records %" PRIu64 " bytes, the file has %" PRIu64
+                                 " (truncated or extended)",
+                                 file_size, size);
         if (read_le32(h + NH_FLAGS) != 0 || !all_zero(h + NH_RESERVED, NATIVE_HEADER_SIZE - NH_RESERVED))
                 return error_set(err, EPROTONOSUPPORT, ".rwkv: unknown flags or reserved fields set");
 
@@ -87,7 +89,7 @@ int native_load(TensorTable *t, RwkvError *err) {
         if (tokenizer > MODEL_TOKENIZER_WORLD)
                 return error_set(err, EBADMSG, ".rwkv: unknown tokenizer kind %" PRIu32, tokenizer);
         uint32_t wtype = read_le32(h + NH_WTYPE);
-        if (wtype != UINT32_MAX && (wtype >= _DTYPE_MAX || format_row_bytes((DType) wtype, 32) == 0))
+        if (wtype != UINT32_MAX && (wtype >= _DTYPE_MAX || format_row_bytes((DType)wtype, 32) == 0))
                 return error_set(err, EBADMSG, ".rwkv: unknown weight type %" PRIu32, wtype);
 
         uint32_t n = read_le32(h + NH_N_TENSORS);
@@ -97,7 +99,7 @@ int native_load(TensorTable *t, RwkvError *err) {
                  data_size = read_le64(h + NH_DATA_SIZE);
         if (n == 0 || n > NATIVE_MAX_TENSORS)
                 return error_set(err, EBADMSG, ".rwkv: %" PRIu32 " tensors", n);
-        if (index < NATIVE_HEADER_SIZE || !region_ok(index, (uint64_t) n * NATIVE_RECORD_SIZE, size))
+        if (index < NATIVE_HEADER_SIZE || !region_ok(index, (uint64_t)n * NATIVE_RECORD_SIZE, size))
                 return error_set(err, EBADMSG, ".rwkv: tensor index outside the file");
         if (strings < NATIVE_HEADER_SIZE || strings_size == 0 || !region_ok(strings, strings_size, size))
                 return error_set(err, EBADMSG, ".rwkv: string table outside the file");
@@ -114,8 +116,8 @@ int native_load(TensorTable *t, RwkvError *err) {
 
         t->format = MODEL_FORMAT_RWKV;
         snprintf(t->format_name, sizeof(t->format_name), "rwkv");
-        t->convention = (ParamConvention) convention;
-        t->meta = (TensorTableMeta) {
+        t->convention = (ParamConvention)convention;
+        t->meta = (TensorTableMeta){
                 .arch = read_le32(h + NH_ARCH),
                 .n_layer = read_le32(h + NH_N_LAYER),
                 .n_embd = read_le32(h + NH_N_LAYER + 4),
@@ -123,19 +125,19 @@ int native_load(TensorTable *t, RwkvError *err) {
                 .n_head = read_le32(h + NH_N_LAYER + 12),
                 .head_size = read_le32(h + NH_N_LAYER + 16),
                 .n_ffn = read_le32(h + NH_N_LAYER + 20),
-                .tokenizer = (ModelTokenizerKind) tokenizer,
-                .wtype = wtype == UINT32_MAX ? -1 : (int) wtype,
+                .tokenizer = (ModelTokenizerKind)tokenizer,
+                .wtype = wtype == UINT32_MAX ? -1 : (int)wtype,
                 .file_version = version,
         };
         memcpy(t->hash, h + NH_HASH, 32);
         t->hash_known = true;
         if (vocab) {
-                t->vocab = (const char *) h + vocab;
+                t->vocab = (const char *)h + vocab;
                 t->vocab_len = vocab_size;
         }
 
         for (uint32_t i = 0; i < n; i++) {
-                int r = load_record(t, i, h + index + (uint64_t) i * NATIVE_RECORD_SIZE, strings, strings_size, data,
+                int r = load_record(t, i, h + index + (uint64_t)i * NATIVE_RECORD_SIZE, strings, strings_size, data,
                                     data_size, err);
                 if (r < 0)
                         return r;

@@ -35,8 +35,8 @@ struct NativeWriter {
         uint64_t strings_size;
 
         bool begun, finished;
-        uint64_t pos;         /* file bytes produced so far */
-        size_t current;       /* tensor being written */
+        uint64_t pos;          /* file bytes produced so far */
+        size_t current;        /* tensor being written */
         uint64_t current_done; /* its bytes written */
         uint64_t data_offset, file_size;
 
@@ -51,7 +51,7 @@ NativeWriter *native_writer_free(NativeWriter *w) {
         if (w->fd >= 0)
                 safe_close(w->fd);
         if (w->tmp_path && !w->finished)
-                (void) unlink(w->tmp_path);
+                (void)unlink(w->tmp_path);
         for (size_t i = 0; i < w->n; i++)
                 free(w->tensors[i].name);
         free(w->tensors);
@@ -143,8 +143,9 @@ int native_writer_add_tensor(NativeWriter *w, const char *name, DType dtype, uin
                 w->allocated = cap;
         }
         WTensor *wt = &w->tensors[w->n];
-        *wt = (WTensor) { .dtype = dtype, .n_dims = n_dims, .nbytes = t.nbytes,
-                          .name_offset = (uint32_t) w->strings_size };
+        *wt = (WTensor){
+                .dtype = dtype, .n_dims = n_dims, .nbytes = t.nbytes, .name_offset = (uint32_t)w->strings_size
+        };
         memcpy(wt->shape, t.shape, sizeof(wt->shape));
         wt->name = strdup(name);
         if (!wt->name)
@@ -167,7 +168,7 @@ static int flush(NativeWriter *w, RwkvError *err) {
                         return error_set(err, errno, "cannot write '%s': %m", w->tmp_path);
                 }
                 p += k;
-                n -= (size_t) k;
+                n -= (size_t)k;
         }
         w->buf_used = 0;
         return 0;
@@ -196,7 +197,7 @@ static int emit(NativeWriter *w, const void *data, size_t n, RwkvError *err) {
 static int emit_zeros(NativeWriter *w, uint64_t n, RwkvError *err) {
         static const uint8_t zeros[NATIVE_ALIGN];
         while (n > 0) {
-                size_t k = (size_t) MIN(n, (uint64_t) sizeof(zeros));
+                size_t k = (size_t)MIN(n, (uint64_t)sizeof(zeros));
                 int r = emit(w, zeros, k, err);
                 if (r < 0)
                         return r;
@@ -210,16 +211,16 @@ static int pad_to(NativeWriter *w, uint64_t target, RwkvError *err) {
 }
 
 static void le16(uint8_t *p, uint16_t v) {
-        p[0] = (uint8_t) v;
-        p[1] = (uint8_t) (v >> 8);
+        p[0] = (uint8_t)v;
+        p[1] = (uint8_t)(v >> 8);
 }
 static void le32(uint8_t *p, uint32_t v) {
         for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t) (v >> (8 * i));
+                p[i] = (uint8_t)(v >> (8 * i));
 }
 static void le64(uint8_t *p, uint64_t v) {
         for (int i = 0; i < 8; i++)
-                p[i] = (uint8_t) (v >> (8 * i));
+                p[i] = (uint8_t)(v >> (8 * i));
 }
 
 int native_writer_begin(NativeWriter *w, RwkvError *err) {
@@ -231,13 +232,13 @@ int native_writer_begin(NativeWriter *w, RwkvError *err) {
 
         /* header | index | strings | vocab + NUL | (64-aligned) tensors, each 64-aligned */
         uint64_t index = NATIVE_HEADER_SIZE;
-        uint64_t strings = index + (uint64_t) w->n * NATIVE_RECORD_SIZE;
-        uint64_t vocab = w->vocab ? ALIGN_UP(strings + w->strings_size, (uint64_t) 8) : 0;
+        uint64_t strings = index + (uint64_t)w->n * NATIVE_RECORD_SIZE;
+        uint64_t vocab = w->vocab ? ALIGN_UP(strings + w->strings_size, (uint64_t)8) : 0;
         uint64_t end = w->vocab ? vocab + w->vocab_len + 1 : strings + w->strings_size;
-        uint64_t data = ALIGN_UP(end, (uint64_t) NATIVE_ALIGN), off = data;
+        uint64_t data = ALIGN_UP(end, (uint64_t)NATIVE_ALIGN), off = data;
         for (size_t i = 0; i < w->n; i++) {
                 w->tensors[i].offset = off;
-                off = ALIGN_UP(off + w->tensors[i].nbytes, (uint64_t) NATIVE_ALIGN);
+                off = ALIGN_UP(off + w->tensors[i].nbytes, (uint64_t)NATIVE_ALIGN);
         }
         w->data_offset = data;
         w->file_size = off;
@@ -250,13 +251,13 @@ int native_writer_begin(NativeWriter *w, RwkvError *err) {
         /* NH_HASH stays zero until finish */
         le32(h + NH_ARCH, w->meta.arch);
         le32(h + NH_CONVENTION, w->convention);
-        const uint32_t shape[6] = { w->meta.n_layer, w->meta.n_embd, w->meta.n_vocab,
+        const uint32_t shape[6] = { w->meta.n_layer, w->meta.n_embd,    w->meta.n_vocab,
                                     w->meta.n_head,  w->meta.head_size, w->meta.n_ffn };
         for (int i = 0; i < 6; i++)
                 le32(h + NH_N_LAYER + 4 * i, shape[i]);
         le32(h + NH_TOKENIZER, w->meta.tokenizer);
-        le32(h + NH_WTYPE, w->meta.wtype < 0 ? UINT32_MAX : (uint32_t) w->meta.wtype);
-        le32(h + NH_N_TENSORS, (uint32_t) w->n);
+        le32(h + NH_WTYPE, w->meta.wtype < 0 ? UINT32_MAX : (uint32_t)w->meta.wtype);
+        le32(h + NH_N_TENSORS, (uint32_t)w->n);
         le64(h + NH_INDEX_OFFSET, index);
         le64(h + NH_STRINGS_OFFSET, strings);
         le64(h + NH_STRINGS_SIZE, w->strings_size);
@@ -272,9 +273,9 @@ int native_writer_begin(NativeWriter *w, RwkvError *err) {
                 const WTensor *t = &w->tensors[i];
                 uint8_t rec[NATIVE_RECORD_SIZE] = {};
                 le32(rec + NR_NAME_OFFSET, t->name_offset);
-                le16(rec + NR_NAME_LEN, (uint16_t) strlen(t->name));
-                rec[NR_DTYPE] = (uint8_t) t->dtype;
-                rec[NR_N_DIMS] = (uint8_t) t->n_dims;
+                le16(rec + NR_NAME_LEN, (uint16_t)strlen(t->name));
+                rec[NR_DTYPE] = (uint8_t)t->dtype;
+                rec[NR_N_DIMS] = (uint8_t)t->n_dims;
                 for (uint32_t d = 0; d < t->n_dims; d++)
                         le64(rec + NR_SHAPE + 8 * d, t->shape[d]);
                 le64(rec + NR_DATA_OFFSET, t->offset);
@@ -305,7 +306,7 @@ int native_writer_write(NativeWriter *w, const void *data, size_t n, RwkvError *
                         if (r < 0)
                                 return r;
                 }
-                size_t k = (size_t) MIN((uint64_t) n, t->nbytes - w->current_done);
+                size_t k = (size_t)MIN((uint64_t)n, t->nbytes - w->current_done);
                 int r = emit(w, p, k, err);
                 if (r < 0)
                         return r;
@@ -349,7 +350,7 @@ int native_writer_finish(NativeWriter *w, uint8_t ret_hash[32], RwkvError *err) 
                 return r;
         uint8_t hash[32];
         crypto_generichash_final(&w->hash, hash, sizeof(hash));
-        if (pwrite(w->fd, hash, sizeof(hash), NH_HASH) != (ssize_t) sizeof(hash))
+        if (pwrite(w->fd, hash, sizeof(hash), NH_HASH) != (ssize_t)sizeof(hash))
                 return error_set(err, errno ? errno : EIO, "cannot write the hash of '%s': %m", w->tmp_path);
         if (fsync(w->fd) < 0)
                 return error_set(err, errno, "cannot sync '%s': %m", w->tmp_path);

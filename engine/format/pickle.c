@@ -80,14 +80,14 @@ typedef struct Machine {
 static void *arena_alloc(Machine *m, size_t n) {
         n = ALIGN_UP(n, sizeof(max_align_t));
         if (!m->arena || m->arena->cap - m->arena->used < n) {
-                size_t cap = MAX(n, (size_t) 64 * 1024);
+                size_t cap = MAX(n, (size_t)64 * 1024);
                 Block *b = malloc(sizeof(Block) + cap);
                 if (!b)
                         return NULL;
-                *b = (Block) { .next = m->arena, .cap = cap };
+                *b = (Block){ .next = m->arena, .cap = cap };
                 m->arena = b;
         }
-        void *r = (uint8_t *) m->arena->data + m->arena->used;
+        void *r = (uint8_t *)m->arena->data + m->arena->used;
         m->arena->used += n;
         return r;
 }
@@ -95,7 +95,7 @@ static void *arena_alloc(Machine *m, size_t n) {
 static Value *value_new(Machine *m, ValueKind kind) {
         Value *v = arena_alloc(m, sizeof(Value));
         if (v)
-                *v = (Value) { .kind = kind };
+                *v = (Value){ .kind = kind };
         return v;
 }
 
@@ -126,7 +126,7 @@ static int find_mark(Machine *m, size_t *ret) {
 }
 
 static int need(Machine *m, size_t n) {
-        if ((size_t) (m->end - m->p) < n)
+        if ((size_t)(m->end - m->p) < n)
                 return error_set(m->err, EBADMSG, "pickle: truncated");
         return 0;
 }
@@ -151,7 +151,7 @@ static int memo_put(Machine *m, uint64_t idx) {
         if (idx >= MEMO_MAX)
                 return error_set(m->err, E2BIG, "pickle: memo index %" PRIu64 " too large", idx);
         if (idx >= m->memo_cap) {
-                size_t cap = MAX((size_t) idx + 1, m->memo_cap * 2);
+                size_t cap = MAX((size_t)idx + 1, m->memo_cap * 2);
                 Value **memo = reallocarray(m->memo, cap, sizeof(Value *));
                 if (!memo)
                         return -ENOMEM;
@@ -186,7 +186,7 @@ static int op_global(Machine *m) {
         const uint8_t *nl2 = nl1 ? memchr(nl1 + 1, '\n', m->end - nl1 - 1) : NULL;
         if (!nl2)
                 return error_set(m->err, EBADMSG, "pickle: truncated GLOBAL");
-        const char *mod = (const char *) m->p, *name = (const char *) nl1 + 1;
+        const char *mod = (const char *)m->p, *name = (const char *)nl1 + 1;
         size_t mod_len = nl1 - m->p, name_len = nl2 - nl1 - 1;
         m->p = nl2 + 1;
         for (size_t i = 0; i < ELEMENTSOF(allowed); i++)
@@ -200,7 +200,7 @@ static int op_global(Machine *m) {
                 }
         return error_set(m->err, EPERM,
                          "pickle: refusing global '%.*s.%.*s' (only PyTorch tensor state dicts are accepted)",
-                         (int) MIN(mod_len, 100u), mod, (int) MIN(name_len, 100u), name);
+                         (int)MIN(mod_len, 100u), mod, (int)MIN(name_len, 100u), name);
 }
 
 static int int_tuple(Machine *m, const Value *t, const char *what, uint32_t *ret_n, int64_t out[PICKLE_MAX_DIMS]) {
@@ -214,7 +214,7 @@ static int int_tuple(Machine *m, const Value *t, const char *what, uint32_t *ret
                         return error_set(m->err, EBADMSG, "pickle: tensor %s holds a non-integer", what);
                 out[i] = t->tuple.items[i]->i;
         }
-        *ret_n = (uint32_t) t->tuple.n;
+        *ret_n = (uint32_t)t->tuple.n;
         return 0;
 }
 
@@ -251,13 +251,13 @@ static int rebuild_tensor(Machine *m, const Value *args) {
         for (uint32_t i = 0; i < t->n_dims; i++) {
                 if (shape[i] < 0)
                         return error_set(m->err, EBADMSG, "pickle: negative dimension");
-                t->shape[i] = (uint64_t) shape[i];
+                t->shape[i] = (uint64_t)shape[i];
         }
         t->dtype = a[0]->storage.dtype;
         t->storage_key = a[0]->storage.key->s.p;
         t->storage_key_len = a[0]->storage.key->s.len;
         t->storage_numel = a[0]->storage.numel;
-        t->offset = (uint64_t) a[1]->i;
+        t->offset = (uint64_t)a[1]->i;
         return push(m, v);
 }
 
@@ -305,7 +305,7 @@ static int op_binpersid(Machine *m) {
                            : a[1]->global == G_STORAGE_HALF ? DTYPE_F16
                                                             : DTYPE_BF16;
         v->storage.key = a[2];
-        v->storage.numel = (uint64_t) a[4]->i;
+        v->storage.numel = (uint64_t)a[4]->i;
         return push(m, v);
 }
 
@@ -403,7 +403,9 @@ static int run(Machine *m, Value **ret) {
                                 return r;
                         Value *v = value_new(m, V_INT);
                         if (v)
-                                v->i = op == 'J' ? (int64_t) (int32_t) read_le32(m->p) : op == 'K' ? m->p[0] : read_le16(m->p);
+                                v->i = op == 'J'   ? (int64_t)(int32_t)read_le32(m->p)
+                                       : op == 'K' ? m->p[0]
+                                                   : read_le16(m->p);
                         m->p += n;
                         r = push(m, v);
                         break;
@@ -418,17 +420,17 @@ static int run(Machine *m, Value **ret) {
                                 return r;
                         uint64_t u = 0;
                         for (size_t i = 0; i < n; i++)
-                                u |= (uint64_t) m->p[i] << (8 * i);
+                                u |= (uint64_t)m->p[i] << (8 * i);
                         if (n > 0 && n < 8 && (m->p[n - 1] & 0x80))
                                 u |= ~UINT64_C(0) << (8 * n);
                         m->p += n;
                         Value *v = value_new(m, V_INT);
                         if (v)
-                                v->i = (int64_t) u;
+                                v->i = (int64_t)u;
                         r = push(m, v);
                         break;
                 }
-                case 'X':  /* BINUNICODE */
+                case 'X': /* BINUNICODE */
                 case 0x8c: /* SHORT_BINUNICODE */ {
                         size_t lb = op == 'X' ? 4 : 1;
                         if ((r = need(m, lb)) < 0)
@@ -439,7 +441,7 @@ static int run(Machine *m, Value **ret) {
                                 return r;
                         Value *v = value_new(m, V_STR);
                         if (v)
-                                v->s.p = (const char *) m->p, v->s.len = n;
+                                v->s.p = (const char *)m->p, v->s.len = n;
                         m->p += n;
                         r = push(m, v);
                         break;
@@ -544,7 +546,7 @@ int pickle_load_state_dict(const uint8_t *data, size_t size, PickleTensor **ret_
                         r = error_set(err, EBADMSG, "pickle: state dict key %zu is not a string", i);
                 else if (v->kind != V_TENSOR)
                         r = error_set(err, EBADMSG, "pickle: state dict entry '%.*s' is not a tensor",
-                                      (int) MIN(k->s.len, 200u), k->s.p);
+                                      (int)MIN(k->s.len, 200u), k->s.p);
                 else {
                         out[i] = v->tensor;
                         out[i].name = k->s.p;

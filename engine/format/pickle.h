@@ -16,17 +16,16 @@
 typedef struct PickleTensor {
         const char *name; /* inside the pickle bytes, not NUL-terminated */
         size_t name_len;
-        DType dtype;                 /* of the storage */
-        const char *storage_key;     /* "0", "1", ...: the zip entry <archive>/data/<key> */
+        DType dtype;             /* of the storage */
+        const char *storage_key; /* "0", "1", ...: the zip entry <archive>/data/<key> */
         size_t storage_key_len;
-        uint64_t storage_numel;      /* elements the storage declares */
-        uint64_t offset;             /* in elements */
-        uint32_t n_dims;             /* 0 for a scalar */
+        uint64_t storage_numel; /* elements the storage declares */
+        uint64_t offset;        /* in elements */
+        uint32_t n_dims;        /* 0 for a scalar */
         uint64_t shape[PICKLE_MAX_DIMS];
         int64_t stride[PICKLE_MAX_DIMS];
 } PickleTensor;
 
 /* Runs the pickle; on success *ret_tensors (malloc'ed, in file order) describes every entry of the
  * top-level dict, which must map strings to tensors. */
-int pickle_load_state_dict(const uint8_t *data, size_t size, PickleTensor **ret_tensors, size_t *ret_n,
-                           RwkvError *err);
+int pickle_load_state_dict(const uint8_t *data, size_t size, PickleTensor **ret_tensors, size_t *ret_n, RwkvError *err);

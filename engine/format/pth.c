@@ -7,7 +7,6 @@
 #include "engine/format/tensor-table-private.h"
 #include "engine/format/zip.h"
 
-
 static size_t elem_size(DType t) {
         return t == DTYPE_F32 ? 4 : 2;
 }
@@ -18,13 +17,13 @@ static bool is_contiguous(const PickleTensor *p) {
         for (uint32_t i = p->n_dims; i > 0; i--) {
                 if (p->shape[i - 1] != 1 && p->stride[i - 1] != expect)
                         return false;
-                expect *= (int64_t) p->shape[i - 1];
+                expect *= (int64_t)p->shape[i - 1];
         }
         return true;
 }
 
-static int add_tensor(TensorTable *t, const ZipArchive *z, const char *prefix, size_t prefix_len,
-                      const PickleTensor *p, RwkvError *err) {
+static int add_tensor(TensorTable *t, const ZipArchive *z, const char *prefix, size_t prefix_len, const PickleTensor *p,
+                      RwkvError *err) {
         uint64_t shape[TENSOR_MAX_DIMS] = { 1 };
         uint32_t n_dims = p->n_dims ? p->n_dims : 1; /* a scalar becomes shape (1,) */
         for (uint32_t i = 0; i < p->n_dims; i++)
@@ -38,21 +37,23 @@ static int add_tensor(TensorTable *t, const ZipArchive *z, const char *prefix, s
                 return error_set(err, EPROTONOSUPPORT, "not contiguous (strides are not row-major)");
 
         char entry[512];
-        int n = snprintf(entry, sizeof(entry), "%.*sdata/%.*s", (int) prefix_len, prefix, (int) MIN(p->storage_key_len, 200u),
-                         p->storage_key);
-        if (p->storage_key_len > 200 || n < 0 || (size_t) n >= sizeof(entry))
+        int n = snprintf(entry, sizeof(entry), "%.*sdata/%.*s", (int)prefix_len, prefix,
+                         (int)MIN(p->storage_key_len, 200u), p->storage_key);
+        if (p->storage_key_len > 200 || n < 0 || (size_t)n >= sizeof(entry))
                 return error_set(err, EBADMSG, "storage key too long");
-        const ZipEntry *e = zip_find(z, entry, (size_t) n);
+        const ZipEntry *e = zip_find(z, entry, (size_t)n);
         if (!e)
                 return error_set(err, EBADMSG, "storage '%s' missing from the archive", entry);
         if (!e->data)
-                return error_set(err, EPROTONOSUPPORT, "storage '%s' is compressed (method %u); only stored entries are read",
-                                 entry, e->method);
+                return error_set(err, EPROTONOSUPPORT,
+                                 "storage '%s' is compressed (method %u); only stored entries are read", entry,
+                                 e->method);
         uint64_t storage_bytes, end;
-        if (__builtin_mul_overflow(p->storage_numel, (uint64_t) elem_size(p->dtype), &storage_bytes) ||
+        if (__builtin_mul_overflow(p->storage_numel, (uint64_t)elem_size(p->dtype), &storage_bytes) ||
             storage_bytes != e->size)
-                return error_set(err, EBADMSG, "storage '%s' holds %" PRIu64 " bytes, its header says %" PRIu64 " elements",
-                                 entry, e->size, p->storage_numel);
+                return error_set(err, EBADMSG,
+                                 "storage '%s' holds %" PRIu64 " bytes, its header says %" PRIu64 " elements", entry,
+                                 e->size, p->storage_numel);
         uint64_t nelem = tensor.nbytes / elem_size(p->dtype);
         if (__builtin_add_overflow(p->offset, nelem, &end) || end > p->storage_numel)
                 return error_set(err, EBADMSG, "elements %" PRIu64 "..%" PRIu64 " lie outside storage '%s' of %" PRIu64,
@@ -87,7 +88,7 @@ int pth_load(TensorTable *t, RwkvError *err) {
         size_t prefix_len = pkl->name_len - 8; /* keeps the '/' */
 
         char bo_name[512];
-        snprintf(bo_name, sizeof(bo_name), "%.*sbyteorder", (int) prefix_len, prefix);
+        snprintf(bo_name, sizeof(bo_name), "%.*sbyteorder", (int)prefix_len, prefix);
         const ZipEntry *bo = zip_find(z, bo_name, strlen(bo_name));
         if (bo && bo->data && !(bo->size == 6 && memcmp(bo->data, "little", 6) == 0))
                 return error_set(err, EPROTONOSUPPORT, "pth: only little-endian checkpoints are supported");
@@ -106,9 +107,10 @@ int pth_load(TensorTable *t, RwkvError *err) {
         for (size_t i = 0; i < n; i++) {
                 r = add_tensor(t, z, prefix, prefix_len, &tensors[i], err);
                 if (r < 0)
-                        return err && err->errnum ? error_prefix(err, "tensor '%.*s': ", (int) MIN(tensors[i].name_len, 200u),
-                                                                 tensors[i].name)
-                                                  : r;
+                        return err && err->errnum
+                                       ? error_prefix(err, "tensor '%.*s': ", (int)MIN(tensors[i].name_len, 200u),
+                                                      tensors[i].name)
+                                       : r;
         }
         return 0;
 }

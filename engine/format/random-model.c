@@ -41,12 +41,12 @@ static uint64_t next_u64(uint64_t *s) {
 }
 
 static float next_uniform(uint64_t *s) { /* [-1, 1) */
-        return (float) ((double) (next_u64(s) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+        return (float)((double)(next_u64(s) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
 }
 
 static uint32_t lora_dim(double factor, double power, uint32_t c) {
-        double d = round(factor * pow((double) c, power) / 32.0) * 32.0;
-        return d < 32 ? 32 : (uint32_t) d;
+        double d = round(factor * pow((double)c, power) / 32.0) * 32.0;
+        return d < 32 ? 32 : (uint32_t)d;
 }
 
 typedef struct SpecList {
@@ -65,7 +65,7 @@ static int add(SpecList *l, const char *name, uint32_t n_dims, uint64_t d0, uint
                 l->cap = cap;
         }
         Spec *s = &l->v[l->n++];
-        *s = (Spec) { .n_dims = n_dims, .shape = { d0, d1, d2 }, .init = init, .a = a, .b = b, .matrix = matrix };
+        *s = (Spec){ .n_dims = n_dims, .shape = { d0, d1, d2 }, .init = init, .a = a, .b = b, .matrix = matrix };
         snprintf(s->name, sizeof(s->name), "%s", name);
         return 0;
 }
@@ -75,28 +75,28 @@ static int build_specs(const RandomModelOptions *o, SpecList *l) {
         /* the official x070 LoRA sizes, never below the released small models' 64/64/32/128 */
         const uint32_t dw = MAX(lora_dim(1.8, 0.5, o->n_embd), 64u), da = dw,
                        dv = MAX(lora_dim(1.3, 0.5, o->n_embd), 32u), dg = MAX(lora_dim(0.6, 0.8, o->n_embd), 128u);
-        const float sc = 0.5f / sqrtf((float) C), sf = 0.5f / sqrtf((float) F);
+        const float sc = 0.5f / sqrtf((float)C), sf = 0.5f / sqrtf((float)F);
         char n[64];
         int r = 0;
-#define ADD(...)                                   \
-        do {                                       \
-                if ((r = add(l, __VA_ARGS__)) < 0) \
-                        return r;                  \
+#define ADD(...)                                                                                                       \
+        do {                                                                                                           \
+                if ((r = add(l, __VA_ARGS__)) < 0)                                                                     \
+                        return r;                                                                                      \
         } while (0)
-#define VEC3(suffix, init, a, b)                                                   \
-        do {                                                                       \
-                snprintf(n, sizeof(n), "blocks.%u.%s", i, suffix);                 \
-                ADD(n, 3, 1, 1, C, init, a, b, false);                             \
+#define VEC3(suffix, init, a, b)                                                                                       \
+        do {                                                                                                           \
+                snprintf(n, sizeof(n), "blocks.%u.%s", i, suffix);                                                     \
+                ADD(n, 3, 1, 1, C, init, a, b, false);                                                                 \
         } while (0)
-#define VEC1(suffix, init, a, b)                                                   \
-        do {                                                                       \
-                snprintf(n, sizeof(n), "blocks.%u.%s", i, suffix);                 \
-                ADD(n, 1, C, 0, 0, init, a, b, false);                             \
+#define VEC1(suffix, init, a, b)                                                                                       \
+        do {                                                                                                           \
+                snprintf(n, sizeof(n), "blocks.%u.%s", i, suffix);                                                     \
+                ADD(n, 1, C, 0, 0, init, a, b, false);                                                                 \
         } while (0)
-#define MAT(suffix, rows, cols, a, b, matrix)                                      \
-        do {                                                                       \
-                snprintf(n, sizeof(n), "blocks.%u.%s", i, suffix);                 \
-                ADD(n, 2, rows, cols, 0, INIT_UNIFORM, a, b, matrix);              \
+#define MAT(suffix, rows, cols, a, b, matrix)                                                                          \
+        do {                                                                                                           \
+                snprintf(n, sizeof(n), "blocks.%u.%s", i, suffix);                                                     \
+                ADD(n, 2, rows, cols, 0, INIT_UNIFORM, a, b, matrix);                                                  \
         } while (0)
 
         ADD("emb.weight", 2, V, C, 0, INIT_UNIFORM, 0, 0.5f, true);
@@ -116,18 +116,18 @@ static int build_specs(const RandomModelOptions *o, SpecList *l) {
                 VEC3("att.x_a", INIT_UNIFORM, 0.5f, 0.3f);
                 VEC3("att.x_g", INIT_UNIFORM, 0.5f, 0.3f);
                 VEC3("att.w0", INIT_DECAY, 0, 0);
-                MAT("att.w1", C, dw, 0, 0.1f / sqrtf((float) C), false);
-                MAT("att.w2", dw, C, 0, 0.1f / sqrtf((float) dw), false);
+                MAT("att.w1", C, dw, 0, 0.1f / sqrtf((float)C), false);
+                MAT("att.w2", dw, C, 0, 0.1f / sqrtf((float)dw), false);
                 VEC3("att.a0", INIT_UNIFORM, 0, 0.1f);
-                MAT("att.a1", C, da, 0, 0.1f / sqrtf((float) C), false);
-                MAT("att.a2", da, C, 0, 0.1f / sqrtf((float) da), false);
+                MAT("att.a1", C, da, 0, 0.1f / sqrtf((float)C), false);
+                MAT("att.a2", da, C, 0, 0.1f / sqrtf((float)da), false);
                 if (i > 0) {
                         VEC3("att.v0", INIT_ONE, 0, 0);
-                        MAT("att.v1", C, dv, 0, 0.1f / sqrtf((float) C), false);
-                        MAT("att.v2", dv, C, 0, 0.1f / sqrtf((float) dv), false);
+                        MAT("att.v1", C, dv, 0, 0.1f / sqrtf((float)C), false);
+                        MAT("att.v2", dv, C, 0, 0.1f / sqrtf((float)dv), false);
                 }
-                MAT("att.g1", C, dg, 0, 0.1f / sqrtf((float) C), false);
-                MAT("att.g2", dg, C, 0, 0.1f / sqrtf((float) dg), false);
+                MAT("att.g1", C, dg, 0, 0.1f / sqrtf((float)C), false);
+                MAT("att.g2", dg, C, 0, 0.1f / sqrtf((float)dg), false);
                 VEC3("att.k_k", INIT_CONST, 0.85f, 0);
                 VEC3("att.k_a", INIT_ONE, 0, 0);
                 snprintf(n, sizeof(n), "blocks.%u.att.r_k", i);
@@ -168,13 +168,13 @@ static void fill_row(const Spec *s, uint64_t row, uint64_t cols, uint64_t *rng, 
                         out[c] = s->a + s->b * next_uniform(rng);
                         break;
                 case INIT_DECAY: {
-                        double ratio = cols > 1 ? (double) c / (double) (cols - 1) : 0;
-                        out[c] = (float) (-6.0 + 5.0 * pow(ratio, 0.85) + 0.1 * next_uniform(rng));
+                        double ratio = cols > 1 ? (double)c / (double)(cols - 1) : 0;
+                        out[c] = (float)(-6.0 + 5.0 * pow(ratio, 0.85) + 0.1 * next_uniform(rng));
                         break;
                 }
                 }
         }
-        (void) row;
+        (void)row;
 }
 
 int model_write_random(const RandomModelOptions *o, const char *out_path, uint8_t ret_hash[32], RwkvError *err) {
@@ -183,10 +183,11 @@ int model_write_random(const RandomModelOptions *o, const char *out_path, uint8_
         if (o->n_layer == 0 || o->n_layer > 4096)
                 return error_set(err, EINVAL, "layers must be 1 to 4096");
         if (o->n_embd == 0 || o->n_embd % HEAD_SIZE != 0 || o->n_embd > 65536)
-                return error_set(err, EINVAL, "embedding size must be a positive multiple of %d (at most 65536)", HEAD_SIZE);
+                return error_set(err, EINVAL, "embedding size must be a positive multiple of %d (at most 65536)",
+                                 HEAD_SIZE);
         if (o->n_vocab == 0 || o->n_vocab > (1u << 24))
                 return error_set(err, EINVAL, "vocabulary size must be 1 to 16777216");
-        DType wtype = o->type < 0 ? DTYPE_F32 : (DType) o->type;
+        DType wtype = o->type < 0 ? DTYPE_F32 : (DType)o->type;
         if (wtype != DTYPE_F32 && wtype != DTYPE_F16 && wtype != DTYPE_BF16 && wtype != DTYPE_Q8_0 &&
             wtype != DTYPE_Q4_0)
                 return error_set(err, EINVAL, "the weight type must be f32, f16, bf16, q8_0 or q4_0");
@@ -202,9 +203,15 @@ int model_write_random(const RandomModelOptions *o, const char *out_path, uint8_
         if ((r = native_writer_new(out_path, &w, err)) < 0)
                 return r;
         TensorTableMeta meta = {
-                .arch = 70, .n_layer = o->n_layer, .n_embd = o->n_embd, .n_vocab = o->n_vocab,
-                .n_head = o->n_embd / HEAD_SIZE, .head_size = HEAD_SIZE, .n_ffn = 4 * o->n_embd,
-                .tokenizer = o->n_vocab == 256 ? MODEL_TOKENIZER_BYTES : MODEL_TOKENIZER_UNKNOWN, .wtype = wtype,
+                .arch = 70,
+                .n_layer = o->n_layer,
+                .n_embd = o->n_embd,
+                .n_vocab = o->n_vocab,
+                .n_head = o->n_embd / HEAD_SIZE,
+                .head_size = HEAD_SIZE,
+                .n_ffn = 4 * o->n_embd,
+                .tokenizer = o->n_vocab == 256 ? MODEL_TOKENIZER_BYTES : MODEL_TOKENIZER_UNKNOWN,
+                .wtype = wtype,
         };
         native_writer_set_meta(w, &meta, PARAM_CONVENTION_PTH);
 

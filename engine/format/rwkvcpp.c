@@ -18,13 +18,12 @@
 /* rwkv.cpp type codes; 4..6 were ggml formats that no longer exist. */
 static int type_from_code(uint32_t code, DType *ret) {
         static const int map[] = {
-                [0] = DTYPE_F32,       [1] = DTYPE_F16,       [2] = DTYPE_GGML_Q4_0, [3] = DTYPE_GGML_Q4_1,
-                [4] = -1,              [5] = -1,              [6] = -1,              [7] = DTYPE_GGML_Q5_0,
-                [8] = DTYPE_GGML_Q5_1, [9] = DTYPE_GGML_Q8_0,
+                [0] = DTYPE_F32, [1] = DTYPE_F16, [2] = DTYPE_GGML_Q4_0, [3] = DTYPE_GGML_Q4_1, [4] = -1,
+                [5] = -1,        [6] = -1,        [7] = DTYPE_GGML_Q5_0, [8] = DTYPE_GGML_Q5_1, [9] = DTYPE_GGML_Q8_0,
         };
         if (code >= ELEMENTSOF(map) || map[code] < 0)
                 return -EPROTONOSUPPORT;
-        *ret = (DType) map[code];
+        *ret = (DType)map[code];
         return 0;
 }
 
@@ -47,12 +46,12 @@ int rwkvcpp_load(TensorTable *t, RwkvError *err) {
         uint32_t wcode = read_le32(p + 20);
         if (n_vocab == 0 || n_vocab > INT32_MAX || n_embd == 0 || n_embd > INT32_MAX || n_layer == 0 ||
             n_layer > INT32_MAX)
-                return error_set(err, EBADMSG, "bad rwkv.cpp header: n_vocab %" PRIu32 ", n_embed %" PRIu32
-                                 ", n_layer %" PRIu32, n_vocab, n_embd, n_layer);
+                return error_set(err, EBADMSG,
+                                 "bad rwkv.cpp header: n_vocab %" PRIu32 ", n_embed %" PRIu32 ", n_layer %" PRIu32,
+                                 n_vocab, n_embd, n_layer);
         DType wtype;
         if (type_from_code(wcode, &wtype) < 0)
-                return error_set(err, EPROTONOSUPPORT, "unknown rwkv.cpp data type %" PRIu32 " in the header",
-                                 wcode);
+                return error_set(err, EPROTONOSUPPORT, "unknown rwkv.cpp data type %" PRIu32 " in the header", wcode);
 
         t->format = MODEL_FORMAT_RWKVCPP;
         snprintf(t->format_name, sizeof(t->format_name), "rwkv.cpp-bin-v%" PRIu32, version);
@@ -71,31 +70,31 @@ int rwkvcpp_load(TensorTable *t, RwkvError *err) {
                 uint32_t n_dims = read_le32(p + off), key_len = read_le32(p + off + 4), code = read_le32(p + off + 8);
                 off += 12;
                 if (n_dims < 1 || n_dims > RWKVCPP_MAX_DIMS)
-                        return error_set(err, EBADMSG, "tensor %zu: %" PRIu32 " dimensions (supported: 1 to %d)",
-                                         index, n_dims, RWKVCPP_MAX_DIMS);
+                        return error_set(err, EBADMSG, "tensor %zu: %" PRIu32 " dimensions (supported: 1 to %d)", index,
+                                         n_dims, RWKVCPP_MAX_DIMS);
                 if (key_len == 0 || key_len > TENSOR_NAME_MAX)
-                        return error_set(err, EBADMSG, "tensor %zu: name length %" PRIu32 " (1 to %d)", index,
-                                         key_len, TENSOR_NAME_MAX);
-                if (size - off < (size_t) n_dims * 4 + key_len)
+                        return error_set(err, EBADMSG, "tensor %zu: name length %" PRIu32 " (1 to %d)", index, key_len,
+                                         TENSOR_NAME_MAX);
+                if (size - off < (size_t)n_dims * 4 + key_len)
                         return error_set(err, EBADMSG, "tensor %zu: truncated header at offset %zu", index, off);
 
                 uint64_t shape[TENSOR_MAX_DIMS];
                 for (uint32_t d = 0; d < n_dims; d++) {
                         uint32_t dim = read_le32(p + off + 4 * d);
                         if (dim == 0 || dim > INT32_MAX)
-                                return error_set(err, EBADMSG, "tensor %zu: dimension %" PRIu32 " is %" PRId32,
-                                                 index, d, (int32_t) dim);
+                                return error_set(err, EBADMSG, "tensor %zu: dimension %" PRIu32 " is %" PRId32, index,
+                                                 d, (int32_t)dim);
                         shape[n_dims - 1 - d] = dim; /* ggml order -> PyTorch order */
                 }
-                off += (size_t) n_dims * 4;
-                const char *name = (const char *) p + off;
+                off += (size_t)n_dims * 4;
+                const char *name = (const char *)p + off;
                 off += key_len;
 
                 /* Names first in messages: "tensor 'blocks.0.att.key.weight': ..." */
                 char label[TENSOR_NAME_MAX + 32];
                 if (memchr(name, 0, key_len))
                         return error_set(err, EBADMSG, "tensor %zu: name contains a NUL byte", index);
-                snprintf(label, sizeof(label), "tensor '%.*s': ", (int) key_len, name);
+                snprintf(label, sizeof(label), "tensor '%.*s': ", (int)key_len, name);
 
                 DType dtype;
                 if (type_from_code(code, &dtype) < 0)

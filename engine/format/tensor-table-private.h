@@ -44,8 +44,7 @@ int format_tensor_shape(Tensor *tensor, DType dtype, uint32_t n_dims, const uint
 
 /* Adds a tensor whose shape was checked by format_tensor_shape(). src (tensor->nbytes bytes, inside
  * the file) is used in place when aligned, else copied. Rejects bad names and duplicates. */
-int table_add(TensorTable *t, const char *name, size_t name_len, const Tensor *tensor, const void *src,
-              RwkvError *err);
+int table_add(TensorTable *t, const char *name, size_t name_len, const Tensor *tensor, const void *src, RwkvError *err);
 
 /* Loaders: the table's data/size are set; they fill format, convention, meta and tensors. */
 int rwkvcpp_load(TensorTable *t, RwkvError *err);
@@ -54,13 +53,13 @@ int native_load(TensorTable *t, RwkvError *err);
 
 /* Little-endian readers over an unaligned byte pointer. */
 static inline uint16_t read_le16(const uint8_t *p) {
-        return (uint16_t) (p[0] | (p[1] << 8));
+        return (uint16_t)(p[0] | (p[1] << 8));
 }
 static inline uint32_t read_le32(const uint8_t *p) {
-        return (uint32_t) p[0] | ((uint32_t) p[1] << 8) | ((uint32_t) p[2] << 16) | ((uint32_t) p[3] << 24);
+        return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 static inline uint64_t read_le64(const uint8_t *p) {
-        return (uint64_t) read_le32(p) | ((uint64_t) read_le32(p + 4) << 32);
+        return (uint64_t)read_le32(p) | ((uint64_t)read_le32(p + 4) << 32);
 }
 
 /* Index of the first non-finite value (float types) or block scale (quantized), or -1. */

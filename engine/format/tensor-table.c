@@ -15,19 +15,19 @@ size_t format_row_bytes(DType t, uint64_t n) {
         static const struct {
                 uint32_t elems, bytes;
         } sizes[_DTYPE_MAX] = {
-                [DTYPE_F32] = { 1, 4 },        [DTYPE_F16] = { 1, 2 },        [DTYPE_BF16] = { 1, 2 },
-                [DTYPE_Q8_0] = { 32, 34 },     [DTYPE_Q4_0] = { 32, 18 },     [DTYPE_GGML_Q4_0] = { 32, 18 },
+                [DTYPE_F32] = { 1, 4 },         [DTYPE_F16] = { 1, 2 },         [DTYPE_BF16] = { 1, 2 },
+                [DTYPE_Q8_0] = { 32, 34 },      [DTYPE_Q4_0] = { 32, 18 },      [DTYPE_GGML_Q4_0] = { 32, 18 },
                 [DTYPE_GGML_Q4_1] = { 32, 20 }, [DTYPE_GGML_Q5_0] = { 32, 22 }, [DTYPE_GGML_Q5_1] = { 32, 24 },
                 [DTYPE_GGML_Q8_0] = { 32, 34 },
         };
-        if ((int) t < 0 || t >= _DTYPE_MAX || sizes[t].elems == 0)
+        if ((int)t < 0 || t >= _DTYPE_MAX || sizes[t].elems == 0)
                 return 0;
         if (n == 0 || n % sizes[t].elems != 0)
                 return 0;
         uint64_t blocks = n / sizes[t].elems, bytes;
-        if (__builtin_mul_overflow(blocks, (uint64_t) sizes[t].bytes, &bytes) || bytes > SIZE_MAX)
+        if (__builtin_mul_overflow(blocks, (uint64_t)sizes[t].bytes, &bytes) || bytes > SIZE_MAX)
                 return 0;
-        return (size_t) bytes;
+        return (size_t)bytes;
 }
 
 size_t format_dtype_align(DType t) {
@@ -36,12 +36,18 @@ size_t format_dtype_align(DType t) {
 
 static const char *type_label(DType t) {
         static const char *const names[_DTYPE_MAX] = {
-                [DTYPE_F32] = "f32",           [DTYPE_F16] = "f16",           [DTYPE_BF16] = "bf16",
-                [DTYPE_Q8_0] = "q8_0",         [DTYPE_Q4_0] = "q4_0",         [DTYPE_GGML_Q4_0] = "ggml_q4_0",
-                [DTYPE_GGML_Q4_1] = "ggml_q4_1", [DTYPE_GGML_Q5_0] = "ggml_q5_0", [DTYPE_GGML_Q5_1] = "ggml_q5_1",
+                [DTYPE_F32] = "f32",
+                [DTYPE_F16] = "f16",
+                [DTYPE_BF16] = "bf16",
+                [DTYPE_Q8_0] = "q8_0",
+                [DTYPE_Q4_0] = "q4_0",
+                [DTYPE_GGML_Q4_0] = "ggml_q4_0",
+                [DTYPE_GGML_Q4_1] = "ggml_q4_1",
+                [DTYPE_GGML_Q5_0] = "ggml_q5_0",
+                [DTYPE_GGML_Q5_1] = "ggml_q5_1",
                 [DTYPE_GGML_Q8_0] = "ggml_q8_0",
         };
-        return (int) t >= 0 && t < _DTYPE_MAX && names[t] ? names[t] : "?";
+        return (int)t >= 0 && t < _DTYPE_MAX && names[t] ? names[t] : "?";
 }
 
 int format_tensor_shape(Tensor *tensor, DType dtype, uint32_t n_dims, const uint64_t *shape, RwkvError *err) {
@@ -57,16 +63,16 @@ int format_tensor_shape(Tensor *tensor, DType dtype, uint32_t n_dims, const uint
         uint64_t cols = shape[n_dims - 1];
         size_t row = format_row_bytes(dtype, cols);
         if (row == 0 && format_row_bytes(dtype, 32) == 0)
-                return error_set(err, EPROTONOSUPPORT, "unknown data type %d", (int) dtype);
+                return error_set(err, EPROTONOSUPPORT, "unknown data type %d", (int)dtype);
         if (row == 0 && (format_row_bytes(dtype, 1) != 0 || cols % 32 == 0))
                 return error_set(err, EOVERFLOW, "tensor size overflows");
         if (row == 0)
-                return error_set(err, EBADMSG, "a row of %" PRIu64 " elements is not a whole number of %s blocks",
-                                 cols, type_label(dtype));
+                return error_set(err, EBADMSG, "a row of %" PRIu64 " elements is not a whole number of %s blocks", cols,
+                                 type_label(dtype));
         uint64_t nbytes;
-        if (__builtin_mul_overflow(rows, (uint64_t) row, &nbytes) || nbytes > (uint64_t) SSIZE_MAX)
+        if (__builtin_mul_overflow(rows, (uint64_t)row, &nbytes) || nbytes > (uint64_t)SSIZE_MAX)
                 return error_set(err, EOVERFLOW, "tensor size overflows");
-        *tensor = (Tensor) { .dtype = dtype, .n_dims = n_dims, .nbytes = nbytes };
+        *tensor = (Tensor){ .dtype = dtype, .n_dims = n_dims, .nbytes = nbytes };
         memcpy(tensor->shape, shape, n_dims * sizeof(uint64_t));
         return 0;
 }
@@ -75,7 +81,7 @@ int format_tensor_shape(Tensor *tensor, DType dtype, uint32_t n_dims, const uint
 static uint64_t name_hash(const char *s) {
         uint64_t h = UINT64_C(0xcbf29ce484222325);
         for (; *s; s++)
-                h = (h ^ (uint8_t) *s) * UINT64_C(0x100000001b3);
+                h = (h ^ (uint8_t)*s) * UINT64_C(0x100000001b3);
         return h;
 }
 
@@ -114,7 +120,7 @@ int table_add(TensorTable *t, const char *name, size_t name_len, const Tensor *t
         if (memchr(name, 0, name_len))
                 return error_set(err, EBADMSG, "tensor name contains a NUL byte");
         for (size_t i = 0; i < name_len; i++)
-                if ((uint8_t) name[i] < 0x20 || name[i] == 0x7f)
+                if ((uint8_t)name[i] < 0x20 || name[i] == 0x7f)
                         return error_set(err, EBADMSG, "tensor name contains control characters");
 
         _cleanup_(freep) char *copy = strndup(name, name_len);
@@ -136,15 +142,15 @@ int table_add(TensorTable *t, const char *name, size_t name_len, const Tensor *t
         }
 
         TableEntry *e = &t->entries[t->n_entries];
-        *e = (TableEntry) { .tensor = *tensor };
-        if ((uintptr_t) src % format_dtype_align(tensor->dtype) == 0)
+        *e = (TableEntry){ .tensor = *tensor };
+        if ((uintptr_t)src % format_dtype_align(tensor->dtype) == 0)
                 e->tensor.data = src;
         else {
                 /* Misaligned in the file (rwkv.cpp and zip offsets are arbitrary): one aligned copy. */
-                void *buf = aligned_alloc(64, ALIGN_UP((size_t) tensor->nbytes, (size_t) 64));
+                void *buf = aligned_alloc(64, ALIGN_UP((size_t)tensor->nbytes, (size_t)64));
                 if (!buf)
-                        return error_set(err, ENOMEM, "out of memory copying tensor '%s' (%" PRIu64 " bytes)",
-                                         copy, tensor->nbytes);
+                        return error_set(err, ENOMEM, "out of memory copying tensor '%s' (%" PRIu64 " bytes)", copy,
+                                         tensor->nbytes);
                 memcpy(buf, src, tensor->nbytes);
                 e->owned = buf;
                 e->tensor.data = buf;
@@ -183,8 +189,7 @@ static int table_load(TensorTable *t, RwkvError *err) {
                 return pth_load(t, err);
         if (t->size >= sizeof(native_magic) && memcmp(t->data, native_magic, sizeof(native_magic)) == 0)
                 return native_load(t, err);
-        return error_set(err, EMEDIUMTYPE,
-                         "not a model file (no .rwkv, rwkv.cpp .bin or PyTorch .pth signature)");
+        return error_set(err, EMEDIUMTYPE, "not a model file (no .rwkv, rwkv.cpp .bin or PyTorch .pth signature)");
 }
 
 int tensor_table_open_memory(const void *data, size_t size, TensorTable **ret, RwkvError *err) {
@@ -211,20 +216,20 @@ int tensor_table_open(const char *path, TensorTable **ret, RwkvError *err) {
                 return error_set(err, EINVAL, "'%s' is not a regular file", path);
         if (st.st_size == 0)
                 return error_set(err, EBADMSG, "'%s' is empty", path);
-        if ((uint64_t) st.st_size > SIZE_MAX)
+        if ((uint64_t)st.st_size > SIZE_MAX)
                 return error_set(err, EFBIG, "'%s' is too large to map", path);
 
         _cleanup_(tensor_table_freep) TensorTable *t = calloc(1, sizeof(TensorTable));
         if (!t)
                 return -ENOMEM;
         /* MAP_SHARED + PROT_READ: every process serving the model shares the page cache pages. */
-        void *map = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
         if (map == MAP_FAILED)
                 return error_set(err, errno, "cannot map '%s': %m", path);
         t->map = map;
-        t->map_len = (size_t) st.st_size;
+        t->map_len = (size_t)st.st_size;
         t->data = map;
-        t->size = (size_t) st.st_size;
+        t->size = (size_t)st.st_size;
 
         int r = table_load(t, err);
         if (r < 0)

@@ -22,13 +22,13 @@ int64_t format_first_nonfinite(const Tensor *x) {
         case DTYPE_F32:
                 for (uint64_t i = 0; i < x->nbytes / 4; i++)
                         if ((read_le32(p + 4 * i) & UINT32_C(0x7f800000)) == UINT32_C(0x7f800000))
-                                return (int64_t) i;
+                                return (int64_t)i;
                 return -1;
         case DTYPE_F16:
         case DTYPE_BF16:
                 for (uint64_t i = 0; i < x->nbytes / 2; i++)
                         if (!(x->dtype == DTYPE_F16 ? f16_finite : bf16_finite)(read_le16(p + 2 * i)))
-                                return (int64_t) i;
+                                return (int64_t)i;
                 return -1;
         case DTYPE_Q8_0:
         case DTYPE_Q4_0: {
@@ -37,7 +37,7 @@ int64_t format_first_nonfinite(const Tensor *x) {
                 for (uint64_t r = 0; r < x->nbytes / row; r++)
                         for (size_t b = 0; b < nb; b++)
                                 if (!f16_finite(read_le16(p + r * row + 2 * b)))
-                                        return (int64_t) (r * cols + b * 32);
+                                        return (int64_t)(r * cols + b * 32);
                 return -1;
         }
         default: {
@@ -45,8 +45,9 @@ int64_t format_first_nonfinite(const Tensor *x) {
                 size_t block = format_row_bytes(x->dtype, 32);
                 bool has_m = x->dtype == DTYPE_GGML_Q4_1 || x->dtype == DTYPE_GGML_Q5_1;
                 for (uint64_t b = 0; b < x->nbytes / block; b++)
-                        if (!f16_finite(read_le16(p + b * block)) || (has_m && !f16_finite(read_le16(p + b * block + 2))))
-                                return (int64_t) (b * 32);
+                        if (!f16_finite(read_le16(p + b * block)) ||
+                            (has_m && !f16_finite(read_le16(p + b * block + 2))))
+                                return (int64_t)(b * 32);
                 return -1;
         }
         }
@@ -65,7 +66,8 @@ int tensor_table_verify(TensorTable *t, RwkvError *err) {
                 crypto_generichash_update(&st, t->data + NH_HASH + 32, t->size - NH_HASH - 32);
                 crypto_generichash_final(&st, h, sizeof(h));
                 if (memcmp(h, t->hash, sizeof(h)) != 0)
-                        return error_set(err, EBADMSG, "the content does not match the hash in the header (corrupt file)");
+                        return error_set(err, EBADMSG,
+                                         "the content does not match the hash in the header (corrupt file)");
         }
         for (size_t i = 0; i < t->n_entries; i++) {
                 int64_t bad = format_first_nonfinite(&t->entries[i].tensor);

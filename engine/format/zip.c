@@ -121,39 +121,40 @@ int zip_open(const uint8_t *data, size_t size, ZipArchive **ret, RwkvError *err)
 
         const uint8_t *p = data + cd_offset, *end = p + cd_size;
         for (uint64_t i = 0; i < count; i++) {
-                if ((size_t) (end - p) < CENTRAL_SIZE || read_le32(p) != SIG_CENTRAL)
+                if ((size_t)(end - p) < CENTRAL_SIZE || read_le32(p) != SIG_CENTRAL)
                         return error_set(err, EBADMSG, "zip: central directory entry %" PRIu64 " is damaged", i);
                 uint16_t flags = read_le16(p + 8), method = read_le16(p + 10);
                 uint32_t crc = read_le32(p + 16);
                 uint64_t csize = read_le32(p + 20), usize = read_le32(p + 24);
                 size_t name_len = read_le16(p + 28), extra_len = read_le16(p + 30), comment_len = read_le16(p + 32);
                 uint64_t local = read_le32(p + 42);
-                if ((size_t) (end - p) - CENTRAL_SIZE < name_len + extra_len + comment_len)
+                if ((size_t)(end - p) - CENTRAL_SIZE < name_len + extra_len + comment_len)
                         return error_set(err, EBADMSG, "zip: central directory entry %" PRIu64 " overruns", i);
-                const char *name = (const char *) p + CENTRAL_SIZE;
+                const char *name = (const char *)p + CENTRAL_SIZE;
                 r = apply_zip64_extra(p + CENTRAL_SIZE + name_len, extra_len, &usize, &csize, &local, err);
                 if (r < 0)
                         return r;
                 p += CENTRAL_SIZE + name_len + extra_len + comment_len;
 
                 ZipEntry *ze = &z->entries[i];
-                *ze = (ZipEntry) { .name = name, .name_len = name_len, .method = method, .crc32 = crc, .size = usize };
+                *ze = (ZipEntry){ .name = name, .name_len = name_len, .method = method, .crc32 = crc, .size = usize };
                 if (flags & 1)
-                        return error_set(err, EPROTONOSUPPORT, "zip: entry '%.*s' is encrypted", (int) MIN(name_len, 200u), name);
+                        return error_set(err, EPROTONOSUPPORT, "zip: entry '%.*s' is encrypted",
+                                         (int)MIN(name_len, 200u), name);
 
                 /* The local header repeats the name; its extra field (alignment padding in
                  * torch.save's archives) may differ from the central one. */
                 if (local > size || size - local < LOCAL_SIZE || read_le32(data + local) != SIG_LOCAL)
                         return error_set(err, EBADMSG, "zip: entry '%.*s' has a bad local header offset",
-                                         (int) MIN(name_len, 200u), name);
+                                         (int)MIN(name_len, 200u), name);
                 uint64_t start = local + LOCAL_SIZE + read_le16(data + local + 26) + read_le16(data + local + 28);
                 if (start > size || csize > size - start)
                         return error_set(err, EBADMSG, "zip: entry '%.*s' lies outside the file (truncated?)",
-                                         (int) MIN(name_len, 200u), name);
+                                         (int)MIN(name_len, 200u), name);
                 if (method == 0) {
                         if (csize != usize)
                                 return error_set(err, EBADMSG, "zip: stored entry '%.*s' has two sizes",
-                                                 (int) MIN(name_len, 200u), name);
+                                                 (int)MIN(name_len, 200u), name);
                         ze->data = data + start;
                 }
         }

@@ -18,7 +18,7 @@
 #include "engine/format/tensor-table.h"
 #include "tools/rwkvctl/rwkvctl.h"
 
-#define VOCAB_MAX_BYTES ((size_t) 64 << 20)
+#define VOCAB_MAX_BYTES ((size_t)64 << 20)
 
 static void hex(const uint8_t h[32], char out[65]) {
         for (int i = 0; i < 32; i++)
@@ -39,7 +39,7 @@ static int parse_u32(const char *s, uint32_t *ret) {
         unsigned long long v = strtoull(s, &end, 10);
         if (errno || end == s || *end || s[0] == '-' || v > UINT32_MAX)
                 return -EINVAL;
-        *ret = (uint32_t) v;
+        *ret = (uint32_t)v;
         return 0;
 }
 
@@ -90,7 +90,7 @@ typedef struct Bar {
 
 static void bar_update(uint64_t done, uint64_t total, void *userdata) {
         Bar *b = userdata;
-        int pct = total ? (int) (done * 100 / total) : 100;
+        int pct = total ? (int)(done * 100 / total) : 100;
         time_t now = time(NULL);
         if (pct == b->last_pct || (now == b->last && pct != 100))
                 return;
@@ -98,8 +98,8 @@ static void bar_update(uint64_t done, uint64_t total, void *userdata) {
         b->last_pct = pct;
         char bar[41];
         int fill = pct * 40 / 100;
-        memset(bar, '#', (size_t) fill);
-        memset(bar + fill, '-', (size_t) (40 - fill));
+        memset(bar, '#', (size_t)fill);
+        memset(bar + fill, '-', (size_t)(40 - fill));
         bar[40] = 0;
         fprintf(stderr, "\r%s [%s] %3d%%", b->label, bar, pct);
         if (pct == 100)
@@ -122,9 +122,12 @@ static void help_info(void) {
 static int model_info_verb(int argc, char *argv[]) {
         enum { OPT_JSON = 0x100, OPT_TENSORS, OPT_VERIFY, OPT_VOCAB };
         static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },      { "json", no_argument, NULL, OPT_JSON },
-                { "tensors", no_argument, NULL, OPT_TENSORS }, { "verify", no_argument, NULL, OPT_VERIFY },
-                { "vocab", required_argument, NULL, OPT_VOCAB }, {},
+                { "help", no_argument, NULL, 'h' },
+                { "json", no_argument, NULL, OPT_JSON },
+                { "tensors", no_argument, NULL, OPT_TENSORS },
+                { "verify", no_argument, NULL, OPT_VERIFY },
+                { "vocab", required_argument, NULL, OPT_VOCAB },
+                {},
         };
         bool json = arg_json, tensors = false, verify = false;
         const char *vocab = NULL;
@@ -169,7 +172,7 @@ static int model_info_verb(int argc, char *argv[]) {
         hex(hash, hash_hex);
         const char *verified = NULL;
         if (verify) {
-                err = (RwkvError) {};
+                err = (RwkvError){};
                 r = tensor_table_verify(t, &err);
                 verified = r < 0 ? error_message(&err, r) : "ok";
         }
@@ -177,7 +180,7 @@ static int model_info_verb(int argc, char *argv[]) {
         /* what the engine makes of it: architecture and shape */
         Model *m = NULL;
         RwkvError merr = {};
-        int mr = model_load(path, &(ModelLoadOptions) { .vocab_path = vocab }, &m, &merr);
+        int mr = model_load(path, &(ModelLoadOptions){ .vocab_path = vocab }, &m, &merr);
         const ModelInfo *mi = mr >= 0 ? model_info(m) : NULL;
         const TensorTableMeta *meta = tensor_table_meta(t);
 
@@ -198,11 +201,12 @@ static int model_info_verb(int argc, char *argv[]) {
                 struct json_object *o = json_object_new_object();
                 json_object_object_add(o, "file", json_object_new_string(path));
                 json_object_object_add(o, "format", json_object_new_string(tensor_table_format_name(t)));
-                json_object_object_add(o, "convention", json_object_new_string(convention_name(tensor_table_convention(t))));
-                json_object_object_add(o, "size", json_object_new_int64((int64_t) tensor_table_file_size(t)));
+                json_object_object_add(o, "convention",
+                                       json_object_new_string(convention_name(tensor_table_convention(t))));
+                json_object_object_add(o, "size", json_object_new_int64((int64_t)tensor_table_file_size(t)));
                 json_object_object_add(o, "hash", json_object_new_string(hash_hex));
-                json_object_object_add(o, "tensors", json_object_new_int64((int64_t) tensor_table_count(t)));
-                json_object_object_add(o, "parameters", json_object_new_int64((int64_t) params));
+                json_object_object_add(o, "tensors", json_object_new_int64((int64_t)tensor_table_count(t)));
+                json_object_object_add(o, "parameters", json_object_new_int64((int64_t)params));
                 json_object_object_add(o, "tokenizer", json_object_new_string(tok));
                 json_object_object_add(o, "vocab_embedded", json_object_new_boolean(vtext != NULL));
                 if (mi) {
@@ -214,16 +218,16 @@ static int model_info_verb(int argc, char *argv[]) {
                         json_object_object_add(o, "head_size", json_object_new_int64(mi->head_size));
                         json_object_object_add(o, "n_ffn", json_object_new_int64(mi->n_ffn));
                         json_object_object_add(o, "wtype", json_object_new_string(dtype_name(mi->wtype)));
-                        json_object_object_add(o, "state_floats", json_object_new_int64((int64_t) mi->state_floats));
+                        json_object_object_add(o, "state_floats", json_object_new_int64((int64_t)mi->state_floats));
                 } else
                         json_object_object_add(o, "load_error", json_object_new_string(error_message(&merr, mr)));
                 struct json_object *types = json_object_new_object();
                 for (int d = 0; d < _DTYPE_MAX; d++)
                         if (type_count[d]) {
                                 struct json_object *e = json_object_new_object();
-                                json_object_object_add(e, "tensors", json_object_new_int64((int64_t) type_count[d]));
-                                json_object_object_add(e, "bytes", json_object_new_int64((int64_t) type_bytes[d]));
-                                json_object_object_add(types, dtype_name((DType) d), e);
+                                json_object_object_add(e, "tensors", json_object_new_int64((int64_t)type_count[d]));
+                                json_object_object_add(e, "bytes", json_object_new_int64((int64_t)type_bytes[d]));
+                                json_object_object_add(types, dtype_name((DType)d), e);
                         }
                 json_object_object_add(o, "dtypes", types);
                 if (verified)
@@ -236,9 +240,9 @@ static int model_info_verb(int argc, char *argv[]) {
                                 json_object_object_add(e, "name", json_object_new_string(tensor_table_name_at(t, i)));
                                 json_object_object_add(e, "dtype", json_object_new_string(dtype_name(x->dtype)));
                                 for (uint32_t d = 0; d < x->n_dims; d++)
-                                        json_object_array_add(shape, json_object_new_int64((int64_t) x->shape[d]));
+                                        json_object_array_add(shape, json_object_new_int64((int64_t)x->shape[d]));
                                 json_object_object_add(e, "shape", shape);
-                                json_object_object_add(e, "bytes", json_object_new_int64((int64_t) x->nbytes));
+                                json_object_object_add(e, "bytes", json_object_new_int64((int64_t)x->nbytes));
                                 json_object_array_add(list, e);
                         }
                         json_object_object_add(o, "tensor_list", list);
@@ -263,12 +267,12 @@ static int model_info_verb(int argc, char *argv[]) {
                 printf("data types:   ");
                 for (int d = 0; d < _DTYPE_MAX; d++)
                         if (type_count[d])
-                                printf(" %s: %" PRIu64 " (%.1f MiB)", dtype_name((DType) d), type_count[d],
-                                       (double) type_bytes[d] / (1 << 20));
+                                printf(" %s: %" PRIu64 " (%.1f MiB)", dtype_name((DType)d), type_count[d],
+                                       (double)type_bytes[d] / (1 << 20));
                 printf("\n");
                 printf("tokenizer:     %s%s\n", tok, vtext ? " (vocabulary embedded)" : "");
                 printf("size:          %" PRIu64 " bytes (%.1f MiB)\n", tensor_table_file_size(t),
-                       (double) tensor_table_file_size(t) / (1 << 20));
+                       (double)tensor_table_file_size(t) / (1 << 20));
                 printf("hash:          %s\n", hash_hex);
                 if (verified)
                         printf("verify:        %s\n", verified);
@@ -346,7 +350,7 @@ static int model_convert_verb(int argc, char *argv[]) {
         TensorTableMeta meta = *tensor_table_meta(t);
         Model *m = NULL;
         RwkvError merr = {};
-        if (model_load(in, &(ModelLoadOptions) { .vocab_path = vocab_path }, &m, &merr) >= 0) {
+        if (model_load(in, &(ModelLoadOptions){ .vocab_path = vocab_path }, &m, &merr) >= 0) {
                 const ModelInfo *mi = model_info(m);
                 meta.arch = mi->arch;
                 meta.n_layer = mi->n_layer;
@@ -375,18 +379,18 @@ static int model_convert_verb(int argc, char *argv[]) {
         };
         uint8_t hash[32];
         char hash_hex[65];
-        err = (RwkvError) {};
+        err = (RwkvError){};
         r = model_convert(t, out, &o, hash, &err);
         tensor_table_free(t);
         if (r < 0)
                 return fail("model convert: %s", error_message(&err, r));
         hex(hash, hash_hex);
         struct stat st = {};
-        (void) stat(out, &st);
+        (void)stat(out, &st);
         if (arg_json)
-                printf("{\"file\":\"%s\",\"size\":%" PRIu64 ",\"hash\":\"%s\"}\n", out, (uint64_t) st.st_size, hash_hex);
+                printf("{\"file\":\"%s\",\"size\":%" PRIu64 ",\"hash\":\"%s\"}\n", out, (uint64_t)st.st_size, hash_hex);
         else
-                printf("wrote %s (%.1f MiB), hash %s\n", out, (double) st.st_size / (1 << 20), hash_hex);
+                printf("wrote %s (%.1f MiB), hash %s\n", out, (double)st.st_size / (1 << 20), hash_hex);
         return 0;
 }
 
@@ -455,8 +459,7 @@ static int model_random_verb(int argc, char *argv[]) {
                         return 2;
                 }
                 if (r < 0)
-                        return fail("model random: bad value '%s' for --%s", optarg,
-                                    options[c - OPT_VERSION + 1].name);
+                        return fail("model random: bad value '%s' for --%s", optarg, options[c - OPT_VERSION + 1].name);
         }
         if (optind + 1 != argc)
                 return fail("model random: expected one OUT file (see --help)");

@@ -13,7 +13,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define DRIVER_MAX_INPUT ((size_t) 64 << 20)
+#define DRIVER_MAX_INPUT ((size_t)64 << 20)
 
 static int run_file(const char *path) {
         FILE *f = fopen(path, "re");

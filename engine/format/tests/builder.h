@@ -37,8 +37,8 @@ static inline void buf_u32(Buf *b, uint32_t v) {
         buf_put(b, le, 4);
 }
 static inline void buf_u64(Buf *b, uint64_t v) {
-        buf_u32(b, (uint32_t) v);
-        buf_u32(b, (uint32_t) (v >> 32));
+        buf_u32(b, (uint32_t)v);
+        buf_u32(b, (uint32_t)(v >> 32));
 }
 static inline void buf_str(Buf *b, const char *s) {
         buf_put(b, s, strlen(s));
@@ -66,13 +66,13 @@ static inline void zip_build(Buf *b, const ZipFileSpec *files, size_t n, int zip
                 buf_u16(b, files[i].method);
                 buf_u32(b, 0);
                 buf_u32(b, zip_crc32(files[i].data, files[i].size));
-                buf_u32(b, (uint32_t) files[i].size);
-                buf_u32(b, (uint32_t) files[i].size);
-                buf_u16(b, (uint16_t) name_len);
-                buf_u16(b, (uint16_t) (pad + 4));
+                buf_u32(b, (uint32_t)files[i].size);
+                buf_u32(b, (uint32_t)files[i].size);
+                buf_u16(b, (uint16_t)name_len);
+                buf_u16(b, (uint16_t)(pad + 4));
                 buf_str(b, files[i].name);
                 buf_u16(b, 0x4646); /* padding extra field, as PyTorch writes ("FF") */
-                buf_u16(b, (uint16_t) pad);
+                buf_u16(b, (uint16_t)pad);
                 for (size_t k = 0; k < pad; k++)
                         buf_u8(b, 'Z');
                 buf_put(b, files[i].data, files[i].size);
@@ -87,15 +87,15 @@ static inline void zip_build(Buf *b, const ZipFileSpec *files, size_t n, int zip
                 buf_u16(b, files[i].method);
                 buf_u32(b, 0);
                 buf_u32(b, zip_crc32(files[i].data, files[i].size));
-                buf_u32(b, (uint32_t) files[i].size);
-                buf_u32(b, (uint32_t) files[i].size);
-                buf_u16(b, (uint16_t) name_len);
+                buf_u32(b, (uint32_t)files[i].size);
+                buf_u32(b, (uint32_t)files[i].size);
+                buf_u16(b, (uint16_t)name_len);
                 buf_u16(b, zip64 ? 12 : 0);
                 buf_u16(b, 0);
                 buf_u16(b, 0);
                 buf_u16(b, 0);
                 buf_u32(b, 0);
-                buf_u32(b, zip64 ? 0xffffffffu : (uint32_t) offsets[i]);
+                buf_u32(b, zip64 ? 0xffffffffu : (uint32_t)offsets[i]);
                 buf_str(b, files[i].name);
                 if (zip64) {
                         buf_u16(b, 1);
@@ -124,10 +124,10 @@ static inline void zip_build(Buf *b, const ZipFileSpec *files, size_t n, int zip
         buf_u32(b, 0x06054b50);
         buf_u16(b, 0);
         buf_u16(b, 0);
-        buf_u16(b, zip64 ? 0xffff : (uint16_t) n);
-        buf_u16(b, zip64 ? 0xffff : (uint16_t) n);
-        buf_u32(b, zip64 ? 0xffffffffu : (uint32_t) cd_size);
-        buf_u32(b, zip64 ? 0xffffffffu : (uint32_t) cd_start);
+        buf_u16(b, zip64 ? 0xffff : (uint16_t)n);
+        buf_u16(b, zip64 ? 0xffff : (uint16_t)n);
+        buf_u32(b, zip64 ? 0xffffffffu : (uint32_t)cd_size);
+        buf_u32(b, zip64 ? 0xffffffffu : (uint32_t)cd_start);
         buf_u16(b, 0);
         free(offsets);
 }
@@ -135,23 +135,23 @@ static inline void zip_build(Buf *b, const ZipFileSpec *files, size_t n, int zip
 /* ---- pickle ---- */
 static inline void pk_unicode(Buf *b, const char *s) {
         buf_u8(b, 'X');
-        buf_u32(b, (uint32_t) strlen(s));
+        buf_u32(b, (uint32_t)strlen(s));
         buf_str(b, s);
 }
 static inline void pk_int(Buf *b, int64_t v) {
         if (v >= 0 && v < 256) {
                 buf_u8(b, 'K');
-                buf_u8(b, (uint8_t) v);
+                buf_u8(b, (uint8_t)v);
         } else if (v >= 0 && v < 65536) {
                 buf_u8(b, 'M');
-                buf_u16(b, (uint16_t) v);
+                buf_u16(b, (uint16_t)v);
         } else if (v >= INT32_MIN && v <= INT32_MAX) {
                 buf_u8(b, 'J');
-                buf_u32(b, (uint32_t) v);
+                buf_u32(b, (uint32_t)v);
         } else {
                 buf_u8(b, 0x8a);
                 buf_u8(b, 8);
-                buf_u64(b, (uint64_t) v);
+                buf_u64(b, (uint64_t)v);
         }
 }
 static inline void pk_global(Buf *b, const char *mod, const char *name) {

@@ -113,8 +113,10 @@ static void test_pth(const char *ref) {
                 CHECK(y->dtype == (matrix ? DTYPE_Q8_0 : DTYPE_F32));
                 quantized += matrix;
                 for (uint64_t r = 0; r < rows; r++) {
-                        dtype_row_to_f32(x->dtype, (const uint8_t *) x->data + r * dtype_row_bytes(x->dtype, cols), fx, cols);
-                        dtype_row_to_f32(y->dtype, (const uint8_t *) y->data + r * dtype_row_bytes(y->dtype, cols), fy, cols);
+                        dtype_row_to_f32(x->dtype, (const uint8_t *)x->data + r * dtype_row_bytes(x->dtype, cols), fx,
+                                         cols);
+                        dtype_row_to_f32(y->dtype, (const uint8_t *)y->data + r * dtype_row_bytes(y->dtype, cols), fy,
+                                         cols);
                         float amax = 0;
                         for (uint64_t c = 0; c < cols; c++)
                                 amax = fmaxf(amax, fabsf(fx[c]));
@@ -153,8 +155,9 @@ static void test_bin(const char *ref) {
                 float *fx = malloc(cols * 4);
                 CHECK(fx);
                 for (uint64_t r = 0; r < rows; r++) {
-                        dtype_row_to_f32(x->dtype, (const uint8_t *) x->data + r * dtype_row_bytes(x->dtype, cols), fx, cols);
-                        const uint16_t *h = (const uint16_t *) y->data + r * cols;
+                        dtype_row_to_f32(x->dtype, (const uint8_t *)x->data + r * dtype_row_bytes(x->dtype, cols), fx,
+                                         cols);
+                        const uint16_t *h = (const uint16_t *)y->data + r * cols;
                         for (uint64_t c = 0; c < cols; c++)
                                 CHECK(h[c] == f32_to_f16(fx[c]));
                 }
@@ -171,7 +174,8 @@ static void test_bin(const char *ref) {
         unlink(out);
 }
 
-static void write_random(const char *out, uint32_t L, uint32_t C, uint32_t V, uint64_t seed, int type, uint8_t hash[32]) {
+static void write_random(const char *out, uint32_t L, uint32_t C, uint32_t V, uint64_t seed, int type,
+                         uint8_t hash[32]) {
         RandomModelOptions o = { .version = 7, .n_layer = L, .n_embd = C, .n_vocab = V, .seed = seed, .type = type };
         RwkvError err = {};
         int r = model_write_random(&o, out, hash, &err);
@@ -224,10 +228,10 @@ static void test_random(const char *ref) {
                 for (int i = 0; i < 256; i++) {
                         CHECK(isfinite(l[i]));
                         sum += l[i];
-                        sq += (double) l[i] * l[i];
+                        sq += (double)l[i] * l[i];
                 }
                 double sd = sqrt(sq / 256 - (sum / 256) * (sum / 256));
-                fprintf(stderr, "random %s: logit sd %.3f\n", dtype_name((DType) types[k]), sd);
+                fprintf(stderr, "random %s: logit sd %.3f\n", dtype_name((DType)types[k]), sd);
                 CHECK(sd > 0.01 && sd < 100);
                 free(l);
         }
@@ -255,7 +259,7 @@ static void test_nonfinite(void) {
         const Tensor *x = tensor_table_get(t, "ln_out.weight");
         CHECK(x);
         /* the table maps the file: find the tensor's offset from a pointer difference to emb.weight */
-        long off = (long) ((const uint8_t *) x->data - (const uint8_t *) tensor_table_get(t, "emb.weight")->data);
+        long off = (long)((const uint8_t *)x->data - (const uint8_t *)tensor_table_get(t, "emb.weight")->data);
         tensor_table_free(t);
         /* emb.weight is the first tensor: its data starts at the data region's first 64-byte slot */
         uint8_t hdr[256];
@@ -264,15 +268,15 @@ static void test_nonfinite(void) {
         for (int i = 7; i >= 0; i--)
                 data_off = data_off << 8 | hdr[144 + i];
         float nan = NAN;
-        CHECK(fseek(f, (long) data_off + off, SEEK_SET) == 0);
+        CHECK(fseek(f, (long)data_off + off, SEEK_SET) == 0);
         CHECK(fwrite(&nan, 4, 1, f) == 1);
         fclose(f);
 
         t = open_or_die(bad);
         RwkvError err = {};
-        CHECK(model_convert(t, out, &(ConvertOptions) { .type = -1 }, NULL, &err) == -EBADMSG);
+        CHECK(model_convert(t, out, &(ConvertOptions){ .type = -1 }, NULL, &err) == -EBADMSG);
         CHECK(strstr(err.msg, "ln_out.weight") && strstr(err.msg, "non-finite"));
-        CHECK(model_convert(t, out, &(ConvertOptions) { .type = DTYPE_F16 }, NULL, &err) == -EBADMSG);
+        CHECK(model_convert(t, out, &(ConvertOptions){ .type = DTYPE_F16 }, NULL, &err) == -EBADMSG);
         CHECK(access(out, F_OK) < 0);
         tensor_table_free(t);
         unlink(bad);

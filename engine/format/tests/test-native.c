@@ -19,13 +19,13 @@ static const char vocab_text[] = "1 '\\x00' 1\n2 'a' 1\n";
 
 static void fill(void) {
         for (size_t i = 0; i < sizeof(f32_data) / 4; i++) {
-                float v = (float) i * 0.25f - 3.0f;
+                float v = (float)i * 0.25f - 3.0f;
                 memcpy(f32_data + 4 * i, &v, 4);
         }
         for (size_t i = 0; i < sizeof(f16_data); i++)
-                f16_data[i] = (uint8_t) (i % 2 ? 0x3c : i);
+                f16_data[i] = (uint8_t)(i % 2 ? 0x3c : i);
         for (size_t i = 0; i < sizeof(bf16_data); i++)
-                bf16_data[i] = (uint8_t) (i % 2 ? 0x3f : i);
+                bf16_data[i] = (uint8_t)(i % 2 ? 0x3f : i);
         memset(q8_data, 0x11, sizeof(q8_data)); /* scale 0x1111: finite */
         memset(q4_data, 0x22, sizeof(q4_data));
 }
@@ -35,16 +35,23 @@ static int write_model(const char *path, bool with_vocab, uint8_t hash[32], Rwkv
         int r = native_writer_new(path, &w, err);
         if (r < 0)
                 return r;
-        TensorTableMeta meta = { .arch = 70, .n_layer = 1, .n_embd = 32, .n_vocab = 4, .n_head = 1, .head_size = 32,
-                                 .n_ffn = 128, .tokenizer = MODEL_TOKENIZER_BYTES, .wtype = DTYPE_Q8_0 };
+        TensorTableMeta meta = { .arch = 70,
+                                 .n_layer = 1,
+                                 .n_embd = 32,
+                                 .n_vocab = 4,
+                                 .n_head = 1,
+                                 .head_size = 32,
+                                 .n_ffn = 128,
+                                 .tokenizer = MODEL_TOKENIZER_BYTES,
+                                 .wtype = DTYPE_Q8_0 };
         native_writer_set_meta(w, &meta, PARAM_CONVENTION_PTH);
         if (with_vocab)
                 CHECK_OK(native_writer_set_vocab(w, vocab_text, strlen(vocab_text), err));
-        CHECK_OK(native_writer_add_tensor(w, "emb.weight", DTYPE_F32, 2, (uint64_t[]) { 4, 32 }, err));
-        CHECK_OK(native_writer_add_tensor(w, "ln0.weight", DTYPE_F16, 1, (uint64_t[]) { 32 }, err));
-        CHECK_OK(native_writer_add_tensor(w, "blocks.0.att.x_r", DTYPE_BF16, 3, (uint64_t[]) { 1, 2, 32 }, err));
-        CHECK_OK(native_writer_add_tensor(w, "blocks.0.att.key.weight", DTYPE_Q8_0, 2, (uint64_t[]) { 2, 64 }, err));
-        CHECK_OK(native_writer_add_tensor(w, "head.weight", DTYPE_Q4_0, 2, (uint64_t[]) { 3, 64 }, err));
+        CHECK_OK(native_writer_add_tensor(w, "emb.weight", DTYPE_F32, 2, (uint64_t[]){ 4, 32 }, err));
+        CHECK_OK(native_writer_add_tensor(w, "ln0.weight", DTYPE_F16, 1, (uint64_t[]){ 32 }, err));
+        CHECK_OK(native_writer_add_tensor(w, "blocks.0.att.x_r", DTYPE_BF16, 3, (uint64_t[]){ 1, 2, 32 }, err));
+        CHECK_OK(native_writer_add_tensor(w, "blocks.0.att.key.weight", DTYPE_Q8_0, 2, (uint64_t[]){ 2, 64 }, err));
+        CHECK_OK(native_writer_add_tensor(w, "head.weight", DTYPE_Q4_0, 2, (uint64_t[]){ 3, 64 }, err));
         CHECK_OK(native_writer_begin(w, err));
         /* in odd chunk sizes, across tensor boundaries */
         Buf all = {};
@@ -54,7 +61,7 @@ static int write_model(const char *path, bool with_vocab, uint8_t hash[32], Rwkv
         buf_put(&all, q8_data, sizeof(q8_data));
         buf_put(&all, q4_data, sizeof(q4_data));
         for (size_t off = 0; off < all.n; off += 77)
-                CHECK_OK(native_writer_write(w, all.p + off, MIN((size_t) 77, all.n - off), err));
+                CHECK_OK(native_writer_write(w, all.p + off, MIN((size_t)77, all.n - off), err));
         free(all.p);
         r = native_writer_finish(w, hash, err);
         native_writer_free(w);
@@ -123,7 +130,7 @@ static void test_round_trip(void) {
                 const Tensor *x = tensor_table_get(t, expect[i].name);
                 CHECK(x && x->dtype == expect[i].dtype && x->nbytes == expect[i].size);
                 CHECK(memcmp(x->data, expect[i].data, expect[i].size) == 0);
-                CHECK((uintptr_t) x->data % 64 == 0);
+                CHECK((uintptr_t)x->data % 64 == 0);
                 CHECK_STREQ(tensor_table_name_at(t, i), expect[i].name);
         }
         const Tensor *x = tensor_table_get(t, "blocks.0.att.x_r");
@@ -147,13 +154,13 @@ static void test_writer_errors(void) {
         RwkvError err = {};
         NativeWriter *w;
         CHECK_OK(native_writer_new(path, &w, &err));
-        CHECK(native_writer_add_tensor(w, "a", DTYPE_GGML_Q5_1, 1, (uint64_t[]) { 32 }, &err) == -EINVAL);
-        CHECK(native_writer_add_tensor(w, "a", DTYPE_Q8_0, 1, (uint64_t[]) { 33 }, &err) < 0);
-        CHECK(native_writer_add_tensor(w, "", DTYPE_F32, 1, (uint64_t[]) { 1 }, &err) == -EINVAL);
-        CHECK_OK(native_writer_add_tensor(w, "a", DTYPE_F32, 1, (uint64_t[]) { 4 }, &err));
-        CHECK(native_writer_add_tensor(w, "a", DTYPE_F32, 1, (uint64_t[]) { 4 }, &err) == -EEXIST);
+        CHECK(native_writer_add_tensor(w, "a", DTYPE_GGML_Q5_1, 1, (uint64_t[]){ 32 }, &err) == -EINVAL);
+        CHECK(native_writer_add_tensor(w, "a", DTYPE_Q8_0, 1, (uint64_t[]){ 33 }, &err) < 0);
+        CHECK(native_writer_add_tensor(w, "", DTYPE_F32, 1, (uint64_t[]){ 1 }, &err) == -EINVAL);
+        CHECK_OK(native_writer_add_tensor(w, "a", DTYPE_F32, 1, (uint64_t[]){ 4 }, &err));
+        CHECK(native_writer_add_tensor(w, "a", DTYPE_F32, 1, (uint64_t[]){ 4 }, &err) == -EEXIST);
         CHECK_OK(native_writer_begin(w, &err));
-        CHECK(native_writer_add_tensor(w, "b", DTYPE_F32, 1, (uint64_t[]) { 4 }, &err) == -EBUSY);
+        CHECK(native_writer_add_tensor(w, "b", DTYPE_F32, 1, (uint64_t[]){ 4 }, &err) == -EBUSY);
         CHECK_OK(native_writer_write(w, f32_data, 8, &err));
         CHECK(native_writer_finish(w, NULL, &err) == -EINVAL);
         CHECK(strstr(err.msg, "incomplete"));
@@ -176,11 +183,11 @@ static void expect_fail(const Buf *b, const char *needle) {
 
 static void put_le32(uint8_t *p, uint32_t v) {
         for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t) (v >> (8 * i));
+                p[i] = (uint8_t)(v >> (8 * i));
 }
 static void put_le64(uint8_t *p, uint64_t v) {
         for (int i = 0; i < 8; i++)
-                p[i] = (uint8_t) (v >> (8 * i));
+                p[i] = (uint8_t)(v >> (8 * i));
 }
 
 static void test_hostile(void) {
@@ -193,7 +200,7 @@ static void test_hostile(void) {
         read_file(path, &good);
         unlink(path);
         /* aligned copies so that in-place tensors stay 64-aligned like a mapping */
-        uint8_t *base = aligned_alloc(64, ALIGN_UP(good.n, (size_t) 64));
+        uint8_t *base = aligned_alloc(64, ALIGN_UP(good.n, (size_t)64));
         CHECK(base);
 #define RESET() (memcpy(base, good.p, good.n), b.p = base, b.n = good.n)
         const size_t rec1 = NATIVE_HEADER_SIZE + NATIVE_RECORD_SIZE; /* record of tensor 1 */
@@ -305,11 +312,11 @@ static void test_hostile(void) {
                 RESET();
                 for (int k = 0; k < 1 + round % 3; k++) {
                         s = s * 1103515245u + 12345u;
-                        base[(s >> 8) % (round % 2 ? 1024 : good.n)] ^= (uint8_t) (1u << (s % 8));
+                        base[(s >> 8) % (round % 2 ? 1024 : good.n)] ^= (uint8_t)(1u << (s % 8));
                 }
                 t = NULL;
                 if (tensor_table_open_memory(b.p, b.n, &t, &err) >= 0) {
-                        (void) tensor_table_verify(t, &err);
+                        (void)tensor_table_verify(t, &err);
                         tensor_table_free(t);
                 }
         }
@@ -324,7 +331,7 @@ static void test_nonfinite(void) {
         RwkvError err = {};
         NativeWriter *w;
         CHECK_OK(native_writer_new(path, &w, &err));
-        CHECK_OK(native_writer_add_tensor(w, "q", DTYPE_Q8_0, 2, (uint64_t[]) { 2, 32 }, &err));
+        CHECK_OK(native_writer_add_tensor(w, "q", DTYPE_Q8_0, 2, (uint64_t[]){ 2, 32 }, &err));
         CHECK_OK(native_writer_begin(w, &err));
         uint8_t rows[68] = {};
         rows[34] = 0x00, rows[35] = 0x7e; /* the second row's scale is an f16 NaN */
@@ -356,16 +363,16 @@ static void test_zero_copy(void) {
         RwkvError err = {};
         NativeWriter *w;
         CHECK_OK(native_writer_new(path, &w, &err));
-        CHECK_OK(native_writer_add_tensor(w, "big.weight", DTYPE_F32, 2, (uint64_t[]) { rows, cols }, &err));
-        CHECK_OK(native_writer_add_tensor(w, "small", DTYPE_F32, 1, (uint64_t[]) { 3 }, &err));
+        CHECK_OK(native_writer_add_tensor(w, "big.weight", DTYPE_F32, 2, (uint64_t[]){ rows, cols }, &err));
+        CHECK_OK(native_writer_add_tensor(w, "small", DTYPE_F32, 1, (uint64_t[]){ 3 }, &err));
         CHECK_OK(native_writer_begin(w, &err));
         float *row = calloc(cols, sizeof(float));
         CHECK(row);
         for (uint64_t r = 0; r < rows; r++) {
-                row[0] = (float) r;
+                row[0] = (float)r;
                 CHECK_OK(native_writer_write(w, row, cols * sizeof(float), &err));
         }
-        CHECK_OK(native_writer_write(w, (float[]) { 1, 2, 3 }, 12, &err));
+        CHECK_OK(native_writer_write(w, (float[]){ 1, 2, 3 }, 12, &err));
         free(row);
         CHECK_OK(native_writer_finish(w, NULL, &err));
         native_writer_free(w);
@@ -379,9 +386,9 @@ static void test_zero_copy(void) {
         fprintf(stderr, "open of a %" PRIu64 " MiB model: RSS %+ld KiB\n", x->nbytes >> 20, after - before);
         CHECK(after - before < 8 * 1024);
         /* the data is there, in place */
-        CHECK(((const float *) x->data)[cols * 1234] == 1234.0f);
+        CHECK(((const float *)x->data)[cols * 1234] == 1234.0f);
         const Tensor *s = tensor_table_get(t, "small");
-        CHECK(((const float *) s->data)[2] == 3.0f);
+        CHECK(((const float *)s->data)[2] == 3.0f);
         tensor_table_free(t);
         unlink(path);
 }

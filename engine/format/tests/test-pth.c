@@ -38,7 +38,7 @@ static void build_pth(Buf *out, const PthTensorSpec *ts, size_t n, const Buf *pi
 }
 
 static int open_buf(const Buf *b, TensorTable **ret, RwkvError *err) {
-        *err = (RwkvError) {};
+        *err = (RwkvError){};
         return tensor_table_open_memory(b->p, b->n, ret, err);
 }
 
@@ -85,7 +85,7 @@ static void check_valid(const Buf *b) {
         CHECK(e->nbytes == sizeof(storage0));
         CHECK(memcmp(e->data, storage0, sizeof(storage0)) == 0);
         /* in place: the data pointer lies inside the buffer */
-        CHECK((const uint8_t *) e->data > b->p && (const uint8_t *) e->data < b->p + b->n);
+        CHECK((const uint8_t *)e->data > b->p && (const uint8_t *)e->data < b->p + b->n);
         const Tensor *ln = tensor_table_get(t, "ln.weight");
         CHECK(ln && ln->dtype == DTYPE_F16 && ln->n_dims == 1 && memcmp(ln->data, storage1, sizeof(storage1)) == 0);
         const Tensor *x = tensor_table_get(t, "blocks.0.att.x_r");
@@ -118,15 +118,15 @@ static void test_valid(void) {
                 buf_put(&m, b.p, b.n);
                 for (int k = 0; k < 1 + round % 4; k++) {
                         s = s * 1103515245u + 12345u;
-                        m.p[(s >> 8) % m.n] ^= (uint8_t) (1u << (s % 8));
+                        m.p[(s >> 8) % m.n] ^= (uint8_t)(1u << (s % 8));
                 }
                 TensorTable *t = NULL;
                 RwkvError err = {};
                 if (tensor_table_open_memory(m.p, m.n, &t, &err) >= 0) {
                         for (size_t i = 0; i < tensor_table_count(t); i++) {
                                 const Tensor *x = tensor_table_at(t, i);
-                                volatile uint8_t sink = ((const uint8_t *) x->data)[x->nbytes - 1];
-                                (void) sink;
+                                volatile uint8_t sink = ((const uint8_t *)x->data)[x->nbytes - 1];
+                                (void)sink;
                         }
                         tensor_table_free(t);
                 }
@@ -157,7 +157,7 @@ static void test_hostile(void) {
         expect_fail(&b, "central directory outside");
         /* a zip without data.pkl */
         b.n = 0;
-        zip_build(&b, (ZipFileSpec[]) { { "a/b", "x", 1, 0 } }, 1, 0);
+        zip_build(&b, (ZipFileSpec[]){ { "a/b", "x", 1, 0 } }, 1, 0);
         expect_fail(&b, "data.pkl");
 
         PthTensorSpec ts[ELEMENTSOF(base_tensors)];
@@ -195,9 +195,13 @@ static void test_hostile(void) {
         tensor_table_free(t);
 
         /* raw pickles */
-        static const char os_system[] = "\x80\x02" "cos\nsystem\n" "X\x02\0\0\0ls" "\x85R.";
+        static const char os_system[] = "\x80\x02"
+                                        "cos\nsystem\n"
+                                        "X\x02\0\0\0ls"
+                                        "\x85R.";
         expect_pickle_fail(os_system, sizeof(os_system) - 1, "refusing global 'os.system'");
-        static const char builtins[] = "\x80\x02" "cbuiltins\neval\n.";
+        static const char builtins[] = "\x80\x02"
+                                       "cbuiltins\neval\n.";
         expect_pickle_fail(builtins, sizeof(builtins) - 1, "refusing global 'builtins.eval'");
         static const char list_op[] = "\x80\x02]q\0.";
         expect_pickle_fail(list_op, sizeof(list_op) - 1, "refusing opcode ']'");
@@ -227,9 +231,9 @@ static void test_hostile(void) {
         pk_state_dict(&pk, base_tensors, 1);
         b.n = 0;
         zip_build(&b,
-                  (ZipFileSpec[]) { { "m/data.pkl", pk.p, pk.n, 0 },
-                                    { "m/byteorder", "big", 3, 0 },
-                                    { "m/data/0", storage0, sizeof(storage0), 0 } },
+                  (ZipFileSpec[]){ { "m/data.pkl", pk.p, pk.n, 0 },
+                                   { "m/byteorder", "big", 3, 0 },
+                                   { "m/data/0", storage0, sizeof(storage0), 0 } },
                   3, 0);
         expect_fail(&b, "little-endian");
         free(pk.p);
@@ -238,7 +242,9 @@ static void test_hostile(void) {
 
 static float half_to_float(uint16_t h) {
         uint32_t sign = (h >> 15) & 1, exp = (h >> 10) & 31, man = h & 1023;
-        float v = exp == 0 ? ldexpf((float) man, -24) : exp == 31 ? INFINITY : ldexpf((float) (man | 1024), (int) exp - 25);
+        float v = exp == 0    ? ldexpf((float)man, -24)
+                  : exp == 31 ? INFINITY
+                              : ldexpf((float)(man | 1024), (int)exp - 25);
         return sign ? -v : v;
 }
 
@@ -270,14 +276,15 @@ static void test_reference(void) {
         /* same names, shapes and (rounded) values in every precision */
         for (size_t i = 0; i < tensor_table_count(t32); i++) {
                 const char *name = tensor_table_name_at(t32, i);
-                const Tensor *a = tensor_table_at(t32, i), *h = tensor_table_get(t16, name), *bf = tensor_table_get(tbf, name);
+                const Tensor *a = tensor_table_at(t32, i), *h = tensor_table_get(t16, name),
+                             *bf = tensor_table_get(tbf, name);
                 CHECK(h && bf && h->dtype == DTYPE_F16 && bf->dtype == DTYPE_BF16);
                 CHECK(h->n_dims == a->n_dims && memcmp(h->shape, a->shape, a->n_dims * sizeof(uint64_t)) == 0);
                 CHECK(bf->n_dims == a->n_dims && memcmp(bf->shape, a->shape, a->n_dims * sizeof(uint64_t)) == 0);
                 const float *f = a->data;
                 const uint16_t *hv = h->data, *bv = bf->data;
                 for (uint64_t k = 0; k < a->nbytes / 4; k++) {
-                        uint32_t bits = (uint32_t) bv[k] << 16;
+                        uint32_t bits = (uint32_t)bv[k] << 16;
                         float b;
                         memcpy(&b, &bits, 4);
                         CHECK_NEAR(half_to_float(hv[k]), f[k], 1e-3 * fabsf(f[k]) + 1e-7);
@@ -291,7 +298,7 @@ static void test_reference(void) {
 
 int main(void) {
         for (size_t i = 0; i < sizeof(storage0); i++)
-                storage0[i] = (uint8_t) (i * 13 + 7);
+                storage0[i] = (uint8_t)(i * 13 + 7);
         memset(storage1, 0x3c, sizeof(storage1));
         memset(storage2, 0x3f, sizeof(storage2));
         test_valid();

@@ -40,19 +40,19 @@ static void put_header(Buf *b, uint32_t version, uint32_t vocab, uint32_t embd, 
 static void put_tensor(Buf *b, const char *name, uint32_t type, uint32_t n_dims, const uint32_t *dims,
                        size_t data_len) {
         put32(b, n_dims);
-        put32(b, (uint32_t) strlen(name));
+        put32(b, (uint32_t)strlen(name));
         put32(b, type);
         for (uint32_t i = 0; i < n_dims; i++)
                 put32(b, dims[i]);
         put(b, name, strlen(name));
         for (size_t i = 0; i < data_len; i++) {
-                uint8_t v = (uint8_t) (i * 7 + 1);
+                uint8_t v = (uint8_t)(i * 7 + 1);
                 put(b, &v, 1);
         }
 }
 
 static int open_buf(const Buf *b, TensorTable **ret, RwkvError *err) {
-        *err = (RwkvError) {};
+        *err = (RwkvError){};
         return tensor_table_open_memory(b->p, b->n, ret, err);
 }
 
@@ -73,10 +73,10 @@ static void expect_fail(const Buf *b, const char *needle) {
 static void test_valid(void) {
         Buf b = {};
         put_header(&b, 101, 256, 64, 1, 1);
-        put_tensor(&b, "emb.weight", 1, 2, (uint32_t[]) { 64, 256 }, 64 * 256 * 2);
-        put_tensor(&b, "blocks.0.ln1.weight", 0, 1, (uint32_t[]) { 64 }, 64 * 4);
-        put_tensor(&b, "blocks.0.att.key.weight", 8, 2, (uint32_t[]) { 64, 3 }, 3 * 2 * 24);
-        put_tensor(&b, "blocks.0.att.time_faaaa", 0, 3, (uint32_t[]) { 1, 32, 2 }, 64 * 4);
+        put_tensor(&b, "emb.weight", 1, 2, (uint32_t[]){ 64, 256 }, 64 * 256 * 2);
+        put_tensor(&b, "blocks.0.ln1.weight", 0, 1, (uint32_t[]){ 64 }, 64 * 4);
+        put_tensor(&b, "blocks.0.att.key.weight", 8, 2, (uint32_t[]){ 64, 3 }, 3 * 2 * 24);
+        put_tensor(&b, "blocks.0.att.time_faaaa", 0, 3, (uint32_t[]){ 1, 32, 2 }, 64 * 4);
 
         TensorTable *t;
         RwkvError err;
@@ -92,10 +92,10 @@ static void test_valid(void) {
         const Tensor *e = tensor_table_get(t, "emb.weight");
         CHECK(e && e->dtype == DTYPE_F16 && e->n_dims == 2 && e->shape[0] == 256 && e->shape[1] == 64);
         CHECK(e->nbytes == 64 * 256 * 2);
-        CHECK(((const uint8_t *) e->data)[0] == 1 && ((const uint8_t *) e->data)[1] == 8);
+        CHECK(((const uint8_t *)e->data)[0] == 1 && ((const uint8_t *)e->data)[1] == 8);
         const Tensor *k = tensor_table_get(t, "blocks.0.att.key.weight");
         CHECK(k && k->dtype == DTYPE_GGML_Q5_1 && k->shape[0] == 3 && k->shape[1] == 64 && k->nbytes == 144);
-        CHECK((uintptr_t) k->data % 2 == 0);
+        CHECK((uintptr_t)k->data % 2 == 0);
         const Tensor *f = tensor_table_get(t, "blocks.0.att.time_faaaa");
         CHECK(f && f->n_dims == 3 && f->shape[0] == 2 && f->shape[1] == 32 && f->shape[2] == 1);
         CHECK(!tensor_table_get(t, "blocks.0.att.value.weight"));
@@ -104,8 +104,8 @@ static void test_valid(void) {
 
         /* the f32 tensor sits at an unaligned offset (name length 19): it must have been copied */
         const Tensor *ln = tensor_table_get(t, "blocks.0.ln1.weight");
-        CHECK((uintptr_t) ln->data % 4 == 0);
-        CHECK(((const uint8_t *) ln->data)[0] == 1);
+        CHECK((uintptr_t)ln->data % 4 == 0);
+        CHECK(((const uint8_t *)ln->data)[0] == 1);
 
         uint8_t h1[32], h2[32];
         CHECK_OK(tensor_table_hash(t, h1));
@@ -138,7 +138,7 @@ static void test_hostile(void) {
         /* truncated data */
         b.n = 0;
         put_header(&b, 101, 256, 64, 1, 0);
-        put_tensor(&b, "a", 0, 1, (uint32_t[]) { 64 }, 255);
+        put_tensor(&b, "a", 0, 1, (uint32_t[]){ 64 }, 255);
         expect_fail(&b, "truncated data");
         /* truncated tensor header and key */
         b.n = 0;
@@ -157,14 +157,14 @@ static void test_hostile(void) {
         /* trailing garbage shorter than a tensor header */
         b.n = 0;
         put_header(&b, 101, 256, 64, 1, 0);
-        put_tensor(&b, "a", 0, 1, (uint32_t[]) { 4 }, 16);
+        put_tensor(&b, "a", 0, 1, (uint32_t[]){ 4 }, 16);
         put32(&b, 1);
         expect_fail(&b, "truncated header");
 
         /* dims */
         b.n = 0;
         put_header(&b, 101, 256, 64, 1, 0);
-        put_tensor(&b, "a", 0, 5, (uint32_t[]) { 1, 1, 1, 1, 1 }, 4);
+        put_tensor(&b, "a", 0, 5, (uint32_t[]){ 1, 1, 1, 1, 1 }, 4);
         expect_fail(&b, "5 dimensions");
         b.n = 0;
         put_header(&b, 101, 256, 64, 1, 0);
@@ -172,46 +172,46 @@ static void test_hostile(void) {
         expect_fail(&b, "0 dimensions");
         b.n = 0;
         put_header(&b, 101, 256, 64, 1, 0);
-        put_tensor(&b, "a", 0, 2, (uint32_t[]) { 0, 4 }, 4);
+        put_tensor(&b, "a", 0, 2, (uint32_t[]){ 0, 4 }, 4);
         expect_fail(&b, "is 0");
         b.n = 0;
         put_header(&b, 101, 256, 64, 1, 0);
-        put_tensor(&b, "a", 0, 2, (uint32_t[]) { 0x80000000u, 4 }, 4);
+        put_tensor(&b, "a", 0, 2, (uint32_t[]){ 0x80000000u, 4 }, 4);
         expect_fail(&b, "is -2147483648");
         b.n = 0;
         put_header(&b, 101, 256, 64, 1, 0);
-        put_tensor(&b, "a", 0, 4, (uint32_t[]) { 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff }, 4);
+        put_tensor(&b, "a", 0, 4, (uint32_t[]){ 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff }, 4);
         expect_fail(&b, "overflow");
         b.n = 0;
         put_header(&b, 101, 256, 64, 1, 0);
-        put_tensor(&b, "a", 0, 3, (uint32_t[]) { 0x7fffffff, 0x7fffffff, 0x7fffffff }, 4);
+        put_tensor(&b, "a", 0, 3, (uint32_t[]){ 0x7fffffff, 0x7fffffff, 0x7fffffff }, 4);
         expect_fail(&b, "overflow");
         /* huge but not overflowing: must say truncated, not try to allocate */
         b.n = 0;
         put_header(&b, 101, 256, 64, 1, 0);
-        put_tensor(&b, "a", 0, 2, (uint32_t[]) { 0x7fffffff, 0x7fff }, 4);
+        put_tensor(&b, "a", 0, 2, (uint32_t[]){ 0x7fffffff, 0x7fff }, 4);
         expect_fail(&b, "truncated data");
 
         /* types and blocks */
         b.n = 0;
         put_header(&b, 101, 256, 64, 1, 0);
-        put_tensor(&b, "a", 4, 1, (uint32_t[]) { 32 }, 32);
+        put_tensor(&b, "a", 4, 1, (uint32_t[]){ 32 }, 32);
         expect_fail(&b, "tensor 'a': unknown rwkv.cpp data type 4");
         b.n = 0;
         put_header(&b, 101, 256, 64, 1, 0);
-        put_tensor(&b, "a", 99, 1, (uint32_t[]) { 32 }, 32);
+        put_tensor(&b, "a", 99, 1, (uint32_t[]){ 32 }, 32);
         expect_fail(&b, "unknown rwkv.cpp data type 99");
         b.n = 0;
         put_header(&b, 101, 256, 64, 1, 0);
-        put_tensor(&b, "a", 7, 2, (uint32_t[]) { 33, 2 }, 100);
+        put_tensor(&b, "a", 7, 2, (uint32_t[]){ 33, 2 }, 100);
         expect_fail(&b, "not a whole number of ggml_q5_0 blocks");
         b.n = 0;
         put_header(&b, 100, 256, 64, 1, 0);
-        put_tensor(&b, "a", 9, 1, (uint32_t[]) { 32 }, 34);
+        put_tensor(&b, "a", 9, 1, (uint32_t[]){ 32 }, 34);
         expect_fail(&b, "obsolete layout");
         b.n = 0;
         put_header(&b, 100, 256, 64, 1, 0);
-        put_tensor(&b, "a", 1, 1, (uint32_t[]) { 32 }, 64);
+        put_tensor(&b, "a", 1, 1, (uint32_t[]){ 32 }, 64);
         TensorTable *t;
         RwkvError err;
         CHECK_OK(open_buf(&b, &t, &err));
@@ -226,8 +226,8 @@ static void test_hostile(void) {
         put32(&b, 9); /* q8_0: d, then 32 quants */
         put32(&b, 64);
         put(&b, "q", 1);
-        put(&b, (uint8_t[34]) { 0x00, 0x3c }, 34);
-        put(&b, (uint8_t[34]) { 0x00, 0x7e }, 34);
+        put(&b, (uint8_t[34]){ 0x00, 0x3c }, 34);
+        put(&b, (uint8_t[34]){ 0x00, 0x7e }, 34);
         expect_fail(&b, "tensor 'q': non-finite scale in the block of element 32");
         b.n = 0;
         put_header(&b, 101, 256, 64, 1, 0);
@@ -236,14 +236,14 @@ static void test_hostile(void) {
         put32(&b, 3); /* q4_1: d, m, then 16 bytes */
         put32(&b, 32);
         put(&b, "q", 1);
-        put(&b, (uint8_t[20]) { 0x00, 0x3c, 0x00, 0x7c }, 20);
+        put(&b, (uint8_t[20]){ 0x00, 0x3c, 0x00, 0x7c }, 20);
         expect_fail(&b, "non-finite scale in the block of element 0");
 
         /* names */
         b.n = 0;
         put_header(&b, 101, 256, 64, 1, 0);
-        put_tensor(&b, "a", 0, 1, (uint32_t[]) { 4 }, 16);
-        put_tensor(&b, "a", 0, 1, (uint32_t[]) { 4 }, 16);
+        put_tensor(&b, "a", 0, 1, (uint32_t[]){ 4 }, 16);
+        put_tensor(&b, "a", 0, 1, (uint32_t[]){ 4 }, 16);
         expect_fail(&b, "duplicate tensor 'a'");
         b.n = 0;
         put_header(&b, 101, 256, 64, 1, 0);
@@ -256,7 +256,7 @@ static void test_hostile(void) {
         expect_fail(&b, "NUL byte");
         b.n = 0;
         put_header(&b, 101, 256, 64, 1, 0);
-        put_tensor(&b, "a\nb", 0, 1, (uint32_t[]) { 1 }, 4);
+        put_tensor(&b, "a\nb", 0, 1, (uint32_t[]){ 1 }, 4);
         expect_fail(&b, "control characters");
         b.n = 0;
         put_header(&b, 101, 256, 64, 1, 0);
@@ -317,7 +317,7 @@ static void test_reference(void) {
                         exit(1);
                 }
                 const TensorTableMeta *m = tensor_table_meta(t);
-                CHECK(m->wtype == (int) files[i].wtype);
+                CHECK(m->wtype == (int)files[i].wtype);
                 CHECK(m->n_vocab == 256);
                 if (files[i].embd)
                         CHECK(m->n_embd == files[i].embd && m->n_layer == files[i].layers);
