@@ -53,6 +53,7 @@ RWKV_EXPORT int rwkv_generate_start(RwkvClient *c, const char *session_id, const
         char *p = NULL;
         uint64_t job;
         int ring_fd, cw_fd, dw_fd, fds[3] = { -1, -1, -1 };
+        bool have_job = false;
         int r;
 
         if (!c || !ret || (!prompt && prompt_len > 0))
@@ -95,6 +96,8 @@ RWKV_EXPORT int rwkv_generate_start(RwkvClient *c, const char *session_id, const
         r = sd_bus_message_read(reply, "thhh", &job, &ring_fd, &cw_fd, &dw_fd);
         if (r < 0)
                 goto fail;
+        s->job = job;
+        have_job = true;
         /* The message owns those fds; keep copies. */
         fds[0] = dup_fd(ring_fd);
         fds[1] = dup_fd(cw_fd);
@@ -106,7 +109,6 @@ RWKV_EXPORT int rwkv_generate_start(RwkvClient *c, const char *session_id, const
                                 close(fds[i]);
                 goto fail;
         }
-        s->job = job;
         r = ring_client_attach(&s->ring, fds[0], fds[1], fds[2]);
         if (r < 0)
                 goto fail;
@@ -136,6 +138,11 @@ RWKV_EXPORT int rwkv_generate_start(RwkvClient *c, const char *session_id, const
 fail:
         client_set_error(c, r, &error);
         sd_bus_error_free(&error);
+        /* The daemon started a job we cannot read (a bad ring, no fds left): stop it now rather
+         * than leave it parked until we disconnect. */
+        if (have_job)
+                (void)sd_bus_call_method(c->bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Cancel", NULL, NULL,
+                                         "t", s->job);
         free(p);
         rwkv_stream_free(s);
         return r;
