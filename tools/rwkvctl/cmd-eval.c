@@ -5,11 +5,14 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <json-c/json.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/arch/model.h"
+#include "engine/text/utf8-stream.h"
 #include "tools/rwkvctl/rwkvctl.h"
 
 #define EVAL_MAX_TOKENS (1u << 20)
@@ -57,14 +60,17 @@ static int parse_threads(const char *s, unsigned *ret) {
 }
 
 static void help(void) {
-        printf("rwkvctl eval --model FILE --tokens ID,ID,... [--logits] [--sequence] [--vocab FILE] [--threads N]\n\n"
+        printf("rwkvctl eval --model FILE --tokens ID,ID,... [--logits] [--sequence] [--vocab FILE] [--threads N] "
+               "[--json]\n\n"
                "Feed token ids to a model from a fresh state, in-process, and print the final logits.\n\n"
                "  --model FILE    model file (.rwkv, rwkv.cpp .bin, PyTorch .pth)\n"
                "  --tokens LIST   comma-separated token ids\n"
                "  --logits        print every logit, one per line (default: the 10 most likely tokens)\n"
                "  --sequence      feed all tokens in one prefill call (default: one at a time)\n"
                "  --vocab FILE    World vocabulary for a model file that embeds none\n"
-               "  --threads N     compute threads (default: all CPUs)\n");
+               "  --threads N     compute threads (default: all CPUs)\n"
+               "  --json          one JSON object: {\"logits\": [...]} or {\"top\": [{\"id\", \"logit\", "
+               "\"text\"}]}\n");
 }
 
 typedef struct Top {
@@ -72,7 +78,18 @@ typedef struct Top {
         float logit;
 } Top;
 
-static void print_top(const Model *m, const float *logits) {
+static void print_logits_json(const float *logits, uint32_t n) {
+        fputs("{\"logits\": [", stdout);
+        for (uint32_t i = 0; i < n; i++) {
+                if (isfinite(logits[i]))
+                        printf("%s%.9g", i ? ", " : "", logits[i]);
+                else
+                        printf("%snull", i ? ", " : "");
+        }
+        fputs("]}\n", stdout);
+}
+
+static void print_top(const Model *m, const float *logits, bool json) {
         const ModelInfo *in = model_info(m);
         const Tokenizer *tok = model_tokenizer(m);
         Top top[10];
@@ -86,6 +103,31 @@ static void print_top(const Model *m, const float *logits) {
                         j--;
                 }
                 top[j] = (Top){ i, logits[i] };
+        }
+        if (json) {
+                json_object *root = json_object_new_object(), *arr = json_object_new_array();
+                for (size_t i = 0; i < n; i++) {
+                        json_object *o = json_object_new_object();
+                        size_t len = 0;
+                        const uint8_t *b = tok ? tokenizer_token_bytes(tok, top[i].id, &len) : NULL;
+                        json_object_object_add(o, "id", json_object_new_int64(top[i].id));
+                        json_object_object_add(o, "logit", json_object_new_double(top[i].logit));
+                        if (b) {
+                                /* JSON strings are UTF-8: a partial character shows as U+FFFD */
+                                uint8_t text[UTF8_STREAM_OUT_MAX(256) + UTF8_STREAM_FLUSH_MAX];
+                                Utf8Stream u;
+                                utf8_stream_init(&u);
+                                size_t tl = utf8_stream_feed(&u, b, MIN(len, (size_t)256), text);
+                                tl += utf8_stream_flush(&u, text + tl);
+                                json_object_object_add(o, "text",
+                                                       json_object_new_string_len((const char *)text, (int)tl));
+                        }
+                        json_object_array_add(arr, o);
+                }
+                json_object_object_add(root, "top", arr);
+                puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
+                json_object_put(root);
+                return;
         }
         for (size_t i = 0; i < n; i++) {
                 printf("%8" PRIu32 " %12.6f", top[i].id, top[i].logit);
@@ -105,7 +147,7 @@ static void print_top(const Model *m, const float *logits) {
 }
 
 int verb_eval(int argc, char *argv[]) {
-        enum { OPT_MODEL = 0x100, OPT_TOKENS, OPT_LOGITS, OPT_SEQUENCE, OPT_VOCAB, OPT_THREADS };
+        enum { OPT_MODEL = 0x100, OPT_TOKENS, OPT_LOGITS, OPT_SEQUENCE, OPT_VOCAB, OPT_THREADS, OPT_JSON };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "model", required_argument, NULL, OPT_MODEL },
@@ -114,10 +156,11 @@ int verb_eval(int argc, char *argv[]) {
                 { "sequence", no_argument, NULL, OPT_SEQUENCE },
                 { "vocab", required_argument, NULL, OPT_VOCAB },
                 { "threads", required_argument, NULL, OPT_THREADS },
+                { "json", no_argument, NULL, OPT_JSON },
                 {},
         };
         const char *model_path = NULL, *token_list = NULL, *vocab = NULL;
-        bool all_logits = false, sequence = false;
+        bool all_logits = false, sequence = false, json = arg_json;
         unsigned threads = 0;
         int c, r;
 
@@ -140,6 +183,9 @@ int verb_eval(int argc, char *argv[]) {
                         break;
                 case OPT_VOCAB:
                         vocab = optarg;
+                        break;
+                case OPT_JSON:
+                        json = true;
                         break;
                 case OPT_THREADS:
                         if (parse_threads(optarg, &threads) < 0)
@@ -205,11 +251,13 @@ int verb_eval(int argc, char *argv[]) {
                 goto out;
         }
 
-        if (all_logits)
+        if (all_logits && json)
+                print_logits_json(logits, in->n_vocab);
+        else if (all_logits)
                 for (uint32_t i = 0; i < in->n_vocab; i++)
                         printf("%.9g\n", logits[i]);
         else
-                print_top(m, logits);
+                print_top(m, logits, json);
         ret = fflush(stdout) == 0 && !ferror(stdout) ? 0 : fail("eval: cannot write the output");
 out:
         free(state);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,8 +119,20 @@ static int offline_open(Offline *o, const char *verb, const char *path, const ch
         return 0;
 }
 
+static bool arg_run_json = false;
+
+/* Generated text: raw bytes, or with --json one {"text": ...} object per piece (valid UTF-8 always). */
 static int write_all(const uint8_t *b, size_t n) {
-        if (n && fwrite(b, 1, n, stdout) != n)
+        if (n == 0)
+                return 0;
+        if (arg_run_json) {
+                json_object *o = json_object_new_object();
+                json_object_object_add(o, "text", json_object_new_string_len((const char *)b, (int)n));
+                int r = puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+                json_object_put(o);
+                return r < 0 ? -EIO : 0;
+        }
+        if (fwrite(b, 1, n, stdout) != n)
                 return -EIO;
         return 0;
 }
@@ -141,7 +154,8 @@ static void run_help(void) {
                "  --penalty-decay X        (default 0.996)\n"
                "  --seed S                 random seed (default: random)\n"
                "  --stop STR               stop when STR appears (repeatable)\n"
-               "  --threads N              compute threads (default: all CPUs)\n");
+               "  --threads N              compute threads (default: all CPUs)\n"
+               "  --json                   one {\"text\": ...} object per line, then {\"tokens\", \"finish\"}\n");
 }
 
 int verb_run(int argc, char *argv[]) {
@@ -159,6 +173,7 @@ int verb_run(int argc, char *argv[]) {
                 OPT_SEED,
                 OPT_STOP,
                 OPT_THREADS,
+                OPT_JSON,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -175,6 +190,7 @@ int verb_run(int argc, char *argv[]) {
                 { "seed", required_argument, NULL, OPT_SEED },
                 { "stop", required_argument, NULL, OPT_STOP },
                 { "threads", required_argument, NULL, OPT_THREADS },
+                { "json", no_argument, NULL, OPT_JSON },
                 {},
         };
         const char *model_path = NULL, *vocab = NULL;
@@ -185,6 +201,7 @@ int verb_run(int argc, char *argv[]) {
         bool have_seed = false;
         int c, r;
 
+        arg_run_json = arg_json;
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 float *fp = NULL;
                 const char *what = NULL;
@@ -220,6 +237,9 @@ int verb_run(int argc, char *argv[]) {
                 case OPT_THREADS:
                         if (parse_uint(optarg, 1024, &threads) < 0)
                                 return fail("run: invalid --threads '%s' (0 to 1024)", optarg);
+                        continue;
+                case OPT_JSON:
+                        arg_run_json = true;
                         continue;
                 case OPT_TEMPERATURE:
                         fp = &sp.temperature, what = "temperature";
@@ -313,6 +333,8 @@ int verb_run(int argc, char *argv[]) {
         utf8_stream_init(&u8);
         uint8_t held[STOP_MAX_BYTES * 2 + 64], text[UTF8_STREAM_OUT_MAX(sizeof(held))];
         bool stopped = false;
+        const char *finish = "length";
+        uint64_t generated = 0;
         for (uint64_t i = 0; i < max_tokens && !stopped; i++) {
                 uint32_t t;
                 r = sampler_sample(sampler, &sp, logits, counts, NULL, 0, &rng, &t);
@@ -324,8 +346,11 @@ int verb_run(int argc, char *argv[]) {
 
                 size_t len = 0, out_len = 0, which = 0;
                 const uint8_t *b = tokenizer_token_bytes(tok, t, &len);
-                if (!b)
-                        break; /* end of text */
+                generated++;
+                if (!b) {
+                        finish = "end"; /* end of text */
+                        break;
+                }
                 /* long tokens go through the matcher in pieces its output buffer can take */
                 for (size_t off = 0; off < len && !stopped; off += MIN(len - off, (size_t)64)) {
                         size_t piece = MIN(len - off, (size_t)64);
@@ -335,6 +360,8 @@ int verb_run(int argc, char *argv[]) {
                                 goto out;
                         }
                         stopped = r == 1;
+                        if (stopped)
+                                finish = "stop";
                         if (write_all(text, utf8_stream_feed(&u8, held, out_len, text)) < 0)
                                 goto write_error;
                 }
@@ -355,7 +382,9 @@ int verb_run(int argc, char *argv[]) {
         }
         if (write_all(text, utf8_stream_flush(&u8, text)) < 0)
                 goto write_error;
-        if (isatty(STDOUT_FILENO))
+        if (arg_run_json)
+                printf("{\"tokens\": %" PRIu64 ", \"finish\": \"%s\"}\n", generated, finish);
+        else if (isatty(STDOUT_FILENO))
                 putchar('\n');
         if (fflush(stdout) != 0)
                 goto write_error;

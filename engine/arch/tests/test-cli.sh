@@ -59,6 +59,23 @@ if "$ctl" run --model "$m7" --temperature nan "x" 2>/dev/null; then fail "run ac
 if "$ctl" run --model "$m7" --top-p 2 "x" 2>/dev/null; then fail "run accepted top-p 2"; fi
 if "$ctl" run --model "$m7" --stop "" "x" 2>/dev/null; then fail "run accepted an empty stop string"; fi
 
+# --json: eval's logits and top tokens, run's stream of text objects and its closing summary.
+"$ctl" eval --model "$m7" --tokens 34,105,110 --logits --json >"$tmp/ej"
+"$ctl" --json eval --model "$m7" --tokens 255,255 >"$tmp/et"
+"$ctl" run --model "$m7" --seed 7 --max-tokens 40 --threads 1 --json "The " >"$tmp/rj"
+python3 - "$tmp/ej" "$tmp/et" "$tmp/rj" "$tmp/a" "$tmp/serial" <<'PY' || fail "--json output"
+import json, sys
+ej = json.load(open(sys.argv[1], encoding="utf-8"))
+serial = [float(l) for l in open(sys.argv[5])]
+assert ej["logits"] == serial, "eval --json logits differ from the plain ones"
+et = json.load(open(sys.argv[2], encoding="utf-8"))
+assert len(et["top"]) == 10 and all("text" in t for t in et["top"])
+lines = [json.loads(l) for l in open(sys.argv[3], encoding="utf-8")]
+text = "".join(l["text"] for l in lines[:-1])
+assert lines[-1]["finish"] in ("length", "end", "stop") and lines[-1]["tokens"] <= 40
+assert text == open(sys.argv[4], encoding="utf-8", errors="replace").read(), "run --json text differs"
+PY
+
 # perplexity: JSON with consistent figures; a quantized file scores close to FP32 on the same text.
 text="$ref/README.md"
 "$ctl" perplexity --model "$m7" --json --threads 1 <"$text" >"$tmp/p32"
