@@ -226,6 +226,36 @@ static void test_hostile(void) {
         static const char long_str[] = "\x80\x02X\xff\xff\xff\xff";
         expect_pickle_fail(long_str, sizeof(long_str) - 1, "truncated");
 
+        /* torch.save of a module's state_dict(): an OrderedDict with _metadata set by BUILD;
+         * and protocol 4 framing (FRAME, MEMOIZE, SHORT_BINUNICODE) */
+        for (int variant = 0; variant < 2; variant++) {
+                Buf p = {};
+                if (variant == 0) {
+                        buf_put(&p, "\x80\x02", 2);
+                        pk_global(&p, "collections", "OrderedDict");
+                        buf_put(&p, ")R(", 3);
+                        pk_tensor(&p, &base_tensors[0]);
+                        buf_u8(&p, 'u');
+                        buf_put(&p, "}\x8c\x09_metadata}s", 14); /* state {'_metadata': {}} */
+                        buf_put(&p, "b.", 2);
+                } else {
+                        buf_put(&p, "\x80\x04\x95\x00\x01\0\0\0\0\0\0}\x94(", 14);
+                        pk_tensor(&p, &base_tensors[0]);
+                        buf_put(&p, "u.", 2);
+                }
+                build_pth(&b, NULL, 0, &p, 0, 0);
+                TensorTable *t2;
+                RwkvError e2;
+                int r2 = open_buf(&b, &t2, &e2);
+                if (r2 < 0) {
+                        fprintf(stderr, "variant %d: %s\n", variant, error_message(&e2, r2));
+                        exit(1);
+                }
+                CHECK(tensor_table_count(t2) == 1 && tensor_table_get(t2, "emb.weight"));
+                tensor_table_free(t2);
+                free(p.p);
+        }
+
         /* big-endian checkpoints */
         Buf pk = {};
         pk_state_dict(&pk, base_tensors, 1);
