@@ -3,6 +3,8 @@
 #include <inttypes.h>
 #include <math.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "engine/format/convert.h"
 #include "engine/format/native-writer.h"
@@ -28,6 +30,17 @@ DType convert_target_type(const char *name, const Tensor *src, int type) {
         if (src->dtype == DTYPE_GGML_Q8_0)
                 return is_weight_matrix(name, src) ? DTYPE_Q8_0 : DTYPE_F32;
         return is_weight_matrix(name, src) ? DTYPE_F16 : DTYPE_F32;
+}
+
+/* Done with a tensor of a mapped source: drop its pages from our page tables (they stay in the page
+ * cache), so converting a model bigger than RAM keeps RSS at about one tensor. */
+static void release_pages(const TensorTable *t, const Tensor *x) {
+        uintptr_t base = (uintptr_t)t->map, p = (uintptr_t)x->data, page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        if (!t->map || p < base || p - base >= t->map_len)
+                return;
+        uintptr_t start = ALIGN_UP(p, page), end = (p + (uintptr_t)x->nbytes) & ~(page - 1);
+        if (end > start)
+                (void)madvise((void *)start, end - start, MADV_DONTNEED);
 }
 
 typedef struct Progress {
@@ -127,6 +140,7 @@ int model_convert(TensorTable *src, const char *out_path, const ConvertOptions *
                         }
                 } else if ((r = reencode(w, name, t, types[i], &pr, err)) < 0)
                         return r;
+                release_pages(src, t);
         }
         return native_writer_finish(w, ret_hash, err);
 }
