@@ -29,10 +29,11 @@ static int load_record(TensorTable *t, size_t i, const uint8_t *rec, uint64_t st
         char label[TENSOR_NAME_MAX + 32];
         snprintf(label, sizeof(label), "tensor '%.*s': ", (int)MIN(name_len, (uint16_t)TENSOR_NAME_MAX), name);
 
-        DType dtype = (DType)rec[NR_DTYPE];
-        if (dtype != DTYPE_F32 && dtype != DTYPE_F16 && dtype != DTYPE_BF16 && dtype != DTYPE_Q8_0 &&
-            dtype != DTYPE_Q4_0)
-                return error_set(err, EPROTONOSUPPORT, "%sdata type %u is not a native type", label, rec[NR_DTYPE]);
+        /* compare the raw byte: an out-of-range value must never be held in an enum */
+        uint8_t code = rec[NR_DTYPE];
+        if (code != DTYPE_F32 && code != DTYPE_F16 && code != DTYPE_BF16 && code != DTYPE_Q8_0 && code != DTYPE_Q4_0)
+                return error_set(err, EPROTONOSUPPORT, "%sdata type %u is not a native type", label, code);
+        DType dtype = (DType)code;
         uint32_t n_dims = rec[NR_N_DIMS];
         if (n_dims < 1 || n_dims > TENSOR_MAX_DIMS)
                 return error_set(err, EBADMSG, "%s%u dimensions (supported: 1 to %d)", label, n_dims, TENSOR_MAX_DIMS);

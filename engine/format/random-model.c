@@ -187,10 +187,10 @@ int model_write_random(const RandomModelOptions *o, const char *out_path, uint8_
                                  HEAD_SIZE);
         if (o->n_vocab == 0 || o->n_vocab > (1u << 24))
                 return error_set(err, EINVAL, "vocabulary size must be 1 to 16777216");
-        DType wtype = o->type < 0 ? DTYPE_F32 : (DType)o->type;
-        if (wtype != DTYPE_F32 && wtype != DTYPE_F16 && wtype != DTYPE_BF16 && wtype != DTYPE_Q8_0 &&
-            wtype != DTYPE_Q4_0)
+        int wt = o->type < 0 ? DTYPE_F32 : o->type;
+        if (wt != DTYPE_F32 && wt != DTYPE_F16 && wt != DTYPE_BF16 && wt != DTYPE_Q8_0 && wt != DTYPE_Q4_0)
                 return error_set(err, EINVAL, "the weight type must be f32, f16, bf16, q8_0 or q4_0");
+        DType wtype = (DType)wt;
 
         _cleanup_(freep) Spec *specs = NULL;
         SpecList l = {};
