@@ -350,7 +350,14 @@ static int model_convert_verb(int argc, char *argv[]) {
         TensorTableMeta meta = *tensor_table_meta(t);
         Model *m = NULL;
         RwkvError merr = {};
-        if (model_load(in, &(ModelLoadOptions){ .vocab_path = vocab_path }, &m, &merr) >= 0) {
+        int lr = model_load(in, &(ModelLoadOptions){ .vocab_path = vocab_path }, &m, &merr);
+        if (lr < 0 && vocab_path) {
+                /* the shape is still worth recording when only the vocabulary does not fit */
+                fprintf(stderr, "rwkvctl: warning: %s\n", error_message(&merr, lr));
+                merr = (RwkvError){};
+                lr = model_load(in, NULL, &m, &merr);
+        }
+        if (lr >= 0) {
                 const ModelInfo *mi = model_info(m);
                 meta.arch = mi->arch;
                 meta.n_layer = mi->n_layer;
