@@ -306,6 +306,25 @@ def test_persistence(bus, model):
         check(d.stop() == 0, "exit")
 
 
+def test_eviction(bus, model):
+    """Beyond hot_budget_bytes the least recently used committed sessions leave RAM and come back on
+    their next use."""
+    with rt.Daemon(bus, model=model, name="evict", config={"store": {"hot_budget_bytes": "250K"}}) as d:
+        for i in range(5):
+            d.call("CreateSession", "sa{sv}", "e%d" % i, 0)
+            run(bus, "e%d" % i, "Hi", 2)
+        for _ in range(100):  # commits finish on the I/O thread
+            st = d.call("Status")[0]
+            if st["sessions_cold"]["data"] >= 2:
+                break
+            time.sleep(0.05)
+        check(st["sessions_cold"]["data"] >= 2 and st["hot_bytes"]["data"] <= 250 * 1024, "eviction: %s" % st)
+        check(d.call("GetSession", "s", "e0")[0]["hot"]["data"] is False, "the oldest went cold")
+        run(bus, "e0", " again", 2)
+        check(d.call("GetSession", "s", "e0")[0]["hot"]["data"] is True, "reloaded on use")
+        check(d.stop() == 0, "exit")
+
+
 def main():
     with rt.Bus() as bus:
         model = rt.test_model(bus.tmp)
@@ -322,6 +341,7 @@ def main():
         test_limits(bus, model)
         test_sigterm(bus, model)
         test_persistence(bus, model)
+        test_eviction(bus, model)
 
 
 rt.run_test(main)
