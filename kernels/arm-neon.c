@@ -56,7 +56,7 @@ static inline VEC load_bf16(const void *p) {
 static inline float scalar_f16(const void *p) {
         __fp16 h;
         memcpy(&h, p, sizeof(h));
-        return (float) h;
+        return (float)h;
 }
 static inline void i8x16_to_vecs(int8x16_t v, VEC *out) {
         int16x8_t lo = vmovl_s8(vget_low_s8(v)), hi = vmovl_high_s8(v);

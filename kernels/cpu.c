@@ -10,7 +10,7 @@
 static unsigned long long xgetbv0(void) {
         unsigned eax, edx;
         __asm__ __volatile__("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
-        return ((unsigned long long) edx << 32) | eax;
+        return ((unsigned long long)edx << 32) | eax;
 }
 
 static void detect(CpuFeatures *f) {
@@ -22,8 +22,8 @@ static void detect(CpuFeatures *f) {
         if (!osxsave || !avx)
                 return;
         unsigned long long xcr0 = xgetbv0();
-        bool ymm_ok = (xcr0 & 0x6) == 0x6;    /* SSE + AVX state */
-        bool zmm_ok = (xcr0 & 0xe6) == 0xe6;  /* + opmask, ZMM_Hi256, Hi16_ZMM */
+        bool ymm_ok = (xcr0 & 0x6) == 0x6;   /* SSE + AVX state */
+        bool zmm_ok = (xcr0 & 0xe6) == 0xe6; /* + opmask, ZMM_Hi256, Hi16_ZMM */
         if (!ymm_ok)
                 return;
 

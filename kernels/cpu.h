@@ -4,10 +4,10 @@
 #include <stdbool.h>
 
 typedef struct CpuFeatures {
-        bool avx2, fma, f16c;               /* and the OS saves YMM state */
-        bool avx512f, avx512bw, avx512vl;   /* and the OS saves ZMM + opmask state */
+        bool avx2, fma, f16c;             /* and the OS saves YMM state */
+        bool avx512f, avx512bw, avx512vl; /* and the OS saves ZMM + opmask state */
         bool avx512vnni, avx512bf16;
-        bool neon, asimddp;                 /* aarch64 */
+        bool neon, asimddp; /* aarch64 */
 } CpuFeatures;
 
 const CpuFeatures *cpu_features(void);

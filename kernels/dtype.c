@@ -45,7 +45,7 @@ int dtype_from_name(const char *name, DType *ret) {
         for (int t = 0; t < _DTYPE_MAX; t++)
                 if (dtype_info[t].name && strcmp(dtype_info[t].name, name) == 0) {
                         if (ret)
-                                *ret = (DType) t;
+                                *ret = (DType)t;
                         return 0;
                 }
         return -EINVAL;
@@ -82,12 +82,12 @@ static inline float bits_f32(uint32_t u) {
 }
 
 float f16_to_f32(uint16_t h) {
-        uint32_t sign = (uint32_t) (h & 0x8000) << 16;
+        uint32_t sign = (uint32_t)(h & 0x8000) << 16;
         uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff;
 
         if (e == 0) {
                 /* zero or subnormal: m * 2^-24, exact in f32 */
-                float v = (float) m * 0x1p-24f;
+                float v = (float)m * 0x1p-24f;
                 return bits_f32(sign | f32_bits(v));
         }
         if (e == 31)
@@ -101,13 +101,13 @@ uint16_t f32_to_f16(float f) {
         uint32_t ax = x & 0x7fffffffu;
 
         if (ax >= 0x7f800000u) /* inf stays inf, NaN stays a quiet NaN with its top payload bits */
-                return (uint16_t) (sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 | ((ax >> 13) & 0x3ff) : 0));
+                return (uint16_t)(sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 | ((ax >> 13) & 0x3ff) : 0));
         if (ax >= 0x477ff000u) /* >= 65520 rounds to infinity */
-                return (uint16_t) (sign | 0x7c00);
+                return (uint16_t)(sign | 0x7c00);
         if (ax >= 0x38800000u) /* normal: rebias the exponent, round the 13 dropped bits to nearest even */
-                return (uint16_t) (sign | ((ax - (112u << 23) + 0xfffu + ((ax >> 13) & 1)) >> 13));
+                return (uint16_t)(sign | ((ax - (112u << 23) + 0xfffu + ((ax >> 13) & 1)) >> 13));
         if (ax < 0x33000000u) /* <= 2^-25 (exactly half the smallest subnormal ties to 0) */
-                return (uint16_t) sign;
+                return (uint16_t)sign;
 
         /* subnormal result: value in units of 2^-24, rounded to nearest even */
         uint32_t e = ax >> 23, m = (ax & 0x7fffffu) | 0x800000u;
@@ -115,18 +115,18 @@ uint16_t f32_to_f16(float f) {
         uint32_t r = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
         if (rem > half || (rem == half && (r & 1)))
                 r++;
-        return (uint16_t) (sign | r);
+        return (uint16_t)(sign | r);
 }
 
 float bf16_to_f32(uint16_t h) {
-        return bits_f32((uint32_t) h << 16);
+        return bits_f32((uint32_t)h << 16);
 }
 
 uint16_t f32_to_bf16(float f) {
         uint32_t x = f32_bits(f);
         if ((x & 0x7fffffffu) > 0x7f800000u) /* NaN: truncating could make it inf; keep it a quiet NaN */
-                return (uint16_t) ((x >> 16) | 0x40);
-        return (uint16_t) ((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
+                return (uint16_t)((x >> 16) | 0x40);
+        return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
 }
 
 /* ---- encode ---- */
@@ -147,7 +147,7 @@ static void q8_0_encode(const float *in, uint8_t *row, size_t n) {
                 for (size_t j = 0; j < QK; j++) {
                         float v = x[j] * id;
                         v = isnan(v) ? 0.f : fmaxf(-127.f, fminf(127.f, v));
-                        q[b * QK + j] = (uint8_t) (int8_t) lrintf(v);
+                        q[b * QK + j] = (uint8_t)(int8_t)lrintf(v);
                 }
         }
 }
@@ -173,8 +173,8 @@ static void q4_0_encode(const float *in, uint8_t *row, size_t n) {
                         float v0 = x[j] * id + 8.f, v1 = x[j + QK / 2] * id + 8.f;
                         v0 = isnan(v0) ? 8.f : fmaxf(0.f, fminf(15.f, v0));
                         v1 = isnan(v1) ? 8.f : fmaxf(0.f, fminf(15.f, v1));
-                        uint8_t q0 = (uint8_t) lrintf(v0), q1 = (uint8_t) lrintf(v1);
-                        qs[b * (QK / 2) + j] = (uint8_t) (q0 | (q1 << 4));
+                        uint8_t q0 = (uint8_t)lrintf(v0), q1 = (uint8_t)lrintf(v1);
+                        qs[b * (QK / 2) + j] = (uint8_t)(q0 | (q1 << 4));
                 }
         }
 }
@@ -190,13 +190,13 @@ int dtype_row_from_f32(DType t, const float *in, void *row, size_t n) {
         case DTYPE_F16:
                 for (size_t i = 0; i < n; i++) {
                         uint16_t h = f32_to_f16(in[i]);
-                        memcpy((uint8_t *) row + 2 * i, &h, 2);
+                        memcpy((uint8_t *)row + 2 * i, &h, 2);
                 }
                 break;
         case DTYPE_BF16:
                 for (size_t i = 0; i < n; i++) {
                         uint16_t h = f32_to_bf16(in[i]);
-                        memcpy((uint8_t *) row + 2 * i, &h, 2);
+                        memcpy((uint8_t *)row + 2 * i, &h, 2);
                 }
                 break;
         case DTYPE_Q8_0:

@@ -25,11 +25,11 @@ static inline void decode_bf16(const uint8_t *row, size_t n, size_t i0, float *o
 }
 
 static inline void decode_q8_0(const uint8_t *row, size_t n, size_t i0, float *out, size_t len) {
-        const int8_t *q = (const int8_t *) (row + q_row_quants_offset(n));
+        const int8_t *q = (const int8_t *)(row + q_row_quants_offset(n));
         for (size_t b = i0 / QK; b < (i0 + len) / QK; b++) {
                 float d = f16_to_f32(load_u16(row + 2 * b));
                 for (size_t j = 0; j < QK; j++)
-                        *out++ = d * (float) q[b * QK + j];
+                        *out++ = d * (float)q[b * QK + j];
         }
 }
 
@@ -39,8 +39,8 @@ static inline void decode_q4_0(const uint8_t *row, size_t n, size_t i0, float *o
                 float d = f16_to_f32(load_u16(row + 2 * b));
                 for (size_t j = 0; j < QK / 2; j++) {
                         uint8_t v = qs[b * (QK / 2) + j];
-                        out[j] = d * (float) ((int) (v & 0xf) - 8);
-                        out[j + QK / 2] = d * (float) ((int) (v >> 4) - 8);
+                        out[j] = d * (float)((int)(v & 0xf) - 8);
+                        out[j + QK / 2] = d * (float)((int)(v >> 4) - 8);
                 }
         }
 }
@@ -50,8 +50,8 @@ static inline void decode_ggml_q4_0(const uint8_t *row, size_t n, size_t i0, flo
                 const uint8_t *blk = row + b * sizeof(GgmlBlockQ4_0);
                 float d = f16_to_f32(load_u16(blk));
                 for (size_t j = 0; j < QK / 2; j++) {
-                        out[j] = d * (float) ((int) (blk[2 + j] & 0xf) - 8);
-                        out[j + QK / 2] = d * (float) ((int) (blk[2 + j] >> 4) - 8);
+                        out[j] = d * (float)((int)(blk[2 + j] & 0xf) - 8);
+                        out[j + QK / 2] = d * (float)((int)(blk[2 + j] >> 4) - 8);
                 }
         }
 }
@@ -61,8 +61,8 @@ static inline void decode_ggml_q4_1(const uint8_t *row, size_t n, size_t i0, flo
                 const uint8_t *blk = row + b * sizeof(GgmlBlockQ4_1);
                 float d = f16_to_f32(load_u16(blk)), m = f16_to_f32(load_u16(blk + 2));
                 for (size_t j = 0; j < QK / 2; j++) {
-                        out[j] = d * (float) (blk[4 + j] & 0xf) + m;
-                        out[j + QK / 2] = d * (float) (blk[4 + j] >> 4) + m;
+                        out[j] = d * (float)(blk[4 + j] & 0xf) + m;
+                        out[j + QK / 2] = d * (float)(blk[4 + j] >> 4) + m;
                 }
         }
 }
@@ -73,10 +73,10 @@ static inline void decode_ggml_q5_0(const uint8_t *row, size_t n, size_t i0, flo
                 float d = f16_to_f32(load_u16(blk));
                 uint32_t qh = load_u32(blk + 2);
                 for (size_t j = 0; j < QK / 2; j++) {
-                        int lo = (blk[6 + j] & 0xf) | (int) (((qh >> j) & 1) << 4);
-                        int hi = (blk[6 + j] >> 4) | (int) (((qh >> (j + 16)) & 1) << 4);
-                        out[j] = d * (float) (lo - 16);
-                        out[j + QK / 2] = d * (float) (hi - 16);
+                        int lo = (blk[6 + j] & 0xf) | (int)(((qh >> j) & 1) << 4);
+                        int hi = (blk[6 + j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4);
+                        out[j] = d * (float)(lo - 16);
+                        out[j + QK / 2] = d * (float)(hi - 16);
                 }
         }
 }
@@ -87,10 +87,10 @@ static inline void decode_ggml_q5_1(const uint8_t *row, size_t n, size_t i0, flo
                 float d = f16_to_f32(load_u16(blk)), m = f16_to_f32(load_u16(blk + 2));
                 uint32_t qh = load_u32(blk + 4);
                 for (size_t j = 0; j < QK / 2; j++) {
-                        int lo = (blk[8 + j] & 0xf) | (int) (((qh >> j) & 1) << 4);
-                        int hi = (blk[8 + j] >> 4) | (int) (((qh >> (j + 16)) & 1) << 4);
-                        out[j] = d * (float) lo + m;
-                        out[j + QK / 2] = d * (float) hi + m;
+                        int lo = (blk[8 + j] & 0xf) | (int)(((qh >> j) & 1) << 4);
+                        int hi = (blk[8 + j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4);
+                        out[j] = d * (float)lo + m;
+                        out[j + QK / 2] = d * (float)hi + m;
                 }
         }
 }
@@ -100,7 +100,7 @@ static inline void decode_ggml_q8_0(const uint8_t *row, size_t n, size_t i0, flo
                 const uint8_t *blk = row + b * sizeof(GgmlBlockQ8_0);
                 float d = f16_to_f32(load_u16(blk));
                 for (size_t j = 0; j < QK; j++)
-                        out[j] = d * (float) (int8_t) blk[2 + j];
+                        out[j] = d * (float)(int8_t)blk[2 + j];
         }
 }
 
@@ -153,36 +153,35 @@ static inline float dot_f32(const float *a, const float *b, size_t n) {
         return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-#define DEFINE_GENERIC_MATRIX_KERNELS(name)                                                                \
-        static void matvec_##name##_generic(const void *w, size_t row_bytes, size_t n_cols, const float *x, \
-                                            float *y, size_t r0, size_t r1) {                              \
-                float buf[CHUNK];                                                                          \
-                for (size_t r = r0; r < r1; r++) {                                                         \
-                        const uint8_t *row = (const uint8_t *) w + r * row_bytes;                          \
-                        float acc = 0.f;                                                                   \
-                        for (size_t i = 0; i < n_cols; i += CHUNK) {                                       \
-                                size_t len = MIN_(CHUNK, n_cols - i);                                      \
-                                decode_##name(row, n_cols, i, buf, len);                                   \
-                                acc += dot_f32(buf, x + i, len);                                           \
-                        }                                                                                  \
-                        y[r] = acc;                                                                        \
-                }                                                                                          \
-        }                                                                                                  \
-        static void matmul_##name##_generic(const void *w, size_t row_bytes, size_t n_cols, const float *x, \
-                                            size_t ldx, size_t n_vec, float *y, size_t ldy, size_t r0,     \
-                                            size_t r1) {                                                   \
-                float buf[CHUNK];                                                                          \
-                for (size_t r = r0; r < r1; r++) {                                                         \
-                        const uint8_t *row = (const uint8_t *) w + r * row_bytes;                          \
-                        for (size_t v = 0; v < n_vec; v++)                                                 \
-                                y[v * ldy + r] = 0.f;                                                      \
-                        for (size_t i = 0; i < n_cols; i += CHUNK) {                                       \
-                                size_t len = MIN_(CHUNK, n_cols - i);                                      \
-                                decode_##name(row, n_cols, i, buf, len);                                   \
-                                for (size_t v = 0; v < n_vec; v++)                                         \
-                                        y[v * ldy + r] += dot_f32(buf, x + v * ldx + i, len);              \
-                        }                                                                                  \
-                }                                                                                          \
+#define DEFINE_GENERIC_MATRIX_KERNELS(name)                                                                            \
+        static void matvec_##name##_generic(const void *w, size_t row_bytes, size_t n_cols, const float *x, float *y,  \
+                                            size_t r0, size_t r1) {                                                    \
+                float buf[CHUNK];                                                                                      \
+                for (size_t r = r0; r < r1; r++) {                                                                     \
+                        const uint8_t *row = (const uint8_t *)w + r * row_bytes;                                       \
+                        float acc = 0.f;                                                                               \
+                        for (size_t i = 0; i < n_cols; i += CHUNK) {                                                   \
+                                size_t len = MIN_(CHUNK, n_cols - i);                                                  \
+                                decode_##name(row, n_cols, i, buf, len);                                               \
+                                acc += dot_f32(buf, x + i, len);                                                       \
+                        }                                                                                              \
+                        y[r] = acc;                                                                                    \
+                }                                                                                                      \
+        }                                                                                                              \
+        static void matmul_##name##_generic(const void *w, size_t row_bytes, size_t n_cols, const float *x,            \
+                                            size_t ldx, size_t n_vec, float *y, size_t ldy, size_t r0, size_t r1) {    \
+                float buf[CHUNK];                                                                                      \
+                for (size_t r = r0; r < r1; r++) {                                                                     \
+                        const uint8_t *row = (const uint8_t *)w + r * row_bytes;                                       \
+                        for (size_t v = 0; v < n_vec; v++)                                                             \
+                                y[v * ldy + r] = 0.f;                                                                  \
+                        for (size_t i = 0; i < n_cols; i += CHUNK) {                                                   \
+                                size_t len = MIN_(CHUNK, n_cols - i);                                                  \
+                                decode_##name(row, n_cols, i, buf, len);                                               \
+                                for (size_t v = 0; v < n_vec; v++)                                                     \
+                                        y[v * ldy + r] += dot_f32(buf, x + v * ldx + i, len);                          \
+                        }                                                                                              \
+                }                                                                                                      \
         }
 
 #define MIN_(a, b) ((a) < (b) ? (a) : (b))
@@ -203,17 +202,17 @@ void layer_norm_generic(const float *x, const float *w, const float *b, float *y
         double mean = 0, var = 0;
         for (size_t i = 0; i < n; i++)
                 mean += x[i];
-        mean /= (double) n;
+        mean /= (double)n;
         for (size_t i = 0; i < n; i++)
-                var += ((double) x[i] - mean) * ((double) x[i] - mean);
-        var /= (double) n;
-        float m = (float) mean, rs = (float) (1.0 / sqrt(var + (double) eps));
+                var += ((double)x[i] - mean) * ((double)x[i] - mean);
+        var /= (double)n;
+        float m = (float)mean, rs = (float)(1.0 / sqrt(var + (double)eps));
         for (size_t i = 0; i < n; i++)
                 y[i] = (x[i] - m) * rs * w[i] + b[i];
 }
 
-void group_norm_generic(const float *x, const float *w, const float *b, float *y, size_t n_groups,
-                        size_t group_size, float eps) {
+void group_norm_generic(const float *x, const float *w, const float *b, float *y, size_t n_groups, size_t group_size,
+                        float eps) {
         for (size_t g = 0; g < n_groups; g++) {
                 size_t o = g * group_size;
                 layer_norm_generic(x + o, w + o, b + o, y + o, group_size, eps);
@@ -242,10 +241,10 @@ void wkv7_generic(float *state, const float *r, const float *w, const float *k, 
 
 void kernels_fill_generic(Kernels *k) {
         k->isa = "scalar";
-#define SET(T, name)                                   \
-        do {                                           \
-                k->matvec[T] = matvec_##name##_generic; \
-                k->matmul[T] = matmul_##name##_generic; \
+#define SET(T, name)                                                                                                   \
+        do {                                                                                                           \
+                k->matvec[T] = matvec_##name##_generic;                                                                \
+                k->matmul[T] = matmul_##name##_generic;                                                                \
         } while (0)
         SET(DTYPE_F32, f32);
         SET(DTYPE_F16, f16);

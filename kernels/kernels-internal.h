@@ -26,8 +26,8 @@ void kernels_fill_neon(Kernels *k);
 
 /* The scalar references, also used by ISA files for their tails. */
 void layer_norm_generic(const float *x, const float *w, const float *b, float *y, size_t n, float eps);
-void group_norm_generic(const float *x, const float *w, const float *b, float *y, size_t n_groups,
-                        size_t group_size, float eps);
+void group_norm_generic(const float *x, const float *w, const float *b, float *y, size_t n_groups, size_t group_size,
+                        float eps);
 void wkv7_generic(float *state, const float *r, const float *w, const float *k, const float *v, const float *a,
                   const float *b, float *y, size_t H, size_t N);
 

@@ -54,7 +54,7 @@ static void tables_init(void) {
                 table_ok[ISA_NEON] = true;
         }
 #endif
-        (void) f;
+        (void)f;
 
         int best = ISA_SCALAR;
         for (int i = 0; i < _ISA_MAX; i++)
@@ -127,7 +127,7 @@ static void matrix_task(void *ctx, unsigned task, unsigned n_tasks) {
 }
 
 static bool job_prepare(const Kernels *k, const Tensor *w, const float *x, size_t n_vec, float *y, MatrixJob *j) {
-        *j = (MatrixJob) { .w = w->data, .x = x, .y = y, .n_vec = n_vec };
+        *j = (MatrixJob){ .w = w->data, .x = x, .y = y, .n_vec = n_vec };
         if (!dtype_is_valid(w->dtype) || w->n_dims < 1 || w->n_dims > 2)
                 return false;
         j->rows = tensor_rows(w);

@@ -21,7 +21,7 @@ static inline size_t FN(min_sz)(size_t a, size_t b) {
 /* ---- float weights (f32, f16, bf16): any column count ---- */
 
 static inline VEC FN(w_f32)(const uint8_t *p) {
-        return vload((const float *) p);
+        return vload((const float *)p);
 }
 static inline VEC FN(w_f16)(const uint8_t *p) {
         return load_f16(p);
@@ -31,11 +31,11 @@ static inline VEC FN(w_bf16)(const uint8_t *p) {
 }
 
 /* Tail of a row (n < VL elements) through a zeroed buffer: never reads past the row. */
-#define DEFINE_W_TAIL(name, esz)                                                        \
-        static inline VEC FN(w_##name##_tail)(const uint8_t *p, size_t n) {             \
-                _Alignas(64) uint8_t tmp[VL * 4] = { 0 };                               \
-                memcpy(tmp, p, n * (esz));                                              \
-                return FN(w_##name)(tmp);                                               \
+#define DEFINE_W_TAIL(name, esz)                                                                                       \
+        static inline VEC FN(w_##name##_tail)(const uint8_t *p, size_t n) {                                            \
+                _Alignas(64) uint8_t tmp[VL * 4] = { 0 };                                                              \
+                memcpy(tmp, p, n *(esz));                                                                              \
+                return FN(w_##name)(tmp);                                                                              \
         }
 DEFINE_W_TAIL(f32, 4)
 DEFINE_W_TAIL(f16, 2)
@@ -43,37 +43,36 @@ DEFINE_W_TAIL(bf16, 2)
 
 /* One row at a time: the rows of a matrix are contiguous, so this reads memory as one sequential
  * stream, which the hardware prefetchers follow at full bandwidth (software prefetch measured
- * slower here, unlike in the integer q8/q4 loop, which runs more instructions per byte). Interleaving 4 rows to share the
- * loads of x (which sits in L1 anyway) measured 2x slower: four short streams per 4 rows. */
-#define DEFINE_MATVEC_FLOAT(name, esz)                                                                        \
-        static void FN(matvec_##name)(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, \
-                                      size_t r1) {                                                            \
-                size_t kv = K / VL * VL;                                                                      \
-                for (size_t r = r0; r < r1; r++) {                                                            \
-                        const uint8_t *p0 = (const uint8_t *) w + r * rb;                                     \
-                        VEC a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();                           \
-                        size_t k = 0;                                                                         \
-                        for (; k + 4 * VL <= kv; k += 4 * VL) {                                               \
-                                a0 = vfma(FN(w_##name)(p0 + k * (esz)), vload(x + k), a0);                    \
-                                a1 = vfma(FN(w_##name)(p0 + (k + VL) * (esz)), vload(x + k + VL), a1);        \
-                                a2 = vfma(FN(w_##name)(p0 + (k + 2 * VL) * (esz)), vload(x + k + 2 * VL), a2); \
-                                a3 = vfma(FN(w_##name)(p0 + (k + 3 * VL) * (esz)), vload(x + k + 3 * VL), a3); \
-                        }                                                                                     \
-                        for (; k < kv; k += VL)                                                               \
-                                a0 = vfma(FN(w_##name)(p0 + k * (esz)), vload(x + k), a0);                    \
-                        if (kv < K)                                                                           \
-                                a1 = vfma(FN(w_##name##_tail)(p0 + kv * (esz), K - kv), vloadn(x + kv, K - kv), \
-                                          a1);                                                                \
-                        y[r] = vhsum(vadd(vadd(a0, a1), vadd(a2, a3)));                                       \
-                }                                                                                             \
-        }                                                                                                     \
-        /* Columns [k0, k0+kc) of a row to f32, zero padded to a multiple of VL. */                           \
-        static inline void FN(decode_##name)(const uint8_t *row, size_t K, size_t k0, size_t kc, float *out) { \
-                size_t kv = kc / VL * VL;                                                                     \
-                for (size_t k = 0; k < kv; k += VL)                                                           \
-                        vstore(out + k, FN(w_##name)(row + (k0 + k) * (esz)));                                \
-                if (kv < kc)                                                                                  \
-                        vstore(out + kv, FN(w_##name##_tail)(row + (k0 + kv) * (esz), kc - kv));             \
+ * slower here, unlike in the integer q8/q4 loop, which runs more instructions per byte). Interleaving 4 rows to share
+ * the loads of x (which sits in L1 anyway) measured 2x slower: four short streams per 4 rows. */
+#define DEFINE_MATVEC_FLOAT(name, esz)                                                                                 \
+        static void FN(matvec_##name)(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0,         \
+                                      size_t r1) {                                                                     \
+                size_t kv = K / VL * VL;                                                                               \
+                for (size_t r = r0; r < r1; r++) {                                                                     \
+                        const uint8_t *p0 = (const uint8_t *)w + r * rb;                                               \
+                        VEC a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();                                    \
+                        size_t k = 0;                                                                                  \
+                        for (; k + 4 * VL <= kv; k += 4 * VL) {                                                        \
+                                a0 = vfma(FN(w_##name)(p0 + k * (esz)), vload(x + k), a0);                             \
+                                a1 = vfma(FN(w_##name)(p0 + (k + VL) * (esz)), vload(x + k + VL), a1);                 \
+                                a2 = vfma(FN(w_##name)(p0 + (k + 2 * VL) * (esz)), vload(x + k + 2 * VL), a2);         \
+                                a3 = vfma(FN(w_##name)(p0 + (k + 3 * VL) * (esz)), vload(x + k + 3 * VL), a3);         \
+                        }                                                                                              \
+                        for (; k < kv; k += VL)                                                                        \
+                                a0 = vfma(FN(w_##name)(p0 + k * (esz)), vload(x + k), a0);                             \
+                        if (kv < K)                                                                                    \
+                                a1 = vfma(FN(w_##name##_tail)(p0 + kv * (esz), K - kv), vloadn(x + kv, K - kv), a1);   \
+                        y[r] = vhsum(vadd(vadd(a0, a1), vadd(a2, a3)));                                                \
+                }                                                                                                      \
+        }                                                                                                              \
+        /* Columns [k0, k0+kc) of a row to f32, zero padded to a multiple of VL. */                                    \
+        static inline void FN(decode_##name)(const uint8_t *row, size_t K, size_t k0, size_t kc, float *out) {         \
+                size_t kv = kc / VL * VL;                                                                              \
+                for (size_t k = 0; k < kv; k += VL)                                                                    \
+                        vstore(out + k, FN(w_##name)(row + (k0 + k) * (esz)));                                         \
+                if (kv < kc)                                                                                           \
+                        vstore(out + kv, FN(w_##name##_tail)(row + (k0 + kv) * (esz), kc - kv));                       \
         }
 
 DEFINE_MATVEC_FLOAT(f32, 4)
@@ -85,12 +84,12 @@ DEFINE_MATVEC_FLOAT(bf16, 2)
 #ifndef SIMD_OWN_BLOCK_DECODERS
 /* One block of 32 quants to QV vectors of integers-as-floats (scale not applied). */
 static inline void FN(block_q8_0)(const uint8_t *q, VEC *out) {
-        i8x16_to_vecs(_mm_loadu_si128((const __m128i *) q), out);
-        i8x16_to_vecs(_mm_loadu_si128((const __m128i *) (q + 16)), out + QV / 2);
+        i8x16_to_vecs(_mm_loadu_si128((const __m128i *)q), out);
+        i8x16_to_vecs(_mm_loadu_si128((const __m128i *)(q + 16)), out + QV / 2);
 }
 static inline void FN(block_q4_0)(const uint8_t *qs, VEC *out) {
         const __m128i m4 = _mm_set1_epi8(0x0f), m8 = _mm_set1_epi8(8);
-        __m128i v = _mm_loadu_si128((const __m128i *) qs);
+        __m128i v = _mm_loadu_si128((const __m128i *)qs);
         __m128i lo = _mm_sub_epi8(_mm_and_si128(v, m4), m8);
         __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), m8);
         i8x16_to_vecs(lo, out);
@@ -100,42 +99,42 @@ static inline void FN(block_q4_0)(const uint8_t *qs, VEC *out) {
 
 /* One row at a time (see DEFINE_MATVEC_FLOAT); two accumulators over alternate blocks keep two
  * FMA chains in flight. Scale per block: sum_b d_b * (q_b . x_b). */
-#define DEFINE_MATVEC_BLOCK(name, qbytes)                                                                     \
-        static inline VEC FN(block_dot_##name)(const uint8_t *q, const float *x) {                            \
-                VEC wv[QV];                                                                                   \
-                FN(block_##name)(q, wv);                                                                      \
-                VEC s = vmul(wv[0], vload(x));                                                                \
-                for (int j = 1; j < QV; j++)                                                                  \
-                        s = vfma(wv[j], vload(x + j * VL), s);                                                \
-                return s;                                                                                     \
-        }                                                                                                     \
-        static void FN(matvec_##name)(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, \
-                                      size_t r1) {                                                            \
-                size_t nb = K / QK, qo = q_row_quants_offset(K);                                              \
-                for (size_t r = r0; r < r1; r++) {                                                            \
-                        const uint8_t *p0 = (const uint8_t *) w + r * rb, *q = p0 + qo;                       \
-                        VEC acc0 = vzero(), acc1 = vzero();                                                   \
-                        size_t b = 0;                                                                         \
-                        for (; b + 2 <= nb; b += 2) {                                                         \
-                                VEC s0 = FN(block_dot_##name)(q + b * (qbytes), x + b * QK);                  \
-                                VEC s1 = FN(block_dot_##name)(q + (b + 1) * (qbytes), x + (b + 1) * QK);      \
-                                acc0 = vfma(s0, vset1(scalar_f16(p0 + 2 * b)), acc0);                         \
-                                acc1 = vfma(s1, vset1(scalar_f16(p0 + 2 * b + 2)), acc1);                     \
-                        }                                                                                     \
-                        if (b < nb)                                                                           \
-                                acc0 = vfma(FN(block_dot_##name)(q + b * (qbytes), x + b * QK),               \
-                                            vset1(scalar_f16(p0 + 2 * b)), acc0);                             \
-                        y[r] = vhsum(vadd(acc0, acc1));                                                       \
-                }                                                                                             \
-        }                                                                                                     \
-        static inline void FN(decode_##name)(const uint8_t *row, size_t K, size_t k0, size_t kc, float *out) { \
-                size_t qo = q_row_quants_offset(K);                                                           \
-                for (size_t b = k0 / QK; b < (k0 + kc) / QK; b++, out += QK) {                                \
-                        VEC wv[QV], d = vset1(scalar_f16(row + 2 * b));                                       \
-                        FN(block_##name)(row + qo + b * (qbytes), wv);                                        \
-                        for (int j = 0; j < QV; j++)                                                          \
-                                vstore(out + j * VL, vmul(wv[j], d));                                         \
-                }                                                                                             \
+#define DEFINE_MATVEC_BLOCK(name, qbytes)                                                                              \
+        static inline VEC FN(block_dot_##name)(const uint8_t *q, const float *x) {                                     \
+                VEC wv[QV];                                                                                            \
+                FN(block_##name)(q, wv);                                                                               \
+                VEC s = vmul(wv[0], vload(x));                                                                         \
+                for (int j = 1; j < QV; j++)                                                                           \
+                        s = vfma(wv[j], vload(x + j * VL), s);                                                         \
+                return s;                                                                                              \
+        }                                                                                                              \
+        static void FN(matvec_##name)(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0,         \
+                                      size_t r1) {                                                                     \
+                size_t nb = K / QK, qo = q_row_quants_offset(K);                                                       \
+                for (size_t r = r0; r < r1; r++) {                                                                     \
+                        const uint8_t *p0 = (const uint8_t *)w + r * rb, *q = p0 + qo;                                 \
+                        VEC acc0 = vzero(), acc1 = vzero();                                                            \
+                        size_t b = 0;                                                                                  \
+                        for (; b + 2 <= nb; b += 2) {                                                                  \
+                                VEC s0 = FN(block_dot_##name)(q + b * (qbytes), x + b * QK);                           \
+                                VEC s1 = FN(block_dot_##name)(q + (b + 1) * (qbytes), x + (b + 1) * QK);               \
+                                acc0 = vfma(s0, vset1(scalar_f16(p0 + 2 * b)), acc0);                                  \
+                                acc1 = vfma(s1, vset1(scalar_f16(p0 + 2 * b + 2)), acc1);                              \
+                        }                                                                                              \
+                        if (b < nb)                                                                                    \
+                                acc0 = vfma(FN(block_dot_##name)(q + b * (qbytes), x + b * QK),                        \
+                                            vset1(scalar_f16(p0 + 2 * b)), acc0);                                      \
+                        y[r] = vhsum(vadd(acc0, acc1));                                                                \
+                }                                                                                                      \
+        }                                                                                                              \
+        static inline void FN(decode_##name)(const uint8_t *row, size_t K, size_t k0, size_t kc, float *out) {         \
+                size_t qo = q_row_quants_offset(K);                                                                    \
+                for (size_t b = k0 / QK; b < (k0 + kc) / QK; b++, out += QK) {                                         \
+                        VEC wv[QV], d = vset1(scalar_f16(row + 2 * b));                                                \
+                        FN(block_##name)(row + qo + b * (qbytes), wv);                                                 \
+                        for (int j = 0; j < QV; j++)                                                                   \
+                                vstore(out + j * VL, vmul(wv[j], d));                                                  \
+                }                                                                                                      \
         }
 
 DEFINE_MATVEC_BLOCK(q8_0, QK)
@@ -176,12 +175,14 @@ static inline bool FN(quantize_x)(const float *x, size_t K, int8_t *xq, uint8_t 
                 dx[b] = d;
                 __m256 vid = _mm256_set1_ps(id);
                 /* |x * id| <= 127 up to rounding, which the saturating packs absorb */
-                __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid));
-                __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
+                __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid)),
+                        i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid));
+                __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid)),
+                        i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
                 __m256i q = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
                 q = _mm256_permutevar8x32_epi32(q, order);
-                _mm256_store_si256((__m256i *) (xq + b * QK), q);
-                _mm256_store_si256((__m256i *) (xa + b * QK), _mm256_abs_epi8(q));
+                _mm256_store_si256((__m256i *)(xq + b * QK), q);
+                _mm256_store_si256((__m256i *)(xa + b * QK), _mm256_abs_epi8(q));
         }
         return true;
 }
@@ -195,59 +196,57 @@ static inline bool FN(quantize_x_only)(const float *x, size_t K, int8_t *xq, flo
 }
 
 static inline __m256i FN(wq_q8_0)(const uint8_t *q) {
-        return _mm256_loadu_si256((const __m256i *) q);
+        return _mm256_loadu_si256((const __m256i *)q);
 }
 static inline __m256i FN(wq_q4_0)(const uint8_t *qs) {
         const __m128i m4 = _mm_set1_epi8(0x0f);
-        __m128i v = _mm_loadu_si128((const __m128i *) qs);
+        __m128i v = _mm_loadu_si128((const __m128i *)qs);
         __m256i w = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
         return _mm256_sub_epi8(w, _mm256_set1_epi8(8));
 }
 
-#define DEFINE_MATVEC_I8(name, qbytes)                                                                        \
-        static void FN(matvec_i8_##name)(const void *w, size_t rb, size_t K, const float *x, float *y,        \
-                                         size_t r0, size_t r1) {                                              \
-                _Alignas(32) int8_t xq[I8MV_MAX_COLS];                                                        \
-                _Alignas(32) uint8_t xa[I8MV_MAX_COLS];                                                       \
-                float dx[I8MV_MAX_COLS / QK];                                                                 \
-                if (K > I8MV_MAX_COLS || !FN(quantize_x)(x, K, xq, xa, dx)) {                                 \
-                        FN(matvec_##name)(w, rb, K, x, y, r0, r1);                                            \
-                        return;                                                                               \
-                }                                                                                             \
-                size_t nb = K / QK, qo = q_row_quants_offset(K);                                              \
-                for (size_t r = r0; r < r1; r++) {                                                            \
-                        const uint8_t *p0 = (const uint8_t *) w + r * rb, *q = p0 + qo;                       \
-                        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                        \
-                        size_t b = 0;                                                                         \
-                        for (; b + 2 <= nb; b += 2) {                                                         \
-                                /* many instructions per byte: the out-of-order window alone does not    \
-                                 * keep enough cache misses in flight, so ask ahead (harmless past the end) */ \
-                                __builtin_prefetch(q + b * (qbytes) + I8MV_PREFETCH, 0, 0);                   \
-                                __m256i x0 = _mm256_load_si256((const __m256i *) (xq + b * QK));              \
-                                __m256i x1 = _mm256_load_si256((const __m256i *) (xq + b * QK + QK));         \
-                                __m256i w0 = _mm256_sign_epi8(FN(wq_##name)(q + b * (qbytes)), x0);           \
-                                __m256i w1 = _mm256_sign_epi8(FN(wq_##name)(q + (b + 1) * (qbytes)), x1);     \
-                                __m256i s0 = i8dot32(_mm256_load_si256((const __m256i *) (xa + b * QK)), w0); \
-                                __m256i s1 = i8dot32(_mm256_load_si256((const __m256i *) (xa + b * QK + QK)), \
-                                                     w1);                                                     \
-                                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0),                                \
-                                                       _mm256_set1_ps(scalar_f16(p0 + 2 * b) * dx[b]), acc0); \
-                                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1),                                \
-                                                       _mm256_set1_ps(scalar_f16(p0 + 2 * b + 2) * dx[b + 1]), \
-                                                       acc1);                                                 \
-                        }                                                                                     \
-                        if (b < nb) {                                                                         \
-                                __m256i x0 = _mm256_load_si256((const __m256i *) (xq + b * QK));              \
-                                __m256i w0 = _mm256_sign_epi8(FN(wq_##name)(q + b * (qbytes)), x0);           \
-                                __m256i s0 = i8dot32(_mm256_load_si256((const __m256i *) (xa + b * QK)), w0); \
-                                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0),                                \
-                                                       _mm256_set1_ps(scalar_f16(p0 + 2 * b) * dx[b]), acc0); \
-                        }                                                                                     \
-                        __m256 a = _mm256_add_ps(acc0, acc1);                                                 \
-                        __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));        \
-                        h = _mm_add_ps(h, _mm_movehl_ps(h, h));                                               \
-                        y[r] = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));                              \
-                }                                                                                             \
+#define DEFINE_MATVEC_I8(name, qbytes)                                                                                 \
+        static void FN(matvec_i8_##name)(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0,      \
+                                         size_t r1) {                                                                  \
+                _Alignas(32) int8_t xq[I8MV_MAX_COLS];                                                                 \
+                _Alignas(32) uint8_t xa[I8MV_MAX_COLS];                                                                \
+                float dx[I8MV_MAX_COLS / QK];                                                                          \
+                if (K > I8MV_MAX_COLS || !FN(quantize_x)(x, K, xq, xa, dx)) {                                          \
+                        FN(matvec_##name)(w, rb, K, x, y, r0, r1);                                                     \
+                        return;                                                                                        \
+                }                                                                                                      \
+                size_t nb = K / QK, qo = q_row_quants_offset(K);                                                       \
+                for (size_t r = r0; r < r1; r++) {                                                                     \
+                        const uint8_t *p0 = (const uint8_t *)w + r * rb, *q = p0 + qo;                                 \
+                        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                 \
+                        size_t b = 0;                                                                                  \
+                        for (; b + 2 <= nb; b += 2) {                                                                  \
+                                /* many instructions per byte: the out-of-order window alone does not                  \
+                                 * keep enough cache misses in flight, so ask ahead (harmless past the end) */         \
+                                __builtin_prefetch(q + b * (qbytes) + I8MV_PREFETCH, 0, 0);                            \
+                                __m256i x0 = _mm256_load_si256((const __m256i *)(xq + b * QK));                        \
+                                __m256i x1 = _mm256_load_si256((const __m256i *)(xq + b * QK + QK));                   \
+                                __m256i w0 = _mm256_sign_epi8(FN(wq_##name)(q + b * (qbytes)), x0);                    \
+                                __m256i w1 = _mm256_sign_epi8(FN(wq_##name)(q + (b + 1) * (qbytes)), x1);              \
+                                __m256i s0 = i8dot32(_mm256_load_si256((const __m256i *)(xa + b * QK)), w0);           \
+                                __m256i s1 = i8dot32(_mm256_load_si256((const __m256i *)(xa + b * QK + QK)), w1);      \
+                                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0),                                         \
+                                                       _mm256_set1_ps(scalar_f16(p0 + 2 * b) * dx[b]), acc0);          \
+                                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1),                                         \
+                                                       _mm256_set1_ps(scalar_f16(p0 + 2 * b + 2) * dx[b + 1]), acc1);  \
+                        }                                                                                              \
+                        if (b < nb) {                                                                                  \
+                                __m256i x0 = _mm256_load_si256((const __m256i *)(xq + b * QK));                        \
+                                __m256i w0 = _mm256_sign_epi8(FN(wq_##name)(q + b * (qbytes)), x0);                    \
+                                __m256i s0 = i8dot32(_mm256_load_si256((const __m256i *)(xa + b * QK)), w0);           \
+                                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0),                                         \
+                                                       _mm256_set1_ps(scalar_f16(p0 + 2 * b) * dx[b]), acc0);          \
+                        }                                                                                              \
+                        __m256 a = _mm256_add_ps(acc0, acc1);                                                          \
+                        __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));                 \
+                        h = _mm_add_ps(h, _mm_movehl_ps(h, h));                                                        \
+                        y[r] = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));                                       \
+                }                                                                                                      \
         }
 
 DEFINE_MATVEC_I8(q8_0, QK)
@@ -260,56 +259,64 @@ DEFINE_MATVEC_I8(q4_0, QK / 2)
 #define I8MM_GROUP 4
 #define I8MM_MAX_VEC 8
 #define I8MM_MAX_COLS 8192 /* stack: I8MM_MAX_VEC x K bytes + scales */
-#define DEFINE_MATMUL_I8(name, qbytes, max_vec)                                                                \
-        static inline __attribute__((always_inline)) void FN(mm_row_i8_##name)(                               \
-                const uint8_t *p0, size_t K, const int8_t (*xq)[I8MM_MAX_COLS],                               \
-                const float (*dx)[I8MM_MAX_COLS / QK], int nv, float *y, size_t ldy) {                        \
-                size_t nb = K / QK;                                                                           \
-                const uint8_t *q = p0 + q_row_quants_offset(K);                                               \
-                __m256 acc[I8MM_GROUP];                                                                       \
-                for (int v = 0; v < nv; v++)                                                                  \
-                        acc[v] = _mm256_setzero_ps();                                                         \
-                for (size_t b = 0; b < nb; b++) {                                                             \
-                        __m256i wq = FN(wq_##name)(q + b * (qbytes));                                         \
-                        __m256 dw = _mm256_set1_ps(scalar_f16(p0 + 2 * b));                                   \
-                        for (int v = 0; v < nv; v++) {                                                        \
-                                __m256i xv = _mm256_load_si256((const __m256i *) (xq[v] + b * QK));           \
-                                __m256i s = i8dot32(_mm256_abs_epi8(xv), _mm256_sign_epi8(wq, xv));           \
-                                __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_broadcast_ss(&dx[v][b])); \
-                                acc[v] = _mm256_fmadd_ps(t, dw, acc[v]);                                      \
-                        }                                                                                     \
-                }                                                                                             \
-                for (int v = 0; v < nv; v++) {                                                                \
-                        __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[v]), _mm256_extractf128_ps(acc[v], 1)); \
-                        h = _mm_add_ps(h, _mm_movehl_ps(h, h));                                               \
-                        y[(size_t) v * ldy] = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));               \
-                }                                                                                             \
-        }                                                                                                     \
-        static void FN(matmul_i8_##name)(const void *w, size_t rb, size_t K, const float *x, size_t ldx,     \
-                                         size_t n_vec, float *y, size_t ldy, size_t r0, size_t r1) {          \
-                _Alignas(32) int8_t xq[I8MM_MAX_VEC][I8MM_MAX_COLS];                                          \
-                float dx[I8MM_MAX_VEC][I8MM_MAX_COLS / QK];                                                   \
-                bool ok = n_vec <= (max_vec) && K <= I8MM_MAX_COLS;                                           \
-                for (size_t v = 0; v < n_vec && ok; v++)                                                      \
-                        ok = FN(quantize_x_only)(x + v * ldx, K, xq[v], dx[v]);                               \
-                if (!ok) { /* many vectors, long rows, or non-finite input (IEEE result) */                  \
-                        FN(matmul_##name)(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);                           \
-                        return;                                                                               \
-                }                                                                                             \
-                for (size_t r = r0; r < r1; r++) {                                                            \
-                        const uint8_t *p0 = (const uint8_t *) w + r * rb;                                     \
-                        for (size_t o = 0; o < rb; o += 64)                                                   \
-                                __builtin_prefetch(p0 + rb + o, 0, 0); /* the next row */                     \
-                        for (size_t v0 = 0; v0 < n_vec; v0 += I8MM_GROUP) {                                   \
-                                float *yv = y + v0 * ldy + r;                                                 \
-                                switch (FN(min_sz)(I8MM_GROUP, n_vec - v0)) {                                 \
-                                case 1: FN(mm_row_i8_##name)(p0, K, xq + v0, dx + v0, 1, yv, ldy); break;     \
-                                case 2: FN(mm_row_i8_##name)(p0, K, xq + v0, dx + v0, 2, yv, ldy); break;     \
-                                case 3: FN(mm_row_i8_##name)(p0, K, xq + v0, dx + v0, 3, yv, ldy); break;     \
-                                default: FN(mm_row_i8_##name)(p0, K, xq + v0, dx + v0, 4, yv, ldy); break;    \
-                                }                                                                             \
-                        }                                                                                     \
-                }                                                                                             \
+#define DEFINE_MATMUL_I8(name, qbytes, max_vec)                                                                        \
+        static inline __attribute__((always_inline)) void FN(mm_row_i8_##name)(                                        \
+                const uint8_t *p0, size_t K, const int8_t(*xq)[I8MM_MAX_COLS], const float(*dx)[I8MM_MAX_COLS / QK],   \
+                int nv, float *y, size_t ldy) {                                                                        \
+                size_t nb = K / QK;                                                                                    \
+                const uint8_t *q = p0 + q_row_quants_offset(K);                                                        \
+                __m256 acc[I8MM_GROUP];                                                                                \
+                for (int v = 0; v < nv; v++)                                                                           \
+                        acc[v] = _mm256_setzero_ps();                                                                  \
+                for (size_t b = 0; b < nb; b++) {                                                                      \
+                        __m256i wq = FN(wq_##name)(q + b * (qbytes));                                                  \
+                        __m256 dw = _mm256_set1_ps(scalar_f16(p0 + 2 * b));                                            \
+                        for (int v = 0; v < nv; v++) {                                                                 \
+                                __m256i xv = _mm256_load_si256((const __m256i *)(xq[v] + b * QK));                     \
+                                __m256i s = i8dot32(_mm256_abs_epi8(xv), _mm256_sign_epi8(wq, xv));                    \
+                                __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_broadcast_ss(&dx[v][b]));       \
+                                acc[v] = _mm256_fmadd_ps(t, dw, acc[v]);                                               \
+                        }                                                                                              \
+                }                                                                                                      \
+                for (int v = 0; v < nv; v++) {                                                                         \
+                        __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[v]), _mm256_extractf128_ps(acc[v], 1));       \
+                        h = _mm_add_ps(h, _mm_movehl_ps(h, h));                                                        \
+                        y[(size_t)v * ldy] = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));                         \
+                }                                                                                                      \
+        }                                                                                                              \
+        static void FN(matmul_i8_##name)(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, \
+                                         float *y, size_t ldy, size_t r0, size_t r1) {                                 \
+                _Alignas(32) int8_t xq[I8MM_MAX_VEC][I8MM_MAX_COLS];                                                   \
+                float dx[I8MM_MAX_VEC][I8MM_MAX_COLS / QK];                                                            \
+                bool ok = n_vec <= (max_vec) && K <= I8MM_MAX_COLS;                                                    \
+                for (size_t v = 0; v < n_vec && ok; v++)                                                               \
+                        ok = FN(quantize_x_only)(x + v * ldx, K, xq[v], dx[v]);                                        \
+                if (!ok) { /* many vectors, long rows, or non-finite input (IEEE result) */                            \
+                        FN(matmul_##name)(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);                                    \
+                        return;                                                                                        \
+                }                                                                                                      \
+                for (size_t r = r0; r < r1; r++) {                                                                     \
+                        const uint8_t *p0 = (const uint8_t *)w + r * rb;                                               \
+                        for (size_t o = 0; o < rb; o += 64)                                                            \
+                                __builtin_prefetch(p0 + rb + o, 0, 0); /* the next row */                              \
+                        for (size_t v0 = 0; v0 < n_vec; v0 += I8MM_GROUP) {                                            \
+                                float *yv = y + v0 * ldy + r;                                                          \
+                                switch (FN(min_sz)(I8MM_GROUP, n_vec - v0)) {                                          \
+                                case 1:                                                                                \
+                                        FN(mm_row_i8_##name)(p0, K, xq + v0, dx + v0, 1, yv, ldy);                     \
+                                        break;                                                                         \
+                                case 2:                                                                                \
+                                        FN(mm_row_i8_##name)(p0, K, xq + v0, dx + v0, 2, yv, ldy);                     \
+                                        break;                                                                         \
+                                case 3:                                                                                \
+                                        FN(mm_row_i8_##name)(p0, K, xq + v0, dx + v0, 3, yv, ldy);                     \
+                                        break;                                                                         \
+                                default:                                                                               \
+                                        FN(mm_row_i8_##name)(p0, K, xq + v0, dx + v0, 4, yv, ldy);                     \
+                                        break;                                                                         \
+                                }                                                                                      \
+                        }                                                                                              \
+                }                                                                                                      \
         }
 #endif
 
@@ -360,10 +367,10 @@ static inline __attribute__((always_inline)) void FN(microkernel)(const float *w
 }
 
 /* One instance per vector count, so that the accumulators stay in registers. */
-#define DEFINE_MICROKERNEL_NV(n)                                                                          \
-        static void FN(microkernel_##n)(const float *wb, size_t kc, const float *x, size_t ldx,          \
-                                        float out[MM_R][MM_V]) {                                          \
-                FN(microkernel)(wb, kc, x, ldx, n, out);                                                  \
+#define DEFINE_MICROKERNEL_NV(n)                                                                                       \
+        static void FN(microkernel_##n)(const float *wb, size_t kc, const float *x, size_t ldx,                        \
+                                        float out[MM_R][MM_V]) {                                                       \
+                FN(microkernel)(wb, kc, x, ldx, n, out);                                                               \
         }
 DEFINE_MICROKERNEL_NV(1)
 DEFINE_MICROKERNEL_NV(2)
@@ -414,34 +421,34 @@ static inline void FN(prefetch_rows)(const uint8_t *w, size_t rb, size_t r, size
                 __builtin_prefetch(p, 0, 2);
 }
 
-#define DEFINE_MATMUL(name)                                                                                     \
-        static void FN(matmul_##name)(const void *w, size_t rb, size_t K, const float *x, size_t ldx,          \
-                                      size_t n_vec, float *y, size_t ldy, size_t r0, size_t r1) {              \
-                _Alignas(64) float wbuf[MM_R * KC];                                                             \
-                for (size_t r = r0; r < r1; r += MM_R) {                                                        \
-                        size_t nr = FN(min_sz)(MM_R, r1 - r);                                                   \
-                        FN(prefetch_rows)((const uint8_t *) w, rb, r + MM_R, r1);                               \
-                        for (size_t k0 = 0; k0 < K; k0 += KC) {                                                 \
-                                size_t kc = FN(min_sz)(KC, K - k0);                                             \
-                                for (size_t i = 0; i < MM_R; i++) {                                             \
-                                        if (i < nr)                                                             \
-                                                FN(decode_##name)((const uint8_t *) w + (r + i) * rb, K, k0,    \
-                                                                  kc, wbuf + i * KC);                           \
-                                        else                                                                    \
-                                                memset(wbuf + i * KC, 0, sizeof(float) * KC);                   \
-                                }                                                                               \
-                                for (size_t v = 0; v < n_vec; v += MM_V) {                                      \
-                                        size_t nv = FN(min_sz)(MM_V, n_vec - v);                                \
-                                        float out[MM_R][MM_V];                                                  \
-                                        FN(microkernels)[nv](wbuf, kc, x + v * ldx + k0, ldx, out);             \
-                                        for (size_t j = 0; j < nv; j++)                                         \
-                                                for (size_t i = 0; i < nr; i++) {                               \
-                                                        float *o = y + (v + j) * ldy + r + i;                   \
-                                                        *o = (k0 == 0 ? 0.f : *o) + out[i][j];                  \
-                                                }                                                               \
-                                }                                                                               \
-                        }                                                                                       \
-                }                                                                                               \
+#define DEFINE_MATMUL(name)                                                                                            \
+        static void FN(matmul_##name)(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec,    \
+                                      float *y, size_t ldy, size_t r0, size_t r1) {                                    \
+                _Alignas(64) float wbuf[MM_R * KC];                                                                    \
+                for (size_t r = r0; r < r1; r += MM_R) {                                                               \
+                        size_t nr = FN(min_sz)(MM_R, r1 - r);                                                          \
+                        FN(prefetch_rows)((const uint8_t *)w, rb, r + MM_R, r1);                                       \
+                        for (size_t k0 = 0; k0 < K; k0 += KC) {                                                        \
+                                size_t kc = FN(min_sz)(KC, K - k0);                                                    \
+                                for (size_t i = 0; i < MM_R; i++) {                                                    \
+                                        if (i < nr)                                                                    \
+                                                FN(decode_##name)                                                      \
+                                                ((const uint8_t *)w + (r + i) * rb, K, k0, kc, wbuf + i * KC);         \
+                                        else                                                                           \
+                                                memset(wbuf + i * KC, 0, sizeof(float) * KC);                          \
+                                }                                                                                      \
+                                for (size_t v = 0; v < n_vec; v += MM_V) {                                             \
+                                        size_t nv = FN(min_sz)(MM_V, n_vec - v);                                       \
+                                        float out[MM_R][MM_V];                                                         \
+                                        FN(microkernels)[nv](wbuf, kc, x + v * ldx + k0, ldx, out);                    \
+                                        for (size_t j = 0; j < nv; j++)                                                \
+                                                for (size_t i = 0; i < nr; i++) {                                      \
+                                                        float *o = y + (v + j) * ldy + r + i;                          \
+                                                        *o = (k0 == 0 ? 0.f : *o) + out[i][j];                         \
+                                                }                                                                      \
+                                }                                                                                      \
+                        }                                                                                              \
+                }                                                                                                      \
         }
 
 DEFINE_MATMUL(f32)
@@ -466,7 +473,7 @@ static void FN(layer_norm)(const float *x, const float *w, const float *b, float
         float sum = vhsum(s);
         for (size_t i = nv; i < n; i++)
                 sum += x[i];
-        float mean = sum / (float) n;
+        float mean = sum / (float)n;
 
         /* Two passes: the variance of (x - mean) does not cancel catastrophically like E[x^2] - mean^2. */
         VEC m = vset1(mean), q = vzero();
@@ -477,7 +484,7 @@ static void FN(layer_norm)(const float *x, const float *w, const float *b, float
         float var = vhsum(q);
         for (size_t i = nv; i < n; i++)
                 var += (x[i] - mean) * (x[i] - mean);
-        float rs = 1.f / sqrtf(var / (float) n + eps);
+        float rs = 1.f / sqrtf(var / (float)n + eps);
 
         VEC r = vset1(rs);
         for (size_t i = 0; i < nv; i += VL)
@@ -486,8 +493,8 @@ static void FN(layer_norm)(const float *x, const float *w, const float *b, float
                 y[i] = (x[i] - mean) * rs * w[i] + b[i];
 }
 
-static void FN(group_norm)(const float *x, const float *w, const float *b, float *y, size_t n_groups,
-                           size_t group_size, float eps) {
+static void FN(group_norm)(const float *x, const float *w, const float *b, float *y, size_t n_groups, size_t group_size,
+                           float eps) {
         for (size_t g = 0; g < n_groups; g++) {
                 size_t o = g * group_size;
                 FN(layer_norm)(x + o, w + o, b + o, y + o, group_size, eps);

@@ -69,38 +69,38 @@ static inline void cpu_relax(void) {
 static uint64_t now_ns(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* Polls until cond or SPIN_NS passed; the clock is read once per 64 polls (vDSO, ~20 ns). */
-#define SPIN_UNTIL(cond)                                                       \
-        ({                                                                     \
-                bool _ok = false;                                              \
-                uint64_t _t0 = 0;                                              \
-                for (unsigned _i = 0;; _i++) {                                 \
-                        if (cond) {                                            \
-                                _ok = true;                                    \
-                                break;                                         \
-                        }                                                      \
-                        if ((_i & 63) == 0) {                                  \
-                                uint64_t _t = now_ns();                        \
-                                if (_i == 0)                                   \
-                                        _t0 = _t;                              \
-                                else if (_t - _t0 > SPIN_NS)                   \
-                                        break;                                 \
-                        }                                                      \
-                        cpu_relax();                                           \
-                }                                                              \
-                _ok;                                                           \
+#define SPIN_UNTIL(cond)                                                                                               \
+        ({                                                                                                             \
+                bool _ok = false;                                                                                      \
+                uint64_t _t0 = 0;                                                                                      \
+                for (unsigned _i = 0;; _i++) {                                                                         \
+                        if (cond) {                                                                                    \
+                                _ok = true;                                                                            \
+                                break;                                                                                 \
+                        }                                                                                              \
+                        if ((_i & 63) == 0) {                                                                          \
+                                uint64_t _t = now_ns();                                                                \
+                                if (_i == 0)                                                                           \
+                                        _t0 = _t;                                                                      \
+                                else if (_t - _t0 > SPIN_NS)                                                           \
+                                        break;                                                                         \
+                        }                                                                                              \
+                        cpu_relax();                                                                                   \
+                }                                                                                                      \
+                _ok;                                                                                                   \
         })
 
 static void futex_wait(atomic_uint *addr, unsigned expected) {
         /* EAGAIN (value changed) and EINTR are both "look again" for the callers' loops. */
-        (void) syscall(SYS_futex, (unsigned *) addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+        (void)syscall(SYS_futex, (unsigned *)addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
 }
 
 static void futex_wake_all(atomic_uint *addr) {
-        (void) syscall(SYS_futex, (unsigned *) addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+        (void)syscall(SYS_futex, (unsigned *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
 /* Claims and runs tasks of the open job until none are left. */
@@ -156,9 +156,9 @@ static void publish(ThreadPool *p) {
 static unsigned online_cpus(void) {
         cpu_set_t set;
         if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
-                return (unsigned) CPU_COUNT(&set);
+                return (unsigned)CPU_COUNT(&set);
         long n = sysconf(_SC_NPROCESSORS_ONLN);
-        return n > 0 ? (unsigned) n : 1;
+        return n > 0 ? (unsigned)n : 1;
 }
 
 int threadpool_new(unsigned n_threads, ThreadPool **ret) {
@@ -190,7 +190,7 @@ int threadpool_new(unsigned n_threads, ThreadPool **ret) {
                 r = -pthread_create(&p->threads[i], NULL, worker_main, p);
                 if (r < 0)
                         break;
-                (void) pthread_setname_np(p->threads[i], "rwkv-worker");
+                (void)pthread_setname_np(p->threads[i], "rwkv-worker");
                 p->n_started++;
         }
         pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -48,7 +48,7 @@ static inline float vhsum(VEC v) {
 /* The first n (< VL) floats, zeros after: never reads past p + n. */
 static inline VEC vloadn(const float *p, size_t n) {
         const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int) n), iota);
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), iota);
         return _mm256_maskload_ps(p, m);
 }
 static inline VEC load_f16(const void *p) {

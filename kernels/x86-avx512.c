@@ -48,7 +48,7 @@ static inline float vhsum(VEC v) {
         return _mm_cvtss_f32(s);
 }
 static inline VEC vloadn(const float *p, size_t n) {
-        return _mm512_maskz_loadu_ps((__mmask16) ((1u << n) - 1), p);
+        return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
 }
 static inline VEC load_f16(const void *p) {
         return _mm512_cvtph_ps(_mm256_loadu_si256(p));

@@ -18,7 +18,7 @@
 static double now(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 typedef struct Part {
@@ -68,12 +68,12 @@ __attribute__((target("avx2"))) static float sum_avx2(const float *p, size_t n) 
 
 /* 12 independent chains cover FMA latency (4) x 2 pipes with room to spare; named variables, not
  * an array, so that every chain stays in a register. */
-#define FMA12(T, fmadd)                                                                              \
-        do {                                                                                         \
-                a0 = fmadd(a0, m, c), a1 = fmadd(a1, m, c), a2 = fmadd(a2, m, c);                    \
-                a3 = fmadd(a3, m, c), a4 = fmadd(a4, m, c), a5 = fmadd(a5, m, c);                    \
-                a6 = fmadd(a6, m, c), a7 = fmadd(a7, m, c), a8 = fmadd(a8, m, c);                    \
-                a9 = fmadd(a9, m, c), a10 = fmadd(a10, m, c), a11 = fmadd(a11, m, c);                \
+#define FMA12(T, fmadd)                                                                                                \
+        do {                                                                                                           \
+                a0 = fmadd(a0, m, c), a1 = fmadd(a1, m, c), a2 = fmadd(a2, m, c);                                      \
+                a3 = fmadd(a3, m, c), a4 = fmadd(a4, m, c), a5 = fmadd(a5, m, c);                                      \
+                a6 = fmadd(a6, m, c), a7 = fmadd(a7, m, c), a8 = fmadd(a8, m, c);                                      \
+                a9 = fmadd(a9, m, c), a10 = fmadd(a10, m, c), a11 = fmadd(a11, m, c);                                  \
         } while (0)
 
 __attribute__((target("avx512f"))) static float fma_avx512(long iters) {
@@ -188,10 +188,10 @@ int main(int argc, char **argv) {
         while ((c = getopt_long(argc, argv, "t:m:j", opts, NULL)) >= 0)
                 switch (c) {
                 case 't':
-                        threads = (unsigned) atoi(optarg);
+                        threads = (unsigned)atoi(optarg);
                         break;
                 case 'm':
-                        mib = (size_t) atol(optarg);
+                        mib = (size_t)atol(optarg);
                         break;
                 case 'j':
                         json = true;
@@ -213,7 +213,7 @@ int main(int argc, char **argv) {
                 return 1;
         }
         for (size_t i = 0; i < n; i++) /* touch every page so the first pass does not measure faults */
-                buf[i] = (float) (i & 255);
+                buf[i] = (float)(i & 255);
 
         double bw[2];
         for (int pass = 0; pass < 2; pass++) {
@@ -221,9 +221,9 @@ int main(int argc, char **argv) {
                 Part parts[64];
                 size_t per = n / nt / 64 * 64;
                 for (unsigned i = 0; i < nt; i++)
-                        parts[i] = (Part) { .p = buf + i * per, .n = per, .wide = wide };
+                        parts[i] = (Part){ .p = buf + i * per, .n = per, .wide = wide };
                 double dt = run_parts(bw_thread, parts, nt);
-                bw[pass] = (double) (per * nt * sizeof(float)) / dt / 1e9;
+                bw[pass] = (double)(per * nt * sizeof(float)) / dt / 1e9;
         }
         free(buf);
 
@@ -232,9 +232,9 @@ int main(int argc, char **argv) {
                 long iters = 20 * 1000 * 1000;
                 Part parts[64];
                 for (unsigned i = 0; i < threads; i++)
-                        parts[i] = (Part) { .iters = iters, .wide = wide };
+                        parts[i] = (Part){ .iters = iters, .wide = wide };
                 double dt = run_parts(fma_thread, parts, threads);
-                gflops = (double) iters * 12 * wide * 2 * threads / dt / 1e9;
+                gflops = (double)iters * 12 * wide * 2 * threads / dt / 1e9;
         }
 
         if (json)

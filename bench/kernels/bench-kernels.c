@@ -17,7 +17,7 @@
 static double now(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static uint64_t rng = 88172645463325252ull;
@@ -25,7 +25,7 @@ static float randf(void) {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        return (float) ((double) (rng >> 11) * 0x1p-53 * 2.0 - 1.0);
+        return (float)((double)(rng >> 11) * 0x1p-53 * 2.0 - 1.0);
 }
 
 static bool in_list(const char *list, const char *item) {
@@ -49,9 +49,12 @@ int main(int argc, char **argv) {
         double seconds = 0.3;
         bool json = false;
         static const struct option opts[] = {
-                { "shape", required_argument, NULL, 's' },  { "types", required_argument, NULL, 'T' },
-                { "isa", required_argument, NULL, 'i' },    { "threads", required_argument, NULL, 't' },
-                { "seconds", required_argument, NULL, 'S' }, { "json", no_argument, NULL, 'j' },
+                { "shape", required_argument, NULL, 's' },
+                { "types", required_argument, NULL, 'T' },
+                { "isa", required_argument, NULL, 'i' },
+                { "threads", required_argument, NULL, 't' },
+                { "seconds", required_argument, NULL, 'S' },
+                { "json", no_argument, NULL, 'j' },
                 {},
         };
         int c;
@@ -67,7 +70,7 @@ int main(int argc, char **argv) {
                         isa_arg = optarg;
                         break;
                 case 't':
-                        threads = (unsigned) atoi(optarg);
+                        threads = (unsigned)atoi(optarg);
                         break;
                 case 'S':
                         seconds = atof(optarg);
@@ -97,9 +100,9 @@ int main(int argc, char **argv) {
                 /* The FFN key matrix (4C x C): the most common shape of a decode step. */
                 size_t rows = 4 * shapes[s].C, cols = shapes[s].C;
                 for (int t = 0; t < _DTYPE_MAX; t++) {
-                        if (!dtype_is_native((DType) t) || !in_list(types_arg, dtype_name((DType) t)))
+                        if (!dtype_is_native((DType)t) || !in_list(types_arg, dtype_name((DType)t)))
                                 continue;
-                        size_t rb = dtype_row_bytes((DType) t, cols), mbytes = rb * rows;
+                        size_t rb = dtype_row_bytes((DType)t, cols), mbytes = rb * rows;
                         /* enough copies to stream 256 MiB, far beyond the last-level cache */
                         size_t copies = (256u << 20) / mbytes + 1;
                         uint8_t *w = malloc(mbytes * copies);
@@ -112,7 +115,7 @@ int main(int argc, char **argv) {
                         for (size_t r = 0; r < rows; r++) {
                                 for (size_t i = 0; i < cols; i++)
                                         row[i] = randf() * 0.05f;
-                                dtype_row_from_f32((DType) t, row, w + r * rb, cols);
+                                dtype_row_from_f32((DType)t, row, w + r * rb, cols);
                         }
                         for (size_t k = 1; k < copies; k++)
                                 memcpy(w + k * mbytes, w, mbytes);
@@ -123,7 +126,9 @@ int main(int argc, char **argv) {
                                 const Kernels *k = kernels_get_isa(isas[ii]);
                                 if (!k || (isa_arg ? !in_list(isa_arg, isas[ii]) : strcmp(isas[ii], "scalar") == 0))
                                         continue;
-                                Tensor tw = { .dtype = (DType) t, .n_dims = 2, .shape = { rows, cols }, .nbytes = mbytes };
+                                Tensor tw = {
+                                        .dtype = (DType)t, .n_dims = 2, .shape = { rows, cols }, .nbytes = mbytes
+                                };
 
                                 /* matvec over rotating copies */
                                 size_t calls = 0;
@@ -133,8 +138,8 @@ int main(int argc, char **argv) {
                                         kernels_matvec(k, pool, &tw, x, y);
                                         calls++;
                                 } while ((dt = now() - t0) < seconds || calls < copies);
-                                double gbs = (double) mbytes * (double) calls / dt / 1e9;
-                                double t_mv = dt / (double) calls;
+                                double gbs = (double)mbytes * (double)calls / dt / 1e9;
+                                double t_mv = dt / (double)calls;
 
                                 /* matmul, 64 vectors: weights stay hot, compute-bound */
                                 tw.data = w;
@@ -144,7 +149,7 @@ int main(int argc, char **argv) {
                                         kernels_matmul(k, pool, &tw, x, 64, y);
                                         calls++;
                                 } while ((dt = now() - t0) < seconds);
-                                double gflops = 2.0 * (double) rows * (double) cols * 64 * (double) calls / dt / 1e9;
+                                double gflops = 2.0 * (double)rows * (double)cols * 64 * (double)calls / dt / 1e9;
 
                                 /* 8 vectors over rotating copies, against 8 matvecs */
                                 calls = 0;
@@ -154,17 +159,18 @@ int main(int argc, char **argv) {
                                         kernels_matmul(k, pool, &tw, x, 8, y);
                                         calls++;
                                 } while ((dt = now() - t0) < seconds || calls < copies);
-                                double batch8 = 8 * t_mv / (dt / (double) calls);
+                                double batch8 = 8 * t_mv / (dt / (double)calls);
 
                                 if (json)
                                         printf("{\"shape\": \"%s\", \"type\": \"%s\", \"isa\": \"%s\", \"rows\": %zu, "
                                                "\"cols\": %zu, \"threads\": %u, \"matvec_gb_s\": %.2f, "
                                                "\"matmul64_gflop_s\": %.1f, \"batch8_speedup\": %.2f}\n",
-                                               shapes[s].name, dtype_name((DType) t), k->isa, rows, cols, threads, gbs,
+                                               shapes[s].name, dtype_name((DType)t), k->isa, rows, cols, threads, gbs,
                                                gflops, batch8);
                                 else
-                                        printf("%-5s %-6s %-7s %5zux%-6zu %6.2f GB/s %7.1f GF/s %7.2fx\n", shapes[s].name,
-                                               dtype_name((DType) t), k->isa, rows, cols, gbs, gflops, batch8);
+                                        printf("%-5s %-6s %-7s %5zux%-6zu %6.2f GB/s %7.1f GF/s %7.2fx\n",
+                                               shapes[s].name, dtype_name((DType)t), k->isa, rows, cols, gbs, gflops,
+                                               batch8);
                                 fflush(stdout);
                         }
                         free(w);

@@ -12,7 +12,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 __attribute__((target("f16c"))) static uint16_t hw_f32_to_f16(float f) {
-        return (uint16_t) _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+        return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
 }
 #endif
 
@@ -29,13 +29,13 @@ static void test_names(void) {
                 CHECK(dtype_is_valid(i) == valid);
                 if (!valid)
                         continue;
-                const char *n = dtype_name((DType) i);
+                const char *n = dtype_name((DType)i);
                 CHECK(n);
                 CHECK_OK(dtype_from_name(n, &t));
-                CHECK((int) t == i);
-                CHECK(dtype_is_native((DType) i) == (i <= 4));
+                CHECK((int)t == i);
+                CHECK(dtype_is_native((DType)i) == (i <= 4));
         }
-        CHECK(dtype_name((DType) 7) == NULL);
+        CHECK(dtype_name((DType)7) == NULL);
         CHECK_STREQ(dtype_name(DTYPE_GGML_Q5_1), "ggml_q5_1");
         CHECK_STREQ(dtype_name(DTYPE_BF16), "bf16");
         CHECK_ERR(dtype_from_name("q3_k", &t), EINVAL);
@@ -62,14 +62,14 @@ static void test_row_bytes(void) {
         CHECK(dtype_row_bytes(DTYPE_F32, 0) == 0);
         CHECK(dtype_row_bytes(DTYPE_F32, SIZE_MAX / 2) == 0);
         CHECK(dtype_row_bytes(DTYPE_Q8_0, SIZE_MAX / 64 * 32) == 0);
-        CHECK(dtype_row_bytes((DType) 9, 32) == 0);
-        CHECK(dtype_row_bytes((DType) -1, 32) == 0);
+        CHECK(dtype_row_bytes((DType)9, 32) == 0);
+        CHECK(dtype_row_bytes((DType)-1, 32) == 0);
 }
 
 static void test_f16(void) {
         /* every f16 survives f16 -> f32 -> f16; NaNs stay NaN */
         for (uint32_t h = 0; h < 0x10000; h++) {
-                float f = f16_to_f32((uint16_t) h);
+                float f = f16_to_f32((uint16_t)h);
                 bool nan = (h & 0x7c00) == 0x7c00 && (h & 0x3ff);
                 if (nan) {
                         CHECK(isnan(f));
@@ -84,11 +84,11 @@ static void test_f16(void) {
         CHECK(f32_to_f16(65519.f) == 0x7bff);
         CHECK(f32_to_f16(65520.f) == 0x7c00);
         CHECK(f32_to_f16(-1e9f) == 0xfc00);
-        CHECK(f32_to_f16(0x1p-25f) == 0);              /* tie to even: 0 */
-        CHECK(f32_to_f16(0x1.8p-25f) == 1);            /* above the tie */
-        CHECK(f32_to_f16(0x1.8p-24f) == 2);            /* 1.5 ulp ties to even 2 */
-        CHECK(f32_to_f16(1.f + 0x1p-11f) == 0x3c00);   /* tie to even, down */
-        CHECK(f32_to_f16(1.f + 0x3p-11f) == 0x3c02);   /* tie to even, up */
+        CHECK(f32_to_f16(0x1p-25f) == 0);            /* tie to even: 0 */
+        CHECK(f32_to_f16(0x1.8p-25f) == 1);          /* above the tie */
+        CHECK(f32_to_f16(0x1.8p-24f) == 2);          /* 1.5 ulp ties to even 2 */
+        CHECK(f32_to_f16(1.f + 0x1p-11f) == 0x3c00); /* tie to even, down */
+        CHECK(f32_to_f16(1.f + 0x3p-11f) == 0x3c02); /* tie to even, up */
         CHECK(f32_to_f16(-0.f) == 0x8000);
         CHECK(f32_to_f16(from_bits(1)) == 0); /* f32 subnormal */
 
@@ -114,7 +114,7 @@ static void test_f16(void) {
 
 static void test_bf16(void) {
         for (uint32_t h = 0; h < 0x10000; h++) {
-                float f = bf16_to_f32((uint16_t) h);
+                float f = bf16_to_f32((uint16_t)h);
                 if (isnan(f))
                         CHECK(isnan(bf16_to_f32(f32_to_bf16(f))));
                 else
@@ -125,7 +125,7 @@ static void test_bf16(void) {
         CHECK(f32_to_bf16(from_bits(0x3f818000)) == 0x3f82); /* tie to even, up */
         CHECK(f32_to_bf16(from_bits(0x3f808001)) == 0x3f81);
         CHECK(isnan(bf16_to_f32(f32_to_bf16(from_bits(0x7f800001))))); /* NaN must not become inf */
-        CHECK(f32_to_bf16(from_bits(0x7f7fffff)) == 0x7f80);            /* FLT_MAX rounds to inf */
+        CHECK(f32_to_bf16(from_bits(0x7f7fffff)) == 0x7f80);           /* FLT_MAX rounds to inf */
 }
 
 /* Encode then decode: every element within half a quantization step of the input. */
@@ -170,7 +170,7 @@ static void test_native_exact(void) {
         float x[64], y[64];
         uint8_t row[68];
         for (int i = 0; i < 64; i++)
-                x[i] = (float) ((i * 37) % 255 - 127);
+                x[i] = (float)((i * 37) % 255 - 127);
         x[0] = 127;
         x[32] = -127;
         CHECK_OK(dtype_row_from_f32(DTYPE_Q8_0, x, row, 64));
@@ -182,12 +182,12 @@ static void test_native_exact(void) {
         uint16_t d0;
         memcpy(&d0, row, 2);
         CHECK(d0 == 0x3c00);
-        CHECK((int8_t) row[4] == 127 && (int8_t) row[4 + 32] == -127);
+        CHECK((int8_t)row[4] == 127 && (int8_t)row[4 + 32] == -127);
 
         /* Q4_0: values -8..7 times 0.5, the largest magnitude negative so d = 0.5 exactly */
         uint8_t r4[18];
         for (int i = 0; i < 32; i++)
-                x[i] = (float) ((i % 16) - 8) * 0.5f;
+                x[i] = (float)((i % 16) - 8) * 0.5f;
         CHECK_OK(dtype_row_from_f32(DTYPE_Q4_0, x, r4, 32));
         dtype_row_to_f32(DTYPE_Q4_0, r4, y, 32);
         for (int i = 0; i < 32; i++)
@@ -209,7 +209,7 @@ static void test_native_exact(void) {
 
         CHECK_ERR(dtype_row_from_f32(DTYPE_GGML_Q8_0, x, row, 32), EINVAL);
         CHECK_ERR(dtype_row_from_f32(DTYPE_Q8_0, x, row, 48), EINVAL);
-        CHECK_ERR(dtype_row_from_f32((DType) 12, x, row, 32), EINVAL);
+        CHECK_ERR(dtype_row_from_f32((DType)12, x, row, 32), EINVAL);
 }
 
 static void put16(uint8_t *p, uint16_t v) {
@@ -224,25 +224,25 @@ static void test_ggml(void) {
         for (int b = 0; b < 2; b++) {
                 put16(q40 + 18 * b, f32_to_f16(b ? -0.25f : 2.f));
                 for (int j = 0; j < 16; j++)
-                        q40[18 * b + 2 + j] = (uint8_t) ((j & 0xf) | ((15 - j) << 4));
+                        q40[18 * b + 2 + j] = (uint8_t)((j & 0xf) | ((15 - j) << 4));
         }
         dtype_row_to_f32(DTYPE_GGML_Q4_0, q40, y, 64);
         for (int b = 0; b < 2; b++)
                 for (int j = 0; j < 16; j++) {
                         float d = b ? -0.25f : 2.f;
-                        CHECK(y[32 * b + j] == d * (float) (j - 8));
-                        CHECK(y[32 * b + j + 16] == d * (float) (15 - j - 8));
+                        CHECK(y[32 * b + j] == d * (float)(j - 8));
+                        CHECK(y[32 * b + j + 16] == d * (float)(15 - j - 8));
                 }
 
         uint8_t q41[20];
         put16(q41, f32_to_f16(0.5f));
         put16(q41 + 2, f32_to_f16(-3.f));
         for (int j = 0; j < 16; j++)
-                q41[4 + j] = (uint8_t) (j | (((j * 3) & 0xf) << 4));
+                q41[4 + j] = (uint8_t)(j | (((j * 3) & 0xf) << 4));
         dtype_row_to_f32(DTYPE_GGML_Q4_1, q41, y, 32);
         for (int j = 0; j < 16; j++) {
-                CHECK(y[j] == 0.5f * (float) j - 3.f);
-                CHECK(y[j + 16] == 0.5f * (float) ((j * 3) & 0xf) - 3.f);
+                CHECK(y[j] == 0.5f * (float)j - 3.f);
+                CHECK(y[j + 16] == 0.5f * (float)((j * 3) & 0xf) - 3.f);
         }
 
         uint8_t q50[22];
@@ -250,11 +250,11 @@ static void test_ggml(void) {
         put16(q50, f32_to_f16(1.f));
         memcpy(q50 + 2, &qh, 4);
         for (int j = 0; j < 16; j++)
-                q50[6 + j] = (uint8_t) (j | (j << 4));
+                q50[6 + j] = (uint8_t)(j | (j << 4));
         dtype_row_to_f32(DTYPE_GGML_Q5_0, q50, y, 32);
         for (int j = 0; j < 32; j++) {
                 int q = (j % 16) | (((qh >> j) & 1) << 4);
-                CHECK(y[j] == (float) (q - 16));
+                CHECK(y[j] == (float)(q - 16));
         }
         CHECK(y[1] == 1.f && y[16] == 0.f && y[31] == 15.f && y[0] == -16.f);
 
@@ -263,21 +263,21 @@ static void test_ggml(void) {
         put16(q51 + 2, f32_to_f16(1.f));
         memcpy(q51 + 4, &qh, 4);
         for (int j = 0; j < 16; j++)
-                q51[8 + j] = (uint8_t) ((15 - j) | (j << 4));
+                q51[8 + j] = (uint8_t)((15 - j) | (j << 4));
         dtype_row_to_f32(DTYPE_GGML_Q5_1, q51, y, 32);
         for (int j = 0; j < 32; j++) {
                 int nib = j < 16 ? 15 - j : j - 16;
                 int q = nib | (((qh >> j) & 1) << 4);
-                CHECK(y[j] == 0.25f * (float) q + 1.f);
+                CHECK(y[j] == 0.25f * (float)q + 1.f);
         }
 
         uint8_t q80[34];
         put16(q80, f32_to_f16(0.125f));
         for (int j = 0; j < 32; j++)
-                q80[2 + j] = (uint8_t) (int8_t) (j * 8 - 128);
+                q80[2 + j] = (uint8_t)(int8_t)(j * 8 - 128);
         dtype_row_to_f32(DTYPE_GGML_Q8_0, q80, y, 32);
         for (int j = 0; j < 32; j++)
-                CHECK(y[j] == 0.125f * (float) (j * 8 - 128));
+                CHECK(y[j] == 0.125f * (float)(j * 8 - 128));
 }
 
 int main(void) {

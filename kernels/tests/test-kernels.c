@@ -38,7 +38,7 @@ static uint8_t *random_matrix(DType t, size_t rows, size_t cols, size_t *ret_row
                         continue;
                 }
                 for (size_t i = 0; i < rb; i++)
-                        row[i] = (uint8_t) test_rand32();
+                        row[i] = (uint8_t)test_rand32();
                 size_t bb = rb / (cols / QK);
                 for (size_t b = 0; b < cols / QK; b++) {
                         uint16_t d = f32_to_f16(test_randf() * 0.1f), m = f32_to_f16(test_randf() * 0.1f);
@@ -95,7 +95,7 @@ static void check_matrix(const Kernels *k, DType t, size_t rows, size_t cols, si
                         }
                         double ref = 0, abs_sum = 0, xq_bound = 0;
                         for (size_t i = 0; i < cols; i++) {
-                                double p = (double) wf[r * cols + i] * x[v * cols + i];
+                                double p = (double)wf[r * cols + i] * x[v * cols + i];
                                 ref += p;
                                 abs_sum += fabs(p);
                         }
@@ -110,8 +110,8 @@ static void check_matrix(const Kernels *k, DType t, size_t rows, size_t cols, si
                                 }
                         if (!(fabs(got - ref) <= tolerance(abs_sum) + xq_bound)) {
                                 fprintf(stderr, "%s %s %s rows=%zu cols=%zu n_vec=%zu: y[%zu][%zu] = %.9g, want %.9g\n",
-                                        k->isa, dtype_name(t), n_vec == 1 ? "matvec" : "matmul", rows, cols,
-                                        n_vec, v, r, got, ref);
+                                        k->isa, dtype_name(t), n_vec == 1 ? "matvec" : "matmul", rows, cols, n_vec, v,
+                                        r, got, ref);
                                 CHECK(false);
                         }
                 }
@@ -123,8 +123,8 @@ static void check_matrix(const Kernels *k, DType t, size_t rows, size_t cols, si
 
 static void test_matrix(const Kernels *k) {
         static const size_t shapes[][2] = {
-                { 1, 32 }, { 3, 32 }, { 7, 64 }, { 17, 96 }, { 33, 160 }, { 64, 256 }, { 5, 768 }, { 9, 1056 },
-                { 40, 4096 },
+                { 1, 32 },   { 3, 32 },  { 7, 64 },   { 17, 96 },   { 33, 160 },
+                { 64, 256 }, { 5, 768 }, { 9, 1056 }, { 40, 4096 },
         };
         for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++)
                 for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
@@ -148,10 +148,10 @@ static void ref_norm(const float *x, const float *w, const float *b, double *y, 
         double mean = 0, var = 0;
         for (size_t i = 0; i < n; i++)
                 mean += x[i];
-        mean /= (double) n;
+        mean /= (double)n;
         for (size_t i = 0; i < n; i++)
                 var += (x[i] - mean) * (x[i] - mean);
-        var /= (double) n;
+        var /= (double)n;
         for (size_t i = 0; i < n; i++)
                 y[i] = (x[i] - mean) / sqrt(var + eps) * w[i] + b[i];
 }
@@ -186,8 +186,7 @@ static void test_norms(const Kernels *k) {
                                 continue;
                         size_t ng = n / gs[g];
                         for (size_t i = 0; i < ng; i++)
-                                ref_norm(x + i * gs[g], w + i * gs[g], b + i * gs[g], ref + i * gs[g], gs[g],
-                                         64e-5f);
+                                ref_norm(x + i * gs[g], w + i * gs[g], b + i * gs[g], ref + i * gs[g], gs[g], 64e-5f);
                         k->group_norm(x, w, b, y, ng, gs[g], 64e-5f);
                         for (size_t i = 0; i < n; i++)
                                 CHECK_NEAR(y[i], ref[i], 1e-4 * (1 + fabs(ref[i])));
@@ -232,7 +231,7 @@ static void test_wkv7(const Kernels *k) {
                                         for (size_t j = 0; j < N; j++)
                                                 sa += Si[j] * a[o + j];
                                         for (size_t j = 0; j < N; j++) {
-                                                Si[j] = Si[j] * w[o + j] + sa * b[o + j] + (double) v[o + i] * kk[o + j];
+                                                Si[j] = Si[j] * w[o + j] + sa * b[o + j] + (double)v[o + i] * kk[o + j];
                                                 yi += Si[j] * r[o + j];
                                         }
                                         yref[o + i] = yi;
@@ -261,7 +260,9 @@ static void test_wrappers(const Kernels *k) {
                         DType t = all_types[ti];
                         size_t rb;
                         uint8_t *w = random_matrix(t, rows, cols, &rb);
-                        Tensor tw = { .dtype = t, .n_dims = 2, .shape = { rows, cols }, .data = w, .nbytes = rb * rows };
+                        Tensor tw = {
+                                .dtype = t, .n_dims = 2, .shape = { rows, cols }, .data = w, .nbytes = rb * rows
+                        };
                         const size_t nv = 5;
                         float *x = malloc(nv * cols * sizeof(float)), *y = malloc(nv * rows * sizeof(float)),
                               *yd = malloc(nv * rows * sizeof(float));

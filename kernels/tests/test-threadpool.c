@@ -25,7 +25,7 @@ static void task_fn(void *ctx, unsigned task, unsigned n_tasks) {
 static double now(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static void check_pool(ThreadPool *p) {
@@ -82,7 +82,7 @@ int main(void) {
         for (int i = 0; i < calls; i++)
                 threadpool_run(p, task_fn, &j, 2);
         double dt = now() - t0;
-        CHECK(atomic_load(&j.count[0]) == (unsigned) calls && atomic_load(&j.count[1]) == (unsigned) calls);
+        CHECK(atomic_load(&j.count[0]) == (unsigned)calls && atomic_load(&j.count[1]) == (unsigned)calls);
         fprintf(stderr, "threadpool_run: %.2f us per call with 2 threads\n", dt / calls * 1e6);
         p = threadpool_free(p);
         return 0;

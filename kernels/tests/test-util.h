@@ -18,10 +18,10 @@ static inline uint64_t test_rand64(void) {
 }
 
 static inline uint32_t test_rand32(void) {
-        return (uint32_t) (test_rand64() >> 32);
+        return (uint32_t)(test_rand64() >> 32);
 }
 
 /* Uniform in [-1, 1). */
 static inline float test_randf(void) {
-        return (float) ((double) (test_rand64() >> 11) * 0x1p-52 - 1.0);
+        return (float)((double)(test_rand64() >> 11) * 0x1p-52 - 1.0);
 }

@@ -22,7 +22,7 @@
 static double now_s(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *ret) {
@@ -47,7 +47,7 @@ static int parse_batches(const char *s, unsigned *out, size_t *ret_n) {
                 unsigned long v;
                 if (n >= BENCH_MAX_BATCHES || parse_uint(tok, BENCH_MAX_BATCH, &v) < 0 || v == 0)
                         return -EINVAL;
-                out[n++] = (unsigned) v;
+                out[n++] = (unsigned)v;
         }
         if (n == 0)
                 return -EINVAL;
@@ -56,12 +56,12 @@ static int parse_batches(const char *s, unsigned *out, size_t *ret_n) {
 }
 
 static int cmp_double(const void *a, const void *b) {
-        double x = *(const double *) a, y = *(const double *) b;
+        double x = *(const double *)a, y = *(const double *)b;
         return (x > y) - (x < y);
 }
 
 static double percentile(const double *sorted, size_t n, double p) {
-        size_t i = (size_t) (p * (double) (n - 1) + 0.5);
+        size_t i = (size_t)(p * (double)(n - 1) + 0.5);
         return sorted[i < n ? i : n - 1];
 }
 
@@ -91,10 +91,14 @@ int verb_bench(int argc, char *argv[]) {
         bool json = arg_json;
         enum { ARG_VOCAB = 0x100 };
         static const struct option opts[] = {
-                { "help", no_argument, NULL, 'h' },        { "model", required_argument, NULL, 'm' },
-                { "vocab", required_argument, NULL, ARG_VOCAB }, { "threads", required_argument, NULL, 't' },
-                { "prompt", required_argument, NULL, 'p' }, { "gen", required_argument, NULL, 'g' },
-                { "batch", required_argument, NULL, 'b' },  { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                { "model", required_argument, NULL, 'm' },
+                { "vocab", required_argument, NULL, ARG_VOCAB },
+                { "threads", required_argument, NULL, 't' },
+                { "prompt", required_argument, NULL, 'p' },
+                { "gen", required_argument, NULL, 'g' },
+                { "batch", required_argument, NULL, 'b' },
+                { "json", no_argument, NULL, 'j' },
                 {},
         };
         int c;
@@ -146,7 +150,7 @@ int verb_bench(int argc, char *argv[]) {
         RwkvError err = { 0 };
         Model *m = NULL;
         double t0 = now_s();
-        int r = model_load(model_path, &(ModelLoadOptions) { .vocab_path = vocab }, &m, &err);
+        int r = model_load(model_path, &(ModelLoadOptions){ .vocab_path = vocab }, &m, &err);
         if (r < 0)
                 return fail("bench: cannot load '%s': %s", model_path, error_message(&err, r));
         res.load_s = now_s() - t0;
@@ -157,11 +161,11 @@ int verb_bench(int argc, char *argv[]) {
         EvalCtx *ctx = NULL;
         size_t ntok = (prompt > gen ? prompt : gen) + 1;
         uint32_t *tokens = malloc(ntok * sizeof(uint32_t));
-        float *logits = malloc((size_t) in->n_vocab * sizeof(float));
-        float *states = calloc((size_t) max_batch * in->state_floats, sizeof(float));
+        float *logits = malloc((size_t)in->n_vocab * sizeof(float));
+        float *states = calloc((size_t)max_batch * in->state_floats, sizeof(float));
         float **state_ptrs = calloc(max_batch, sizeof(float *));
         float **logit_ptrs = calloc(max_batch, sizeof(float *));
-        float *batch_logits = malloc((size_t) max_batch * in->n_vocab * sizeof(float));
+        float *batch_logits = malloc((size_t)max_batch * in->n_vocab * sizeof(float));
         uint32_t *batch_tokens = malloc(max_batch * sizeof(uint32_t));
         double *lat = malloc(gen * sizeof(double));
         if (!tokens || !logits || !states || !state_ptrs || !logit_ptrs || !batch_logits || !batch_tokens || !lat) {
@@ -173,10 +177,10 @@ int verb_bench(int argc, char *argv[]) {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                tokens[i] = (uint32_t) (x % in->n_vocab);
+                tokens[i] = (uint32_t)(x % in->n_vocab);
         }
 
-        r = threadpool_new((unsigned) threads, &pool);
+        r = threadpool_new((unsigned)threads, &pool);
         if (r >= 0)
                 r = evalctx_new(m, pool, max_batch, 0, &ctx);
         if (r < 0) {
@@ -197,7 +201,7 @@ int verb_bench(int argc, char *argv[]) {
                 r = model_eval_sequence(ctx, state, tokens, prompt, logits);
                 if (r < 0)
                         goto eval_failed;
-                res.prefill_tok_s = (double) prompt / (now_s() - t0);
+                res.prefill_tok_s = (double)prompt / (now_s() - t0);
         }
 
         double total = 0;
@@ -209,7 +213,7 @@ int verb_bench(int argc, char *argv[]) {
                 lat[i] = now_s() - t0;
                 total += lat[i];
         }
-        res.decode_tok_s = (double) gen / total;
+        res.decode_tok_s = (double)gen / total;
         qsort(lat, gen, sizeof(double), cmp_double);
         res.p50_ms = percentile(lat, gen, 0.50) * 1e3;
         res.p99_ms = percentile(lat, gen, 0.99) * 1e3;
@@ -217,10 +221,10 @@ int verb_bench(int argc, char *argv[]) {
         for (size_t bi = 0; bi < n_batches; bi++) {
                 unsigned B = batches[bi];
                 for (unsigned s = 0; s < B; s++) {
-                        state_ptrs[s] = states + (size_t) s * in->state_floats;
+                        state_ptrs[s] = states + (size_t)s * in->state_floats;
                         if (s > 0)
                                 memcpy(state_ptrs[s], state, in->state_floats * sizeof(float));
-                        logit_ptrs[s] = batch_logits + (size_t) s * in->n_vocab;
+                        logit_ptrs[s] = batch_logits + (size_t)s * in->n_vocab;
                 }
                 /* as many steps as decode had tokens, capped so that large B stays quick */
                 size_t steps = gen < 32 ? gen : 32;
@@ -232,12 +236,12 @@ int verb_bench(int argc, char *argv[]) {
                         if (r < 0)
                                 goto eval_failed;
                 }
-                res.batch_tok_s[bi] = (double) (B * steps) / (now_s() - t0);
+                res.batch_tok_s[bi] = (double)(B * steps) / (now_s() - t0);
         }
 
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
-        double rss_mib = (double) ru.ru_maxrss / 1024.0;
+        double rss_mib = (double)ru.ru_maxrss / 1024.0;
         const char *isa = kernels_get()->isa;
 
         printf("model:        %s (%s, %s, L%" PRIu32 " C%" PRIu32 " V%" PRIu32 ")\n", in->name, in->arch_name,
@@ -249,7 +253,7 @@ int verb_bench(int argc, char *argv[]) {
         printf("decode:       %.1f tok/s (%lu tokens), latency p50 %.2f ms, p99 %.2f ms\n", res.decode_tok_s, gen,
                res.p50_ms, res.p99_ms);
         printf("              %.2f GB/s of weights (%" PRIu64 " bytes per token)\n",
-               res.decode_tok_s * (double) in->weight_bytes / 1e9, in->weight_bytes);
+               res.decode_tok_s * (double)in->weight_bytes / 1e9, in->weight_bytes);
         for (size_t bi = 0; bi < n_batches; bi++)
                 printf("batch %3u:    %.1f tok/s aggregate (%.2fx single)\n", batches[bi], res.batch_tok_s[bi],
                        res.batch_tok_s[bi] / res.decode_tok_s);
@@ -257,7 +261,8 @@ int verb_bench(int argc, char *argv[]) {
         if (json) {
                 printf("{\"model\": \"%s\", \"arch\": \"%s\", \"wtype\": \"%s\", \"n_layer\": %" PRIu32
                        ", \"n_embd\": %" PRIu32 ", \"n_vocab\": %" PRIu32 ", \"threads\": %u, \"file_bytes\": %" PRIu64
-                       ", \"load_ms\": %.2f, \"prompt\": %lu, \"gen\": %lu, \"prefill_tok_s\": %.3f, \"decode_tok_s\": %.3f, "
+                       ", \"load_ms\": %.2f, \"prompt\": %lu, \"gen\": %lu, \"prefill_tok_s\": %.3f, \"decode_tok_s\": "
+                       "%.3f, "
                        "\"batch_tok_s\": {",
                        in->name, in->arch_name, dtype_name(in->wtype) ? dtype_name(in->wtype) : "?", in->n_layer,
                        in->n_embd, in->n_vocab, threadpool_size(pool), in->file_size, res.load_s * 1e3, prompt, gen,
