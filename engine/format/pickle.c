@@ -71,7 +71,7 @@ typedef struct Machine {
         const uint8_t *p, *end;
         Block *arena;
         Value **stack;
-        size_t sp;
+        size_t sp, stack_cap;
         Value **memo;
         size_t memo_cap, memo_len; /* memo_len: slots set, the index MEMOIZE uses next */
         RwkvError *err;
@@ -102,8 +102,16 @@ static Value *value_new(Machine *m, ValueKind kind) {
 static int push(Machine *m, Value *v) {
         if (!v)
                 return -ENOMEM;
-        if (m->sp >= STACK_MAX)
-                return error_set(m->err, E2BIG, "pickle: stack deeper than %d", STACK_MAX);
+        if (m->sp == m->stack_cap) {
+                if (m->stack_cap >= STACK_MAX)
+                        return error_set(m->err, E2BIG, "pickle: stack deeper than %d", STACK_MAX);
+                size_t cap = m->stack_cap ? m->stack_cap * 2 : 256;
+                Value **st = reallocarray(m->stack, cap, sizeof(Value *));
+                if (!st)
+                        return -ENOMEM;
+                m->stack = st;
+                m->stack_cap = cap;
+        }
         m->stack[m->sp++] = v;
         return 0;
 }
@@ -524,9 +532,6 @@ static int run(Machine *m, Value **ret) {
 int pickle_load_state_dict(const uint8_t *data, size_t size, PickleTensor **ret_tensors, size_t *ret_n,
                            RwkvError *err) {
         Machine m = { .p = data, .end = data + size, .err = err };
-        m.stack = malloc(STACK_MAX * sizeof(Value *));
-        if (!m.stack)
-                return -ENOMEM;
 
         Value *root = NULL;
         int r = run(&m, &root);

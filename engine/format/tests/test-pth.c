@@ -326,6 +326,25 @@ static void test_reference(void) {
         tensor_table_free(tbf);
 }
 
+/* Limits of the pickle machine: stack depth and memo indices are capped, not trusted. */
+static void test_pickle_limits(void) {
+        Buf p = {};
+        buf_put(&p, "\x80\x02", 2);
+        for (int i = 0; i < 70000; i++)
+                buf_u8(&p, 'N');
+        buf_u8(&p, '.');
+        PickleTensor *ts = NULL;
+        size_t n;
+        RwkvError err = {};
+        CHECK(pickle_load_state_dict(p.p, p.n, &ts, &n, &err) == -E2BIG);
+        CHECK(strstr(err.msg, "stack deeper"));
+        p.n = 0;
+        buf_put(&p, "\x80\x02}r\xff\xff\xff\x7f.", 9); /* LONG_BINPUT 2^31-1 */
+        CHECK(pickle_load_state_dict(p.p, p.n, &ts, &n, &err) == -E2BIG);
+        CHECK(strstr(err.msg, "memo index"));
+        free(p.p);
+}
+
 int main(void) {
         for (size_t i = 0; i < sizeof(storage0); i++)
                 storage0[i] = (uint8_t)(i * 13 + 7);
@@ -333,6 +352,7 @@ int main(void) {
         memset(storage2, 0x3f, sizeof(storage2));
         test_valid();
         test_hostile();
+        test_pickle_limits();
         test_reference();
         return 0;
 }
