@@ -5,6 +5,7 @@
 #include <sodium.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "engine/format/native-format.h"
 #include "engine/format/native-writer.h"
@@ -393,6 +394,79 @@ static void test_zero_copy(void) {
         unlink(path);
 }
 
+/* Shared_Clean (KiB) of the mapping that contains p, from /proc/self/smaps. */
+static long shared_clean_kib(const void *p) {
+        FILE *f = fopen("/proc/self/smaps", "re");
+        CHECK(f);
+        char line[512];
+        bool in = false;
+        long kib = -1;
+        while (fgets(line, sizeof(line), f)) {
+                unsigned long lo, hi;
+                if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+                        in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+                else if (in && sscanf(line, "Shared_Clean: %ld kB", &kib) == 1)
+                        break;
+        }
+        fclose(f);
+        return kib;
+}
+
+/* Two processes serving one model share its page-cache pages (MAP_SHARED, read-only). */
+static void test_shared_pages(void) {
+        char path[256];
+        snprintf(path, sizeof(path), "%s/shared.rwkv", dir);
+        const uint64_t n = 4 << 20; /* 16 MiB of f32 */
+        RwkvError err = {};
+        NativeWriter *w;
+        CHECK_OK(native_writer_new(path, &w, &err));
+        CHECK_OK(native_writer_add_tensor(w, "w", DTYPE_F32, 2, (uint64_t[]){ n / 1024, 1024 }, &err));
+        CHECK_OK(native_writer_begin(w, &err));
+        float *row = calloc(1024, sizeof(float));
+        CHECK(row);
+        for (uint64_t r = 0; r < n / 1024; r++)
+                CHECK_OK(native_writer_write(w, row, 1024 * sizeof(float), &err));
+        free(row);
+        CHECK_OK(native_writer_finish(w, NULL, &err));
+        native_writer_free(w);
+
+        TensorTable *t;
+        CHECK_OK(tensor_table_open(path, &t, &err));
+        const Tensor *x = tensor_table_get(t, "w");
+        volatile float sum = 0;
+        for (uint64_t i = 0; i < n; i += 1024)
+                sum += ((const float *)x->data)[i];
+        int ready[2], done[2];
+        CHECK(pipe(ready) == 0 && pipe(done) == 0);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+                TensorTable *c;
+                if (tensor_table_open(path, &c, NULL) < 0)
+                        _exit(1);
+                const Tensor *y = tensor_table_get(c, "w");
+                volatile float s2 = 0;
+                for (uint64_t i = 0; i < n; i += 1024)
+                        s2 += ((const float *)y->data)[i];
+                char b = 1;
+                (void)!write(ready[1], &b, 1);
+                (void)!read(done[0], &b, 1);
+                _exit(0);
+        }
+        char b;
+        CHECK(read(ready[0], &b, 1) == 1);
+        long kib = shared_clean_kib(x->data);
+        fprintf(stderr, "16 MiB model mapped by two processes: Shared_Clean %ld KiB\n", kib);
+        CHECK(write(done[1], &b, 1) == 1);
+        int status;
+        CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        CHECK(kib >= (long)(n * 4 / 1024) * 9 / 10);
+        close(ready[0]), close(ready[1]), close(done[0]), close(done[1]);
+        (void)sum;
+        tensor_table_free(t);
+        unlink(path);
+}
+
 int main(void) {
         CHECK(mkdtemp(dir));
         fill();
@@ -401,6 +475,7 @@ int main(void) {
         test_hostile();
         test_nonfinite();
         test_zero_copy();
+        test_shared_pages();
         CHECK(rmdir(dir) == 0);
         return 0;
 }
