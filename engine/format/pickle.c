@@ -147,7 +147,8 @@ static int make_tuple(Machine *m, size_t from) {
         t->tuple.items = arena_alloc(m, (n ? n : 1) * sizeof(Value *));
         if (!t->tuple.items)
                 return -ENOMEM;
-        memcpy(t->tuple.items, m->stack + from, n * sizeof(Value *));
+        if (n > 0) /* the stack may still be unallocated */
+                memcpy(t->tuple.items, m->stack + from, n * sizeof(Value *));
         t->tuple.n = n;
         m->sp = from;
         return push(m, t);
