@@ -20,12 +20,13 @@ _rwkvctl()
                 [session]=''
                 [status]=''
                 [model]=''
-                [eval]='--model --tokens --logits --sequence'
-                [run]='--model --max-tokens --temperature --top-p --top-k --seed --stop'
+                [eval]='--model --vocab --tokens --logits --sequence --threads'
+                [run]='--model --vocab --max-tokens --temperature --top-p --top-k --min-p
+                       --presence-penalty --frequency-penalty --penalty-decay --seed --stop --threads'
                 [tokenize]='--model --vocab'
                 [detokenize]='--model --vocab'
                 [bench]='--model --threads --prompt --gen --batch'
-                [perplexity]='--model --vocab'
+                [perplexity]='--model --vocab --threads'
         )
 
         # Find the verb (and the bus options given before it, for session-id lookups).
@@ -60,7 +61,8 @@ _rwkvctl()
                 COMPREPLY=($(compgen -W "$(_rwkvctl_sessions "${bus[@]}")" -- "$cur"))
                 return
                 ;;
-        --max-tokens | --temperature | --top-p | --top-k | --seed | --stop | --tokens | \
+        --max-tokens | --temperature | --top-p | --top-k | --min-p | --presence-penalty | \
+                --frequency-penalty | --penalty-decay | --seed | --stop | --tokens | \
                 --threads | --prompt | --gen | --batch | --layers | --embd | --version)
                 return # a value: nothing to offer
                 ;;
@@ -91,6 +93,7 @@ _rwkvctl()
                         COMPREPLY=($(compgen -W 'f32 f16 bf16 q8_0 q4_0' -- "$cur"))
                 elif [[ $cur == -* ]]; then
                         case ${words[verb_at + 1]} in
+                        info) COMPREPLY=($(compgen -W '--tensors --verify' -- "$cur")) ;;
                         convert) COMPREPLY=($(compgen -W '--type --vocab' -- "$cur")) ;;
                         random) COMPREPLY=($(compgen -W '--version --layers --embd --vocab --seed --type' -- "$cur")) ;;
                         esac

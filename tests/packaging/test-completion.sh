@@ -43,4 +43,5 @@ expect convert -- rwkvctl model con
 expect --max-tokens -- rwkvctl generate --max
 expect --logits -- rwkvctl eval --lo
 expect q8_0 -- rwkvctl model convert --type q8
+expect --presence-penalty -- rwkvctl run --pres
 exit $rc
