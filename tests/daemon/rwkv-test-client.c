@@ -379,7 +379,9 @@ static int cmd_hold(const char *address, const char *id, uint32_t max_tokens, un
                 fprintf(stderr, "Generate: %s: %s\n", error.name, error.message);
                 return 1;
         }
-        printf("started\n");
+        uint64_t job = 0;
+        (void) sd_bus_message_read(reply, "t", &job);
+        printf("started %llu\n", (unsigned long long) job);
         fflush(stdout);
         sleep(seconds);
         sd_bus_message_unref(reply);

@@ -164,6 +164,19 @@ def test_ownership(d):
     check("%d/theirs" % rt.NOBODY in names, "root lists everyone's: %s" % names)
     d.call("DeleteSession", "s", "%d/theirs" % rt.NOBODY)
     d.expect_error("NoSuchSession", "GetSession", "'theirs'", uid=rt.NOBODY)
+    d.expect_error("AccessDenied", "CreateSession", "'0/x'", "{}", uid=rt.NOBODY)
+    # another user cannot cancel root's generation, and does not learn that it exists
+    holder = subprocess.Popen([client_path(), d.bus.address, "hold", "mine", "50000", "5"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    line = holder.stdout.readline().split()
+    check(line and line[0] == b"started", "hold client")
+    job = int(line[1])
+    d.expect_error("NoSuchJob", "Cancel", "uint64 %d" % job, uid=rt.NOBODY)
+    d.expect_error("SessionBusy", "RewindSession", "'mine'", "uint32 1")
+    d.call("Cancel", "t", job)  # root (the owner) may
+    holder.kill()
+    holder.wait()
+    wait_idle(d, "mine")
     d.call("DeleteSession", "s", "mine")
 
 
@@ -215,7 +228,7 @@ def test_sigterm(bus, model):
         procs.append(subprocess.Popen([client_path(), bus.address, "hold", "s%d" % i, "50000", "20"],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     for p in procs:
-        check(p.stdout.readline().strip() == b"started", "hold client did not start")
+        check(p.stdout.readline().startswith(b"started"), "hold client did not start")
     st = d.call("Status")[0]
     check(st["jobs_running"]["data"] + st["jobs_queued"]["data"] == 3, "three generations in flight: %s" % st)
     rc = d.stop(signal.SIGTERM, timeout=20)
@@ -240,7 +253,7 @@ def test_persistence(bus, model):
         d.call("CreateSession", "sa{sv}", "flight", 0)
         holder = subprocess.Popen([client_path(), bus.address, "hold", "flight", "50000", "20"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        check(holder.stdout.readline().strip() == b"started", "hold client")
+        check(holder.stdout.readline().startswith(b"started"), "hold client")
         time.sleep(0.3)
         check(d.stop(signal.SIGTERM) == 0, "SIGTERM exit status")
         holder.kill()
@@ -282,7 +295,7 @@ def test_persistence(bus, model):
         d.call("CreateSession", "sa{sv}", "long", 0)
         holder = subprocess.Popen([client_path(), bus.address, "hold", "long", "50000", "20"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        check(holder.stdout.readline().strip() == b"started", "hold client")
+        check(holder.stdout.readline().startswith(b"started"), "hold client")
         time.sleep(1.0)
         d.kill()
         holder.kill()
@@ -291,6 +304,14 @@ def test_persistence(bus, model):
         got = d.call("GetSession", "s", "long")[0]["tokens"]["data"]
         check(got >= 16, "tokens committed during the killed generation: %d" % got)
         check(d.stop() == 0, "exit")
+    # a session made by another model: imported fine, refused with ModelMismatch when used
+    other = rt.test_model(bus.tmp, layers=1, embd=32, seed=7)
+    if other != model:
+        with rt.Daemon(bus, model=other, state_dir=state, name="other") as d:
+            r = subprocess.run([client_path(), bus.address, "import", "foreign", exp], capture_output=True)
+            check(r.returncode == 0, "import of another model's session: %s" % r.stderr)
+            d.expect_error("ModelMismatch", "Generate", "'foreign'", "'x'", "{}")
+            check(d.stop() == 0, "exit")
     # a corrupted session file is refused with Corrupt and moved aside; the daemon keeps going
     sdir = os.path.join(state, "0")
     with open(os.path.join(sdir, "copy.session"), "r+b") as f:
@@ -328,7 +349,7 @@ def test_eviction(bus, model):
 def main():
     with rt.Bus() as bus:
         model = rt.test_model(bus.tmp)
-        with rt.Daemon(bus, model=model) as d:
+        with rt.Daemon(bus, model=model, config={"limits": {"max_tokens_per_request": 100000}}) as d:
             test_introspection(d)
             test_happy(d, bus)
             test_errors(d)
