@@ -166,6 +166,13 @@ static void logits_of(Model *m, float *out) {
         free(state);
 }
 
+static char dst[4096];
+
+static void remove_tmp(void) {
+        if (dst[0])
+                unlink(dst);
+}
+
 int main(void) {
         static const char *const files[] = {
                 "tiny-rwkv-4v0-660K-FP32.bin", "tiny-rwkv-5v1-730K-FP32.bin", "tiny-rwkv-5v2-730K-FP32.bin",
@@ -173,8 +180,8 @@ int main(void) {
         };
         const char *dir = test_reference_dir();
         const char *tmp = getenv("TMPDIR");
-        char dst[4096];
         snprintf(dst, sizeof(dst), "%s/rwkvd-test-convention-%d.rwkv", tmp && *tmp ? tmp : "/tmp", (int)getpid());
+        atexit(remove_tmp);
 
         for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
                 char src[4096];

@@ -96,11 +96,17 @@ static void check_case(const char *dir, const char *rel, int type, double tol) {
         model_free(b);
 }
 
+static void remove_tmp(void) {
+        if (out_path[0])
+                unlink(out_path);
+}
+
 int main(void) {
         const char *dir = test_reference_dir();
         const char *tmp = getenv("TMPDIR");
         snprintf(out_path, sizeof(out_path), "%s/rwkvd-test-convert-%d.rwkv", tmp && *tmp ? tmp : "/tmp",
                  (int)getpid());
+        atexit(remove_tmp);
 
         check_case(dir, "pth-rwkv7/rwkv7-L2-C128-V512-fp32.pth", -1, 0);
         check_case(dir, "pth-rwkv7/rwkv7-L2-C128-V512-fp16.pth", -1, 0);

@@ -190,6 +190,11 @@ static void v5_decay_len(File *f) {
         e->size = 5 * 4;
 }
 
+static void remove_tmp(void) {
+        if (tmp_path[0])
+                unlink(tmp_path);
+}
+
 int main(void) {
         const char *dir = test_reference_dir();
         char v7[4096], v5[4096];
@@ -197,6 +202,7 @@ int main(void) {
         snprintf(v5, sizeof(v5), "%s/tiny-rwkv/tiny-rwkv-5v1-730K-FP32.bin", dir);
         const char *tmp = getenv("TMPDIR");
         snprintf(tmp_path, sizeof(tmp_path), "%s/rwkvd-test-hostile-%d.bin", tmp && *tmp ? tmp : "/tmp", (int)getpid());
+        atexit(remove_tmp);
 
         run_mutation(v7, "missing blocks.3.att.k_a", drop_k_a, ENOENT, "blocks.3.att.k_a");
         run_mutation(v7, "missing head.weight", drop_head, ENOENT, "head.weight");

@@ -28,11 +28,19 @@ static void write_random(const char *path, uint32_t vocab) {
         }
 }
 
+static char path[4096];
+
+static void remove_tmp(void) {
+        if (path[0])
+                unlink(path);
+}
+
 int main(void) {
         const char *dir = test_reference_dir();
         const char *tmp = getenv("TMPDIR");
-        char path[4096], vocab[4096];
+        char vocab[4096];
         snprintf(path, sizeof(path), "%s/rwkvd-test-vocab-%d.rwkv", tmp && *tmp ? tmp : "/tmp", (int)getpid());
+        atexit(remove_tmp);
         snprintf(vocab, sizeof(vocab), "%s/rwkv_vocab_v20230424.txt", dir);
 
         Model *m = NULL;
