@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "engine/arch/model.h"
 
@@ -171,6 +172,16 @@ void pass_shift_prev(const EvalPass *p, uint32_t l, size_t off, const float *xn,
 void pass_shift_store(const EvalPass *p, uint32_t l, size_t off, const float *xn);
 /* Run fn over [0, n) items split across the pool. */
 void pass_parallel(const EvalPass *p, size_t n_items, void (*fn)(void *ctx, size_t i0, size_t i1), void *ctx);
+
+/* relu(x)^2 without a branch: the sign of the channel-mix keys is random, and a mispredicted branch
+ * per element cost more than the arithmetic (the sign bit turns into an all-ones clearing mask). */
+static inline float relu_sq(float x) {
+        uint32_t u;
+        memcpy(&u, &x, sizeof(u));
+        u &= ~(uint32_t)((int32_t)u >> 31);
+        memcpy(&x, &u, sizeof(x));
+        return x * x;
+}
 
 static inline float sigmoidf(float x) {
         return 1.0f / (1.0f + expf(-x));

@@ -85,10 +85,8 @@ void channel_mix_rkv(EvalPass *p, uint32_t l, const float *ln_w, const float *ln
 
         pass_matmul(p, wr, xr, n, r);
         pass_matmul(p, wk, xk, n, hid);
-        for (size_t i = 0; i < n * F; i++) {
-                float v = hid[i] > 0.0f ? hid[i] : 0.0f;
-                hid[i] = v * v;
-        }
+        for (size_t i = 0; i < n * F; i++)
+                hid[i] = relu_sq(hid[i]);
         pass_matmul(p, wv, hid, n, out);
         for (size_t i = 0; i < n * C; i++)
                 p->x[i] += sigmoidf(r[i]) * out[i];

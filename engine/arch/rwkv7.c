@@ -269,10 +269,8 @@ static void channel_mix(EvalPass *p, uint32_t l) {
                 for (size_t c = 0; c < C; c++, i++)
                         xk[i] = xn[i] + (prev[i] - xn[i]) * L->v7.ffn_x_k[c];
         pass_matmul(p, &L->v7.ffn_k, xk, n, hid);
-        for (size_t i = 0; i < n * F; i++) {
-                float z = hid[i] > 0.0f ? hid[i] : 0.0f;
-                hid[i] = z * z;
-        }
+        for (size_t i = 0; i < n * F; i++)
+                hid[i] = relu_sq(hid[i]);
         pass_matmul(p, &L->v7.ffn_v, hid, n, out);
         for (size_t i = 0; i < n * C; i++)
                 p->x[i] += out[i];
