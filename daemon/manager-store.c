@@ -11,7 +11,9 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include "daemon/log.h"
 #include "daemon/manager.h"
@@ -128,8 +130,10 @@ typedef enum StoreOp {
         OP_LOAD,
         OP_DELETE,
         OP_RENAME,
-        OP_EXPORT,
-        OP_IMPORT,
+        OP_EXPORT,         /* I/O thread: seal into a memfd */
+        OP_EXPORT_COPY,    /* own thread: memfd -> client fd (may block on a pipe) */
+        OP_IMPORT_READ,    /* own thread: client fd -> memfd, capped */
+        OP_IMPORT,         /* I/O thread: open the memfd's copy and store it */
 } StoreOp;
 
 typedef struct StoreWork {
@@ -139,7 +143,9 @@ typedef struct StoreWork {
         char id[SESSION_ID_MAX + 1];
         char new_id[SESSION_ID_MAX + 1];
         uint32_t turn;
-        int fd;
+        int fd;                          /* the client's (dup'ed) */
+        int tmp_fd;                      /* memfd between the I/O thread and the copy thread */
+        uint64_t max_bytes;
         SessionRecord *rec;
         SessionRecord *checkpoint;       /* OP_LOAD: the last turn's, when there is one */
         SessionMeta meta;
@@ -155,8 +161,36 @@ static StoreWork *store_work_free(StoreWork *w) {
         session_record_free(w->checkpoint);
         sd_bus_message_unref(w->msg);
         safe_close(w->fd);
+        safe_close(w->tmp_fd);
         free(w);
         return NULL;
+}
+
+/* Copies from -> to until EOF (or more than max bytes: -EFBIG). */
+static int copy_fd(int from, int to, uint64_t max) {
+        char buf[65536];
+        uint64_t total = 0;
+
+        for (;;) {
+                ssize_t n = read(from, buf, sizeof(buf));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return 0;
+                total += (uint64_t) n;
+                if (total > max)
+                        return -EFBIG;
+                for (ssize_t off = 0; off < n;) {
+                        ssize_t k = write(to, buf + off, (size_t) (n - off));
+                        if (k < 0 && errno == EINTR)
+                                continue;
+                        if (k < 0)
+                                return -errno;
+                        off += k;
+                }
+        }
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(StoreWork *, store_work_free);
 
@@ -191,10 +225,28 @@ static int store_work_run(void *userdata) {
                 int r = store_rename(st, w->uid, w->id, w->new_id, &w->err);
                 return r == -ENOENT ? 0 : r; /* never committed: nothing to move */
         }
-        case OP_EXPORT:
-                return store_export(st, w->uid, w->id, w->fd, &w->err);
+        case OP_EXPORT: {
+                w->tmp_fd = memfd_create("rwkvd-export", MFD_CLOEXEC);
+                if (w->tmp_fd < 0)
+                        return -errno;
+                int r = store_export(st, w->uid, w->id, w->tmp_fd, &w->err);
+                if (r < 0)
+                        return r;
+                return lseek(w->tmp_fd, 0, SEEK_SET) < 0 ? -errno : 0;
+        }
+        case OP_EXPORT_COPY:
+                return copy_fd(w->tmp_fd, w->fd, UINT64_MAX);
+        case OP_IMPORT_READ: {
+                w->tmp_fd = memfd_create("rwkvd-import", MFD_CLOEXEC);
+                if (w->tmp_fd < 0)
+                        return -errno;
+                int r = copy_fd(w->fd, w->tmp_fd, w->max_bytes);
+                if (r < 0)
+                        return r;
+                return lseek(w->tmp_fd, 0, SEEK_SET) < 0 ? -errno : 0;
+        }
         case OP_IMPORT: {
-                int r = store_import(st, w->uid, w->fd, isempty_str(w->new_id) ? NULL : w->new_id, w->id, &w->err);
+                int r = store_import(st, w->uid, w->tmp_fd, isempty_str(w->new_id) ? NULL : w->new_id, w->id, &w->err);
                 if (r < 0)
                         return r;
                 return store_stat(st, w->uid, w->id, &w->meta, &w->err);
@@ -304,14 +356,43 @@ static void store_work_done(int r, void *userdata) {
                 }
                 manager_evict(m);
                 break;
+        case OP_EXPORT:
+                if (r >= 0) {
+                        /* The sealed copy is in memory; a slow or stuck reader only holds its own thread. */
+                        w->op = OP_EXPORT_COPY;
+                        r = worker_spawn(m->worker, store_work_run, store_work_done, w);
+                        if (r >= 0) {
+                                TAKE_PTR(w);
+                                break;
+                        }
+                }
+                if (w->msg)
+                        (void) reply_store_error(w->msg, r, "Exporting the session failed", w->err.msg);
+                break;
+        case OP_IMPORT_READ:
+                if (r >= 0) {
+                        w->op = OP_IMPORT;
+                        r = worker_submit(m->worker, store_work_run, store_work_done, w);
+                        if (r >= 0) {
+                                TAKE_PTR(w);
+                                break;
+                        }
+                }
+                if (w->msg && r == -EFBIG)
+                        (void) sd_bus_reply_method_errorf(w->msg, RWKV_ERROR_INVALID_ARGUMENT,
+                                                          "Importing the session failed: larger than any session of this model.");
+                else if (w->msg)
+                        (void) sd_bus_reply_method_errorf(w->msg, RWKV_ERROR_IO, "Importing the session failed: reading the file: %s",
+                                                          strerror(-r));
+                break;
         case OP_DELETE:
         case OP_RENAME:
-        case OP_EXPORT:
+        case OP_EXPORT_COPY:
                 if (r < 0 && w->msg)
                         (void) reply_store_error(w->msg, r, w->op == OP_DELETE   ? "Deleting the session failed"
                                                             : w->op == OP_RENAME ? "Renaming the session failed"
                                                                                  : "Exporting the session failed",
-                                                 w->err.msg);
+                                                 w->op == OP_EXPORT_COPY ? strerror(-r) : w->err.msg);
                 else if (w->msg)
                         (void) sd_bus_reply_method_return(w->msg, NULL);
                 if (r < 0 && w->op == OP_RENAME && s) /* the files kept the old name: so does the session */
@@ -351,7 +432,7 @@ static StoreWork *work_new(Manager *m, StoreOp op, uid_t uid, const char *id, sd
         w->op = op;
         w->manager = m;
         w->uid = uid;
-        w->fd = -EBADF;
+        w->fd = w->tmp_fd = -EBADF;
         if (id)
                 snprintf(w->id, sizeof(w->id), "%s", id);
         w->msg = sd_bus_message_ref(msg);
@@ -503,17 +584,24 @@ int manager_session_import(Manager *m, uid_t uid, int fd, const char *new_id, sd
 
         if (!m->store)
                 return -EOPNOTSUPP;
-        StoreWork *w = work_new(m, OP_IMPORT, uid, NULL, msg);
+        StoreWork *w = work_new(m, OP_IMPORT_READ, uid, NULL, msg);
         if (!w)
                 return -ENOMEM;
         snprintf(w->new_id, sizeof(w->new_id), "%s", new_id ? new_id : "");
+        /* A sealed session is at most its raw floats (state, logits, penalties) plus a transcript
+         * and headers; anything larger is refused before it fills memory. */
+        w->max_bytes = (uint64_t) (m->info->state_floats + 2 * (uint64_t) m->info->n_vocab) * sizeof(float) * 2 +
+                       STORE_TRANSCRIPT_MAX + (1u << 20);
         w->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (w->fd < 0) {
                 r = -errno;
                 store_work_free(w);
                 return r;
         }
-        return submit(m, w);
+        r = worker_spawn(m->worker, store_work_run, store_work_done, w);
+        if (r < 0)
+                store_work_free(w);
+        return r;
 }
 
 static uint64_t session_ram_bytes(const Session *s) {

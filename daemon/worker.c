@@ -14,6 +14,8 @@ struct Work {
         WorkDoneFn done;
         void *userdata;
         int r;
+        bool spawned;
+        Worker *worker;
         Work *next;
 };
 
@@ -24,6 +26,7 @@ struct Worker {
         Work *done, **done_tail;     /* ran, done function pending */
         bool stop;
         atomic_uint pending;         /* submitted, done function not yet run (any thread submits) */
+        atomic_uint spawned;         /* worker_spawn() threads still running */
         int fd;
         sd_event_source *source;
         pthread_t thread;
@@ -69,7 +72,8 @@ static void worker_dispatch_done(Worker *w) {
         while (list) {
                 Work *k = list;
                 list = k->next;
-                atomic_fetch_sub(&w->pending, 1);
+                if (!k->spawned)
+                        atomic_fetch_sub(&w->pending, 1);
                 if (k->done)
                         k->done(k->r, k->userdata);
                 free(k);
@@ -109,6 +113,44 @@ int worker_new(sd_event *event, Worker **ret) {
         return 0;
 }
 
+static void *spawned_thread(void *userdata) {
+        Work *k = userdata;
+        Worker *w = k->worker;
+
+        k->r = k->fn(k->userdata);
+        pthread_mutex_lock(&w->lock);
+        k->next = NULL;
+        *w->done_tail = k;
+        w->done_tail = &k->next;
+        uint64_t one = 1;
+        (void) !write(w->fd, &one, sizeof(one));
+        atomic_fetch_sub(&w->spawned, 1);
+        pthread_mutex_unlock(&w->lock);
+        return NULL;
+}
+
+int worker_spawn(Worker *w, WorkFn fn, WorkDoneFn done, void *userdata) {
+        pthread_attr_t attr;
+        pthread_t t;
+        Work *k;
+        int r;
+
+        k = calloc(1, sizeof(*k));
+        if (!k)
+                return -ENOMEM;
+        *k = (Work) { .fn = fn, .done = done, .userdata = userdata, .spawned = true, .worker = w };
+        atomic_fetch_add(&w->spawned, 1);
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        r = -pthread_create(&t, &attr, spawned_thread, k);
+        pthread_attr_destroy(&attr);
+        if (r < 0) {
+                atomic_fetch_sub(&w->spawned, 1);
+                free(k);
+        }
+        return r;
+}
+
 Worker *worker_free(Worker *w) {
         if (!w)
                 return NULL;
@@ -122,6 +164,13 @@ Worker *worker_free(Worker *w) {
         }
         worker_dispatch_done(w);
         sd_event_source_disable_unref(w->source);
+        w->source = NULL;
+        /* A copy to a client that never reads may still run: it owns w until the process exits. */
+        pthread_mutex_lock(&w->lock);
+        bool busy = atomic_load(&w->spawned) > 0;
+        pthread_mutex_unlock(&w->lock);
+        if (busy)
+                return NULL;
         safe_close(w->fd);
         pthread_cond_destroy(&w->cond);
         pthread_mutex_destroy(&w->lock);

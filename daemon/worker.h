@@ -22,5 +22,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Worker *, worker_free);
 /* Any thread may submit (the compute thread does, for checkpoints of long generations); the done
  * function always runs on the main thread. */
 int worker_submit(Worker *w, WorkFn fn, WorkDoneFn done, void *userdata);
+/* Runs fn on a thread of its own (for work that may block on a peer, like copying to a client's
+ * pipe), so it never holds up the queue; done still runs on the main thread. Not counted by
+ * worker_pending(): shutdown does not wait for a client that never reads. */
+int worker_spawn(Worker *w, WorkFn fn, WorkDoneFn done, void *userdata);
+
 /* Work submitted whose done function has not run yet. */
 unsigned worker_pending(Worker *w);

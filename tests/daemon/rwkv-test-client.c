@@ -13,6 +13,7 @@
  *   rwkv-test-client ADDRESS import ID FILE      ImportSession from FILE as ID ("" keeps its id)
  *   rwkv-test-client ADDRESS run ID PROMPT MAX_TOKENS   one generation (greedy) in session ID,
  *                                               its text to stdout ("@N" as PROMPT: N bytes of text)
+ *   rwkv-test-client ADDRESS stuck SECONDS       ImportSession from a pipe that is never closed
  *   rwkv-test-client ADDRESS blast N            N malformed or hostile calls, then checks the daemon
  *                                               still answers Status()
  * Exit 0 on success. */
@@ -425,7 +426,30 @@ static int cmd_transfer(const char *address, bool export, const char *id, const 
         return 0;
 }
 
+/* ImportSession from a pipe whose write end stays open for `seconds` (a client that never finishes
+ * sending): the daemon must keep serving everyone else meanwhile. */
+static int cmd_stuck(const char *address, unsigned seconds) {
+        sd_bus *bus = NULL;
+        sd_bus_message *m = NULL;
+        int p[2];
+
+        if (connect_bus(address, &bus) < 0 || pipe2(p, O_CLOEXEC) < 0)
+                return 1;
+        if (sd_bus_message_new_method_call(bus, &m, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "ImportSession") < 0 ||
+            sd_bus_message_append(m, "hs", p[0], "stuck") < 0 || sd_bus_send(bus, m, NULL) < 0 || sd_bus_flush(bus) < 0)
+                return 1;
+        (void) !write(p[1], "partial", 7);
+        printf("sent\n");
+        fflush(stdout);
+        sleep(seconds);
+        sd_bus_message_unref(m);
+        sd_bus_flush_close_unref(bus);
+        return 0;
+}
+
 int main(int argc, char *argv[]) {
+        if (argc == 4 && strcmp(argv[2], "stuck") == 0)
+                return cmd_stuck(argv[1], (unsigned) atoi(argv[3]));
         if (argc == 7 && strcmp(argv[2], "stream") == 0) {
                 /* like run, with STREAM_BYTES more prompt bytes through the ring's input direction */
                 arg_stream_bytes = strtoull(argv[6], NULL, 10);
