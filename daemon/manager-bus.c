@@ -477,6 +477,19 @@ static int method_rewind_session(sd_bus_message *msg, void *userdata, sd_bus_err
         return sd_bus_reply_method_return(msg, NULL);
 }
 
+/* Each export/import may hold a thread while the client's pipe is slow: bounded like generations. */
+static int check_transfers(Manager *m, uid_t caller, sd_bus_error *error) {
+        if (manager_transfers(m, (uid_t) -1) >= m->config.limits.max_streams)
+                return sd_bus_error_setf(error, RWKV_ERROR_TOO_MANY_GENERATIONS,
+                                         "The daemon runs its maximum of %" PRIu32 " exports and imports (max_streams).",
+                                         m->config.limits.max_streams);
+        if (manager_transfers(m, caller) >= m->config.limits.max_generations_per_user)
+                return sd_bus_error_setf(error, RWKV_ERROR_TOO_MANY_GENERATIONS,
+                                         "You already run %" PRIu32 " exports or imports: max_generations_per_user is %" PRIu32 ".",
+                                         manager_transfers(m, caller), m->config.limits.max_generations_per_user);
+        return 0;
+}
+
 static int method_export_session(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         const char *name;
@@ -493,6 +506,9 @@ static int method_export_session(sd_bus_message *msg, void *userdata, sd_bus_err
                 return r;
         if (s->busy)
                 return sd_bus_error_setf(error, RWKV_ERROR_SESSION_BUSY, "Session '%s' is generating.", s->id);
+        r = check_transfers(m, caller, error);
+        if (r < 0)
+                return r;
         r = manager_session_export(m, s, fd, msg);
         if (r < 0)
                 return sd_bus_error_setf(error, RWKV_ERROR_IO, "Export failed: %s", strerror(-r));
@@ -513,6 +529,9 @@ static int method_import_session(sd_bus_message *msg, void *userdata, sd_bus_err
         GET_CALLER(msg, caller, error);
         REFUSE_WHEN_SHUTTING_DOWN(m, error);
         r = check_quota(m, caller, error);
+        if (r < 0)
+                return r;
+        r = check_transfers(m, caller, error);
         if (r < 0)
                 return r;
         if (!isempty_str(name) && session_table_find(&m->sessions, caller, name))

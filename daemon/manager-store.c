@@ -136,8 +136,11 @@ typedef enum StoreOp {
         OP_IMPORT,         /* I/O thread: open the memfd's copy and store it */
 } StoreOp;
 
-typedef struct StoreWork {
+typedef struct StoreWork StoreWork;
+struct StoreWork {
         StoreOp op;
+        StoreWork *tprev, *tnext;        /* in manager->transfers while an export/import runs */
+        bool transfer;
         Manager *manager;
         uid_t uid;
         char id[SESSION_ID_MAX + 1];
@@ -152,11 +155,35 @@ typedef struct StoreWork {
         sd_bus_message *msg;             /* the call to answer (or re-run) when done, or NULL */
         sd_bus_message_handler_t handler;
         RwkvError err;
-} StoreWork;
+};
+
+static void transfer_link(Manager *m, StoreWork *w) {
+        w->transfer = true;
+        w->tnext = m->transfers;
+        if (m->transfers)
+                m->transfers->tprev = w;
+        m->transfers = w;
+}
+
+uint32_t manager_transfers(Manager *m, uid_t uid) {
+        uint32_t n = 0;
+        for (StoreWork *w = m->transfers; w; w = w->tnext)
+                if (uid == (uid_t) -1 || w->uid == uid)
+                        n++;
+        return n;
+}
 
 static StoreWork *store_work_free(StoreWork *w) {
         if (!w)
                 return NULL;
+        if (w->transfer) {
+                if (w->tprev)
+                        w->tprev->tnext = w->tnext;
+                else
+                        w->manager->transfers = w->tnext;
+                if (w->tnext)
+                        w->tnext->tprev = w->tprev;
+        }
         session_record_free(w->rec);
         session_record_free(w->checkpoint);
         sd_bus_message_unref(w->msg);
@@ -570,6 +597,7 @@ int manager_session_export(Manager *m, Session *s, int fd, sd_bus_message *msg) 
         StoreWork *w = work_new(m, OP_EXPORT, s->owner, s->id, msg);
         if (!w)
                 return -ENOMEM;
+        transfer_link(m, w);
         w->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (w->fd < 0) {
                 r = -errno;
@@ -587,6 +615,7 @@ int manager_session_import(Manager *m, uid_t uid, int fd, const char *new_id, sd
         StoreWork *w = work_new(m, OP_IMPORT_READ, uid, NULL, msg);
         if (!w)
                 return -ENOMEM;
+        transfer_link(m, w);
         snprintf(w->new_id, sizeof(w->new_id), "%s", new_id ? new_id : "");
         /* A sealed session is at most its raw floats (state, logits, penalties) plus a transcript
          * and headers; anything larger is refused before it fills memory. */

@@ -38,6 +38,7 @@ struct Manager {
         Worker *worker;             /* the I/O thread: every store call */
         Store *store;
         bool redispatch;            /* re-running a method after its session was loaded */
+        struct StoreWork *transfers; /* exports/imports in progress (each may hold a thread) */
         SessionTable sessions;
         Job *jobs;                  /* every live job (submitted, not yet completed) */
         uint32_t n_jobs;
@@ -72,6 +73,8 @@ int manager_session_export(Manager *m, Session *s, int fd, sd_bus_message *msg);
 int manager_session_import(Manager *m, uid_t uid, int fd, const char *new_id, sd_bus_message *msg);
 /* Compute thread: commit a snapshot of a running job's session. */
 void manager_job_progress(Job *job, void *userdata);
+/* Exports and imports in progress: of uid, or of everyone for UID_INVALID. */
+uint32_t manager_transfers(Manager *m, uid_t uid);
 uint64_t manager_hot_bytes(Manager *m);
 void manager_evict(Manager *m);
 void manager_commit_all(Manager *m);

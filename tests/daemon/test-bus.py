@@ -289,15 +289,20 @@ def test_persistence(bus, model):
         check(r.returncode != 0 and b"org.rwkvd.Error." in r.stderr, "garbage import refused: %s" % r.stderr)
         # an import from a pipe that never ends ties up only its own copy thread: generations and
         # their commits go on, and shutdown does not wait for it
-        stuck = subprocess.Popen([client_path(), bus.address, "stuck", "20"], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE)
-        check(stuck.stdout.readline().strip() == b"sent", "stuck client")
+        stuck = [subprocess.Popen([client_path(), bus.address, "stuck", "20"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE) for _ in range(4)]
+        for p in stuck:
+            check(p.stdout.readline().strip() == b"sent", "stuck client")
         before = d.call("GetSession", "s", "keep")[0]["tokens"]["data"]
         run(bus, "keep", " more", 2)
         check(d.call("GetSession", "s", "keep")[0]["tokens"]["data"] > before, "served during a stuck import")
+        # and they are bounded per user like generations (max_generations_per_user = 4)
+        r = subprocess.run([client_path(), bus.address, "import", "fifth", exp], capture_output=True)
+        check(r.returncode != 0 and b"TooManyGenerations" in r.stderr, "fifth transfer: %s" % r.stderr)
         check(d.stop() == 0, "exit")
-        stuck.kill()
-        stuck.wait()
+        for p in stuck:
+            p.kill()
+            p.wait()
     # commit_every_tokens: a daemon killed (SIGKILL) in the middle of a long generation keeps what
     # was committed on the way
     cfg = {"limits": {"max_tokens_per_request": 100000}, "store": {"commit_every_tokens": 16}}
