@@ -467,9 +467,14 @@ static int method_rewind_session(sd_bus_message *msg, void *userdata, sd_bus_err
         if (r <= 0)
                 return r == 0 ? 1 : r;
         r = session_rewind(s, turn);
-        if (r == -ENOENT)
-                return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT,
-                                         "Turn %" PRIu32 " of session '%s' is no longer held in memory to rewind to.", turn, s->id);
+        if (r == -ENOENT) {
+                /* Not in RAM (older than those held, or the daemon restarted): read it from disk. */
+                r = manager_session_rewind_from_disk(m, s, turn, msg);
+                if (r == -ENOENT)
+                        return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT,
+                                                 "Turn %" PRIu32 " of session '%s' has no checkpoint any more.", turn, s->id);
+                return r < 0 ? r : 1;
+        }
         if (r < 0)
                 return r;
         (void) manager_session_commit(m, s);

@@ -127,6 +127,7 @@ typedef enum StoreOp {
         OP_SAVE,
         OP_CHECKPOINT_SAVE,
         OP_CHECKPOINT_TRUNCATE,
+        OP_CHECKPOINT_REWIND,  /* read a turn's checkpoint back for RewindSession */
         OP_LOAD,
         OP_DELETE,
         OP_RENAME,
@@ -234,6 +235,8 @@ static int store_work_run(void *userdata) {
                 int r = store_checkpoint_truncate(st, w->uid, w->id, w->turn, &w->err);
                 return r == -ENOENT ? 0 : r;
         }
+        case OP_CHECKPOINT_REWIND:
+                return store_checkpoint_load(st, w->uid, w->id, w->turn, w->manager->info->hash, &w->rec, &w->err);
         case OP_LOAD: {
                 int r = store_load(st, w->uid, w->id, w->manager->info->hash, &w->rec, &w->err);
                 if (r < 0)
@@ -316,6 +319,29 @@ static void store_work_done(int r, void *userdata) {
                 if (r < 0)
                         log_warning("Checkpoint of session '%s' turn %u: %s", w->id, w->turn, error_message(&w->err, r));
                 break;
+        case OP_CHECKPOINT_REWIND: {
+                SessionRecord *rec = w->rec;
+                if (r == -ENOENT)
+                        r = sd_bus_reply_method_errorf(w->msg, RWKV_ERROR_INVALID_ARGUMENT,
+                                                       "Turn %" PRIu32 " of session '%s' has no checkpoint any more.", w->turn, w->id);
+                else if (r < 0)
+                        r = reply_store_error(w->msg, r, "Reading the checkpoint failed", w->err.msg);
+                else if (!s || s->busy || !s->hot || w->turn > s->turns || rec->meta.state_floats != s->state_floats ||
+                         rec->meta.n_vocab != s->n_vocab)
+                        r = sd_bus_reply_method_errorf(w->msg, RWKV_ERROR_SESSION_BUSY,
+                                                       "Session '%s' changed while its checkpoint was read; try again.", w->id);
+                else {
+                        r = session_rewind_to(s, w->turn, TAKE_PTR(rec->state), TAKE_PTR(rec->logits),
+                                              TAKE_PTR(rec->penalties), rec->meta.n_tokens, rec->rng);
+                        if (r >= 0) {
+                                (void) manager_session_commit(m, s);
+                                (void) manager_checkpoint_truncate(m, s, w->turn - 1);
+                                r = sd_bus_reply_method_return(w->msg, NULL);
+                        } else
+                                r = sd_bus_reply_method_errno(w->msg, r, NULL);
+                }
+                break;
+        }
         case OP_LOAD:
                 if (s)
                         s->loading = false;
@@ -554,6 +580,16 @@ int manager_session_ensure_hot(Manager *m, Session *s, sd_bus_message *msg, sd_b
                 return r;
         s->loading = true;
         return 0;
+}
+
+int manager_session_rewind_from_disk(Manager *m, Session *s, uint32_t turn, sd_bus_message *msg) {
+        if (!m->store)
+                return -ENOENT;
+        StoreWork *w = work_new(m, OP_CHECKPOINT_REWIND, s->owner, s->id, msg);
+        if (!w)
+                return -ENOMEM;
+        w->turn = turn;
+        return submit(m, w);
 }
 
 int manager_session_delete(Manager *m, Session *s, sd_bus_message *msg) {

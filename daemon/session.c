@@ -315,6 +315,28 @@ int session_adopt_checkpoint(Session *s, float *state, float *logits, float *pen
         return 0;
 }
 
+int session_rewind_to(Session *s, uint32_t turn, float *state, float *logits, float *penalties, uint64_t tokens,
+                      Rng rng) {
+        if (turn == 0 || turn > s->turns || !state) {
+                free(state);
+                free(logits);
+                free(penalties);
+                return -EINVAL;
+        }
+        int r = session_warm(s, state, logits, penalties);
+        if (r < 0)
+                return r;
+        for (uint32_t i = 0; i < s->n_checkpoints; i++)
+                checkpoint_done(&s->checkpoints[i]);
+        s->n_checkpoints = 0;
+        s->turns = turn - 1;
+        s->tokens = tokens;
+        s->rng = rng;
+        s->updated_usec = now_realtime_usec();
+        s->dirty = true;
+        return 0;
+}
+
 int session_rewind(Session *s, uint32_t turn) {
         const Checkpoint *c = session_checkpoint(s, turn);
 

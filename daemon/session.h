@@ -94,6 +94,10 @@ int session_rewind(Session *s, uint32_t turn);
  * owned by the session afterwards, also on error). Only while no checkpoint is held. */
 int session_adopt_checkpoint(Session *s, float *state, float *logits, float *penalties, uint64_t tokens, Rng rng,
                              char *prompt, size_t prompt_len);
+/* Rewind to the start of turn from a checkpoint read back from disk (buffers malloc'ed, owned by
+ * the session afterwards, also on error): every checkpoint held in RAM goes, turns = turn - 1. */
+int session_rewind_to(Session *s, uint32_t turn, float *state, float *logits, float *penalties, uint64_t tokens,
+                      Rng rng);
 /* The checkpoint that opens turn (1-based) or NULL. */
 const Checkpoint *session_checkpoint(const Session *s, uint32_t turn);
 

@@ -318,6 +318,16 @@ def test_persistence(bus, model):
     with rt.Daemon(bus, model=model, state_dir=state, name="persist-kill2") as d:
         got = d.call("GetSession", "s", "long")[0]["tokens"]["data"]
         check(got >= 16, "tokens committed during the killed generation: %d" % got)
+        # rewinding to a turn whose checkpoint is only on disk (the daemon restarted since)
+        turns = d.call("GetSession", "s", "keep")[0]["turns"]["data"]
+        check(turns >= 3, "keep has its turns: %d" % turns)
+        d.call("RewindSession", "su", "keep", 2)
+        info = d.call("GetSession", "s", "keep")[0]
+        check(info["turns"]["data"] == 1 and info["tokens"]["data"] > 0, "rewound from disk: %s" % info)
+        d.call("RewindSession", "su", "keep", 1)
+        info = d.call("GetSession", "s", "keep")[0]
+        check(info["turns"]["data"] == 0 and info["tokens"]["data"] == 0, "rewound to the start: %s" % info)
+        d.expect_error("InvalidArgument", "RewindSession", "'keep'", "uint32 1")
         check(d.stop() == 0, "exit")
     # a session made by another model: imported fine, refused with ModelMismatch when used
     other = rt.test_model(bus.tmp, layers=1, embd=32, seed=7)
