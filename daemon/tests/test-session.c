@@ -1,4 +1,5 @@
 /* test-session.c: session ids, "UID/ID" names, turns/checkpoints, rewind, fork and the table. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "daemon/session.h"
@@ -88,6 +89,24 @@ int main(void) {
         CHECK_ERR(session_rewind(s, 1), ENOENT);
         CHECK_OK(session_rewind(s, 4));
         CHECK(s->tokens == 3);
+
+        /* Rewind from a checkpoint read back from disk: RAM checkpoints go, turns = turn - 1. */
+        float *st = calloc(NF, sizeof(float)), *pen = calloc(NV, sizeof(float));
+        CHECK(st && pen);
+        st[0] = 42;
+        Rng rng = { { 1, 2, 3, 4 } };
+        uint32_t turns_before = s->turns;
+        CHECK_OK(session_rewind_to(s, 2, st, NULL, pen, 9, rng));
+        CHECK(s->turns == 1 && s->n_checkpoints == 0 && s->tokens == 9 && s->state[0] == 42 && !s->has_logits);
+        CHECK(s->rng.s[3] == 4 && turns_before > 2);
+        CHECK_ERR(session_rewind_to(s, 5, malloc(NF * sizeof(float)), NULL, NULL, 0, rng), EINVAL);
+
+        /* Cool drops the RAM copy, warm takes buffers back. */
+        session_cool(s);
+        CHECK(!s->hot && !s->state && s->n_checkpoints == 0);
+        CHECK_ERR(session_warm(s, NULL, NULL, NULL), EINVAL);
+        CHECK_OK(session_warm(s, calloc(NF, sizeof(float)), NULL, NULL));
+        CHECK(s->hot && s->state && s->logits && s->penalties && !s->has_logits);
 
         CHECK_OK(session_set_title(s, "hello"));
         CHECK_STREQ(s->title, "hello");
