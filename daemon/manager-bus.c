@@ -249,7 +249,7 @@ static int method_list_sessions(sd_bus_message *msg, void *userdata, sd_bus_erro
         r = sd_bus_message_new_method_return(msg, &reply);
         if (r < 0)
                 return r;
-        r = sd_bus_message_open_container(reply, 'a', "(ssuttb)");
+        r = sd_bus_message_open_container(reply, 'a', "(sstuttb)");
         if (r < 0)
                 return r;
         for (Session *s = m->sessions.head; s; s = s->next) {
@@ -261,9 +261,8 @@ static int method_list_sessions(sd_bus_message *msg, void *userdata, sd_bus_erro
                         snprintf(name, sizeof(name), "%u/%s", (unsigned) s->owner, s->id);
                 else
                         snprintf(name, sizeof(name), "%s", s->id);
-                r = sd_bus_message_append(reply, "(ssuttb)", name, s->title ? s->title : "",
-                                          (uint32_t) MIN(s->tokens, (uint64_t) UINT32_MAX), s->created_usec,
-                                          s->updated_usec, s->hot);
+                r = sd_bus_message_append(reply, "(sstuttb)", name, s->title ? s->title : "", s->tokens, s->turns,
+                                          s->created_usec, s->updated_usec, s->hot);
                 if (r < 0)
                         return r;
         }
@@ -575,7 +574,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("Threads", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_METHOD_WITH_ARGS("CreateSession", SD_BUS_ARGS("s", id, "a{sv}", options), SD_BUS_RESULT("s", session_id),
                                 method_create_session, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_ARGS("ListSessions", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssuttb)", sessions),
+        SD_BUS_METHOD_WITH_ARGS("ListSessions", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sstuttb)", sessions),
                                 method_list_sessions, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetSession", SD_BUS_ARGS("s", id), SD_BUS_RESULT("a{sv}", info), method_get_session,
                                 SD_BUS_VTABLE_UNPRIVILEGED),

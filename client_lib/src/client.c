@@ -393,32 +393,15 @@ RWKV_EXPORT int rwkv_session_list(RwkvClient *c, RwkvSessionList **ret) {
         l = calloc(1, sizeof(*l));
         if (!l)
                 return client_set_error(c, -ENOMEM, NULL);
-        /* The XML names seven fields (id, title, tokens, turns, created, updated, hot) under the
-         * signature a(ssuttb); accept that and the seven-field a(sstuttb), told apart by the
-         * reply's own signature. */
-        const char *contents = NULL;
-        char type;
-        r = sd_bus_message_peek_type(reply, &type, &contents);
-        if (r >= 0 && (type != 'a' || !contents))
-                r = -EBADMSG;
-        bool seven = r >= 0 && strcmp(contents, "(sstuttb)") == 0;
-        if (r >= 0 && !seven && strcmp(contents, "(ssuttb)") != 0)
-                r = -EBADMSG;
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'a', contents);
+        /* id, title, tokens, turns, created, updated, hot */
+        r = sd_bus_message_enter_container(reply, 'a', "(sstuttb)");
         while (r >= 0) {
                 const char *id, *title;
-                uint32_t turns = 0, tokens32 = 0;
-                uint64_t created, updated, tokens = 0;
+                uint32_t turns;
+                uint64_t created, updated, tokens;
                 int hot;
 
-                if (seven) {
-                        r = sd_bus_message_read(reply, "(sstuttb)", &id, &title, &tokens, &turns, &created, &updated,
-                                                &hot);
-                } else {
-                        r = sd_bus_message_read(reply, "(ssuttb)", &id, &title, &tokens32, &created, &updated, &hot);
-                        tokens = tokens32;
-                }
+                r = sd_bus_message_read(reply, "(sstuttb)", &id, &title, &tokens, &turns, &created, &updated, &hot);
                 if (r <= 0)
                         break;
                 if (l->n == allocated) {

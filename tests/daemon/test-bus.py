@@ -58,6 +58,7 @@ def test_happy(d, bus):
     check(auto.startswith("s-"), "daemon-chosen id %r" % auto)
     ids = sorted(s[0] for s in d.call("ListSessions")[0])
     check(ids == sorted(["chat", auto]), "list %s" % ids)
+    check(all(len(s) == 7 for s in d.call("ListSessions")[0]), "ListSessions rows are (id, title, tokens, turns, created, updated, hot)")
     info = d.call("GetSession", "s", "chat")[0]
     check(info["title"]["data"] == "first" and info["tokens"]["data"] == 0, "info %s" % info)
     d.call("SetSessionTitle", "ss", "chat", "renamed title")
@@ -261,7 +262,9 @@ def test_persistence(bus, model):
     with rt.Daemon(bus, model=model, state_dir=state, name="persist2") as d:
         lst = {s[0]: s for s in d.call("ListSessions")[0]}
         check("keep" in lst and "flight" in lst, "sessions after restart: %s" % lst)
-        check(lst["keep"][5] is False, "a restarted daemon holds sessions cold")
+        check(lst["keep"][6] is False, "a restarted daemon holds sessions cold")
+        check(lst["keep"][2] == before["tokens"]["data"] and lst["keep"][3] == before["turns"]["data"],
+              "ListSessions tokens (t) and turns (u): %s vs %s" % (lst["keep"], before))
         after = d.call("GetSession", "s", "keep")[0]
         check(after["tokens"]["data"] == before["tokens"]["data"], "tokens survive: %s vs %s" % (after, before))
         check(after["title"]["data"] == "kept", "title survives")
