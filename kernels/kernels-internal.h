@@ -22,6 +22,8 @@ void kernels_fill_generic(Kernels *k);
 /* ISA files: override what they implement in a table already filled with the generic kernels. */
 void kernels_fill_avx2(Kernels *k);
 void kernels_fill_avx512(Kernels *k);
+/* Called after kernels_fill_avx512 on CPUs with avx512_vnni: overrides the batched q8_0 matmul. */
+void kernels_fill_avx512vnni(Kernels *k);
 void kernels_fill_neon(Kernels *k);
 
 /* The scalar references, also used by ISA files for their tails. */

@@ -45,6 +45,10 @@ static void tables_init(void) {
                 /* AVX-512 files fall back to AVX2 kernels for what they do not override */
                 kernels_fill_avx2(&tables[ISA_AVX512]);
                 kernels_fill_avx512(&tables[ISA_AVX512]);
+#ifdef RWKV_KERNELS_AVX512VNNI
+                if (f->avx512vnni)
+                        kernels_fill_avx512vnni(&tables[ISA_AVX512]);
+#endif
                 table_ok[ISA_AVX512] = true;
         }
 #endif

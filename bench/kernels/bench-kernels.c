@@ -1,7 +1,7 @@
 /* bench-kernels: throughput of the matrix kernels on the RWKV matrix shapes, per dtype and ISA.
  *   matvec   (decode): GB/s of weights streamed, over copies that together exceed the caches
  *   matmul64 (prefill chunk of 64 vectors): GFLOP/s
- *   batch8   (8 sessions decoded together): speed-up over 8 separate matvecs
+ *   batch8/16 (8 or 16 sessions decoded together): speed-up over as many separate matvecs
  * Usage: bench-kernels [--shape 0.1B,0.4B,1.5B] [--types f16,q8_0,...] [--isa avx512,...]
  *                      [--threads N] [--seconds S] [--json] */
 #include <getopt.h>
@@ -36,6 +36,23 @@ static bool in_list(const char *list, const char *item) {
                 if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == 0))
                         return true;
         return false;
+}
+
+/* Seconds per call of an n_vec product (1: matvec), the weights rotating over copies larger than
+ * the caches so that every call streams them from memory. */
+static double time_calls(const Kernels *k, ThreadPool *pool, Tensor *tw, const uint8_t *w, size_t mbytes, size_t copies,
+                         const float *x, size_t n_vec, float *y, double seconds) {
+        size_t calls = 0;
+        double dt, t0 = now();
+        do {
+                tw->data = w + (calls % copies) * mbytes;
+                if (n_vec == 1)
+                        kernels_matvec(k, pool, tw, x, y);
+                else
+                        kernels_matmul(k, pool, tw, x, n_vec, y);
+                calls++;
+        } while ((dt = now() - t0) < seconds || calls < copies);
+        return dt / (double)calls;
 }
 
 typedef struct Shape {
@@ -91,8 +108,8 @@ int main(int argc, char **argv) {
                 return 1;
         }
         if (!json)
-                printf("%-5s %-6s %-7s %-12s %9s %12s %9s\n", "shape", "type", "isa", "matrix", "matvec", "matmul64",
-                       "batch8");
+                printf("%-5s %-6s %-7s %-12s %9s %12s %9s %8s\n", "shape", "type", "isa", "matrix", "matvec",
+                       "matmul64", "batch8", "batch16");
 
         for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
                 if (!in_list(shapes_arg, shapes[s].name))
@@ -130,47 +147,42 @@ int main(int argc, char **argv) {
                                         .dtype = (DType)t, .n_dims = 2, .shape = { rows, cols }, .nbytes = mbytes
                                 };
 
-                                /* matvec over rotating copies */
-                                size_t calls = 0;
-                                double t0 = now(), dt;
-                                do {
-                                        tw.data = w + (calls % copies) * mbytes;
-                                        kernels_matvec(k, pool, &tw, x, y);
-                                        calls++;
-                                } while ((dt = now() - t0) < seconds || calls < copies);
-                                double gbs = (double)mbytes * (double)calls / dt / 1e9;
-                                double t_mv = dt / (double)calls;
+                                /* matvec and 8 / 16 vectors over rotating copies, in alternating rounds
+                                 * (best of each): on a shared box the load changes within seconds, and
+                                 * the ratio is only meaningful between measurements taken together */
+                                double t_mv = HUGE_VAL, t_b8 = HUGE_VAL, t_b16 = HUGE_VAL;
+                                for (int round = 0; round < 5; round++) {
+                                        t_mv = fmin(t_mv,
+                                                    time_calls(k, pool, &tw, w, mbytes, copies, x, 1, y, seconds / 5));
+                                        t_b8 = fmin(t_b8,
+                                                    time_calls(k, pool, &tw, w, mbytes, copies, x, 8, y, seconds / 5));
+                                        t_b16 = fmin(t_b16, time_calls(k, pool, &tw, w, mbytes, copies, x, 16, y,
+                                                                       seconds / 5));
+                                }
+                                double gbs = (double)mbytes / t_mv / 1e9;
+                                double batch8 = 8 * t_mv / t_b8, batch16 = 16 * t_mv / t_b16;
 
                                 /* matmul, 64 vectors: weights stay hot, compute-bound */
                                 tw.data = w;
-                                calls = 0;
-                                t0 = now();
+                                size_t calls = 0;
+                                double dt, t0 = now();
                                 do {
                                         kernels_matmul(k, pool, &tw, x, 64, y);
                                         calls++;
                                 } while ((dt = now() - t0) < seconds);
                                 double gflops = 2.0 * (double)rows * (double)cols * 64 * (double)calls / dt / 1e9;
 
-                                /* 8 vectors over rotating copies, against 8 matvecs */
-                                calls = 0;
-                                t0 = now();
-                                do {
-                                        tw.data = w + (calls % copies) * mbytes;
-                                        kernels_matmul(k, pool, &tw, x, 8, y);
-                                        calls++;
-                                } while ((dt = now() - t0) < seconds || calls < copies);
-                                double batch8 = 8 * t_mv / (dt / (double)calls);
-
                                 if (json)
                                         printf("{\"shape\": \"%s\", \"type\": \"%s\", \"isa\": \"%s\", \"rows\": %zu, "
                                                "\"cols\": %zu, \"threads\": %u, \"matvec_gb_s\": %.2f, "
-                                               "\"matmul64_gflop_s\": %.1f, \"batch8_speedup\": %.2f}\n",
+                                               "\"matmul64_gflop_s\": %.1f, \"batch8_speedup\": %.2f, "
+                                               "\"batch16_speedup\": %.2f}\n",
                                                shapes[s].name, dtype_name((DType)t), k->isa, rows, cols, threads, gbs,
-                                               gflops, batch8);
+                                               gflops, batch8, batch16);
                                 else
-                                        printf("%-5s %-6s %-7s %5zux%-6zu %6.2f GB/s %7.1f GF/s %7.2fx\n",
+                                        printf("%-5s %-6s %-7s %5zux%-6zu %6.2f GB/s %7.1f GF/s %7.2fx %7.2fx\n",
                                                shapes[s].name, dtype_name((DType)t), k->isa, rows, cols, gbs, gflops,
-                                               batch8);
+                                               batch8, batch16);
                                 fflush(stdout);
                         }
                         free(w);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cpu.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
 #include "tests/lib/check.h"
@@ -60,8 +61,12 @@ static double tolerance(double abs_sum) {
  * int8 blocks (simd-template.h): its error bound is sum over blocks of amax(x_b)/254 * sum|w_b|, on
  * top of the f32 tolerance. */
 static bool x_quantized(const Kernels *k, DType t, size_t n_vec) {
+        bool avx512 = strcmp(k->isa, "avx512") == 0;
+        /* with avx512_vnni, q8_0 matmul of up to 16 vectors (x86-avx512vnni.c) */
+        if (t == DTYPE_Q8_0 && n_vec <= 16 && avx512 && cpu_features()->avx512vnni)
+                return true;
         return ((t == DTYPE_Q8_0 && n_vec <= 8) || (t == DTYPE_Q4_0 && n_vec <= 3)) &&
-               (strcmp(k->isa, "avx2") == 0 || strcmp(k->isa, "avx512") == 0);
+               (strcmp(k->isa, "avx2") == 0 || avx512);
 }
 
 static void check_matrix(const Kernels *k, DType t, size_t rows, size_t cols, size_t n_vec) {

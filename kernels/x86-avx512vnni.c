@@ -1,0 +1,163 @@
+/* x86-avx512vnni.c: batched decode of q8_0 (2-16 vectors) with AVX-512 VNNI. Built with its own
+ * flags and entered only when cpu.c found avx512_vnni; it overrides one entry of the AVX-512 table.
+ *
+ * Layout: the VECTORS are the lanes. x is quantized per call to int8 blocks of 32 (like the integer
+ * matvec in simd-template.h) and repacked so that one zmm holds, for each of up to 15 vectors, the
+ * same 4 consecutive bytes of a block. A weight row is then never shuffled or decoded: each group of
+ * 4 weight bytes is a 32-bit broadcast memory operand of vpdpbusd, and one instruction applies it to
+ * every vector. Per block of a row that is 8 vpdpbusd, a subtraction, a conversion and two float
+ * multiply-adds for ALL vectors, against ~8 instructions per block AND vector in the AVX2 integer path.
+ *
+ * vpdpbusd multiplies unsigned by signed bytes: the weights (the broadcast operand) stay signed and x
+ * is biased to x + 128. The extra 128 * sum(w) of each block is measured in one more lane whose bytes
+ * are all 0x80 and subtracted from every lane, so the integer sums are exact. The result then
+ * differs from the f32 reference only by the rounding of x (same bound as the integer matvec). */
+#include <immintrin.h>
+
+#include "kernels/kernels-internal.h"
+#include "kernels/quant.h"
+
+#define VNNI_MAX_COLS 8192 /* stack: K/32 x 8 zmm of packed x (128 KiB at most) */
+#define VNNI_MAX_VEC 16
+#define VNNI_LANES 16
+#ifndef VNNI_ROWS
+#define VNNI_ROWS 4 /* rows per pass: they share each load of packed x */
+#endif
+#ifndef VNNI_PREFETCH
+#define VNNI_PREFETCH 1
+#endif
+
+static MatmulFn fallback_q8_0; /* the AVX-512 entry this one replaces, for what it does not handle */
+
+/* x to int8 blocks of 32: d = amax/127 per block. Returns false on non-finite input (the f32 path
+ * then gives the IEEE result). */
+static bool quantize_block(const float *x, int8_t *q, float *d) {
+        __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        __m512 z = _mm512_add_ps(_mm512_mul_ps(v0, _mm512_setzero_ps()), _mm512_mul_ps(v1, _mm512_setzero_ps()));
+        if (_mm512_cmp_ps_mask(z, z, _CMP_UNORD_Q))
+                return false;
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        float dd = amax / 127.f, id = dd > 0.f ? 1.f / dd : 0.f;
+        __m512 vid = _mm512_set1_ps(id);
+        /* |x * id| <= 127 up to rounding, which the saturating conversion absorbs */
+        _mm_storeu_si128((__m128i *)q, _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, vid))));
+        _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, vid))));
+        *d = dd;
+        return true;
+}
+
+/* Packs vectors [v0, v0+nv) of x: xu[b*8 + j] lane v = bytes 4j..4j+3 of block b of vector v0+v,
+ * biased by 128; lane nv = 0x80 bytes (measures 128 * sum(w)); the other lanes zero. dxs[b*16 + v]
+ * = the scale of block b of vector v0+v. */
+static bool pack_x(const float *x, size_t ldx, size_t nv, size_t K, __m512i *xu, float *dxs) {
+        size_t nb = K / QK;
+        _Alignas(64) uint32_t lanes[8][VNNI_LANES];
+        _Alignas(64) int8_t q[QK];
+        for (size_t b = 0; b < nb; b++) {
+                memset(lanes, 0, sizeof(lanes));
+                memset(dxs + b * VNNI_LANES, 0, sizeof(float) * VNNI_LANES);
+                for (size_t v = 0; v < nv; v++) {
+                        if (!quantize_block(x + v * ldx + b * QK, q, dxs + b * VNNI_LANES + v))
+                                return false;
+                        for (int j = 0; j < 8; j++)
+                                lanes[j][v] = load_u32(q + 4 * j) ^ 0x80808080u;
+                }
+                for (int j = 0; j < 8; j++) {
+                        lanes[j][nv] = 0x80808080u;
+                        xu[b * 8 + (size_t)j] = _mm512_load_si512(lanes[j]);
+                }
+        }
+        return true;
+}
+
+/* NR rows starting at r against the packed vectors; y[v*ldy + r+i] for v < nv. */
+static inline __attribute__((always_inline)) void rows_q8_0(const uint8_t *w, size_t rb, size_t K, const __m512i *xu,
+                                                            const float *dxs, int nr, size_t nv, float *y, size_t ldy,
+                                                            size_t r) {
+        size_t nb = K / QK, qo = q_row_quants_offset(K);
+        const __m512i corr = _mm512_set1_epi32((int)nv);
+        const uint8_t *p[VNNI_ROWS];
+        __m512 acc[VNNI_ROWS];
+        /* the rows' block scales to f32 once, 16 per instruction; read back as broadcast operands */
+        _Alignas(64) float dw[VNNI_ROWS][VNNI_MAX_COLS / QK];
+#pragma GCC unroll 4
+        for (int i = 0; i < nr; i++) {
+                p[i] = w + (r + (size_t)i) * rb;
+                acc[i] = _mm512_setzero_ps();
+                size_t b = 0;
+                for (; b + 16 <= nb; b += 16)
+                        _mm512_store_ps(dw[i] + b,
+                                        _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p[i] + 2 * b))));
+                for (; b < nb; b++)
+                        dw[i][b] = _cvtsh_ss(load_u16(p[i] + 2 * b));
+        }
+        for (size_t b = 0; b < nb; b++) {
+                const __m512i *xb = xu + b * 8;
+                /* Many instructions per byte: the out-of-order window alone keeps too few misses in
+                 * flight. The NR rows are one contiguous stretch of memory; ask for the next NR rows
+                 * (same size) spread over this pass's blocks, into L1 where they are needed next. */
+                if (VNNI_PREFETCH) {
+                        const uint8_t *ahead = p[0] + (size_t)nr * rb + b * (size_t)nr * (QK + 2);
+                        for (int c = 0; c < (nr * (QK + 2) + 63) / 64 + 1; c++)
+                                __builtin_prefetch(ahead + 64 * c, 0, 3);
+                }
+                __m512 dxb = _mm512_load_ps(dxs + b * VNNI_LANES);
+#pragma GCC unroll 4
+                for (int i = 0; i < nr; i++) {
+                        const uint8_t *q = p[i] + qo + b * QK;
+                        __m512i s0 =
+                                _mm512_dpbusd_epi32(_mm512_setzero_si512(), xb[0], _mm512_set1_epi32((int)load_u32(q)));
+                        __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), xb[1],
+                                                         _mm512_set1_epi32((int)load_u32(q + 4)));
+                        s0 = _mm512_dpbusd_epi32(s0, xb[2], _mm512_set1_epi32((int)load_u32(q + 8)));
+                        s1 = _mm512_dpbusd_epi32(s1, xb[3], _mm512_set1_epi32((int)load_u32(q + 12)));
+                        s0 = _mm512_dpbusd_epi32(s0, xb[4], _mm512_set1_epi32((int)load_u32(q + 16)));
+                        s1 = _mm512_dpbusd_epi32(s1, xb[5], _mm512_set1_epi32((int)load_u32(q + 20)));
+                        s0 = _mm512_dpbusd_epi32(s0, xb[6], _mm512_set1_epi32((int)load_u32(q + 24)));
+                        s1 = _mm512_dpbusd_epi32(s1, xb[7], _mm512_set1_epi32((int)load_u32(q + 28)));
+                        __m512i s = _mm512_add_epi32(s0, s1);
+                        s = _mm512_sub_epi32(s, _mm512_permutexvar_epi32(corr, s));
+                        acc[i] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), dxb), _mm512_set1_ps(dw[i][b]),
+                                                 acc[i]);
+                }
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < nr; i++) {
+                _Alignas(64) float out[VNNI_LANES];
+                _mm512_store_ps(out, acc[i]);
+                for (size_t v = 0; v < nv; v++)
+                        y[v * ldy + r + (size_t)i] = out[v];
+        }
+}
+
+static void matmul_q8_0_vnni(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
+                             size_t ldy, size_t r0, size_t r1) {
+        _Alignas(64) __m512i xu[2][VNNI_MAX_COLS / QK * 8];
+        _Alignas(64) float dxs[2][VNNI_MAX_COLS / QK * VNNI_LANES];
+        /* up to 15 vectors fit one pass (one lane is the bias correction); 16 take two of 8 */
+        size_t n_groups = n_vec < VNNI_LANES ? 1 : 2, nv[2] = { n_vec, 0 };
+        if (n_groups == 2) {
+                nv[0] = (n_vec + 1) / 2;
+                nv[1] = n_vec - nv[0];
+        }
+        bool ok = n_vec >= 2 && n_vec <= VNNI_MAX_VEC && K <= VNNI_MAX_COLS && K % QK == 0;
+        for (size_t g = 0; g < n_groups && ok; g++)
+                ok = pack_x(x + g * nv[0] * ldx, ldx, nv[g], K, xu[g], dxs[g]);
+        if (!ok) {
+                fallback_q8_0(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+                return;
+        }
+        const uint8_t *wb = w;
+        size_t r = r0;
+        for (; r + VNNI_ROWS <= r1; r += VNNI_ROWS)
+                for (size_t g = 0; g < n_groups; g++)
+                        rows_q8_0(wb, rb, K, xu[g], dxs[g], VNNI_ROWS, nv[g], y + g * nv[0] * ldy, ldy, r);
+        for (; r < r1; r++)
+                for (size_t g = 0; g < n_groups; g++)
+                        rows_q8_0(wb, rb, K, xu[g], dxs[g], 1, nv[g], y + g * nv[0] * ldy, ldy, r);
+}
+
+void kernels_fill_avx512vnni(Kernels *k) {
+        fallback_q8_0 = k->matmul[DTYPE_Q8_0];
+        k->matmul[DTYPE_Q8_0] = matmul_q8_0_vnni;
+}
