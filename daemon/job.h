@@ -63,8 +63,9 @@ struct Job {
 
         /* compute thread */
         JobPhase phase;
-        char *prompt;              /* prompt bytes received, prompt_pos of them tokenized */
+        char *prompt;              /* prompt bytes not yet tokenized past prompt_pos (a window of a streamed one) */
         size_t prompt_len, prompt_cap, prompt_pos;
+        uint64_t prompt_total;     /* bytes of the whole prompt so far (argument plus stream) */
         bool input_done;           /* no more prompt bytes will come */
         bool parked;
         StopMatcher *stop;

@@ -198,6 +198,8 @@ void manager_job_done(Job *j, void *userdata) {
                 s->dirty = true;
                 (void) manager_session_commit(m, s);
         }
+        /* Only now: a client that starts its next turn on reading the end record finds the session free. */
+        scheduler_push_last(j);
         log_debug("Job %" PRIu64 " done: %" PRIu64 " prompt tokens, %" PRIu64 " generated%s.", j->id, j->prompt_tokens,
                   j->generated, j->error ? " (failed)" : "");
         job_free(j);
@@ -309,6 +311,7 @@ int method_generate(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                         return -ENOMEM;
                 j->prompt_len = j->prompt_cap = prompt_len;
         }
+        j->prompt_total = prompt_len;
         r = stream_new(0, &j->stream);
         if (r < 0)
                 return sd_bus_error_setf(error, RWKV_ERROR_IO, "Could not create the token ring: %s", strerror(-r));

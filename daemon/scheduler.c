@@ -134,7 +134,10 @@ static void job_end(Job *j, uint32_t reason) {
                 j->out_len += utf8_stream_flush(&j->utf8, j->out + j->out_len);
 }
 
-/* Push the end or error record; returns 0 when the job is done, -EAGAIN when parked. */
+/* Flush the text and make room for the end or error record; returns 0 when the job can go back to
+ * the main thread, -EAGAIN when parked. The record itself is pushed by scheduler_push_last() on
+ * the main thread once the session is released: a client that starts its next turn as soon as it
+ * reads the end record must find the session free. */
 static int job_finish_stream(Job *j) {
         int r;
 
@@ -143,6 +146,18 @@ static int job_finish_stream(Job *j) {
                 if (r == -EAGAIN)
                         return r;
         }
+        r = stream_reserve_last(j->stream);
+        if (r == -EAGAIN)
+                return r;
+        if (r < 0 && r != -EPIPE && r != -ESHUTDOWN)
+                stream_abort(j->stream, -r);
+        j->phase = JOB_DONE;
+        return 0;
+}
+
+void scheduler_push_last(Job *j) {
+        int r;
+
         if (j->error != 0)
                 r = stream_push_error(j->stream, j->error, j->error_message);
         else {
@@ -154,16 +169,13 @@ static int job_finish_stream(Job *j) {
                         .prompt_usec = j->prefill_done_usec > j->start_usec ? j->prefill_done_usec - j->start_usec : 0,
                         .generate_usec = j->end_usec > j->prefill_done_usec && j->prefill_done_usec
                                                  ? j->end_usec - j->prefill_done_usec : 0,
-                        .session_tokens = j->session->tokens,
+                        .session_tokens = j->session ? j->session->tokens : 0,
                 };
                 r = stream_push_end(j->stream, &end);
         }
-        if (r == -EAGAIN)
-                return r;
-        if (r < 0 && r != -EPIPE && r != -ESHUTDOWN)
+        /* -EAGAIN cannot happen after stream_reserve_last(); anything else: the stream is over. */
+        if (r < 0 && r != -EPIPE && r != -ESHUTDOWN && r != -EBADMSG)
                 stream_abort(j->stream, -r);
-        j->phase = JOB_DONE;
-        return 0;
 }
 
 static void scheduler_complete(Scheduler *s, Job *j) {
@@ -179,11 +191,31 @@ static void scheduler_complete(Scheduler *s, Job *j) {
 
 static void job_set_parked(Scheduler *s, Job *j, bool parked);
 
-/* Take more prompt bytes from the ring (prompt_stream). 0: progress or end, -EAGAIN: park. */
+/* Take more prompt bytes from the ring (prompt_stream). 0: progress or end, -EAGAIN: park.
+ *
+ * Constant memory for any prompt size: the bytes the tokenizer consumed are dropped first, so the
+ * buffer holds only its look-ahead tail plus one window of new bytes (prefill_chunk * 16). */
 static int job_read_input(Scheduler *s, Job *j) {
+        size_t window = MAX((size_t) s->opts.prefill_chunk * 16, (size_t) 65536);
+
+        if (j->prompt_pos > 0) {
+                memmove(j->prompt, j->prompt + j->prompt_pos, j->prompt_len - j->prompt_pos);
+                j->prompt_len -= j->prompt_pos;
+                j->prompt_pos = 0;
+        }
+        /* A large prompt argument left a large buffer behind: give it back once consumed. */
+        if (j->prompt_cap > 2 * window && j->prompt_len <= window) {
+                char *p = realloc(j->prompt, window);
+                if (p) {
+                        j->prompt = p;
+                        j->prompt_cap = window;
+                }
+        }
         for (;;) {
+                if (j->prompt_len >= window)
+                        return 0; /* enough to work on for now */
                 if (j->prompt_len == j->prompt_cap) {
-                        size_t cap = MAX(j->prompt_cap * 2, (size_t) 65536);
+                        size_t cap = MIN(MAX(j->prompt_cap * 2, (size_t) 4096), window);
                         char *p = realloc(j->prompt, cap);
                         if (!p)
                                 return -ENOMEM;
@@ -198,10 +230,10 @@ static int job_read_input(Scheduler *s, Job *j) {
                 if (n < 0)
                         return (int) n;
                 j->prompt_len += (size_t) n;
-                if (j->prompt_len > j->params.max_prompt_bytes)
+                j->prompt_total += (uint64_t) n;
+                /* A bound on the work one request may ask for, not on memory (constant here). */
+                if (j->prompt_total > j->params.max_prompt_bytes)
                         return -E2BIG;
-                if (j->prompt_len - j->prompt_pos >= (size_t) s->opts.prefill_chunk * 16)
-                        return 0; /* enough to work on for now */
         }
 }
 
@@ -214,12 +246,12 @@ static void job_prefill_step(Scheduler *s, Job *j) {
                 j->start_usec = now_monotonic_usec();
         if (!j->input_done) {
                 r = job_read_input(s, j);
+                if (r == -E2BIG)
+                        return job_fail(j, r, "the streamed prompt exceeds max_prompt_bytes");
                 if (r == -EAGAIN && j->prompt_len - j->prompt_pos < tokenizer_max_token_bytes(s->tokenizer) + 1) {
                         job_set_parked(s, j, true);
                         return;
                 }
-                if (r == -E2BIG)
-                        return job_fail(j, r, "the streamed prompt exceeds max_prompt_bytes");
                 if (r == -EPIPE)
                         return job_end(j, RING_STOP_CANCELLED);
                 if (r < 0 && r != -EAGAIN)

@@ -15,8 +15,9 @@
 
 typedef struct Scheduler Scheduler;
 
-/* Called on the main thread for each job the compute thread is done with (the ring has its end or
- * error record, or the client is gone); the callee owns the job again. */
+/* Called on the main thread for each job the compute thread is done with (its text is in the ring,
+ * with room left for the last record, or the client is gone); the callee owns the job again, and
+ * calls scheduler_push_last() once it has released the job's session. */
 typedef void (*SchedulerDoneFn)(Job *job, void *userdata);
 
 typedef struct SchedulerOptions {
@@ -50,6 +51,9 @@ void scheduler_cancel(Scheduler *s, Job *job);
 /* The job's client made room or sent input (main thread, from the wake-up eventfd). */
 void scheduler_unpark(Scheduler *s, Job *job);
 void scheduler_get_stats(Scheduler *s, SchedulerStats *ret);
+/* Main thread, from the done callback: push the job's end or error record (never blocks: the
+ * compute thread made room for it). A no-op on a stream that is already over. */
+void scheduler_push_last(Job *job);
 /* Jobs submitted whose completion has not been delivered yet. */
 unsigned scheduler_jobs(Scheduler *s);
 const char *scheduler_isa(Scheduler *s);

@@ -252,6 +252,15 @@ static int push_last(Stream *s, uint16_t type, const void *p1, uint32_t l1, cons
         return 0;
 }
 
+int stream_reserve_last(Stream *s) {
+        int r = stream_check(s);
+        if (r < 0)
+                return r;
+        if (s->ended)
+                return -ESHUTDOWN;
+        return out_reserve(s, ring_record_span((uint32_t) MAX(sizeof(RingEnd), sizeof(RingError) + RING_ERROR_MESSAGE_MAX)));
+}
+
 int stream_push_end(Stream *s, const StreamEnd *stats) {
         RingEnd e = {};
         if (stats)

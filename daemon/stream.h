@@ -63,6 +63,12 @@ int stream_process_wakeup(Stream *s);
  * -EBADMSG, -EMSGSIZE (len larger than half the ring), -ESHUTDOWN (already ended). */
 int stream_push_text(Stream *s, uint32_t token, const void *utf8, size_t len);
 
+/* 0 when the out ring has room for any last record (end, or error with the longest message), so
+ * that one pushed later cannot meet -EAGAIN: only the client frees room, never takes it. Else as
+ * stream_push_text() (-EAGAIN arms the wake-up). Lets the job release its session before the end
+ * record tells the client it may start the next turn. */
+int stream_reserve_last(Stream *s);
+
 /* The last record of a successful (or cancelled) generation; later pushes return -ESHUTDOWN. */
 int stream_push_end(Stream *s, const StreamEnd *stats);
 

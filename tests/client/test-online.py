@@ -152,6 +152,20 @@ def case_prompt_stream(e):
           "daemon RSS grew by %.1f MiB for a %.1f MiB prompt" % (growth / 2**20, len(data) / 2**20))
 
 
+def case_back_to_back_turns(e):
+    """chat starts each turn the moment it reads the previous end record, on one connection: the
+    daemon pushes the end record only after releasing the session, so no turn meets SessionBusy
+    (rwkvctl no longer retries)."""
+    n = 40
+    lines = b"".join(b"line %d\n" % i for i in range(n))
+    r = e.run("chat", "--session", "t-turns", "--max-tokens", "1", "--seed", "1", input=lines)
+    check(r.returncode == 0, "back-to-back turns failed: %r" % r.stderr)
+    info = json.loads(e.run("--json", "session", "show", "t-turns").stdout)
+    check(info["turns"] == n, "expected %d turns: %r" % (n, info))
+    e.run("session", "delete", "t-turns")
+    print("back-to-back turns: ok")
+
+
 def case_kill_client(e):
     """kill -9 of a client mid-stream: the other client finishes, the daemon forgets the first."""
     victim = e.popen("generate", "--max-tokens", "1000000", "Tell me a long story",
@@ -268,11 +282,13 @@ def main():
         config = {"limits": {"max_tokens_per_request": 1000000}}
         with rwkvtest.Daemon(bus, model=model, threads=1, config=config) as d:
             e = Env(bus, d)
-            which = os.environ.get("RWKV_ONLINE_CASES", "basic,stream,kill,slow,interrupt,scribble,gone").split(",")
+            which = os.environ.get("RWKV_ONLINE_CASES", "basic,stream,turns,kill,slow,interrupt,scribble,gone").split(",")
             if "basic" in which:
                 case_basic(e)
             if "stream" in which:
                 case_prompt_stream(e)
+            if "turns" in which:
+                case_back_to_back_turns(e)
             if "kill" in which:
                 case_kill_client(e)
             if "slow" in which:

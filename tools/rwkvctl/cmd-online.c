@@ -395,19 +395,6 @@ static int stream_stdin(RwkvStream *s, const uint8_t *pending, size_t pending_le
         return 0;
 }
 
-/* rwkvd commits a session for a moment after it wrote the end record, so a turn started right
- * after the previous one can find it "busy": retry that briefly (bounded, 2 s) instead of failing.
- * A session busy with someone else's generation still fails after that. */
-static int generate_start(RwkvClient *c, const char *session, const char *prompt, size_t len,
-                          const RwkvGenerateOptions *o, RwkvStream **ret) {
-        for (int tries = 0;; tries++) {
-                int r = rwkv_generate_start(c, session, prompt, len, o, ret);
-                if (r != -EBUSY || !session || tries >= 200 || interrupted)
-                        return r;
-                nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
-        }
-}
-
 static void progress_summary(const StreamResult *res, double seconds) {
         if (!isatty(STDERR_FILENO) || arg_json)
                 return;
@@ -483,7 +470,7 @@ int verb_generate(int argc, char *argv[]) {
 
         catch_sigint(true);
         double t0 = now_sec();
-        r = generate_start(c, a.session, prompt, prompt_len, a.options, &s);
+        r = rwkv_generate_start(c, a.session, prompt, prompt_len, a.options, &s);
         if (r < 0) {
                 fail_call(c, "generate", r);
                 goto finish;
@@ -620,7 +607,7 @@ int verb_chat(int argc, char *argv[]) {
                 RwkvStream *s = NULL;
                 StreamResult res;
                 catch_sigint(true);
-                r = generate_start(c, a.session, prompt, strlen(prompt), a.options, &s);
+                r = rwkv_generate_start(c, a.session, prompt, strlen(prompt), a.options, &s);
                 free(prompt);
                 if (r < 0) {
                         fail_call(c, "chat", r);
