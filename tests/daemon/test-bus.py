@@ -126,6 +126,14 @@ def test_prompt_stream(d, bus):
     tokens = d.call("GetSession", "s", "streamed")[0]["tokens"]["data"]
     check(tokens >= 30000 + 7, "all streamed bytes were fed: %d tokens" % tokens)
     d.call("DeleteSession", "s", "streamed")
+    # An empty prompt argument on a session with no text: the whole prompt comes through the ring.
+    d.call("CreateSession", "sa{sv}", "streamed-only", 0)
+    r = subprocess.run([client_path(), bus.address, "stream", "streamed-only", "", "3", "5000"],
+                       capture_output=True, timeout=60)
+    check(r.returncode == 0, "empty argument plus prompt_stream: %s" % r.stderr)
+    info = d.call("GetSession", "s", "streamed-only")[0]
+    check(info["tokens"]["data"] == 5000 + 3 and info["turns"]["data"] == 1, "streamed-only: %s" % info)
+    d.call("DeleteSession", "s", "streamed-only")
 
 
 def test_errors(d):

@@ -20,8 +20,8 @@
 #include "tools/rwkvctl/rwkvctl.h"
 
 #define STDIN_CHUNK (64 * 1024)
-/* The part of stdin sent with Generate() itself: small, so that a long prompt reaches the daemon
- * through the ring (ingested as it arrives) rather than waiting to fill one big message. */
+/* A prompt on stdin up to this size (valid UTF-8) goes in the Generate() call; a longer one goes
+ * entirely through the ring (ingested as it arrives), with an empty prompt argument. */
 #define STDIN_FIRST (4 * 1024)
 
 static volatile sig_atomic_t interrupted = 0;
@@ -372,8 +372,8 @@ static int ring_send(RwkvStream *s, const uint8_t *buf, size_t len, const char *
         return 0;
 }
 
-/* Streams the rest of stdin into the ring in fixed chunks (constant memory for any prompt size),
- * after the first chunk's tail that did not go into the prompt argument. Returns as ring_send(). */
+/* Streams stdin into the ring in fixed chunks (constant memory for any prompt size), starting with
+ * the pending bytes already read. Returns as ring_send(). */
 static int stream_stdin(RwkvStream *s, const uint8_t *pending, size_t pending_len, bool eof, const char *verb) {
         static uint8_t buf[STDIN_CHUNK];
         int r = ring_send(s, pending, pending_len, verb);
@@ -443,8 +443,8 @@ int verb_generate(int argc, char *argv[]) {
         }
         const char *prompt = optind < argc ? argv[optind] : NULL;
         size_t prompt_len = prompt ? strlen(prompt) : 0;
-        /* From stdin: the first chunk's valid UTF-8 goes in the Generate() call (a short prompt
-         * needs nothing more); the rest streams through the ring's input direction. */
+        /* From stdin: a short prompt goes in the Generate() call; a longer one (or one that is not
+         * valid UTF-8, which a D-Bus string cannot carry) streams whole through the ring. */
         static uint8_t first[STDIN_FIRST + 1];
         size_t first_len = 0;
         bool eof = true, streaming = false;
@@ -457,9 +457,11 @@ int verb_generate(int argc, char *argv[]) {
                 first_len = (size_t)n;
                 prompt_len = utf8_valid_prefix(first, first_len);
                 streaming = !eof || prompt_len < first_len;
-                first[prompt_len < first_len ? first_len : prompt_len] = 0;
-                if (streaming)
+                first[first_len] = 0;
+                if (streaming) {
                         (void)rwkv_generate_options_set_prompt_stream(a.options, 1);
+                        prompt_len = 0;
+                }
                 prompt = (const char *)first;
         }
 
@@ -475,7 +477,7 @@ int verb_generate(int argc, char *argv[]) {
                 fail_call(c, "generate", r);
                 goto finish;
         }
-        if (streaming && stream_stdin(s, first + prompt_len, first_len - prompt_len, eof, "generate") < 0)
+        if (streaming && stream_stdin(s, first, first_len, eof, "generate") < 0)
                 goto finish;
         if (follow_stream(c, s, "generate", &res) != 0)
                 goto finish;
