@@ -173,6 +173,21 @@ void pass_shift_store(const EvalPass *p, uint32_t l, size_t off, const float *xn
 /* Run fn over [0, n) items split across the pool. */
 void pass_parallel(const EvalPass *p, size_t n_items, void (*fn)(void *ctx, size_t i0, size_t i1), void *ctx);
 
+/* Single-row decode: several matrix-vector products as ONE pool dispatch (a hand-off costs about as
+ * much as a small LoRA product). Rows are split across the tasks by weight bytes, in blocks of 8 rows
+ * counted from each matrix's first row, as the kernels' own wrapper splits them. after (optional)
+ * runs on the task that computed rows [r0, r1) of segment seg, right after them: element-wise work
+ * on those outputs rides in the same dispatch. */
+typedef struct MatvecSeg {
+        const Mat *w;
+        const float *x;
+        float *y;
+} MatvecSeg;
+void pass_matvec_multi(const EvalPass *p, const MatvecSeg *segs, size_t n_segs,
+                       void (*after)(void *ctx, size_t seg, size_t r0, size_t r1), void *after_ctx);
+/* y[r] for r in [r0, r1) of one matrix, on the calling thread (inside a dispatch). */
+void mat_matvec_rows(const Kernels *k, const Mat *w, const float *x, float *y, size_t r0, size_t r1);
+
 /* relu(x)^2 without a branch: the sign of the channel-mix keys is random, and a mispredicted branch
  * per element cost more than the arithmetic (the sign bit turns into an all-ones clearing mask). */
 static inline float relu_sq(float x) {

@@ -1,5 +1,6 @@
 /* ops.c: the pieces every architecture's forward pass is made of: threaded matrix products, token
  * shift across a chunk or a batch, a parallel-for over the pool, and the v4-v6 channel mix. */
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -54,6 +55,62 @@ void pass_parallel(const EvalPass *p, size_t n_items, void (*fn)(void *ctx, size
         }
         ParallelJob j = { .fn = fn, .ctx = ctx, .n_items = n_items };
         threadpool_run(p->pool, parallel_task, &j, (unsigned)MIN((size_t)threads, n_items));
+}
+
+void mat_matvec_rows(const Kernels *k, const Mat *w, const float *x, float *y, size_t r0, size_t r1) {
+        /* bind checked the type, the row size and the length of every Mat */
+        size_t cols = mat_cols(w);
+        k->matvec[w->t.dtype](w->t.data, dtype_row_bytes(w->t.dtype, cols), cols, x, y, r0, r1);
+}
+
+#define SEG_MAX 8
+#define SEG_BLOCK 8 /* rows */
+
+typedef struct MultiJob {
+        const Kernels *k;
+        const MatvecSeg *segs;
+        size_t n_segs;
+        size_t block_bytes[SEG_MAX]; /* bytes of SEG_BLOCK rows */
+        size_t start[SEG_MAX];       /* bytes of the segments before */
+        size_t total;
+        void (*after)(void *ctx, size_t seg, size_t r0, size_t r1);
+        void *after_ctx;
+} MultiJob;
+
+/* Task t owns the blocks that start in its share [total*t/T, total*(t+1)/T) of the bytes. */
+static void multi_task(void *ctx, unsigned task, unsigned n_tasks) {
+        const MultiJob *j = ctx;
+        size_t lo = j->total * task / n_tasks, hi = j->total * (task + 1) / n_tasks;
+        for (size_t s = 0; s < j->n_segs; s++) {
+                const MatvecSeg *g = &j->segs[s];
+                size_t rows = mat_rows(g->w), bb = j->block_bytes[s], st = j->start[s];
+                size_t n_blocks = (rows + SEG_BLOCK - 1) / SEG_BLOCK;
+                /* first block starting at or after lo, first starting at or after hi */
+                size_t b0 = lo <= st ? 0 : (lo - st + bb - 1) / bb;
+                size_t b1 = hi <= st ? 0 : (hi - st + bb - 1) / bb;
+                b0 = MIN(b0, n_blocks);
+                b1 = MIN(b1, n_blocks);
+                if (b0 >= b1)
+                        continue;
+                size_t r0 = b0 * SEG_BLOCK, r1 = MIN(b1 * SEG_BLOCK, rows);
+                mat_matvec_rows(j->k, g->w, g->x, g->y, r0, r1);
+                if (j->after)
+                        j->after(j->after_ctx, s, r0, r1);
+        }
+}
+
+void pass_matvec_multi(const EvalPass *p, const MatvecSeg *segs, size_t n_segs,
+                       void (*after)(void *ctx, size_t seg, size_t r0, size_t r1), void *after_ctx) {
+        assert(n_segs <= SEG_MAX);
+        MultiJob j = { .k = p->k, .segs = segs, .n_segs = n_segs, .after = after, .after_ctx = after_ctx };
+        for (size_t s = 0; s < n_segs; s++) {
+                const Mat *w = segs[s].w;
+                j.block_bytes[s] = SEG_BLOCK * dtype_row_bytes(w->t.dtype, mat_cols(w));
+                j.start[s] = j.total;
+                j.total += ((mat_rows(w) + SEG_BLOCK - 1) / SEG_BLOCK) * j.block_bytes[s];
+        }
+        unsigned threads = threadpool_size(p->pool);
+        threadpool_run(p->pool, multi_task, &j, threads);
 }
 
 /* v4/v5: xk = x*mix_k + prev*(1-mix_k); v6 passes maa: xk = x + (prev-x)*maa_k (the official

@@ -111,7 +111,8 @@ enum { B_XN, B_PREV, B_X6, B_R = B_X6 + 6, B_W, B_K, B_V, B_A, B_G, B_KK, B_B, B
 
 static size_t scratch_per_row(const Model *m) {
         size_t C = m->info.n_embd, F = m->info.n_ffn;
-        return C + MAX(B_N * C + m->max_lora, 4 * C + F);
+        /* the single-row path keeps the four LoRA bottlenecks side by side */
+        return C + MAX(B_N * C + 4 * m->max_lora, 4 * C + F);
 }
 
 typedef struct Wkv7Job {
@@ -276,7 +277,169 @@ static void channel_mix(EvalPass *p, uint32_t l) {
                 p->x[i] += out[i];
 }
 
+/* ---- single-row decode: the same arithmetic in five pool dispatches per layer instead of fifteen ----
+ *
+ * 1. r, k, v and the four LoRA down-projections (one matvec each, all in one dispatch);
+ * 2. per range of heads: the LoRA up-projections of those heads' channels, the element-wise work,
+ *    the WKV step, ln_x, the bonus and the gate (heads are independent from the up-projections on);
+ * 3. att.output, adding into x;  4. ffn.key with relu^2;  5. ffn.value, adding into x.
+ * Every value is computed by the same expression in the same order as in time_mix()/channel_mix(),
+ * and the matvec kernels compute each row on its own, so the logits are bit-identical to theirs. */
+
+typedef struct OneJob {
+        const EvalPass *p;
+        uint32_t l;
+        float *r, *w, *k, *v, *aa, *g, *kk, *bb, *y, *tmp, *v_first;
+        float *hw, *ha, *hg, *hv;
+} OneJob;
+
+static void one_heads(void *ctx, size_t h0, size_t h1) {
+        const OneJob *j = ctx;
+        const EvalPass *p = j->p;
+        const Model *m = p->m;
+        const LayerV7 *a = &m->layers[j->l].v7;
+        uint32_t l = j->l;
+        size_t N = m->info.head_size, c0 = h0 * N, c1 = h1 * N;
+        float *r = j->r, *w = j->w, *k = j->k, *v = j->v, *aa = j->aa, *g = j->g, *kk = j->kk, *bb = j->bb,
+              *y = j->y, *tmp = j->tmp, *v_first = j->v_first;
+
+        mat_matvec_rows(p->k, &a->w2, j->hw, w, c0, c1);
+        mat_matvec_rows(p->k, &a->a2, j->ha, aa, c0, c1);
+        mat_matvec_rows(p->k, &a->g2, j->hg, g, c0, c1);
+        if (l > 0)
+                mat_matvec_rows(p->k, &a->v2, j->hv, tmp, c0, c1);
+        else
+                memcpy(v_first + c0, v + c0, (c1 - c0) * sizeof(float));
+
+        for (size_t i = c0; i < c1; i++) {
+                w[i] = expf(-V7_DECAY_SCALE * sigmoidf(a->w0[i] + w[i]));
+                aa[i] = sigmoidf(a->a0[i] + aa[i]);
+                if (l > 0)
+                        v[i] += (v_first[i] - v[i]) * sigmoidf(a->v0[i] + tmp[i]);
+                kk[i] = k[i] * a->k_k[i];
+        }
+        for (size_t hh = h0; hh < h1; hh++) {
+                float *q = kk + hh * N;
+                float ss = 0;
+                for (size_t i = 0; i < N; i++)
+                        ss += q[i] * q[i];
+                float inv = 1.0f / fmaxf(sqrtf(ss), 1e-12f);
+                for (size_t i = 0; i < N; i++)
+                        q[i] *= inv;
+        }
+        for (size_t i = c0; i < c1; i++) {
+                bb[i] = kk[i] * aa[i];
+                kk[i] = -kk[i];
+                k[i] *= 1.0f + (aa[i] - 1.0f) * a->k_a[i];
+        }
+
+        float *S = layer_state(p, 0, l) + 2 * m->info.n_embd + h0 * N * N;
+        p->k->wkv7(S, r + c0, w + c0, k + c0, v + c0, kk + c0, bb + c0, y + c0, h1 - h0, N);
+        p->k->group_norm(y + c0, a->ln_x_w + c0, a->ln_x_b + c0, y + c0, h1 - h0, N, V7_GN_EPS);
+        for (size_t hh = h0; hh < h1; hh++) {
+                size_t b = hh * N;
+                float s = 0;
+                for (size_t i = 0; i < N; i++)
+                        s += r[b + i] * k[b + i] * a->r_k[b + i];
+                for (size_t i = 0; i < N; i++)
+                        y[b + i] += s * v[b + i];
+        }
+        for (size_t i = c0; i < c1; i++)
+                y[i] *= g[i];
+}
+
+typedef struct AddJob {
+        float *x;
+        const float *add;
+} AddJob;
+
+static void after_add(void *ctx, size_t seg, size_t r0, size_t r1) {
+        const AddJob *j = ctx;
+        for (size_t i = r0; i < r1; i++)
+                j->x[i] += j->add[i];
+}
+
+static void after_relu_sq(void *ctx, size_t seg, size_t r0, size_t r1) {
+        float *h = ctx;
+        for (size_t i = r0; i < r1; i++)
+                h[i] = relu_sq(h[i]);
+}
+
+static void time_mix_one(EvalPass *p, uint32_t l) {
+        const Model *m = p->m;
+        const Layer *L = &m->layers[l];
+        const LayerV7 *a = &L->v7;
+        size_t C = m->info.n_embd, H = m->info.n_head;
+        float *v_first = p->scratch, *base = v_first + C;
+#define BUF(i) (base + (size_t)(i)*C)
+        OneJob j = { .p = p, .l = l, .r = BUF(B_R), .w = BUF(B_W), .k = BUF(B_K), .v = BUF(B_V), .aa = BUF(B_A),
+                     .g = BUF(B_G), .kk = BUF(B_KK), .bb = BUF(B_B), .y = BUF(B_Y), .tmp = BUF(B_TMP),
+                     .v_first = v_first };
+        float *xn = BUF(B_XN), *prev = BUF(B_PREV), *xs[6];
+        for (size_t i = 0; i < 6; i++)
+                xs[i] = BUF(B_X6 + i);
+        j.hw = BUF(B_N);
+#undef BUF
+        j.ha = j.hw + m->max_lora;
+        j.hg = j.ha + m->max_lora;
+        j.hv = j.hg + m->max_lora;
+
+        p->k->layer_norm(p->x, L->ln1_w, L->ln1_b, xn, C, LN_EPS);
+        pass_shift_prev(p, l, 0, xn, prev);
+        pass_shift_store(p, l, 0, xn);
+        for (size_t i = 0; i < C; i++)
+                prev[i] -= xn[i];
+        for (size_t s = 0; s < 6; s++) {
+                const float *mix = a->x[s];
+                float *dst = xs[s];
+                for (size_t c = 0; c < C; c++)
+                        dst[c] = xn[c] + prev[c] * mix[c];
+        }
+
+        MatvecSeg down[7] = {
+                { &a->att_r, xs[X_R], j.r }, { &a->att_k, xs[X_K], j.k }, { &a->att_v, xs[X_V], j.v },
+                { &a->w1, xs[X_W], j.hw },   { &a->a1, xs[X_A], j.ha },   { &a->g1, xs[X_G], j.hg },
+                { &a->v1, xs[X_V], j.hv },
+        };
+        pass_matvec_multi(p, down, l > 0 ? 7 : 6, NULL, NULL);
+        for (size_t i = 0; i < mat_rows(&a->w1); i++)
+                j.hw[i] = tanhf(j.hw[i]);
+        for (size_t i = 0; i < mat_rows(&a->g1); i++)
+                j.hg[i] = sigmoidf(j.hg[i]);
+
+        pass_parallel(p, H, one_heads, &j);
+
+        AddJob add = { .x = p->x, .add = j.tmp };
+        MatvecSeg out = { &a->att_o, j.y, j.tmp };
+        pass_matvec_multi(p, &out, 1, after_add, &add);
+}
+
+static void channel_mix_one(EvalPass *p, uint32_t l) {
+        const Model *m = p->m;
+        const Layer *L = &m->layers[l];
+        size_t C = m->info.n_embd;
+        float *base = p->scratch + C; /* after v_first */
+        float *xn = base, *prev = xn + C, *xk = prev + C, *out = xk + C, *hid = out + C;
+
+        p->k->layer_norm(p->x, L->ln2_w, L->ln2_b, xn, C, LN_EPS);
+        pass_shift_prev(p, l, C, xn, prev);
+        pass_shift_store(p, l, C, xn);
+        for (size_t c = 0; c < C; c++)
+                xk[c] = xn[c] + (prev[c] - xn[c]) * L->v7.ffn_x_k[c];
+
+        MatvecSeg key = { &L->v7.ffn_k, xk, hid };
+        pass_matvec_multi(p, &key, 1, after_relu_sq, hid);
+        AddJob add = { .x = p->x, .add = out };
+        MatvecSeg value = { &L->v7.ffn_v, hid, out };
+        pass_matvec_multi(p, &value, 1, after_add, &add);
+}
+
 static void layer(EvalPass *p, uint32_t l) {
+        if (p->n == 1) {
+                time_mix_one(p, l);
+                channel_mix_one(p, l);
+                return;
+        }
         time_mix(p, l);
         channel_mix(p, l);
 }
