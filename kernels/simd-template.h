@@ -433,9 +433,8 @@ static inline void FN(prefetch_rows)(const uint8_t *w, size_t rb, size_t r, size
                                 for (size_t i = 0; i < MM_R; i++) {                                                    \
                                         if (i < nr)                                                                    \
                                                 FN(decode_##name)                                                      \
-                                                ((const uint8_t *)w + (r + i) * rb, K, k0, kc, wbuf + i * KC);         \
-                                        else                                                                           \
-                                                memset(wbuf + i * KC, 0, sizeof(float) * KC);                          \
+                                        ((const uint8_t *)w + (r + i) * rb, K, k0, kc, wbuf + i * KC);                 \
+                                        else memset(wbuf + i * KC, 0, sizeof(float) * KC);                             \
                                 }                                                                                      \
                                 for (size_t v = 0; v < n_vec; v += MM_V) {                                             \
                                         size_t nv = FN(min_sz)(MM_V, n_vec - v);                                       \
@@ -456,6 +455,113 @@ DEFINE_MATMUL(f16)
 DEFINE_MATMUL(bf16)
 DEFINE_MATMUL(q8_0)
 DEFINE_MATMUL(q4_0)
+#ifdef SM_R
+/* Batched decode of float weights (a few vectors): no f32 buffer. A tile of SM_R rows is read
+ * once, each VL columns of it converted in registers and applied to up to SM_V vectors held in
+ * SM_R x SM_V accumulators, so the conversion is paid once per weight for all of them and the
+ * loop is FMA-bound. The SM_R rows are one contiguous stretch of memory; the next one is
+ * prefetched into L1 spread over this tile's columns (one instruction per cache line), because
+ * at several FMAs per weight the out-of-order window alone keeps too few misses in flight. */
+#ifndef SM_MAX_VEC
+#define SM_MAX_VEC 16
+#endif
+#define DEFINE_MATMUL_STREAM(name, esz)                                                                                \
+        static inline __attribute__((always_inline)) void FN(sm_tile_##name)(const uint8_t *w, size_t rb, size_t K,    \
+                                                                             const float *x, size_t ldx, int nr,       \
+                                                                             int nv, float *y, size_t ldy, size_t r) { \
+                VEC acc[SM_R][SM_V];                                                                                   \
+                const uint8_t *p[SM_R];                                                                                \
+                size_t kv = K / VL * VL;                                                                               \
+                _Pragma("GCC unroll 8") for (int i = 0; i < nr; i++) {                                                 \
+                        p[i] = w + (r + (size_t)i) * rb;                                                               \
+                        _Pragma("GCC unroll 8") for (int j = 0; j < nv; j++) acc[i][j] = vzero();                      \
+                }                                                                                                      \
+                const uint8_t *ahead = p[0] + (size_t)nr * rb;                                                         \
+                for (size_t k = 0; k < kv; k += VL) {                                                                  \
+                        if (k % (64 / (esz)) == 0)                                                                     \
+                                _Pragma("GCC unroll 8") for (int i = 0; i < nr; i++)                                   \
+                                        __builtin_prefetch(ahead + (size_t)i * rb + k * (esz), 0, 3);                  \
+                        VEC wv[SM_R];                                                                                  \
+                        _Pragma("GCC unroll 8") for (int i = 0; i < nr; i++) wv[i] = FN(w_##name)(p[i] + k * (esz));   \
+                        _Pragma("GCC unroll 8") for (int j = 0; j < nv; j++) {                                         \
+                                VEC xv = vload(x + (size_t)j * ldx + k);                                               \
+                                _Pragma("GCC unroll 8") for (int i = 0; i < nr; i++) acc[i][j] =                       \
+                                        vfma(wv[i], xv, acc[i][j]);                                                    \
+                        }                                                                                              \
+                }                                                                                                      \
+                if (kv < K) {                                                                                          \
+                        VEC wv[SM_R];                                                                                  \
+                        _Pragma("GCC unroll 8") for (int i = 0; i < nr; i++) wv[i] =                                   \
+                                FN(w_##name##_tail)(p[i] + kv * (esz), K - kv);                                        \
+                        _Pragma("GCC unroll 8") for (int j = 0; j < nv; j++) {                                         \
+                                VEC xv = vloadn(x + (size_t)j * ldx + kv, K - kv);                                     \
+                                _Pragma("GCC unroll 8") for (int i = 0; i < nr; i++) acc[i][j] =                       \
+                                        vfma(wv[i], xv, acc[i][j]);                                                    \
+                        }                                                                                              \
+                }                                                                                                      \
+                _Pragma("GCC unroll 8") for (int i = 0; i < nr; i++)                                                   \
+                        _Pragma("GCC unroll 8") for (int j = 0; j < nv; j++) y[(size_t)j * ldy + r + (size_t)i] =      \
+                                vhsum(acc[i][j]);                                                                      \
+        }                                                                                                              \
+        /* One instance per (rows, vectors), so that the accumulators stay in registers. */                            \
+        static void FN(sm_full_##name)(const uint8_t *w, size_t rb, size_t K, const float *x, size_t ldx, int nv,      \
+                                       float *y, size_t ldy, size_t r) {                                               \
+                switch (nv) {                                                                                          \
+                case 1:                                                                                                \
+                        FN(sm_tile_##name)(w, rb, K, x, ldx, SM_R, 1, y, ldy, r);                                      \
+                        break;                                                                                         \
+                case 2:                                                                                                \
+                        FN(sm_tile_##name)(w, rb, K, x, ldx, SM_R, 2, y, ldy, r);                                      \
+                        break;                                                                                         \
+                case 3:                                                                                                \
+                        FN(sm_tile_##name)(w, rb, K, x, ldx, SM_R, 3, y, ldy, r);                                      \
+                        break;                                                                                         \
+                default:                                                                                               \
+                        FN(sm_tile_##name)(w, rb, K, x, ldx, SM_R, 4, y, ldy, r);                                      \
+                        break;                                                                                         \
+                }                                                                                                      \
+        }                                                                                                              \
+        static void FN(sm_one_##name)(const uint8_t *w, size_t rb, size_t K, const float *x, size_t ldx, int nv,       \
+                                      float *y, size_t ldy, size_t r) {                                                \
+                switch (nv) {                                                                                          \
+                case 1:                                                                                                \
+                        FN(sm_tile_##name)(w, rb, K, x, ldx, 1, 1, y, ldy, r);                                         \
+                        break;                                                                                         \
+                case 2:                                                                                                \
+                        FN(sm_tile_##name)(w, rb, K, x, ldx, 1, 2, y, ldy, r);                                         \
+                        break;                                                                                         \
+                case 3:                                                                                                \
+                        FN(sm_tile_##name)(w, rb, K, x, ldx, 1, 3, y, ldy, r);                                         \
+                        break;                                                                                         \
+                default:                                                                                               \
+                        FN(sm_tile_##name)(w, rb, K, x, ldx, 1, 4, y, ldy, r);                                         \
+                        break;                                                                                         \
+                }                                                                                                      \
+        }                                                                                                              \
+        static void FN(matmul_stream_##name)(const void *w, size_t rb, size_t K, const float *x, size_t ldx,           \
+                                             size_t n_vec, float *y, size_t ldy, size_t r0, size_t r1) {               \
+                if (n_vec > SM_MAX_VEC) { /* prefill chunks: the tiled f32 matmul is compute-efficient */              \
+                        FN(matmul_##name)(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);                                    \
+                        return;                                                                                        \
+                }                                                                                                      \
+                /* vectors in even groups of at most SM_V; a tile's later groups find it in L1 */                      \
+                size_t n_groups = (n_vec + SM_V - 1) / SM_V, per = (n_vec + n_groups - 1) / n_groups;                  \
+                size_t r = r0;                                                                                         \
+                for (; r + SM_R <= r1; r += SM_R)                                                                      \
+                        for (size_t v = 0; v < n_vec; v += per)                                                        \
+                                FN(sm_full_##name)                                                                     \
+                                (w, rb, K, x + v * ldx, ldx, (int)FN(min_sz)(per, n_vec - v), y + v * ldy, ldy, r);    \
+                for (; r < r1; r++)                                                                                    \
+                        for (size_t v = 0; v < n_vec; v += per)                                                        \
+                                FN(sm_one_##name)                                                                      \
+                                (w, rb, K, x + v * ldx, ldx, (int)FN(min_sz)(per, n_vec - v), y + v * ldy, ldy, r);    \
+        }
+_Static_assert(SM_V == 4, "the stream tile instances are for 1-4 vectors");
+DEFINE_MATMUL_STREAM(f32, 4)
+DEFINE_MATMUL_STREAM(f16, 2)
+DEFINE_MATMUL_STREAM(bf16, 2)
+#endif
+
 #ifdef SIMD_INT8_MATVEC
 /* q4_0 pays more per block (nibble unpacking per vector group): measured faster than the f32
  * matmul only up to 3 vectors, q8_0 up to 8. */
@@ -547,6 +653,11 @@ static void simd_fill(Kernels *k) {
         k->matmul[DTYPE_BF16] = FN(matmul_bf16);
         k->matmul[DTYPE_Q8_0] = FN(matmul_q8_0);
         k->matmul[DTYPE_Q4_0] = FN(matmul_q4_0);
+#ifdef SM_R
+        k->matmul[DTYPE_F32] = FN(matmul_stream_f32);
+        k->matmul[DTYPE_F16] = FN(matmul_stream_f16);
+        k->matmul[DTYPE_BF16] = FN(matmul_stream_bf16);
+#endif
 #ifdef SIMD_INT8_MATVEC
         k->matmul[DTYPE_Q8_0] = FN(matmul_i8_q8_0);
         k->matmul[DTYPE_Q4_0] = FN(matmul_i8_q4_0);

@@ -12,6 +12,10 @@
 #define MM_R 6 /* matmul register tile: 6 rows x 4 vectors = 24 accumulators of 32 */
 #define MM_V 4
 #endif
+#ifndef SM_R
+#define SM_R 4 /* batched decode of float weights: 4 rows x 4 vectors (3 x 8 measured 2x slower: spills) */
+#define SM_V 4
+#endif
 
 typedef __m512 VEC;
 
