@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,6 +75,32 @@ int config_parse_u32(const char *s, uint32_t *ret) {
         return 0;
 }
 
+int config_parse_double(const char *s, double *ret) {
+        char *end;
+        double v;
+
+        if (!s || !*s || isspace((unsigned char) *s))
+                return -EINVAL;
+        errno = 0;
+        v = strtod(s, &end);
+        if (errno != 0 || *end != 0 || end == s || !isfinite(v))
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+static int set_sampling(SamplingConfig *sc, unsigned bit, double *field, const char *value, double lo, double hi) {
+        double v;
+        int r = config_parse_double(value, &v);
+        if (r < 0)
+                return r;
+        if (v < lo || v > hi)
+                return -ERANGE;
+        *field = v;
+        sc->set |= bit;
+        return 0;
+}
+
 typedef struct ParseState {
         Config *config;
         const char *path;
@@ -128,6 +155,23 @@ static int config_handler(void *userdata, const char *section, const char *name,
                 r = config_parse_u32(value, &l->max_stop_strings);
         else if (IS("limits", "max_stop_bytes"))
                 r = config_parse_u32(value, &l->max_stop_bytes);
+        else if (IS("sampling", "temperature"))
+                r = set_sampling(&c->sampling, SAMPLING_SET_TEMPERATURE, &c->sampling.temperature, value, 0, 100);
+        else if (IS("sampling", "top_p"))
+                r = set_sampling(&c->sampling, SAMPLING_SET_TOP_P, &c->sampling.top_p, value, 0, 1);
+        else if (IS("sampling", "min_p"))
+                r = set_sampling(&c->sampling, SAMPLING_SET_MIN_P, &c->sampling.min_p, value, 0, 0.999999);
+        else if (IS("sampling", "presence_penalty"))
+                r = set_sampling(&c->sampling, SAMPLING_SET_PRESENCE_PENALTY, &c->sampling.presence_penalty, value, -100, 100);
+        else if (IS("sampling", "frequency_penalty"))
+                r = set_sampling(&c->sampling, SAMPLING_SET_FREQUENCY_PENALTY, &c->sampling.frequency_penalty, value, -100, 100);
+        else if (IS("sampling", "penalty_decay"))
+                r = set_sampling(&c->sampling, SAMPLING_SET_PENALTY_DECAY, &c->sampling.penalty_decay, value, 0, 1);
+        else if (IS("sampling", "top_k")) {
+                r = config_parse_u32(value, &c->sampling.top_k);
+                if (r >= 0)
+                        c->sampling.set |= SAMPLING_SET_TOP_K;
+        }
         else {
                 log_error("%s: unknown setting [%s] %s", ps->path, section, name);
                 ps->error = -EINVAL;

@@ -16,6 +16,24 @@ typedef struct Limits {
         uint32_t max_stop_bytes;            /* bytes of one stop string */
 } Limits;
 
+/* [sampling]: defaults for Generate options the client leaves out. Only the keys the file names
+ * (bits in .set) override the daemon's model-dependent defaults (see manager_startup()). */
+enum {
+        SAMPLING_SET_TEMPERATURE = 1u << 0,
+        SAMPLING_SET_TOP_P = 1u << 1,
+        SAMPLING_SET_TOP_K = 1u << 2,
+        SAMPLING_SET_MIN_P = 1u << 3,
+        SAMPLING_SET_PRESENCE_PENALTY = 1u << 4,
+        SAMPLING_SET_FREQUENCY_PENALTY = 1u << 5,
+        SAMPLING_SET_PENALTY_DECAY = 1u << 6,
+};
+
+typedef struct SamplingConfig {
+        double temperature, top_p, min_p, presence_penalty, frequency_penalty, penalty_decay;
+        uint32_t top_k;
+        unsigned set;
+} SamplingConfig;
+
 typedef struct Config {
         char *model_path;
         char *vocab_path;
@@ -26,6 +44,7 @@ typedef struct Config {
         uint32_t prefill_chunk;             /* prompt tokens per scheduler step */
         uint32_t max_batch;                 /* decoding jobs per batched step */
         Limits limits;
+        SamplingConfig sampling;
 } Config;
 
 void config_init(Config *c);
@@ -38,3 +57,5 @@ int config_parse_file(Config *c, const char *path);
 /* Parse a size with an optional K/M/G/T suffix (powers of 1024), or a plain count. */
 int config_parse_size(const char *s, uint64_t *ret);
 int config_parse_u32(const char *s, uint32_t *ret);
+/* A finite decimal number (no suffix). */
+int config_parse_double(const char *s, double *ret);

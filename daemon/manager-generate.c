@@ -222,7 +222,7 @@ int method_generate(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         if (!j)
                 return -ENOMEM;
         j->manager = m;
-        j->params.sampler = sampler_params_default();
+        j->params.sampler = m->sampling;
         j->params.max_tokens = MIN(256u, m->config.limits.max_tokens_per_request);
         j->params.max_prompt_bytes = m->config.limits.max_prompt_bytes;
 

@@ -110,6 +110,37 @@ int manager_startup(Manager *m) {
         if (!m->fresh_state)
                 return log_oom();
         model_state_reset(m->model, m->fresh_state);
+
+        /* The engine's defaults (top_p 0.3, presence and frequency penalties 0.5) suit World chat
+         * models; on a byte-level model the penalties punish every common letter and wreck the
+         * text, so there: no penalties, top_p 0.9 (as the default model's samples were made). */
+        m->sampling = sampler_params_default();
+        if (tokenizer_is_bytes(model_tokenizer(m->model))) {
+                m->sampling.top_p = 0.9f;
+                m->sampling.presence_penalty = 0.0f;
+                m->sampling.frequency_penalty = 0.0f;
+        }
+        const SamplingConfig *sc = &m->config.sampling;
+        if (sc->set & SAMPLING_SET_TEMPERATURE)
+                m->sampling.temperature = (float) sc->temperature;
+        if (sc->set & SAMPLING_SET_TOP_P)
+                m->sampling.top_p = (float) sc->top_p;
+        if (sc->set & SAMPLING_SET_TOP_K)
+                m->sampling.top_k = sc->top_k;
+        if (sc->set & SAMPLING_SET_MIN_P)
+                m->sampling.min_p = (float) sc->min_p;
+        if (sc->set & SAMPLING_SET_PRESENCE_PENALTY)
+                m->sampling.presence_penalty = (float) sc->presence_penalty;
+        if (sc->set & SAMPLING_SET_FREQUENCY_PENALTY)
+                m->sampling.frequency_penalty = (float) sc->frequency_penalty;
+        if (sc->set & SAMPLING_SET_PENALTY_DECAY)
+                m->sampling.penalty_decay = (float) sc->penalty_decay;
+        if (sampler_params_validate(&m->sampling, &err) < 0)
+                return log_error_errno(-EINVAL, "Invalid [sampling] defaults: %s", err.msg);
+        log_debug("Sampling defaults: temperature %g, top_p %g, top_k %u, min_p %g, presence %g, frequency %g, decay %g.",
+                  (double) m->sampling.temperature, (double) m->sampling.top_p, m->sampling.top_k,
+                  (double) m->sampling.min_p, (double) m->sampling.presence_penalty,
+                  (double) m->sampling.frequency_penalty, (double) m->sampling.penalty_decay);
         log_info("Loaded %s: %s, %u layers, %u embedding, vocabulary %u, state %zu bytes.", m->info->name,
                  m->info->arch_name, m->info->n_layer, m->info->n_embd, m->info->n_vocab,
                  m->info->state_floats * sizeof(float));

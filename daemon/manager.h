@@ -33,6 +33,7 @@ struct Manager {
         Model *model;
         const ModelInfo *info;
         float *fresh_state;
+        SamplerParams sampling;     /* Generate's defaults: by tokenizer, then [sampling] */
 
         Scheduler *scheduler;
         Worker *worker;             /* the I/O thread: every store call */

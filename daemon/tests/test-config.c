@@ -58,6 +58,18 @@ int main(void) {
         CHECK(c.prefill_chunk == 32 && c.max_batch == 4);
         config_done(&c);
 
+        /* [sampling]: only the keys given are marked set. */
+        config_init(&c);
+        CHECK(c.sampling.set == 0);
+        p = write_tmp("[sampling]\ntemperature=0.7\ntop_p=0.9\npresence_penalty=0\ntop_k=40\n");
+        CHECK_OK(config_parse_file(&c, p));
+        unlink(p);
+        CHECK(c.sampling.set == (SAMPLING_SET_TEMPERATURE | SAMPLING_SET_TOP_P | SAMPLING_SET_PRESENCE_PENALTY |
+                                 SAMPLING_SET_TOP_K));
+        CHECK(c.sampling.temperature == 0.7 && c.sampling.top_p == 0.9 && c.sampling.presence_penalty == 0 &&
+              c.sampling.top_k == 40);
+        config_done(&c);
+
         /* Unknown keys, bad values and syntax errors are refused (and logged). */
         const char *bad[] = {
                 "[limits]\nmax_streams=lots\n",
@@ -65,6 +77,11 @@ int main(void) {
                 "[nosection]\npath=x\n",
                 "[model]\nthreads=99999999999\n",
                 "[model\npath=x\n",
+                "[sampling]\ntop_p=1.5\n",
+                "[sampling]\ntemperature=nan\n",
+                "[sampling]\npenalty_decay=0.5x\n",
+                "[sampling]\nmin_p=1\n",
+                "[sampling]\nno_such=1\n",
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 config_init(&c);

@@ -114,6 +114,13 @@ def case_basic(e):
     check(r.returncode == 0, "chat failed: %r" % r.stderr)
     info = json.loads(e.run("--json", "session", "show", "t-chat").stdout)
     check(info["tokens"] > 20, "chat did not reach the session: %r" % info)
+    # the penalty and min-p options reach the daemon (accepted), and bad values are refused locally
+    r = e.run("generate", "--max-tokens", "3", "--min-p", "0.05", "--presence-penalty", "0",
+              "--frequency-penalty", "0.2", "--penalty-decay", "0.9", "Hello")
+    check(r.returncode == 0, "penalty options: %r" % r.stderr)
+    for bad in (("--min-p", "2"), ("--penalty-decay", "1.5"), ("--presence-penalty", "x")):
+        r = e.run("generate", "--max-tokens", "3", bad[0], bad[1], "Hello")
+        check(r.returncode == 2 and bad[0].encode() in r.stderr, "%s %s: %r" % (bad[0], bad[1], r.stderr))
     print("basic: ok")
 
 

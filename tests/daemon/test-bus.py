@@ -382,6 +382,28 @@ def test_eviction(bus, model):
         check(d.stop() == 0, "exit")
 
 
+def test_sampling_config(bus, model):
+    """[sampling] in rwkvd.conf replaces the daemon's defaults; a bad value stops it at start-up."""
+    conf = os.path.join(bus.tmp, "bad-sampling.conf")
+    with open(conf, "w") as f:
+        f.write("[sampling]\ntop_p=2\n")
+    r = subprocess.run([rt.rwkvd_path(), "--address", bus.address, "--model", model, "--state-dir",
+                        os.path.join(bus.tmp, "bad-sampling-state"), "--config", conf],
+                       capture_output=True, timeout=30)
+    check(r.returncode != 0 and b"top_p" in r.stderr, "bad [sampling] accepted: %r" % r.stderr)
+    ctl = rt.rwkvctl_path()
+    if not ctl:
+        return
+    env = dict(os.environ, RWKVD_BUS_ADDRESS=bus.address)
+    # temperature 0 by default: the seed no longer matters
+    with rt.Daemon(bus, model=model, config={"sampling": {"temperature": 0}}, name="sampling"):
+        out = [subprocess.run([ctl, "generate", "--max-tokens", "24", "--seed", str(seed), "In the"],
+                              capture_output=True, env=env, timeout=60) for seed in (1, 2, 3)]
+        check(all(o.returncode == 0 for o in out), "generate: %r" % [o.stderr for o in out])
+        check(out[0].stdout == out[1].stdout == out[2].stdout, "[sampling] temperature=0 not applied: %r" %
+              [o.stdout for o in out])
+
+
 def main():
     with rt.Bus() as bus:
         model = rt.test_model(bus.tmp)
@@ -396,6 +418,7 @@ def main():
             check(d.alive(), "daemon died")
             check(d.stop() == 0, "exit status")
         test_limits(bus, model)
+        test_sampling_config(bus, model)
         test_sigterm(bus, model)
         test_persistence(bus, model)
         test_eviction(bus, model)

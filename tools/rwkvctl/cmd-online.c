@@ -121,6 +121,10 @@ enum {
         OPT_TEMPERATURE,
         OPT_TOP_P,
         OPT_TOP_K,
+        OPT_MIN_P,
+        OPT_PRESENCE_PENALTY,
+        OPT_FREQUENCY_PENALTY,
+        OPT_PENALTY_DECAY,
         OPT_SEED,
         OPT_STOP,
         OPT_SYSTEM,
@@ -132,6 +136,10 @@ enum {
                 { "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },                                             \
                 { "temperature", required_argument, NULL, OPT_TEMPERATURE },                                           \
                 { "top-p", required_argument, NULL, OPT_TOP_P }, { "top-k", required_argument, NULL, OPT_TOP_K },      \
+                { "min-p", required_argument, NULL, OPT_MIN_P },                                                       \
+                { "presence-penalty", required_argument, NULL, OPT_PRESENCE_PENALTY },                                 \
+                { "frequency-penalty", required_argument, NULL, OPT_FREQUENCY_PENALTY },                               \
+                { "penalty-decay", required_argument, NULL, OPT_PENALTY_DECAY },                                       \
                 { "seed", required_argument, NULL, OPT_SEED }, { "stop", required_argument, NULL, OPT_STOP }, {        \
                 "json", no_argument, NULL, OPT_JSON                                                                    \
         }
@@ -159,6 +167,22 @@ static int sampling_option(SamplingArgs *a, int c, const char *verb) {
         case OPT_TOP_P:
                 if (!parse_double(optarg, &d) || (r = rwkv_generate_options_set_top_p(a->options, d)) < 0)
                         return fail("%s: invalid --top-p '%s' (0 < P <= 1)", verb, optarg), -1;
+                break;
+        case OPT_MIN_P:
+                if (!parse_double(optarg, &d) || (r = rwkv_generate_options_set_min_p(a->options, d)) < 0)
+                        return fail("%s: invalid --min-p '%s' (0 <= P < 1)", verb, optarg), -1;
+                break;
+        case OPT_PRESENCE_PENALTY:
+                if (!parse_double(optarg, &d) || (r = rwkv_generate_options_set_presence_penalty(a->options, d)) < 0)
+                        return fail("%s: invalid --presence-penalty '%s'", verb, optarg), -1;
+                break;
+        case OPT_FREQUENCY_PENALTY:
+                if (!parse_double(optarg, &d) || (r = rwkv_generate_options_set_frequency_penalty(a->options, d)) < 0)
+                        return fail("%s: invalid --frequency-penalty '%s'", verb, optarg), -1;
+                break;
+        case OPT_PENALTY_DECAY:
+                if (!parse_double(optarg, &d) || (r = rwkv_generate_options_set_penalty_decay(a->options, d)) < 0)
+                        return fail("%s: invalid --penalty-decay '%s' (0 <= D <= 1)", verb, optarg), -1;
                 break;
         case OPT_TOP_K:
                 if (!parse_u32(optarg, &u))
@@ -426,7 +450,8 @@ int verb_generate(int argc, char *argv[]) {
         while ((opt = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 if (opt == 'h') {
                         printf("rwkvctl generate [--session ID] [--max-tokens N] [--temperature T] [--top-p P]\n"
-                               "                 [--top-k K] [--seed S] [--stop STR]... [--json] [PROMPT]\n"
+                               "                 [--top-k K] [--min-p P] [--presence-penalty X] [--frequency-penalty X]\n"
+                               "                 [--penalty-decay D] [--seed S] [--stop STR]... [--json] [PROMPT]\n"
                                "Without PROMPT the prompt is read from stdin (streamed, any size).\n");
                         ret = 0;
                         goto finish;
@@ -535,7 +560,8 @@ int verb_chat(int argc, char *argv[]) {
         while ((opt = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 if (opt == 'h') {
                         printf("rwkvctl chat --session ID [--system TEXT] [--max-tokens N] [--temperature T]\n"
-                               "             [--top-p P] [--top-k K] [--seed S] [--stop STR]...\n"
+                               "             [--top-p P] [--top-k K] [--min-p P] [--presence-penalty X]\n"
+                               "             [--frequency-penalty X] [--penalty-decay D] [--seed S] [--stop STR]...\n"
                                "Ctrl-C stops a reply, Ctrl-D ends the chat.\n");
                         ret = 0;
                         goto finish;
