@@ -329,13 +329,18 @@ static int method_fork_session(sd_bus_message *msg, void *userdata, sd_bus_error
         r = manager_session_ensure_hot(m, s, msg, method_fork_session, error);
         if (r <= 0)
                 return r == 0 ? 1 : r;
-        if (turn > 0 && !session_checkpoint(s, turn))
-                return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT,
-                                         "Turn %" PRIu32 " of session '%s' is no longer held in memory to fork from.", turn, s->id);
         /* The copy belongs to the source's owner (root forking a user's session gives it to the user). */
         r = new_session_name(m, s->owner, new_name, &owner, id, error);
         if (r < 0)
                 return r;
+        if (turn > 0 && !session_checkpoint(s, turn)) {
+                /* Not in RAM (older than those held, or the daemon restarted): read it from disk. */
+                r = manager_session_fork_from_disk(m, s, turn, id, msg);
+                if (r == -ENOENT)
+                        return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT,
+                                                 "Turn %" PRIu32 " of session '%s' has no checkpoint any more.", turn, s->id);
+                return r < 0 ? r : 1;
+        }
         r = session_fork(s, id, turn, &n);
         if (r < 0)
                 return r;

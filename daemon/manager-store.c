@@ -128,6 +128,7 @@ typedef enum StoreOp {
         OP_CHECKPOINT_SAVE,
         OP_CHECKPOINT_TRUNCATE,
         OP_CHECKPOINT_REWIND,  /* read a turn's checkpoint back for RewindSession */
+        OP_CHECKPOINT_FORK,    /* read a turn's checkpoint back for ForkSession (into new_id) */
         OP_LOAD,
         OP_DELETE,
         OP_RENAME,
@@ -236,6 +237,7 @@ static int store_work_run(void *userdata) {
                 return r == -ENOENT ? 0 : r;
         }
         case OP_CHECKPOINT_REWIND:
+        case OP_CHECKPOINT_FORK:
                 return store_checkpoint_load(st, w->uid, w->id, w->turn, w->manager->info->hash, &w->rec, &w->err);
         case OP_LOAD: {
                 int r = store_load(st, w->uid, w->id, w->manager->info->hash, &w->rec, &w->err);
@@ -297,6 +299,49 @@ static void session_apply_meta(Session *s, const SessionMeta *meta) {
         }
 }
 
+/* ForkSession at a turn read back from disk: the copy starts at that turn (no checkpoints of its
+ * own in RAM). Its id was checked when the call came; it is checked again now. */
+static int fork_from_checkpoint(Manager *m, StoreWork *w, Session *s, int r) {
+        _cleanup_(session_freep) Session *n = NULL;
+        SessionRecord *rec = w->rec;
+
+        if (r == -ENOENT)
+                return sd_bus_reply_method_errorf(w->msg, RWKV_ERROR_INVALID_ARGUMENT,
+                                                  "Turn %" PRIu32 " of session '%s' has no checkpoint any more.", w->turn, w->id);
+        if (r < 0)
+                return reply_store_error(w->msg, r, "Reading the checkpoint failed", w->err.msg);
+        if (!s || w->turn > s->turns || rec->meta.state_floats != m->info->state_floats || rec->meta.n_vocab != m->info->n_vocab)
+                return sd_bus_reply_method_errorf(w->msg, RWKV_ERROR_SESSION_BUSY,
+                                                  "Session '%s' changed while its checkpoint was read; try again.", w->id);
+        if (session_table_find(&m->sessions, w->uid, w->new_id))
+                return sd_bus_reply_method_errorf(w->msg, RWKV_ERROR_SESSION_EXISTS, "Session '%s' already exists.", w->new_id);
+        if (session_table_count_uid(&m->sessions, w->uid) >= m->config.limits.max_sessions_per_user)
+                return sd_bus_reply_method_errorf(w->msg, RWKV_ERROR_QUOTA_EXCEEDED,
+                                                  "Session limit reached: max_sessions_per_user is %" PRIu32 ".",
+                                                  m->config.limits.max_sessions_per_user);
+        r = session_new(w->new_id, w->uid, rec->state, s->state_floats, s->n_vocab, &n);
+        if (r < 0)
+                return sd_bus_reply_method_errno(w->msg, r, NULL);
+        n->has_logits = rec->logits != NULL;
+        if (rec->logits)
+                memcpy(n->logits, rec->logits, s->n_vocab * sizeof(float));
+        if (rec->penalties)
+                memcpy(n->penalties, rec->penalties, s->n_vocab * sizeof(float));
+        n->tokens = rec->meta.n_tokens;
+        n->rng = rec->rng;
+        n->turns = w->turn - 1;
+        n->sampler = s->sampler;
+        if (s->title) {
+                n->title = strdup(s->title);
+                if (!n->title)
+                        return sd_bus_reply_method_errno(w->msg, -ENOMEM, NULL);
+        }
+        Session *added = TAKE_PTR(n);
+        session_table_add(&m->sessions, added);
+        (void) manager_session_commit(m, added);
+        return sd_bus_reply_method_return(w->msg, "s", added->id);
+}
+
 static void store_work_done(int r, void *userdata) {
         _cleanup_(store_work_freep) StoreWork *w = userdata;
         Manager *m = w->manager;
@@ -342,6 +387,9 @@ static void store_work_done(int r, void *userdata) {
                 }
                 break;
         }
+        case OP_CHECKPOINT_FORK:
+                r = fork_from_checkpoint(m, w, s, r);
+                break;
         case OP_LOAD:
                 if (s)
                         s->loading = false;
@@ -589,6 +637,17 @@ int manager_session_rewind_from_disk(Manager *m, Session *s, uint32_t turn, sd_b
         if (!w)
                 return -ENOMEM;
         w->turn = turn;
+        return submit(m, w);
+}
+
+int manager_session_fork_from_disk(Manager *m, Session *s, uint32_t turn, const char *new_id, sd_bus_message *msg) {
+        if (!m->store)
+                return -ENOENT;
+        StoreWork *w = work_new(m, OP_CHECKPOINT_FORK, s->owner, s->id, msg);
+        if (!w)
+                return -ENOMEM;
+        w->turn = turn;
+        snprintf(w->new_id, sizeof(w->new_id), "%s", new_id);
         return submit(m, w);
 }
 

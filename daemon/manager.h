@@ -71,6 +71,8 @@ int manager_session_ensure_hot(Manager *m, Session *s, sd_bus_message *msg, sd_b
 int manager_session_delete(Manager *m, Session *s, sd_bus_message *msg);
 /* RewindSession to a turn whose checkpoint is on disk only. */
 int manager_session_rewind_from_disk(Manager *m, Session *s, uint32_t turn, sd_bus_message *msg);
+/* ForkSession at a turn whose checkpoint is on disk only, into new_id (already checked). */
+int manager_session_fork_from_disk(Manager *m, Session *s, uint32_t turn, const char *new_id, sd_bus_message *msg);
 int manager_session_rename(Manager *m, Session *s, const char *new_id, sd_bus_message *msg);
 int manager_session_export(Manager *m, Session *s, int fd, sd_bus_message *msg);
 int manager_session_import(Manager *m, uid_t uid, int fd, const char *new_id, sd_bus_message *msg);

@@ -332,6 +332,13 @@ def test_persistence(bus, model):
         # rewinding to a turn whose checkpoint is only on disk (the daemon restarted since)
         turns = d.call("GetSession", "s", "keep")[0]["turns"]["data"]
         check(turns >= 3, "keep has its turns: %d" % turns)
+        # forking at a turn whose checkpoint is only on disk
+        check(d.call("ForkSession", "ssu", "keep", "keep-fork", 2)[0] == "keep-fork", "fork from disk")
+        info = d.call("GetSession", "s", "keep-fork")[0]
+        check(info["turns"]["data"] == 1 and info["tokens"]["data"] > 0, "forked from disk: %s" % info)
+        run(bus, "keep-fork", " on", 2)
+        d.expect_error("SessionExists", "ForkSession", "'keep'", "'keep-fork'", "uint32 2")
+        d.call("DeleteSession", "s", "keep-fork")
         d.call("RewindSession", "su", "keep", 2)
         info = d.call("GetSession", "s", "keep")[0]
         check(info["turns"]["data"] == 1 and info["tokens"]["data"] > 0, "rewound from disk: %s" % info)
