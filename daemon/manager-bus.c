@@ -38,8 +38,12 @@ int bus_find_session(Manager *m, uid_t caller, const char *name, Session **ret, 
                 return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT, "Invalid session id: expected " ID_RULES
                                         " (root: UID/ID).");
         s = session_table_find(&m->sessions, owner, id);
-        if (!s)
+        if (!s) {
+                const ForeignSession *f = manager_foreign_find(m, owner, id);
+                if (f)
+                        return manager_foreign_error(m, f, error);
                 return sd_bus_error_setf(error, RWKV_ERROR_NO_SUCH_SESSION, "No session '%s'.", id);
+        }
         *ret = s;
         return 0;
 }
@@ -49,6 +53,10 @@ static int check_new_id(Manager *m, uid_t owner, const char *id, sd_bus_error *e
                 return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT, "Invalid new session id: expected " ID_RULES ".");
         if (session_table_find(&m->sessions, owner, id))
                 return sd_bus_error_setf(error, RWKV_ERROR_SESSION_EXISTS, "Session '%s' already exists.", id);
+        /* Never shadow another model's session of that id: its file would be lost or refused later. */
+        const ForeignSession *f = manager_foreign_find(m, owner, id);
+        if (f)
+                return manager_foreign_error(m, f, error);
         return 0;
 }
 
@@ -417,6 +425,19 @@ static int method_delete_session(sd_bus_message *msg, void *userdata, sd_bus_err
                 return r;
         GET_CALLER(msg, caller, error);
         r = bus_find_session(m, caller, name, &s, error);
+        if (r < 0 && sd_bus_error_has_name(error, RWKV_ERROR_MODEL_MISMATCH)) {
+                /* Another model's session may still be deleted, to free its id. */
+                uid_t owner;
+                const char *id;
+                if (session_name_parse(name, caller, &owner, &id) >= 0) {
+                        const ForeignSession *f = manager_foreign_find(m, owner, id);
+                        if (f) {
+                                sd_bus_error_free(error);
+                                r = manager_foreign_delete(m, f, msg);
+                                return r < 0 ? r : 1;
+                        }
+                }
+        }
         if (r < 0)
                 return r;
         if (s->busy)
@@ -522,8 +543,11 @@ static int method_import_session(sd_bus_message *msg, void *userdata, sd_bus_err
         r = check_transfers(m, caller, error);
         if (r < 0)
                 return r;
-        if (!isempty_str(name) && session_table_find(&m->sessions, caller, name))
-                return sd_bus_error_setf(error, RWKV_ERROR_SESSION_EXISTS, "Session '%s' already exists.", name);
+        if (!isempty_str(name)) {
+                r = check_new_id(m, caller, name, error);
+                if (r < 0)
+                        return r;
+        }
         r = manager_session_import(m, caller, fd, name, msg);
         if (r < 0)
                 return sd_bus_error_setf(error, RWKV_ERROR_IO, "Import failed: %s", strerror(-r));

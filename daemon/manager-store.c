@@ -506,6 +506,13 @@ static void store_work_done(int r, void *userdata) {
                         break;
                 }
                 Session *n = NULL;
+                if (memcmp(w->meta.model_hash, m->info->hash, 32) != 0) {
+                        /* Stored as it came; using it is ModelMismatch, and its id stays taken. */
+                        (void) manager_foreign_add(m, w->uid, w->id, w->meta.model_hash);
+                        if (w->msg)
+                                (void) sd_bus_reply_method_return(w->msg, "s", w->id);
+                        break;
+                }
                 if (!session_table_find(&m->sessions, w->uid, w->id) &&
                     session_new_cold(w->id, w->uid, m->info->state_floats, m->info->n_vocab, &n) >= 0) {
                         session_apply_meta(n, &w->meta);
@@ -734,6 +741,57 @@ static uint64_t session_ram_bytes(const Session *s) {
         return (uint64_t) (s->state_floats + 2 * s->n_vocab) * sizeof(float) * (1 + s->n_checkpoints);
 }
 
+const ForeignSession *manager_foreign_find(Manager *m, uid_t uid, const char *id) {
+        for (size_t i = 0; i < m->n_foreign; i++)
+                if (m->foreign[i].uid == uid && strcmp(m->foreign[i].id, id) == 0)
+                        return &m->foreign[i];
+        return NULL;
+}
+
+int manager_foreign_add(Manager *m, uid_t uid, const char *id, const uint8_t model_hash[32]) {
+        if (manager_foreign_find(m, uid, id))
+                return 0;
+        ForeignSession *n = realloc(m->foreign, (m->n_foreign + 1) * sizeof(ForeignSession));
+        if (!n)
+                return -ENOMEM;
+        m->foreign = n;
+        n = &m->foreign[m->n_foreign++];
+        *n = (ForeignSession) { .uid = uid };
+        snprintf(n->id, sizeof(n->id), "%s", id);
+        memcpy(n->model_hash, model_hash, sizeof(n->model_hash));
+        return 0;
+}
+
+void manager_foreign_remove(Manager *m, uid_t uid, const char *id) {
+        const ForeignSession *f = manager_foreign_find(m, uid, id);
+        if (!f)
+                return;
+        size_t i = (size_t) (f - m->foreign);
+        m->foreign[i] = m->foreign[--m->n_foreign];
+}
+
+int manager_foreign_error(Manager *m, const ForeignSession *f, sd_bus_error *error) {
+        char hex[17];
+        for (size_t i = 0; i < 8; i++)
+                snprintf(hex + 2 * i, 3, "%02x", f->model_hash[i]);
+        return sd_bus_error_setf(error, RWKV_ERROR_MODEL_MISMATCH,
+                                 "Session '%s' was made with another model (hash %s...); this daemon serves %s "
+                                 "(hash %.16s...). Use that model, or delete the session to reuse its id.",
+                                 f->id, hex, m->info->name, m->info->hash_hex);
+}
+
+int manager_foreign_delete(Manager *m, const ForeignSession *f, sd_bus_message *msg) {
+        StoreWork *w = work_new(m, OP_DELETE, f->uid, f->id, msg);
+        if (!w)
+                return -ENOMEM;
+        manager_foreign_remove(m, f->uid, f->id);
+        if (!m->store) {
+                store_work_free(w);
+                return sd_bus_reply_method_return(msg, NULL);
+        }
+        return submit(m, w);
+}
+
 uint64_t manager_hot_bytes(Manager *m) {
         uint64_t sum = 0;
         for (Session *s = m->sessions.head; s; s = s->next)
@@ -800,8 +858,12 @@ int manager_store_open(Manager *m) {
                 }
                 for (size_t i = 0; i < n; i++) {
                         Session *s = NULL;
-                        if (memcmp(v[i].model_hash, m->info->hash, 32) != 0)
-                                continue; /* another model's: left alone on disk */
+                        if (memcmp(v[i].model_hash, m->info->hash, 32) != 0) {
+                                /* another model's: left alone on disk, its id reserved */
+                                if (manager_foreign_add(m, (uid_t) uid, v[i].id, v[i].model_hash) < 0)
+                                        return log_oom();
+                                continue;
+                        }
                         if (session_table_find(&m->sessions, (uid_t) uid, v[i].id))
                                 continue;
                         r = session_new_cold(v[i].id, (uid_t) uid, m->info->state_floats, m->info->n_vocab, &s);

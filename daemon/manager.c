@@ -41,6 +41,7 @@ Manager *manager_free(Manager *m) {
         sd_bus_flush_close_unref(m->bus);
         sd_event_unref(m->event);
         free(m->fresh_state);
+        free(m->foreign);
         model_free(m->model);
         free(m->bus_address);
         config_done(&m->config);

@@ -41,6 +41,8 @@ struct Manager {
         bool redispatch;            /* re-running a method after its session was loaded */
         struct StoreWork *transfers; /* exports/imports in progress (each may hold a thread) */
         SessionTable sessions;
+        struct ForeignSession *foreign; /* on disk, made with another model: ids that must not be shadowed */
+        size_t n_foreign;
         Job *jobs;                  /* every live job (submitted, not yet completed) */
         uint32_t n_jobs;
         uint64_t next_job_id;
@@ -81,6 +83,19 @@ void manager_job_progress(Job *job, void *userdata);
 /* Exports and imports in progress: of uid, or of everyone for UID_INVALID. */
 uint32_t manager_transfers(Manager *m, uid_t uid);
 uint64_t manager_hot_bytes(Manager *m);
+/* Sessions on disk that another model made: they keep their ids (every use is ModelMismatch). */
+typedef struct ForeignSession {
+        uid_t uid;
+        char id[SESSION_ID_MAX + 1];
+        uint8_t model_hash[32];
+} ForeignSession;
+const ForeignSession *manager_foreign_find(Manager *m, uid_t uid, const char *id);
+int manager_foreign_add(Manager *m, uid_t uid, const char *id, const uint8_t model_hash[32]);
+void manager_foreign_remove(Manager *m, uid_t uid, const char *id);
+/* Sets org.rwkvd.Error.ModelMismatch naming both models. */
+int manager_foreign_error(Manager *m, const ForeignSession *f, sd_bus_error *error);
+/* DeleteSession of a foreign session: its files go, answered on msg. */
+int manager_foreign_delete(Manager *m, const ForeignSession *f, sd_bus_message *msg);
 void manager_evict(Manager *m);
 void manager_commit_all(Manager *m);
 void manager_check_exit(Manager *m);

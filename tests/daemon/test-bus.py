@@ -353,7 +353,20 @@ def test_persistence(bus, model):
         with rt.Daemon(bus, model=other, state_dir=state, name="other") as d:
             r = subprocess.run([client_path(), bus.address, "import", "foreign", exp], capture_output=True)
             check(r.returncode == 0, "import of another model's session: %s" % r.stderr)
-            d.expect_error("ModelMismatch", "Generate", "'foreign'", "'x'", "{}")
+            d.expect_error("ModelMismatch", "Generate", "'foreign'", "'x'", "{}", contains="another model")
+            d.expect_error("ModelMismatch", "GetSession", "'foreign'")
+            # sessions of the first model found on disk at start-up: their ids are not shadowed
+            d.expect_error("ModelMismatch", "GetSession", "'keep'", contains="another model")
+            d.expect_error("ModelMismatch", "Generate", "'keep'", "'x'", "{}")
+            d.expect_error("ModelMismatch", "CreateSession", "'keep'", "{}")
+            d.call("CreateSession", "sa{sv}", "mine-b", 0)
+            d.expect_error("ModelMismatch", "RenameSession", "'mine-b'", "'keep'")
+            d.expect_error("ModelMismatch", "ForkSession", "'mine-b'", "'keep'", "uint32 0")
+            d.call("DeleteSession", "s", "mine-b")
+            check("keep" not in [s[0] for s in d.call("ListSessions")[0]], "foreign sessions are not listed")
+            check(d.stop() == 0, "exit")
+        with rt.Daemon(bus, model=model, state_dir=state, name="back") as d:
+            check(d.call("GetSession", "s", "keep")[0]["id"]["data"] == "keep", "keep survived the other model")
             check(d.stop() == 0, "exit")
     # a corrupted session file is refused with Corrupt and moved aside; the daemon keeps going
     sdir = os.path.join(state, "0")
