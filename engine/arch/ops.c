@@ -65,6 +65,7 @@ void mat_matvec_rows(const Kernels *k, const Mat *w, const float *x, float *y, s
 
 #define SEG_MAX 8
 #define SEG_BLOCK 8 /* rows */
+#define MULTI_MIN_BYTES (64u * 1024u)
 
 typedef struct MultiJob {
         const Kernels *k;
@@ -109,8 +110,27 @@ void pass_matvec_multi(const EvalPass *p, const MatvecSeg *segs, size_t n_segs,
                 j.start[s] = j.total;
                 j.total += ((mat_rows(w) + SEG_BLOCK - 1) / SEG_BLOCK) * j.block_bytes[s];
         }
-        unsigned threads = threadpool_size(p->pool);
+        /* as in the kernels' wrapper: below this, waking the pool costs more than it saves */
+        unsigned threads = j.total < MULTI_MIN_BYTES ? 1 : threadpool_size(p->pool);
         threadpool_run(p->pool, multi_task, &j, threads);
+}
+
+static void after_rk(void *ctx, size_t seg, size_t r0, size_t r1) {
+        float *hid = ctx;
+        if (seg == 1)
+                for (size_t i = r0; i < r1; i++)
+                        hid[i] = relu_sq(hid[i]);
+}
+
+typedef struct CmixAdd {
+        float *x;
+        const float *r, *out;
+} CmixAdd;
+
+static void after_gated_add(void *ctx, size_t seg, size_t r0, size_t r1) {
+        const CmixAdd *j = ctx;
+        for (size_t i = r0; i < r1; i++)
+                j->x[i] += sigmoidf(j->r[i]) * j->out[i];
 }
 
 /* v4/v5: xk = x*mix_k + prev*(1-mix_k); v6 passes maa: xk = x + (prev-x)*maa_k (the official
@@ -140,6 +160,16 @@ void channel_mix_rkv(EvalPass *p, uint32_t l, const float *ln_w, const float *ln
                         }
                 }
 
+        if (n == 1) {
+                /* one dispatch for the receptance and the key (relu^2 on the task's rows), one for
+                 * the value (adding into x): same arithmetic, a third of the hand-offs saved */
+                MatvecSeg rk[2] = { { wr, xr, r }, { wk, xk, hid } };
+                pass_matvec_multi(p, rk, 2, after_rk, hid);
+                CmixAdd add = { .x = p->x, .r = r, .out = out };
+                MatvecSeg value = { wv, hid, out };
+                pass_matvec_multi(p, &value, 1, after_gated_add, &add);
+                return;
+        }
         pass_matmul(p, wr, xr, n, r);
         pass_matmul(p, wk, xk, n, hid);
         for (size_t i = 0; i < n * F; i++)
