@@ -75,6 +75,16 @@ int config_parse_u32(const char *s, uint32_t *ret) {
         return 0;
 }
 
+int config_parse_precision(const char *s, uint32_t *ret) {
+        static const char *const names[] = { "fp32", "fp16", "bf16" };
+        for (uint32_t i = 0; i < ELEMENTSOF(names); i++)
+                if (s && strcmp(s, names[i]) == 0) {
+                        *ret = i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
 int config_parse_double(const char *s, double *ret) {
         char *end;
         double v;
@@ -133,6 +143,8 @@ static int config_handler(void *userdata, const char *section, const char *name,
                 r = set_string(&c->state_dir, value);
         else if (IS("store", "hot_budget_bytes"))
                 r = config_parse_size(value, &c->hot_budget_bytes);
+        else if (IS("store", "state_precision"))
+                r = config_parse_precision(value, &c->state_precision);
         else if (IS("store", "commit_every_tokens"))
                 r = config_parse_u32(value, &c->commit_every_tokens);
         else if (IS("scheduler", "prefill_chunk"))

@@ -41,6 +41,7 @@ typedef struct Config {
         char *state_dir;
         uint64_t hot_budget_bytes;          /* RAM for hot session states */
         uint32_t commit_every_tokens;       /* checkpoint a long generation every N tokens (0: only at end) */
+        uint32_t state_precision;           /* StorePrecision of saved states: 0 fp32, 1 fp16, 2 bf16 */
         uint32_t prefill_chunk;             /* prompt tokens per scheduler step */
         uint32_t max_batch;                 /* decoding jobs per batched step */
         Limits limits;
@@ -57,5 +58,7 @@ int config_parse_file(Config *c, const char *path);
 /* Parse a size with an optional K/M/G/T suffix (powers of 1024), or a plain count. */
 int config_parse_size(const char *s, uint64_t *ret);
 int config_parse_u32(const char *s, uint32_t *ret);
+/* "fp32" (0), "fp16" (1) or "bf16" (2): the values of StorePrecision (daemon/store.h). */
+int config_parse_precision(const char *s, uint32_t *ret);
 /* A finite decimal number (no suffix). */
 int config_parse_double(const char *s, double *ret);

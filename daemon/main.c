@@ -21,6 +21,8 @@ static void help(void) {
                "  -m --model FILE        The model file (.rwkv, rwkv.cpp .bin, PyTorch .pth)\n"
                "     --vocab FILE        World vocabulary for models that embed none\n"
                "     --state-dir DIR     Session store (default: /var/lib/rwkvd, user: $XDG_STATE_HOME/rwkvd)\n"
+               "     --state-precision fp32|fp16|bf16\n"
+               "                         How saved session states are stored (default: fp32, exact)\n"
                "  -t --threads N         Compute threads (default: all CPUs)\n"
                "  -c --config FILE       Configuration file (default: %s/rwkvd/rwkvd.conf,\n"
                "                         user: $XDG_CONFIG_HOME/rwkvd/rwkvd.conf)\n"
@@ -50,7 +52,7 @@ static char *user_dir(const char *env, const char *fallback, const char *leaf) {
 }
 
 static int parse_argv(int argc, char *argv[], Manager *m) {
-        enum { ARG_VERSION = 0x100, ARG_SYSTEM, ARG_USER, ARG_ADDRESS, ARG_VOCAB, ARG_STATE_DIR };
+        enum { ARG_VERSION = 0x100, ARG_SYSTEM, ARG_USER, ARG_ADDRESS, ARG_VOCAB, ARG_STATE_DIR, ARG_STATE_PRECISION };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -60,6 +62,7 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                 { "model", required_argument, NULL, 'm' },
                 { "vocab", required_argument, NULL, ARG_VOCAB },
                 { "state-dir", required_argument, NULL, ARG_STATE_DIR },
+                { "state-precision", required_argument, NULL, ARG_STATE_PRECISION },
                 { "threads", required_argument, NULL, 't' },
                 { "config", required_argument, NULL, 'c' },
                 { "verbose", no_argument, NULL, 'v' },
@@ -67,8 +70,8 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
         };
         /* Command-line values win over the config file, which is read after parsing. */
         _cleanup_(freep) char *model = NULL, *vocab = NULL, *state_dir = NULL, *config = NULL;
-        uint32_t threads = 0;
-        bool threads_set = false, bus_set = false;
+        uint32_t threads = 0, precision = 0;
+        bool threads_set = false, bus_set = false, precision_set = false;
         int c, r;
 
         const char *env = getenv(RWKV_BUS_ADDRESS_ENV);
@@ -112,6 +115,12 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                 case ARG_STATE_DIR:
                         if (set_str(&state_dir, optarg) < 0)
                                 return -ENOMEM;
+                        break;
+                case ARG_STATE_PRECISION:
+                        r = config_parse_precision(optarg, &precision);
+                        if (r < 0)
+                                return log_error_errno(EINVAL, "Invalid --state-precision \"%s\" (fp32, fp16 or bf16).", optarg);
+                        precision_set = true;
                         break;
                 case 't':
                         r = config_parse_u32(optarg, &threads);
@@ -160,6 +169,8 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                 return -ENOMEM;
         if (vocab && set_str(&m->config.vocab_path, vocab) < 0)
                 return -ENOMEM;
+        if (precision_set)
+                m->config.state_precision = precision;
         if (state_dir && set_str(&m->config.state_dir, state_dir) < 0)
                 return -ENOMEM;
         if (threads_set)

@@ -830,7 +830,7 @@ void manager_check_exit(Manager *m) {
 
 /* Startup (before READY=1, so blocking is fine): open the store and list every uid's sessions. */
 int manager_store_open(Manager *m) {
-        StoreOptions so = {};
+        StoreOptions so = { .state_precision = (StorePrecision) m->config.state_precision };
         RwkvError err = {};
         int r;
 

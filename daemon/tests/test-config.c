@@ -38,13 +38,19 @@ int main(void) {
         CHECK_OK(config_parse_u32("4294967295", &u));
         CHECK(u == UINT32_MAX);
         CHECK_ERR(config_parse_u32("4294967296", &u), ERANGE);
+        CHECK_OK(config_parse_precision("fp32", &u));
+        CHECK(u == 0);
+        CHECK_OK(config_parse_precision("fp16", &u));
+        CHECK(u == 1);
+        CHECK_ERR(config_parse_precision("FP16", &u), EINVAL);
+        CHECK_ERR(config_parse_precision("", &u), EINVAL);
 
         config_init(&c);
         CHECK(c.limits.max_sessions_per_user > 0 && c.limits.max_streams > 0);
         char *p = write_tmp("[model]\npath=/m.rwkv\nthreads=3\nvocab=/v.txt\n"
                             "[limits]\nmax_sessions_per_user=5\nmax_generations_per_user=2\n"
                             "max_prompt_bytes=1M\nmax_tokens_per_request=77\nmax_streams=9\n"
-                            "[store]\nstate_dir=/s\nhot_budget_bytes=10M\ncommit_every_tokens=8\n"
+                            "[store]\nstate_dir=/s\nhot_budget_bytes=10M\ncommit_every_tokens=8\nstate_precision=bf16\n"
                             "[scheduler]\nprefill_chunk=32\nmax_batch=4\n");
         CHECK_OK(config_parse_file(&c, p));
         unlink(p);
@@ -56,6 +62,7 @@ int main(void) {
         CHECK(c.limits.max_prompt_bytes == 1 << 20 && c.limits.max_tokens_per_request == 77);
         CHECK(c.limits.max_streams == 9 && c.hot_budget_bytes == 10 << 20 && c.commit_every_tokens == 8);
         CHECK(c.prefill_chunk == 32 && c.max_batch == 4);
+        CHECK(c.state_precision == 2);
         config_done(&c);
 
         /* [sampling]: only the keys given are marked set. */
@@ -82,6 +89,7 @@ int main(void) {
                 "[sampling]\npenalty_decay=0.5x\n",
                 "[sampling]\nmin_p=1\n",
                 "[sampling]\nno_such=1\n",
+                "[store]\nstate_precision=fp8\n",
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 config_init(&c);

@@ -424,6 +424,30 @@ def test_sampling_config(bus, model):
               [o.stdout for o in out])
 
 
+def test_state_precision(bus, model):
+    """--state-precision fp16/bf16 (or [store] state_precision) stores session states in half the
+    bytes; a bad value is refused at start-up."""
+    r = subprocess.run([rt.rwkvd_path(), "--address", bus.address, "--model", model, "--state-precision", "fp8"],
+                       capture_output=True, timeout=30)
+    check(r.returncode != 0 and b"state-precision" in r.stderr, "bad --state-precision accepted: %r" % r.stderr)
+    sizes = {}
+    for prec, how in (("fp32", {}), ("fp16", {"args": ["--state-precision", "fp16"]}),
+                      ("bf16", {"config": {"store": {"state_precision": "bf16"}}})):
+        with rt.Daemon(bus, model=model, name="prec-" + prec, **how) as d:
+            d.call("CreateSession", "sa{sv}", "p", 0)
+            run(bus, "p", "In the beginning", 8)
+            wait_idle(d, "p")
+            check(d.stop() == 0, "exit")
+        with rt.Daemon(bus, model=model, name="prec-" + prec, state_dir=d.state_dir) as d:
+            info = d.call("GetSession", "s", "p")[0]
+            sizes[prec] = info["disk_bytes"]["data"]
+            run(bus, "p", " again", 2)  # loads back whatever the precision
+            check(d.stop() == 0, "exit")
+    print("state precision: disk bytes %s" % sizes, file=sys.stderr)
+    check(sizes["fp16"] < sizes["fp32"] * 3 // 4 and sizes["bf16"] < sizes["fp32"] * 3 // 4,
+          "half-precision states are not smaller: %s" % sizes)
+
+
 def main():
     with rt.Bus() as bus:
         model = rt.test_model(bus.tmp)
@@ -439,6 +463,7 @@ def main():
             check(d.stop() == 0, "exit status")
         test_limits(bus, model)
         test_sampling_config(bus, model)
+        test_state_precision(bus, model)
         test_sigterm(bus, model)
         test_persistence(bus, model)
         test_eviction(bus, model)
