@@ -573,11 +573,12 @@ static int method_status(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         for (Session *s = m->sessions.head; s; s = s->next)
                 n_hot += s->hot;
         return sd_bus_reply_method_return(
-                msg, "a{sv}", 11,
+                msg, "a{sv}", 12,
                 "sessions_hot", "u", n_hot,
                 "sessions_cold", "u", m->sessions.n - n_hot,
                 "jobs_running", "u", st.running,
                 "jobs_queued", "u", st.queued,
+                "jobs_parked", "u", st.parked,
                 "tokens_per_second", "d", st.tokens_per_second,
                 "tokens_total", "t", st.tokens_total,
                 "rss_bytes", "t", rss_bytes(),

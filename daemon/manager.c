@@ -114,10 +114,11 @@ int manager_startup(Manager *m) {
 
         /* The engine's defaults (top_p 0.3, presence and frequency penalties 0.5) suit World chat
          * models; on a byte-level model the penalties punish every common letter and wreck the
-         * text, so there: no penalties, top_p 0.9 (as the default model's samples were made). */
+         * text, so there: no penalties and no nucleus cut (the model's own distribution over 256
+         * bytes; top_p 0.9 or a lower temperature, as in tools/demo, read better and can be set). */
         m->sampling = sampler_params_default();
         if (tokenizer_is_bytes(model_tokenizer(m->model))) {
-                m->sampling.top_p = 0.9f;
+                m->sampling.top_p = 1.0f;
                 m->sampling.presence_penalty = 0.0f;
                 m->sampling.frequency_penalty = 0.0f;
         }

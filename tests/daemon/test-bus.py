@@ -215,6 +215,14 @@ def test_limits(bus, model):
         else:
             p.kill()
             raise AssertionError("generation did not start")
+        # the holder does not read: its job parks on the full ring, and Status says so
+        for _ in range(200):
+            if d.call("Status")[0]["jobs_parked"]["data"] == 1:
+                break
+            time.sleep(0.05)
+        else:
+            p.kill()
+            raise AssertionError("jobs_parked never reached 1: %s" % d.call("Status")[0])
         d.expect_error("TooManyGenerations", "Generate", "'b'", "'x'", "{}", contains="max_generations_per_user")
         d.expect_error("SessionBusy", "DeleteSession", "'a'")
         d.expect_error("SessionBusy", "RenameSession", "'a'", "'z'")

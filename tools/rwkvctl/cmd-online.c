@@ -972,10 +972,12 @@ int verb_status(int argc, char *argv[]) {
                 (void)rwkv_info_get_uint(info, "sessions_hot", &hot);
                 (void)rwkv_info_get_uint(info, "sessions_cold", &cold);
                 printf("Sessions:    %" PRIu64 " hot, %" PRIu64 " on disk\n", hot, cold);
-                uint64_t running = 0, queued = 0;
+                uint64_t running = 0, queued = 0, parked = 0;
                 (void)rwkv_info_get_uint(info, "jobs_running", &running);
                 (void)rwkv_info_get_uint(info, "jobs_queued", &queued);
-                printf("Jobs:        %" PRIu64 " running, %" PRIu64 " queued\n", running, queued);
+                (void)rwkv_info_get_uint(info, "jobs_parked", &parked);
+                printf("Jobs:        %" PRIu64 " running (%" PRIu64 " waiting for their client), %" PRIu64 " queued\n",
+                       running, parked, queued);
                 if (rwkv_info_get_uint(info, "rss_bytes", &u) >= 0)
                         printf("Memory:      %.1f MiB resident", (double)u / (1024.0 * 1024.0));
                 if (rwkv_info_get_uint(info, "hot_bytes", &u) >= 0)
