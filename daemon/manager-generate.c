@@ -279,6 +279,10 @@ int method_generate(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 if (!c)
                         return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT,
                                                  "Session '%s' has no last turn held to regenerate.", s->id);
+                if (c->streamed)
+                        return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT,
+                                                 "The last turn of session '%s' had a streamed prompt, which is not kept: "
+                                                 "rewind the session and send the prompt again.", s->id);
                 _cleanup_(freep) char *again = strndup(c->prompt, c->prompt_len);
                 if (!again)
                         return -ENOMEM;
@@ -329,6 +333,8 @@ int method_generate(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 r = session_begin_turn(s, j->prompt, prompt_len);
                 if (r < 0)
                         return r;
+                if (j->params.prompt_stream)
+                        session_mark_streamed(s);
                 (void) manager_checkpoint_commit(m, s, s->turns);
         }
         if (j->params.seed_set)

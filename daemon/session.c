@@ -78,7 +78,7 @@ static void checkpoint_done(Checkpoint *c) {
 }
 
 static int checkpoint_copy(Checkpoint *dst, const Checkpoint *src, size_t state_floats, size_t n_vocab) {
-        *dst = (Checkpoint) { .tokens = src->tokens, .rng = src->rng, .prompt_len = src->prompt_len };
+        *dst = (Checkpoint) { .tokens = src->tokens, .rng = src->rng, .prompt_len = src->prompt_len, .streamed = src->streamed };
         dst->state = malloc(state_floats * sizeof(float));
         if (!dst->state)
                 goto fail;
@@ -210,6 +210,11 @@ Session *session_free(Session *s) {
         free(s->penalties);
         free(s);
         return NULL;
+}
+
+void session_mark_streamed(Session *s) {
+        if (s->n_checkpoints > 0)
+                s->checkpoints[s->n_checkpoints - 1].streamed = true;
 }
 
 static uint32_t first_turn_held(const Session *s) {

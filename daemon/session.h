@@ -25,6 +25,7 @@ typedef struct Checkpoint {
         Rng rng;
         char *prompt;               /* the prompt that opened the turn (for "regenerate") */
         size_t prompt_len;
+        bool streamed;              /* more prompt came through the ring: not kept, no "regenerate" */
 } Checkpoint;
 
 typedef struct Session Session;
@@ -88,6 +89,8 @@ int session_fork(const Session *s, const char *new_id, uint32_t turn, Session **
 
 /* Record the current point as the start of a new turn opened by prompt. */
 int session_begin_turn(Session *s, const char *prompt, size_t prompt_len);
+/* The newest turn's prompt went on through the ring (prompt_stream): prompt holds only its start. */
+void session_mark_streamed(Session *s);
 /* Go back to the start of turn (1-based); drops it and later ones. -ENOENT if not held in RAM. */
 int session_rewind(Session *s, uint32_t turn);
 /* After a load from disk: take over the checkpoint of the session's last turn (buffers malloc'ed,

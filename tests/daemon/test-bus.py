@@ -133,6 +133,8 @@ def test_prompt_stream(d, bus):
     check(r.returncode == 0, "empty argument plus prompt_stream: %s" % r.stderr)
     info = d.call("GetSession", "s", "streamed-only")[0]
     check(info["tokens"]["data"] == 5000 + 3 and info["turns"]["data"] == 1, "streamed-only: %s" % info)
+    # its prompt was not kept: regenerate says so instead of continuing without it
+    d.expect_error("InvalidArgument", "Generate", "'streamed-only'", "''", "{'regenerate': <true>}", contains="streamed")
     d.call("DeleteSession", "s", "streamed-only")
 
 
