@@ -118,9 +118,21 @@ static int client_new_call(RwkvClient *c, const char *member, sd_bus_message **r
         return client_set_error(c, r, NULL);
 }
 
-static int check_id(RwkvClient *c, const char *id) {
+/* Starts a call whose first argument is a session id (every per-session method has one). */
+static int session_call_new(RwkvClient *c, const char *member, const char *id, sd_bus_message **ret) {
+        _cleanup_(message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
         if (!id)
                 return client_set_error(c, -EINVAL, NULL);
+        r = client_new_call(c, member, &m);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "s", id);
+        if (r < 0)
+                return client_set_error(c, r, NULL);
+        *ret = m;
+        m = NULL;
         return 0;
 }
 
@@ -167,15 +179,9 @@ static int call_s(RwkvClient *c, const char *member, const char *id) {
 
         if (!c)
                 return -EINVAL;
-        r = check_id(c, id);
+        r = session_call_new(c, member, id, &m);
         if (r < 0)
                 return r;
-        r = client_new_call(c, member, &m);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(m, "s", id);
-        if (r < 0)
-                return client_set_error(c, r, NULL);
         return client_call(c, m, &reply);
 }
 
@@ -214,13 +220,10 @@ RWKV_EXPORT int rwkv_session_rewind(RwkvClient *c, const char *id, uint32_t turn
 
         if (!c)
                 return -EINVAL;
-        r = check_id(c, id);
+        r = session_call_new(c, "RewindSession", id, &m);
         if (r < 0)
                 return r;
-        r = client_new_call(c, "RewindSession", &m);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(m, "su", id, turn);
+        r = sd_bus_message_append(m, "u", turn);
         if (r < 0)
                 return client_set_error(c, r, NULL);
         return client_call(c, m, &reply);
@@ -232,13 +235,10 @@ RWKV_EXPORT int rwkv_session_fork(RwkvClient *c, const char *id, const char *new
 
         if (!c)
                 return -EINVAL;
-        r = check_id(c, id);
+        r = session_call_new(c, "ForkSession", id, &m);
         if (r < 0)
                 return r;
-        r = client_new_call(c, "ForkSession", &m);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(m, "ssu", id, new_id ? new_id : "", turn);
+        r = sd_bus_message_append(m, "su", new_id ? new_id : "", turn);
         if (r < 0)
                 return client_set_error(c, r, NULL);
         r = client_call(c, m, &reply);
@@ -253,15 +253,12 @@ RWKV_EXPORT int rwkv_session_export(RwkvClient *c, const char *id, int fd) {
 
         if (!c)
                 return -EINVAL;
-        r = check_id(c, id);
-        if (r < 0)
-                return r;
         if (fd < 0)
                 return client_set_error(c, -EBADF, NULL);
-        r = client_new_call(c, "ExportSession", &m);
+        r = session_call_new(c, "ExportSession", id, &m);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(m, "sh", id, fd); /* sd-bus dups the fd */
+        r = sd_bus_message_append(m, "h", fd); /* sd-bus dups the fd */
         if (r < 0)
                 return client_set_error(c, r, NULL);
         return client_call(c, m, &reply);
@@ -294,15 +291,9 @@ RWKV_EXPORT int rwkv_session_get(RwkvClient *c, const char *id, RwkvInfo **ret) 
 
         if (!c || !ret)
                 return -EINVAL;
-        r = check_id(c, id);
+        r = session_call_new(c, "GetSession", id, &m);
         if (r < 0)
                 return r;
-        r = client_new_call(c, "GetSession", &m);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(m, "s", id);
-        if (r < 0)
-                return client_set_error(c, r, NULL);
         r = client_call(c, m, &reply);
         if (r < 0)
                 return r;
