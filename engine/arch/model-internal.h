@@ -187,6 +187,12 @@ void pass_matvec_multi(const EvalPass *p, const MatvecSeg *segs, size_t n_segs,
                        void (*after)(void *ctx, size_t seg, size_t r0, size_t r1), void *after_ctx);
 /* y[r] for r in [r0, r1) of one matrix, on the calling thread (inside a dispatch). */
 void mat_matvec_rows(const Kernels *k, const Mat *w, const float *x, float *y, size_t r0, size_t r1);
+/* The same for a chunk of n > 1 rows (x: n x cols, y: n x rows): sequence and batch passes. The
+ * segments' rows are shared across the tasks by multiply-adds instead of bytes; after() sees rows
+ * [r0, r1) of segment seg for all n vectors (y[v * rows + r]). n == 1 is pass_matvec_multi(). */
+void pass_matmul_multi(const EvalPass *p, const MatvecSeg *segs, size_t n_segs,
+                       void (*after)(void *ctx, size_t seg, size_t r0, size_t r1), void *after_ctx);
+void mat_matmul_rows(const Kernels *k, const Mat *w, const float *x, size_t n, float *y, size_t r0, size_t r1);
 
 /* relu(x)^2 without a branch: the sign of the channel-mix keys is random, and a mispredicted branch
  * per element cost more than the arithmetic (the sign bit turns into an all-ones clearing mask). */

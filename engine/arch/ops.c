@@ -71,7 +71,8 @@ typedef struct MultiJob {
         const Kernels *k;
         const MatvecSeg *segs;
         size_t n_segs;
-        size_t block_bytes[SEG_MAX]; /* bytes of SEG_BLOCK rows */
+        size_t n;                    /* vectors: 1 = matvec */
+        size_t block_bytes[SEG_MAX]; /* cost of SEG_BLOCK rows: bytes (n == 1), else multiply-adds */
         size_t start[SEG_MAX];       /* bytes of the segments before */
         size_t total;
         void (*after)(void *ctx, size_t seg, size_t r0, size_t r1);
@@ -94,7 +95,10 @@ static void multi_task(void *ctx, unsigned task, unsigned n_tasks) {
                 if (b0 >= b1)
                         continue;
                 size_t r0 = b0 * SEG_BLOCK, r1 = MIN(b1 * SEG_BLOCK, rows);
-                mat_matvec_rows(j->k, g->w, g->x, g->y, r0, r1);
+                if (j->n == 1)
+                        mat_matvec_rows(j->k, g->w, g->x, g->y, r0, r1);
+                else
+                        mat_matmul_rows(j->k, g->w, g->x, j->n, g->y, r0, r1);
                 if (j->after)
                         j->after(j->after_ctx, s, r0, r1);
         }
@@ -103,7 +107,7 @@ static void multi_task(void *ctx, unsigned task, unsigned n_tasks) {
 void pass_matvec_multi(const EvalPass *p, const MatvecSeg *segs, size_t n_segs,
                        void (*after)(void *ctx, size_t seg, size_t r0, size_t r1), void *after_ctx) {
         assert(n_segs <= SEG_MAX);
-        MultiJob j = { .k = p->k, .segs = segs, .n_segs = n_segs, .after = after, .after_ctx = after_ctx };
+        MultiJob j = { .k = p->k, .segs = segs, .n_segs = n_segs, .n = 1, .after = after, .after_ctx = after_ctx };
         for (size_t s = 0; s < n_segs; s++) {
                 const Mat *w = segs[s].w;
                 j.block_bytes[s] = SEG_BLOCK * dtype_row_bytes(w->t.dtype, mat_cols(w));
@@ -113,6 +117,29 @@ void pass_matvec_multi(const EvalPass *p, const MatvecSeg *segs, size_t n_segs,
         /* as in the kernels' wrapper: below this, waking the pool costs more than it saves */
         unsigned threads = j.total < MULTI_MIN_BYTES ? 1 : threadpool_size(p->pool);
         threadpool_run(p->pool, multi_task, &j, threads);
+}
+
+void mat_matmul_rows(const Kernels *k, const Mat *w, const float *x, size_t n, float *y, size_t r0, size_t r1) {
+        size_t rows = mat_rows(w), cols = mat_cols(w);
+        k->matmul[w->t.dtype](w->t.data, dtype_row_bytes(w->t.dtype, cols), cols, x, cols, n, y, rows, r0, r1);
+}
+
+void pass_matmul_multi(const EvalPass *p, const MatvecSeg *segs, size_t n_segs,
+                       void (*after)(void *ctx, size_t seg, size_t r0, size_t r1), void *after_ctx) {
+        assert(n_segs <= SEG_MAX);
+        if (p->n == 1) {
+                pass_matvec_multi(p, segs, n_segs, after, after_ctx);
+                return;
+        }
+        MultiJob j = { .k = p->k, .segs = segs, .n_segs = n_segs, .n = p->n, .after = after, .after_ctx = after_ctx };
+        /* a chunk is compute-bound: share the multiply-adds (rows x columns), whatever the weight type */
+        for (size_t s = 0; s < n_segs; s++) {
+                const Mat *w = segs[s].w;
+                j.block_bytes[s] = SEG_BLOCK * mat_cols(w);
+                j.start[s] = j.total;
+                j.total += ((mat_rows(w) + SEG_BLOCK - 1) / SEG_BLOCK) * j.block_bytes[s];
+        }
+        threadpool_run(p->pool, multi_task, &j, threadpool_size(p->pool));
 }
 
 static void after_rk(void *ctx, size_t seg, size_t r0, size_t r1) {

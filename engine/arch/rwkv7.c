@@ -115,97 +115,105 @@ static size_t scratch_per_row(const Model *m) {
         return C + MAX(B_N * C + 4 * m->max_lora, 4 * C + F);
 }
 
-typedef struct Wkv7Job {
+/* ---- chunks (sequence mode) and batches: n > 1 rows ----
+ *
+ * Per layer: the norm and the token-shift mixes split by rows; r, k, v and the four LoRA
+ * down-projections in one dispatch (tanh/sigmoid on the bottlenecks ride in it); then ONE dispatch
+ * per range of heads for everything from the LoRA up-projections to the gate (heads are independent
+ * from there on; in sequence mode each head walks the chunk in order); att.output adding into x;
+ * then the channel mix in the same way. Every value is the same expression in the same order as
+ * before this split (and as in the single-row path), so the logits did not change by a bit. */
+
+typedef struct PrefixJob {
         const EvalPass *p;
         uint32_t l;
-        const float *r, *w, *k, *v, *a, *b;
-        float *y;
-} Wkv7Job;
+        size_t off; /* the shift's place in the layer state */
+        const float *ln_w, *ln_b;
+        float *xn, *prev; /* prev becomes the shift difference prev - xn */
+        float *dst[6];    /* dst[j] = xn + (prev - xn) * mix[j] */
+        const float *mix[6];
+        size_t n_mix;
+} PrefixJob;
 
-/* Sequence mode: heads are independent, each walks the chunk in order. */
-static void wkv7_seq(void *ctx, size_t h0, size_t h1) {
-        const Wkv7Job *j = ctx;
-        const Model *m = j->p->m;
-        size_t C = m->info.n_embd, N = m->info.head_size;
-        float *S = layer_state(j->p, 0, j->l) + 2 * C;
-        for (size_t t = 0; t < j->p->n; t++) {
-                size_t o = t * C + h0 * N;
-                j->p->k->wkv7(S + h0 * N * N, j->r + o, j->w + o, j->k + o, j->v + o, j->a + o, j->b + o, j->y + o,
-                              h1 - h0, N);
+static void prefix_rows(void *ctx, size_t t0, size_t t1) {
+        const PrefixJob *j = ctx;
+        const EvalPass *p = j->p;
+        size_t C = p->m->info.n_embd;
+        for (size_t t = t0; t < t1; t++)
+                p->k->layer_norm(p->x + t * C, j->ln_w, j->ln_b, j->xn + t * C, C, LN_EPS);
+        for (size_t t = t0; t < t1; t++) {
+                float *prev = j->prev + t * C;
+                if (!p->sequence || t == 0)
+                        memcpy(prev, layer_state(p, t, j->l) + j->off, C * sizeof(float));
+                else if (t == t0) /* the row before belongs to another task: the same norm, again */
+                        p->k->layer_norm(p->x + (t - 1) * C, j->ln_w, j->ln_b, prev, C, LN_EPS);
+                else
+                        memcpy(prev, j->xn + (t - 1) * C, C * sizeof(float));
         }
-}
-
-/* Batch mode: every (row, head) pair is independent. */
-static void wkv7_batch(void *ctx, size_t i0, size_t i1) {
-        const Wkv7Job *j = ctx;
-        const Model *m = j->p->m;
-        size_t C = m->info.n_embd, H = m->info.n_head, N = m->info.head_size;
-        for (size_t i = i0; i < i1; i++) {
-                size_t t = i / H, h = i % H, o = t * C + h * N;
-                float *S = layer_state(j->p, t, j->l) + 2 * C + h * N * N;
-                j->p->k->wkv7(S, j->r + o, j->w + o, j->k + o, j->v + o, j->a + o, j->b + o, j->y + o, 1, N);
-        }
-}
-
-/* out (n x C) = second(act(first(in))) through the n x D bottleneck h. */
-static void lora(const EvalPass *p, const Mat *first, const Mat *second, const float *in, float *h, float *out,
-                 int act) {
-        size_t n = p->n, D = mat_rows(first);
-        pass_matmul(p, first, in, n, h);
-        if (act == 1)
-                for (size_t i = 0; i < n * D; i++)
-                        h[i] = tanhf(h[i]);
-        else if (act == 2)
-                for (size_t i = 0; i < n * D; i++)
-                        h[i] = sigmoidf(h[i]);
-        pass_matmul(p, second, h, n, out);
-}
-
-static void time_mix(EvalPass *p, uint32_t l) {
-        const Model *m = p->m;
-        const Layer *L = &m->layers[l];
-        const LayerV7 *a = &L->v7;
-        size_t C = m->info.n_embd, H = m->info.n_head, N = m->info.head_size, n = p->n;
-        float *v_first = p->scratch, *base = v_first + n * C;
-#define BUF(i) (base + (size_t)(i)*n * C)
-        float *xn = BUF(B_XN), *prev = BUF(B_PREV), *r = BUF(B_R), *w = BUF(B_W), *k = BUF(B_K), *v = BUF(B_V),
-              *aa = BUF(B_A), *g = BUF(B_G), *kk = BUF(B_KK), *bb = BUF(B_B), *y = BUF(B_Y), *tmp = BUF(B_TMP),
-              *h = BUF(B_N);
-        float *xs[6];
-        for (size_t i = 0; i < 6; i++)
-                xs[i] = BUF(B_X6 + i);
-#undef BUF
-
-        for (size_t t = 0; t < n; t++)
-                p->k->layer_norm(p->x + t * C, L->ln1_w, L->ln1_b, xn + t * C, C, LN_EPS);
-        pass_shift_prev(p, l, 0, xn, prev);
-        pass_shift_store(p, l, 0, xn);
-
-        /* prev becomes the shift difference; one contiguous (vectorizable) pass per mix */
-        for (size_t i = 0; i < n * C; i++)
-                prev[i] -= xn[i];
-        for (size_t j = 0; j < 6; j++)
-                for (size_t t = 0; t < n; t++) {
-                        const float *x = xn + t * C, *d = prev + t * C, *mix = a->x[j];
-                        float *dst = xs[j] + t * C;
+        float *xn = j->xn + t0 * C, *d = j->prev + t0 * C;
+        for (size_t i = 0; i < (t1 - t0) * C; i++)
+                d[i] -= xn[i];
+        for (size_t m = 0; m < j->n_mix; m++)
+                for (size_t t = t0; t < t1; t++) {
+                        const float *x = j->xn + t * C, *dt = j->prev + t * C, *mix = j->mix[m];
+                        float *dst = j->dst[m] + t * C;
                         for (size_t c = 0; c < C; c++)
-                                dst[c] = x[c] + d[c] * mix[c];
+                                dst[c] = x[c] + dt[c] * mix[c];
                 }
+}
 
-        pass_matmul(p, &a->att_r, xs[X_R], n, r);
-        pass_matmul(p, &a->att_k, xs[X_K], n, k);
-        pass_matmul(p, &a->att_v, xs[X_V], n, v);
-        lora(p, &a->w1, &a->w2, xs[X_W], h, w, 1);
-        lora(p, &a->a1, &a->a2, xs[X_A], h, aa, 0);
-        lora(p, &a->g1, &a->g2, xs[X_G], h, g, 2);
-        if (l == 0)
-                memcpy(v_first, v, n * C * sizeof(float));
+static void prefix(PrefixJob *j) {
+        pass_parallel(j->p, j->p->n, prefix_rows, j);
+        /* after every task read the previous shift */
+        pass_shift_store(j->p, j->l, j->off, j->xn);
+}
+
+typedef struct SeqJob {
+        const EvalPass *p;
+        uint32_t l;
+        float *r, *w, *k, *v, *aa, *g, *kk, *bb, *y, *tmp, *v_first;
+        float *hw, *ha, *hg, *hv; /* n x (that LoRA's width) each */
+} SeqJob;
+
+static void after_down(void *ctx, size_t seg, size_t r0, size_t r1) {
+        const SeqJob *j = ctx;
+        const LayerV7 *a = &j->p->m->layers[j->l].v7;
+        size_t n = j->p->n;
+        if (seg == 3) {
+                size_t D = mat_rows(&a->w1);
+                for (size_t t = 0; t < n; t++)
+                        for (size_t i = r0; i < r1; i++)
+                                j->hw[t * D + i] = tanhf(j->hw[t * D + i]);
+        } else if (seg == 5) {
+                size_t D = mat_rows(&a->g1);
+                for (size_t t = 0; t < n; t++)
+                        for (size_t i = r0; i < r1; i++)
+                                j->hg[t * D + i] = sigmoidf(j->hg[t * D + i]);
+        }
+}
+
+static void seq_heads(void *ctx, size_t h0, size_t h1) {
+        const SeqJob *j = ctx;
+        const EvalPass *p = j->p;
+        const Model *m = p->m;
+        const LayerV7 *a = &m->layers[j->l].v7;
+        uint32_t l = j->l;
+        size_t C = m->info.n_embd, N = m->info.head_size, n = p->n, c0 = h0 * N, c1 = h1 * N;
+        float *r = j->r, *w = j->w, *k = j->k, *v = j->v, *aa = j->aa, *g = j->g, *kk = j->kk, *bb = j->bb, *y = j->y,
+              *tmp = j->tmp, *v_first = j->v_first;
+
+        mat_matmul_rows(p->k, &a->w2, j->hw, n, w, c0, c1);
+        mat_matmul_rows(p->k, &a->a2, j->ha, n, aa, c0, c1);
+        mat_matmul_rows(p->k, &a->g2, j->hg, n, g, c0, c1);
+        if (l > 0)
+                mat_matmul_rows(p->k, &a->v2, j->hv, n, tmp, c0, c1);
         else
-                lora(p, &a->v1, &a->v2, xs[X_V], h, tmp, 0);
+                for (size_t t = 0; t < n; t++)
+                        memcpy(v_first + t * C + c0, v + t * C + c0, (c1 - c0) * sizeof(float));
 
         for (size_t t = 0; t < n; t++) {
                 size_t o = t * C;
-                for (size_t c = 0; c < C; c++) {
+                for (size_t c = c0; c < c1; c++) {
                         size_t i = o + c;
                         w[i] = expf(-V7_DECAY_SCALE * sigmoidf(a->w0[c] + w[i]));
                         aa[i] = sigmoidf(a->a0[c] + aa[i]);
@@ -213,16 +221,16 @@ static void time_mix(EvalPass *p, uint32_t l) {
                                 v[i] += (v_first[i] - v[i]) * sigmoidf(a->v0[c] + tmp[i]);
                         kk[i] = k[i] * a->k_k[c];
                 }
-                for (size_t hh = 0; hh < H; hh++) {
+                for (size_t hh = h0; hh < h1; hh++) {
                         float *q = kk + o + hh * N;
                         float ss = 0;
-                        for (size_t j = 0; j < N; j++)
-                                ss += q[j] * q[j];
+                        for (size_t i = 0; i < N; i++)
+                                ss += q[i] * q[i];
                         float inv = 1.0f / fmaxf(sqrtf(ss), 1e-12f);
-                        for (size_t j = 0; j < N; j++)
-                                q[j] *= inv;
+                        for (size_t i = 0; i < N; i++)
+                                q[i] *= inv;
                 }
-                for (size_t c = 0; c < C; c++) {
+                for (size_t c = c0; c < c1; c++) {
                         size_t i = o + c;
                         bb[i] = kk[i] * aa[i];
                         kk[i] = -kk[i];
@@ -230,29 +238,91 @@ static void time_mix(EvalPass *p, uint32_t l) {
                 }
         }
 
-        Wkv7Job job = { .p = p, .l = l, .r = r, .w = w, .k = k, .v = v, .a = kk, .b = bb, .y = y };
-        if (p->sequence)
-                pass_parallel(p, H, wkv7_seq, &job);
-        else
-                pass_parallel(p, n * H, wkv7_batch, &job);
+        /* sequence: these heads walk the chunk in order; batch: each row has its own state */
+        for (size_t t = 0; t < n; t++) {
+                size_t o = t * C + c0;
+                float *S = layer_state(p, p->sequence ? 0 : t, l) + 2 * C + h0 * N * N;
+                p->k->wkv7(S, r + o, w + o, k + o, v + o, kk + o, bb + o, y + o, h1 - h0, N);
+        }
 
         for (size_t t = 0; t < n; t++) {
                 size_t o = t * C;
-                p->k->group_norm(y + o, a->ln_x_w, a->ln_x_b, y + o, H, N, V7_GN_EPS);
-                for (size_t hh = 0; hh < H; hh++) {
+                p->k->group_norm(y + o + c0, a->ln_x_w + c0, a->ln_x_b + c0, y + o + c0, h1 - h0, N, V7_GN_EPS);
+                for (size_t hh = h0; hh < h1; hh++) {
                         size_t b = o + hh * N;
                         float s = 0;
-                        for (size_t j = 0; j < N; j++)
-                                s += r[b + j] * k[b + j] * a->r_k[hh * N + j];
-                        for (size_t j = 0; j < N; j++)
-                                y[b + j] += s * v[b + j];
+                        for (size_t i = 0; i < N; i++)
+                                s += r[b + i] * k[b + i] * a->r_k[hh * N + i];
+                        for (size_t i = 0; i < N; i++)
+                                y[b + i] += s * v[b + i];
                 }
-                for (size_t c = 0; c < C; c++)
+                for (size_t c = c0; c < c1; c++)
                         y[o + c] *= g[o + c];
         }
-        pass_matmul(p, &a->att_o, y, n, tmp);
-        for (size_t i = 0; i < n * C; i++)
-                p->x[i] += tmp[i];
+}
+
+typedef struct RowsAdd {
+        float *x;
+        const float *add;
+        size_t n, ld;
+} RowsAdd;
+
+/* x[t][i] += add[t][i] for the rows [r0, r1) of the matrix a task computed, in every vector */
+static void after_add_rows(void *ctx, size_t seg, size_t r0, size_t r1) {
+        const RowsAdd *j = ctx;
+        for (size_t t = 0; t < j->n; t++)
+                for (size_t i = r0; i < r1; i++)
+                        j->x[t * j->ld + i] += j->add[t * j->ld + i];
+}
+
+typedef struct RowsRelu {
+        float *h;
+        size_t n, ld;
+} RowsRelu;
+
+static void after_relu_rows(void *ctx, size_t seg, size_t r0, size_t r1) {
+        const RowsRelu *j = ctx;
+        for (size_t t = 0; t < j->n; t++)
+                for (size_t i = r0; i < r1; i++)
+                        j->h[t * j->ld + i] = relu_sq(j->h[t * j->ld + i]);
+}
+
+static void time_mix(EvalPass *p, uint32_t l) {
+        const Model *m = p->m;
+        const Layer *L = &m->layers[l];
+        const LayerV7 *a = &L->v7;
+        size_t C = m->info.n_embd, H = m->info.n_head, n = p->n;
+        float *v_first = p->scratch, *base = v_first + n * C;
+#define BUF(i) (base + (size_t)(i)*n * C)
+        SeqJob j = { .p = p, .l = l, .r = BUF(B_R), .w = BUF(B_W), .k = BUF(B_K), .v = BUF(B_V), .aa = BUF(B_A),
+                     .g = BUF(B_G), .kk = BUF(B_KK), .bb = BUF(B_B), .y = BUF(B_Y), .tmp = BUF(B_TMP),
+                     .v_first = v_first, .hw = BUF(B_N) };
+        PrefixJob pre = { .p = p, .l = l, .off = 0, .ln_w = L->ln1_w, .ln_b = L->ln1_b, .xn = BUF(B_XN),
+                          .prev = BUF(B_PREV), .n_mix = 6 };
+        for (size_t i = 0; i < 6; i++) {
+                pre.dst[i] = BUF(B_X6 + i);
+                pre.mix[i] = a->x[i];
+        }
+#undef BUF
+        j.ha = j.hw + n * m->max_lora;
+        j.hg = j.ha + n * m->max_lora;
+        j.hv = j.hg + n * m->max_lora;
+        float *const *xs = pre.dst;
+
+        prefix(&pre);
+
+        MatvecSeg down[7] = {
+                { &a->att_r, xs[X_R], j.r }, { &a->att_k, xs[X_K], j.k }, { &a->att_v, xs[X_V], j.v },
+                { &a->w1, xs[X_W], j.hw },   { &a->a1, xs[X_A], j.ha },   { &a->g1, xs[X_G], j.hg },
+                { &a->v1, xs[X_V], j.hv },
+        };
+        pass_matmul_multi(p, down, l > 0 ? 7 : 6, after_down, &j);
+
+        pass_parallel(p, H, seq_heads, &j);
+
+        RowsAdd add = { .x = p->x, .add = j.tmp, .n = n, .ld = C };
+        MatvecSeg out = { &a->att_o, j.y, j.tmp };
+        pass_matmul_multi(p, &out, 1, after_add_rows, &add);
 }
 
 static void channel_mix(EvalPass *p, uint32_t l) {
@@ -262,19 +332,16 @@ static void channel_mix(EvalPass *p, uint32_t l) {
         float *base = p->scratch + n * C; /* after v_first */
         float *xn = base, *prev = xn + n * C, *xk = prev + n * C, *out = xk + n * C, *hid = out + n * C;
 
-        for (size_t t = 0; t < n; t++)
-                p->k->layer_norm(p->x + t * C, L->ln2_w, L->ln2_b, xn + t * C, C, LN_EPS);
-        pass_shift_prev(p, l, C, xn, prev);
-        pass_shift_store(p, l, C, xn);
-        for (size_t t = 0, i = 0; t < n; t++)
-                for (size_t c = 0; c < C; c++, i++)
-                        xk[i] = xn[i] + (prev[i] - xn[i]) * L->v7.ffn_x_k[c];
-        pass_matmul(p, &L->v7.ffn_k, xk, n, hid);
-        for (size_t i = 0; i < n * F; i++)
-                hid[i] = relu_sq(hid[i]);
-        pass_matmul(p, &L->v7.ffn_v, hid, n, out);
-        for (size_t i = 0; i < n * C; i++)
-                p->x[i] += out[i];
+        PrefixJob pre = { .p = p, .l = l, .off = C, .ln_w = L->ln2_w, .ln_b = L->ln2_b, .xn = xn, .prev = prev,
+                          .dst = { xk }, .mix = { L->v7.ffn_x_k }, .n_mix = 1 };
+        prefix(&pre);
+
+        RowsRelu relu = { .h = hid, .n = n, .ld = F };
+        MatvecSeg key = { &L->v7.ffn_k, xk, hid };
+        pass_matmul_multi(p, &key, 1, after_relu_rows, &relu);
+        RowsAdd add = { .x = p->x, .add = out, .n = n, .ld = C };
+        MatvecSeg value = { &L->v7.ffn_v, hid, out };
+        pass_matmul_multi(p, &value, 1, after_add_rows, &add);
 }
 
 /* ---- single-row decode: the same arithmetic in five pool dispatches per layer instead of fifteen ----
