@@ -242,8 +242,52 @@ static void matmul_q8_0_vnni8(const void *w, size_t rb, size_t K, const float *x
                 rows2_q8_0(wb, rb, K, xp, xc, dxs, 1, n_vec, y, ldy, r);
 }
 
+/* ---- prefill chunks (more than 16 vectors): groups of up to 15 vectors, each as above ----
+ * x is packed once per call for as many groups as VNNI_MANY_ZMM allows (all of a 64-vector chunk up
+ * to K = 1024, 4 groups at K = 3072, 1 at 8192), then every tile of VNNI_ROWS rows is applied to
+ * each packed group in turn while it sits in L1: a weight byte comes from memory once per pass of
+ * groups, and one vpdpbusd multiplies 4 weight bytes with 15 vectors' bytes. */
+#define VNNI_MANY_ZMM 3072 /* packed x on the stack: 192 KiB */
+#define VNNI_GROUP 15
+
+static void matmul_q8_0_vnni_many(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec,
+                                  float *y, size_t ldy, size_t r0, size_t r1) {
+        _Alignas(64) __m512i xu[VNNI_MANY_ZMM];
+        _Alignas(64) float dxs[VNNI_MANY_ZMM / 8 * VNNI_LANES];
+        size_t nb = K / QK, n_groups = (n_vec + VNNI_GROUP - 1) / VNNI_GROUP;
+        size_t per = (n_vec + n_groups - 1) / n_groups, batch = VNNI_MANY_ZMM / (nb * 8);
+        const uint8_t *wb = w;
+        for (size_t g0 = 0; g0 < n_groups; g0 += batch) {
+                size_t g1 = g0 + batch < n_groups ? g0 + batch : n_groups;
+                size_t v0[VNNI_MANY_ZMM / 8], nv[VNNI_MANY_ZMM / 8];
+                for (size_t g = g0; g < g1; g++) {
+                        v0[g - g0] = g * per;
+                        nv[g - g0] = g * per + per <= n_vec ? per : n_vec - g * per;
+                        if (!pack_x(x + v0[g - g0] * ldx, ldx, nv[g - g0], K, xu + (g - g0) * nb * 8,
+                                    dxs + (g - g0) * nb * VNNI_LANES)) {
+                                /* non-finite input: the f32 path gives the IEEE result for every output */
+                                fallback_q8_0(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+                                return;
+                        }
+                }
+                size_t r = r0;
+                for (; r + VNNI_ROWS <= r1; r += VNNI_ROWS)
+                        for (size_t g = 0; g < g1 - g0; g++)
+                                rows_q8_0(wb, rb, K, xu + g * nb * 8, dxs + g * nb * VNNI_LANES, VNNI_ROWS, nv[g],
+                                          y + v0[g] * ldy, ldy, r);
+                for (; r < r1; r++)
+                        for (size_t g = 0; g < g1 - g0; g++)
+                                rows_q8_0(wb, rb, K, xu + g * nb * 8, dxs + g * nb * VNNI_LANES, 1, nv[g],
+                                          y + v0[g] * ldy, ldy, r);
+        }
+}
+
 static void matmul_q8_0_vnni(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
                              size_t ldy, size_t r0, size_t r1) {
+        if (n_vec > VNNI_MAX_VEC && K <= VNNI_MAX_COLS && K % QK == 0 && K / QK * 8 <= VNNI_MANY_ZMM) {
+                matmul_q8_0_vnni_many(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+                return;
+        }
         _Alignas(64) __m512i xu[2][VNNI_MAX_COLS / QK * 8];
         _Alignas(64) float dxs[2][VNNI_MAX_COLS / QK * VNNI_LANES];
         /* up to 15 vectors fit one pass (one lane is the bias correction); 16 take two of 8 */
