@@ -104,6 +104,30 @@ def test_model(tmp, layers=2, embd=64, vocab=256, seed=1):
     skip("no test model: `rwkvctl model random` failed and ../shared/reference is absent")
 
 
+def world_test_model(tmp, tokens, layers=1, embd=64, seed=1):
+    """A small random model with an embedded World vocabulary of our own: every byte is a token
+    (ids 1-256, so any input encodes) and each of `tokens` (bytes, up to 1024 each) one more id
+    from 257. A prompt made of those tokens costs the engine one forward pass per token instead of
+    one per byte, so a test can stream many megabytes of real bytes through the tokenizer quickly.
+    Skips the test when rwkvctl is not built."""
+    ctl = rwkvctl_path()
+    if not ctl:
+        skip("rwkvctl is not built")
+    vocab = os.path.join(tmp, "test-vocab.txt")
+    with open(vocab, "w") as f:
+        for i, t in enumerate([bytes([b]) for b in range(256)] + list(tokens)):
+            f.write("%d %s %d\n" % (i + 1, repr(bytes(t)), len(t)))
+    raw = os.path.join(tmp, "random-world-raw.rwkv")
+    out = os.path.join(tmp, "random-world-L%d-C%d.rwkv" % (layers, embd))
+    for cmd in ([ctl, "model", "random", "--version", "7", "--layers", str(layers), "--embd", str(embd),
+                 "--vocab", str(257 + len(tokens)), "--seed", str(seed), raw],
+                [ctl, "model", "convert", raw, out, "--vocab", vocab]):
+        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+        check(r.returncode == 0, "%s failed: %s" % (" ".join(cmd[1:3]), r.stderr.decode(errors="replace")))
+    os.unlink(raw)
+    return out
+
+
 def as_user(uid):
     """The command prefix that runs a client as uid (None: as ourselves). Skips when not root."""
     if uid is None or uid == os.geteuid():
