@@ -80,6 +80,22 @@ static int read_vocab(const char *path, char **ret, size_t *ret_len) {
         return 0;
 }
 
+/* The one-line result of convert and random: {"file", "size", "hash"} through json-c, which
+ * escapes what a path may hold. */
+static void print_written(const char *path, bool json, const char hash_hex[65]) {
+        struct stat st = {};
+        (void)stat(path, &st);
+        if (json) {
+                struct json_object *o = json_object_new_object();
+                json_object_object_add(o, "file", json_object_new_string(path));
+                json_object_object_add(o, "size", json_object_new_int64((int64_t)st.st_size));
+                json_object_object_add(o, "hash", json_object_new_string(hash_hex));
+                puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+                json_object_put(o);
+        } else
+                printf("wrote %s (%.1f MiB), hash %s\n", path, (double)st.st_size / (1 << 20), hash_hex);
+}
+
 /* ---- progress ---- */
 
 typedef struct Bar {
@@ -293,22 +309,25 @@ static int model_info_verb(int argc, char *argv[]) {
 /* ---- convert ---- */
 
 static void help_convert(void) {
-        printf("rwkvctl model convert IN OUT [--type f32|f16|bf16|q8_0|q4_0] [--vocab FILE]\n\n"
+        printf("rwkvctl model convert IN OUT [--type f32|f16|bf16|q8_0|q4_0] [--vocab FILE] [--json]\n\n"
                "Write IN (.rwkv, rwkv.cpp .bin or PyTorch .pth) as a native .rwkv file.\n\n"
                "  --type T      type of the weight matrices (2-D *.weight with rows of whole 32-blocks);\n"
                "                every other tensor becomes f32. Default: keep every tensor's type\n"
                "                (rwkv.cpp q8_0 -> q8_0, other rwkv.cpp block types -> f16)\n"
-               "  --vocab FILE  embed this World vocabulary (rwkv_vocab_v20230424.txt format)\n");
+               "  --vocab FILE  embed this World vocabulary (rwkv_vocab_v20230424.txt format)\n"
+               "  --json        print {\"file\", \"size\", \"hash\"}\n");
 }
 
 static int model_convert_verb(int argc, char *argv[]) {
-        enum { OPT_TYPE = 0x100, OPT_VOCAB };
+        enum { OPT_TYPE = 0x100, OPT_VOCAB, OPT_JSON };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "type", required_argument, NULL, OPT_TYPE },
                 { "vocab", required_argument, NULL, OPT_VOCAB },
+                { "json", no_argument, NULL, OPT_JSON },
                 {},
         };
+        bool json = arg_json;
         int type = -1;
         const char *vocab_path = NULL;
         int c;
@@ -324,6 +343,9 @@ static int model_convert_verb(int argc, char *argv[]) {
                         break;
                 case OPT_VOCAB:
                         vocab_path = optarg;
+                        break;
+                case OPT_JSON:
+                        json = true;
                         break;
                 default:
                         return 2;
@@ -392,19 +414,14 @@ static int model_convert_verb(int argc, char *argv[]) {
         if (r < 0)
                 return fail("model convert: %s", error_message(&err, r));
         hex(hash, hash_hex);
-        struct stat st = {};
-        (void)stat(out, &st);
-        if (arg_json)
-                printf("{\"file\":\"%s\",\"size\":%" PRIu64 ",\"hash\":\"%s\"}\n", out, (uint64_t)st.st_size, hash_hex);
-        else
-                printf("wrote %s (%.1f MiB), hash %s\n", out, (double)st.st_size / (1 << 20), hash_hex);
+        print_written(out, json, hash_hex);
         return 0;
 }
 
 /* ---- random ---- */
 
 static void help_random(void) {
-        printf("rwkvctl model random --version 7 --layers L --embd C --vocab V [--seed S] [--type T] OUT\n\n"
+        printf("rwkvctl model random --version 7 --layers L --embd C --vocab V [--seed S] [--type T] [--json] OUT\n\n"
                "Write a random-weight RWKV-7 model of any shape (official tensor names and shapes,\n"
                "initialized like a real model: finite logits in any precision) for benchmarks and tests.\n\n"
                "  --version 7   architecture (only 7)\n"
@@ -412,11 +429,12 @@ static void help_random(void) {
                "  --embd C      embedding size, a multiple of 64 (head size 64)\n"
                "  --vocab V     vocabulary size (256: byte-level)\n"
                "  --seed S      random seed (default 0): the same options give the same file\n"
-               "  --type T      type of the weight matrices: f32 (default), f16, bf16, q8_0, q4_0\n");
+               "  --type T      type of the weight matrices: f32 (default), f16, bf16, q8_0, q4_0\n"
+               "  --json        print {\"file\", \"size\", \"hash\"}\n");
 }
 
 static int model_random_verb(int argc, char *argv[]) {
-        enum { OPT_VERSION = 0x100, OPT_LAYERS, OPT_EMBD, OPT_VOCAB, OPT_SEED, OPT_TYPE };
+        enum { OPT_VERSION = 0x100, OPT_LAYERS, OPT_EMBD, OPT_VOCAB, OPT_SEED, OPT_TYPE, OPT_JSON };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", required_argument, NULL, OPT_VERSION },
@@ -425,8 +443,10 @@ static int model_random_verb(int argc, char *argv[]) {
                 { "vocab", required_argument, NULL, OPT_VOCAB },
                 { "seed", required_argument, NULL, OPT_SEED },
                 { "type", required_argument, NULL, OPT_TYPE },
+                { "json", no_argument, NULL, OPT_JSON },
                 {},
         };
+        bool json = arg_json;
         RandomModelOptions o = { .version = 7, .type = -1 };
         bool have_layers = false, have_embd = false, have_vocab = false;
         int c;
@@ -462,6 +482,9 @@ static int model_random_verb(int argc, char *argv[]) {
                 case OPT_TYPE:
                         r = parse_type(optarg, &o.type);
                         break;
+                case OPT_JSON:
+                        json = true;
+                        break;
                 default:
                         return 2;
                 }
@@ -483,10 +506,7 @@ static int model_random_verb(int argc, char *argv[]) {
         if (r < 0)
                 return fail("model random: %s", error_message(&err, r));
         hex(hash, hash_hex);
-        if (arg_json)
-                printf("{\"file\":\"%s\",\"hash\":\"%s\"}\n", argv[optind], hash_hex);
-        else
-                printf("wrote %s, hash %s\n", argv[optind], hash_hex);
+        print_written(argv[optind], json, hash_hex);
         return 0;
 }
 
@@ -499,12 +519,20 @@ int verb_model(int argc, char *argv[]) {
                 { "convert", model_convert_verb },
                 { "random", model_random_verb },
         };
-        if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        if (argc < 2) {
+                fail("model: expected info, convert or random (see rwkvctl model --help)");
+                return 2;
+        }
+        if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
                 printf("rwkvctl model info FILE | convert IN OUT | random ... OUT   (--help on each)\n");
-                return argc < 2 ? 2 : 0;
+                return 0;
         }
         for (size_t i = 0; i < ELEMENTSOF(sub); i++)
-                if (strcmp(argv[1], sub[i].name) == 0)
+                if (strcmp(argv[1], sub[i].name) == 0) {
+                        char name[32]; /* for getopt's messages, as in main() */
+                        snprintf(name, sizeof(name), "rwkvctl: model %s", sub[i].name);
+                        argv[1] = name;
                         return sub[i].run(argc - 1, argv + 1);
+                }
         return fail("model: unknown command '%s' (info, convert, random)", argv[1]);
 }

@@ -89,7 +89,7 @@ static int parse_options(int argc, char *argv[], const char *verb, void (*help)(
                         *json = true;
                         break;
                 default:
-                        return fail("%s: see '%s --help'", verb, verb);
+                        return 2; /* getopt said why, in one line */
                 }
         return -1;
 }

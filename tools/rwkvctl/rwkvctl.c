@@ -111,6 +111,11 @@ int main(int argc, char *argv[]) {
                 if (strcmp(verb, verbs[i].name) == 0) {
                         int idx = optind;
                         optind = 0; /* glibc: 0 re-initializes getopt for the verb's own parsing */
+                        /* getopt names the program by argv[0] in its messages ("X: unrecognized
+                         * option"): "rwkvctl: VERB" makes them look like every other error line. */
+                        char name[32];
+                        snprintf(name, sizeof(name), "rwkvctl: %s", verbs[i].name);
+                        argv[idx] = name;
                         return verbs[i].run(argc - idx, argv + idx);
                 }
         fail("unknown command '%s' (see rwkvctl --help)", verb);

@@ -15,7 +15,8 @@ extern bool arg_json;
 extern BusKind arg_bus;
 extern const char *arg_address;
 
-/* Each verb gets argv[0] = its own name and returns the process exit status. */
+/* Each verb gets argv[0] = "rwkvctl: VERB" (the name getopt's messages start with) and returns the
+ * process exit status. */
 int verb_generate(int argc, char *argv[]);
 int verb_chat(int argc, char *argv[]);
 int verb_session(int argc, char *argv[]);
