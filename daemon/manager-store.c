@@ -91,6 +91,7 @@ static int session_snapshot(Manager *m, const Session *s, SessionRecord **ret) {
                 return -ENOMEM;
         rec->sampler = s->sampler;
         rec->rng = s->rng;
+        rec->utf8 = s->utf8;
         *ret = TAKE_PTR(rec);
         return 0;
 }
@@ -111,6 +112,7 @@ static int checkpoint_snapshot(Manager *m, const Session *s, const Checkpoint *c
                 return -ENOMEM;
         rec->sampler = s->sampler;
         rec->rng = c->rng;
+        rec->utf8 = c->utf8;
         /* The prompt that opened the turn rides along so "regenerate" works after a restart. */
         rec->transcript = malloc(c->prompt_len + 1);
         if (!rec->transcript)
@@ -329,6 +331,7 @@ static int fork_from_checkpoint(Manager *m, StoreWork *w, Session *s, int r) {
                 memcpy(n->penalties, rec->penalties, s->n_vocab * sizeof(float));
         n->tokens = rec->meta.n_tokens;
         n->rng = rec->rng;
+        n->utf8 = rec->utf8;
         n->turns = w->turn - 1;
         n->sampler = s->sampler;
         if (s->title) {
@@ -378,6 +381,8 @@ static void store_work_done(int r, void *userdata) {
                 else {
                         r = session_rewind_to(s, w->turn, TAKE_PTR(rec->state), TAKE_PTR(rec->logits),
                                               TAKE_PTR(rec->penalties), rec->meta.n_tokens, rec->rng);
+                        if (r >= 0)
+                                s->utf8 = rec->utf8;
                         if (r >= 0) {
                                 (void) manager_session_commit(m, s);
                                 (void) manager_checkpoint_truncate(m, s, w->turn - 1);
@@ -427,6 +432,7 @@ static void store_work_done(int r, void *userdata) {
                         session_apply_meta(s, &rec->meta);
                         s->sampler = rec->sampler;
                         s->rng = rec->rng;
+                        s->utf8 = rec->utf8;
                         SessionRecord *c = w->checkpoint;
                         if (c && c->meta.state_floats == s->state_floats && c->meta.n_vocab == s->n_vocab &&
                             c->state && c->meta.turn == s->turns) {
@@ -436,7 +442,7 @@ static void store_work_done(int r, void *userdata) {
                                                 memcpy(prompt, c->transcript, c->transcript_size);
                                         prompt[c->transcript_size] = 0;
                                         (void) session_adopt_checkpoint(s, TAKE_PTR(c->state), TAKE_PTR(c->logits),
-                                                                        TAKE_PTR(c->penalties), c->meta.n_tokens, c->rng,
+                                                                        TAKE_PTR(c->penalties), c->meta.n_tokens, c->rng, c->utf8,
                                                                         prompt, c->transcript_size);
                                 }
                         }

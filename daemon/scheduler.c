@@ -109,7 +109,14 @@ static int job_out_reserve(Job *j, size_t more) {
         return 0;
 }
 
+/* The session keeps the job's unfinished character (see Session.utf8): a continuation completes it. */
+static void job_keep_carry(Job *j) {
+        if (j->session)
+                j->session->utf8 = j->utf8;
+}
+
 static void job_fail(Job *j, int r, const char *msg) {
+        job_keep_carry(j);
         if (j->error == 0) {
                 j->error = r < 0 ? r : -EIO;
                 snprintf(j->error_message, sizeof(j->error_message), "%s", msg);
@@ -124,14 +131,22 @@ static void job_end(Job *j, uint32_t reason) {
         j->stop_reason = reason;
         j->phase = JOB_FINISHING;
         j->end_usec = now_monotonic_usec();
-        /* The held-back tail of a stop-sequence prefix and an incomplete character go out now. */
+        /* The held-back tail of a stop-sequence prefix goes out now. */
         if (reason != RING_STOP_STOP_STRING && j->stop && job_out_reserve(j, STOP_MAX_BYTES + 3 * (STOP_MAX_BYTES + 3)) == 0) {
                 uint8_t held[STOP_MAX_BYTES];
                 size_t n = stop_matcher_flush(j->stop, held);
                 j->out_len += utf8_stream_feed(&j->utf8, held, n, j->out + j->out_len);
         }
-        if (job_out_reserve(j, UTF8_STREAM_FLUSH_MAX) == 0)
+        /* An incomplete character: where the text ended for good (end token, stop string) it is
+         * U+FFFD now; where it was only cut (max tokens, cancel, prompt only) the session keeps it,
+         * so text(k tokens) + text(N - k more) == text(N tokens) byte for byte. */
+        if ((reason == RING_STOP_END_TOKEN || reason == RING_STOP_STOP_STRING) &&
+            job_out_reserve(j, UTF8_STREAM_FLUSH_MAX) == 0) {
+                if (j->out_len == 0)
+                        j->out_token = RING_TOKEN_NONE;
                 j->out_len += utf8_stream_flush(&j->utf8, j->out + j->out_len);
+        }
+        job_keep_carry(j);
 }
 
 /* Flush the text and make room for the end or error record; returns 0 when the job can go back to
@@ -265,6 +280,16 @@ static void job_prefill_step(Scheduler *s, Job *j) {
         bool last = j->input_done && j->prompt_pos >= j->prompt_len;
         if (n > 0) {
                 Session *se = j->session;
+                /* A character carried in from the last generation can no longer complete once prompt
+                 * tokens follow it: it opens this generation's text as U+FFFD. */
+                if (j->utf8.n_pending > 0) {
+                        r = job_out_reserve(j, UTF8_STREAM_FLUSH_MAX);
+                        if (r < 0)
+                                return job_fail(j, r, "out of memory");
+                        if (j->out_len == 0)
+                                j->out_token = RING_TOKEN_NONE;
+                        j->out_len += utf8_stream_flush(&j->utf8, j->out + j->out_len);
+                }
                 r = model_eval_sequence(s->ctx, se->state, s->chunk, n, last ? se->logits : NULL);
                 if (r < 0)
                         return job_fail(j, r, "evaluating the prompt failed");
@@ -404,8 +429,10 @@ static void scheduler_decode(Scheduler *s) {
                 j->session->has_logits = true;
                 j->generated++;
                 /* A long generation is committed on the way, so a crash loses at most N tokens. */
-                if (s->opts.progress && s->opts.commit_every > 0 && j->generated % s->opts.commit_every == 0)
+                if (s->opts.progress && s->opts.commit_every > 0 && j->generated % s->opts.commit_every == 0) {
+                        job_keep_carry(j);
                         s->opts.progress(j, s->userdata);
+                }
                 if (outcome[i] == 2)
                         job_end(j, RING_STOP_STOP_STRING);
                 else if (j->generated >= j->params.max_tokens)
@@ -632,7 +659,11 @@ void scheduler_submit(Scheduler *s, Job *job) {
         job->next = NULL;
         job->phase = JOB_PREFILL;
         job->input_done = !job->params.prompt_stream;
-        utf8_stream_init(&job->utf8);
+        /* The session's unfinished character, if any, is where this generation's text begins. */
+        if (job->session)
+                job->utf8 = job->session->utf8;
+        else
+                utf8_stream_init(&job->utf8);
         pthread_mutex_lock(&s->lock);
         list_append(&s->incoming, job);
         s->stats.queued++;

@@ -78,7 +78,8 @@ static void checkpoint_done(Checkpoint *c) {
 }
 
 static int checkpoint_copy(Checkpoint *dst, const Checkpoint *src, size_t state_floats, size_t n_vocab) {
-        *dst = (Checkpoint) { .tokens = src->tokens, .rng = src->rng, .prompt_len = src->prompt_len, .streamed = src->streamed };
+        *dst = (Checkpoint) { .tokens = src->tokens, .rng = src->rng, .utf8 = src->utf8, .prompt_len = src->prompt_len,
+                              .streamed = src->streamed };
         dst->state = malloc(state_floats * sizeof(float));
         if (!dst->state)
                 goto fail;
@@ -248,6 +249,7 @@ int session_fork(const Session *s, const char *new_id, uint32_t turn, Session **
                 memcpy(n->penalties, at->penalties, s->n_vocab * sizeof(float));
                 n->tokens = at->tokens;
                 n->rng = at->rng;
+                n->utf8 = at->utf8;
                 n->turns = turn - 1;
         } else {
                 n->has_logits = s->has_logits;
@@ -255,6 +257,7 @@ int session_fork(const Session *s, const char *new_id, uint32_t turn, Session **
                 memcpy(n->penalties, s->penalties, s->n_vocab * sizeof(float));
                 n->tokens = s->tokens;
                 n->rng = s->rng;
+                n->utf8 = s->utf8;
                 n->turns = s->turns;
         }
         /* Copy the checkpoints of the turns the copy keeps. */
@@ -276,7 +279,7 @@ int session_fork(const Session *s, const char *new_id, uint32_t turn, Session **
 }
 
 int session_begin_turn(Session *s, const char *prompt, size_t prompt_len) {
-        Checkpoint c = { .tokens = s->tokens, .rng = s->rng, .prompt_len = prompt_len };
+        Checkpoint c = { .tokens = s->tokens, .rng = s->rng, .utf8 = s->utf8, .prompt_len = prompt_len };
 
         c.state = malloc(s->state_floats * sizeof(float));
         c.prompt = malloc(prompt_len + 1);
@@ -307,9 +310,9 @@ int session_begin_turn(Session *s, const char *prompt, size_t prompt_len) {
 }
 
 int session_adopt_checkpoint(Session *s, float *state, float *logits, float *penalties, uint64_t tokens, Rng rng,
-                             char *prompt, size_t prompt_len) {
+                             Utf8Stream utf8, char *prompt, size_t prompt_len) {
         Checkpoint c = { .state = state, .logits = logits, .penalties = penalties, .tokens = tokens, .rng = rng,
-                         .prompt = prompt, .prompt_len = prompt_len };
+                         .utf8 = utf8, .prompt = prompt, .prompt_len = prompt_len };
 
         if (!state || !penalties || !prompt || s->n_checkpoints > 0 || s->turns == 0) {
                 checkpoint_done(&c);
@@ -337,6 +340,7 @@ int session_rewind_to(Session *s, uint32_t turn, float *state, float *logits, fl
         s->turns = turn - 1;
         s->tokens = tokens;
         s->rng = rng;
+        utf8_stream_init(&s->utf8);
         s->updated_usec = now_realtime_usec();
         s->dirty = true;
         return 0;
@@ -354,6 +358,7 @@ int session_rewind(Session *s, uint32_t turn) {
         memcpy(s->penalties, c->penalties, s->n_vocab * sizeof(float));
         s->tokens = c->tokens;
         s->rng = c->rng;
+        s->utf8 = c->utf8;
         uint32_t keep = turn - first_turn_held(s);
         for (uint32_t i = keep; i < s->n_checkpoints; i++)
                 checkpoint_done(&s->checkpoints[i]);

@@ -12,6 +12,7 @@
 
 #include "engine/common/macros.h"
 #include "engine/text/sampler.h"
+#include "engine/text/utf8-stream.h"
 
 #define SESSION_ID_MAX 64
 #define SESSION_CHECKPOINTS_MAX 32
@@ -23,6 +24,7 @@ typedef struct Checkpoint {
         float *penalties;           /* n_vocab decayed counts */
         uint64_t tokens;
         Rng rng;
+        Utf8Stream utf8;            /* the unfinished character carried into the turn */
         char *prompt;               /* the prompt that opened the turn (for "regenerate") */
         size_t prompt_len;
         bool streamed;              /* more prompt came through the ring: not kept, no "regenerate" */
@@ -42,6 +44,10 @@ struct Session {
         float *penalties;           /* n_vocab decayed occurrence counts (sampler penalties) */
         SamplerParams sampler;      /* the last generation's settings, the default for the next */
         Rng rng;                    /* sampler RNG position, continues across generations */
+        /* The start of a character the last generation stopped inside (max tokens, cancel): the
+         * next generation continuing with an empty prompt sends it completed by its first bytes;
+         * one that feeds a prompt first sends it as U+FFFD (it can no longer complete). */
+        Utf8Stream utf8;
         uint64_t tokens;            /* tokens fed and generated so far */
         uint64_t created_usec, updated_usec;
 
@@ -96,9 +102,10 @@ int session_rewind(Session *s, uint32_t turn);
 /* After a load from disk: take over the checkpoint of the session's last turn (buffers malloc'ed,
  * owned by the session afterwards, also on error). Only while no checkpoint is held. */
 int session_adopt_checkpoint(Session *s, float *state, float *logits, float *penalties, uint64_t tokens, Rng rng,
-                             char *prompt, size_t prompt_len);
+                             Utf8Stream utf8, char *prompt, size_t prompt_len);
 /* Rewind to the start of turn from a checkpoint read back from disk (buffers malloc'ed, owned by
- * the session afterwards, also on error): every checkpoint held in RAM goes, turns = turn - 1. */
+ * the session afterwards, also on error): every checkpoint held in RAM goes, turns = turn - 1.
+ * The UTF-8 carry is cleared: the caller sets the checkpoint's. */
 int session_rewind_to(Session *s, uint32_t turn, float *state, float *logits, float *penalties, uint64_t tokens,
                       Rng rng);
 /* The checkpoint that opens turn (1-based) or NULL. */

@@ -2,6 +2,9 @@
 #include <limits.h>
 #include <sodium.h>
 #include <string.h>
+/* ZSTD_c_literalCompressionMode: an "experimental" parameter of the stable ZSTD_CCtx_setParameter()
+ * (in every zstd >= 1.4.5); an older library refuses it and the encoder goes on without it. */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -253,6 +256,14 @@ typedef struct Layout {
 
 /* One framed message: u32 length, then ciphertext of [u8 block codec][data]. */
 #define MSG_OVERHEAD (4u + SS_ABYTES + 1u)
+/* A plane-coded block: per plane [u8 codec][u32 length][bytes], each plane at most as long as raw. */
+#define PLANE_OVERHEAD 5u
+#define PLANES_MAX 4u
+
+/* The most data bytes one block of bs raw bytes may take after its codec byte, any codec. */
+static size_t block_data_max(size_t bs) {
+        return MAX(ZSTD_compressBound(bs), bs + PLANES_MAX * PLANE_OVERHEAD);
+}
 
 static int layout_compute(const SfHeader *h, Layout *ret) {
         Layout l = {};
@@ -277,8 +288,8 @@ static int layout_compute(const SfHeader *h, Layout *ret) {
                 l.raw += l.bytes[i];
                 l.nblocks += full + (tail > 0);
                 l.payload_min += (full + (tail > 0)) * MSG_OVERHEAD;
-                l.payload_max += full * (MSG_OVERHEAD + ZSTD_compressBound((size_t)block)) +
-                                 (tail ? MSG_OVERHEAD + ZSTD_compressBound((size_t)tail) : 0);
+                l.payload_max += full * (MSG_OVERHEAD + block_data_max((size_t)block)) +
+                                 (tail ? MSG_OVERHEAD + block_data_max((size_t)tail) : 0);
         }
         if (l.raw > SIZE_MAX / 2)
                 return -EFBIG;
@@ -328,12 +339,52 @@ size_t sf_header_write(const SfHeader *h, uint8_t *buf, size_t cap) {
         size_t title_len = strnlen(m->title, STORE_TITLE_MAX);
         wr_u16(&w, (uint16_t)title_len);
         wr_bytes(&w, m->title, title_len);
+        if (h->version == 1)
+                return w.n;
+        uint8_t carry[3] = {};
+        memcpy(carry, h->utf8.pending, MIN(h->utf8.n_pending, (uint8_t)3));
+        wr_u8(&w, h->utf8.n_pending); /* as is: sf_encode validated it, the parser checks it */
+        wr_bytes(&w, carry, 3);
         return w.n;
 }
 
+/* Lead byte rules of UTF-8 (as engine/text/utf8-stream.c): the sequence length a lead announces
+ * (0: not a lead of a multi-byte sequence) and the allowed range of the byte after it. */
+static unsigned utf8_lead_length(uint8_t b) {
+        return b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+}
+
+/* A saved carry must be what a Utf8Stream can hold: the proper prefix of one valid sequence, unused
+ * bytes zero. Anything else would be replayed into the text or overrun the stream's buffer. */
+static bool utf8_carry_valid(const uint8_t b[3], uint8_t n) {
+        if (n > 3)
+                return false;
+        for (unsigned i = n; i < 3; i++)
+                if (b[i] != 0)
+                        return false;
+        if (n == 0)
+                return true;
+        unsigned len = utf8_lead_length(b[0]);
+        if (len <= n)
+                return false;
+        uint8_t lo = b[0] == 0xE0 ? 0xA0 : b[0] == 0xF0 ? 0x90 : 0x80;
+        uint8_t hi = b[0] == 0xED ? 0x9F : b[0] == 0xF4 ? 0x8F : 0xBF;
+        if (n >= 2 && (b[1] < lo || b[1] > hi))
+                return false;
+        if (n >= 3 && (b[2] < 0x80 || b[2] > 0xBF))
+                return false;
+        return true;
+}
+
 int sf_header_parse(const uint8_t *buf, size_t size, SfHeader *ret, RwkvError *err) {
+        return sf_header_parse_version(SF_VERSION, buf, size, ret, err);
+}
+
+int sf_header_parse_version(uint32_t version, const uint8_t *buf, size_t size, SfHeader *ret, RwkvError *err) {
         Rd r = { buf, size, 0, false };
-        SfHeader h = {};
+        SfHeader h = { .version = version };
+        if (version < SF_VERSION_MIN || version > SF_VERSION)
+                return error_set(err, EPROTONOSUPPORT, "unsupported session file version %u", version);
         SessionMeta *m = &h.meta;
         const uint8_t *b = rd_bytes(&r, 32);
         if (b)
@@ -383,6 +434,16 @@ int sf_header_parse(const uint8_t *buf, size_t size, SfHeader *ret, RwkvError *e
         if (b) {
                 memcpy(m->title, b, title_len);
                 m->title[title_len] = 0;
+        }
+        if (version >= 2) {
+                uint8_t n_carry = rd_u8(&r);
+                b = rd_bytes(&r, 3);
+                if (b && !utf8_carry_valid(b, n_carry))
+                        return error_set(err, EBADMSG, "header: the unfinished UTF-8 character is not one");
+                if (b) {
+                        memcpy(h.utf8.pending, b, 3);
+                        h.utf8.n_pending = n_carry;
+                }
         }
         if (r.bad)
                 return error_set(err, EBADMSG, "header: truncated (%zu bytes)", size);
@@ -437,9 +498,10 @@ int sf_prefix_parse(const uint8_t *buf, size_t size, SfPrefix *ret, RwkvError *e
         p.uid = rd_u32(&r);
         p.header_clen = rd_u32(&r);
         /* Another version is not corruption (a newer daemon wrote it): refuse, but never move it aside. */
-        if (p.version != SF_VERSION)
-                return error_set(err, EPROTONOSUPPORT, "unsupported session file version %u (this daemon reads %u)",
-                                 p.version, SF_VERSION);
+        if (p.version < SF_VERSION_MIN || p.version > SF_VERSION)
+                return error_set(err, EPROTONOSUPPORT,
+                                 "unsupported session file version %u (this daemon reads %u to %u)", p.version,
+                                 SF_VERSION_MIN, SF_VERSION);
         if (p.kind != SF_KIND_SESSION && p.kind != SF_KIND_EXPORT)
                 return error_set(err, EBADMSG, "unknown session file kind %u", p.kind);
         if (p.header_clen < SS_ABYTES + 1 || p.header_clen > SS_ABYTES + SF_HEADER_MAX)
@@ -542,7 +604,7 @@ static int header_open(Src *src, const uint8_t *key, SfKind kind, uid_t uid,
         if (tag != crypto_secretstream_xchacha20poly1305_TAG_MESSAGE)
                 return error_set(err, EBADMSG, "header message has an unexpected tag");
         SfHeader h;
-        r = sf_header_parse(plain, (size_t)mlen, &h, err);
+        r = sf_header_parse_version(p.version, plain, (size_t)mlen, &h, err);
         sodium_memzero(plain, sizeof(plain));
         if (r < 0)
                 return r;
@@ -629,6 +691,47 @@ static void section_unpack(const uint8_t *in, size_t n, StorePrecision prec, boo
         }
 }
 
+/* Does this byte plane look compressible? Its collision probability on a strided sample of 4096
+ * bytes: random mantissa bytes give about 1/256, a sign/exponent plane or a plane of zeros far more.
+ * Trying zstd on a random plane costs as much as compressing a useful one (bench-store --stages). */
+static bool plane_compressible(const uint8_t *p, size_t n) {
+        uint32_t hist[256] = {};
+        size_t stride = MAX(n / 4096, (size_t)1), samples = 0;
+        for (size_t i = 0; i < n; i += stride, samples++)
+                hist[p[i]]++;
+        uint64_t sumsq = 0;
+        for (int i = 0; i < 256; i++)
+                sumsq += (uint64_t)hist[i] * hist[i];
+        return sumsq * 128 > (uint64_t)samples * samples; /* above 2/256 */
+}
+
+/* A plane-coded block: the byte planes of in (already split, esz planes of bs/esz bytes), each
+ * [u8 codec][u32 length][bytes], zstd only where it looks worth trying and comes out smaller. */
+static void encode_planes(ZSTD_CCtx *cctx, const uint8_t *in, size_t bs, size_t esz, uint8_t *out, size_t *ret_len) {
+        size_t n = bs / esz, pos = 0;
+        for (size_t b = 0; b < esz; b++) {
+                const uint8_t *plane = in + b * n;
+                uint8_t *o = out + pos;
+                size_t c = 0;
+                bool z = false;
+                if (plane_compressible(plane, n)) {
+                        /* Room for less than raw only: a frame that does not fit is not worth it
+                         * (that error, like any other, leaves the plane raw: still a correct file). */
+                        c = ZSTD_compress2(cctx, o + PLANE_OVERHEAD, n - 1, plane, n);
+                        z = !ZSTD_isError(c);
+                }
+                if (!z) {
+                        memcpy(o + PLANE_OVERHEAD, plane, n);
+                        c = n;
+                }
+                o[0] = z ? SF_BLOCK_ZSTD : SF_BLOCK_RAW;
+                for (int i = 0; i < 4; i++)
+                        o[1 + i] = (uint8_t)(c >> (8 * i));
+                pos += PLANE_OVERHEAD + c;
+        }
+        *ret_len = pos;
+}
+
 int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, size_t *ret_size, RwkvError *err) {
         if (__BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__)
                 return error_set(err, EOPNOTSUPP, "session files are little-endian; big-endian hosts unsupported");
@@ -649,7 +752,12 @@ int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, 
         if ((unsigned)p->precision > STORE_PRECISION_BF16)
                 return error_set(err, EINVAL, "unknown state precision %d", (int)p->precision);
 
-        SfHeader h = { .meta = *m };
+        uint32_t version = p->version ? p->version : SF_VERSION;
+        if (version < SF_VERSION_MIN || version > SF_VERSION)
+                return error_set(err, EINVAL, "cannot write session file version %u", version);
+        if (version < 2 && rec->utf8.n_pending > 0)
+                return error_set(err, EINVAL, "version 1 files cannot hold an unfinished UTF-8 character");
+        SfHeader h = { .version = version, .meta = *m };
         h.meta.precision = p->precision;
         h.flags = (rec->logits ? SF_FLAG_LOGITS : 0) | (rec->penalties ? SF_FLAG_PENALTIES : 0) |
                   (rec->has_pending_token ? SF_FLAG_PENDING_TOKEN : 0) | (p->checkpoint ? SF_FLAG_CHECKPOINT : 0);
@@ -658,6 +766,15 @@ int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, 
         h.sampler = rec->sampler;
         h.rng = rec->rng;
         h.transcript_size = rec->transcript_size;
+        {
+                /* Only the held bytes count (a Utf8Stream may leave stale ones after them). */
+                uint8_t b[3] = {}, n = rec->utf8.n_pending;
+                memcpy(b, rec->utf8.pending, MIN(n, (uint8_t)3));
+                if (!utf8_carry_valid(b, n))
+                        return error_set(err, EINVAL, "the unfinished UTF-8 character is not one");
+                memcpy(h.utf8.pending, b, 3);
+                h.utf8.n_pending = n;
+        }
         h.block_log2 = p->block_log2 ? p->block_log2 : SF_BLOCK_LOG2_DEFAULT;
         h.codec = (p->zstd_level != 0 ? SF_CODEC_ZSTD : SF_CODEC_RAW) | (p->shuffle ? SF_CODEC_SHUFFLE : 0);
         Layout l;
@@ -676,13 +793,24 @@ int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, 
         size_t head = SF_PREFIX_BYTES + header_clen;
 
         /* 1. Blocks: [u32 length][sealed tag byte][codec][data][MAC]; zstd only where it shrinks. */
-        size_t block = (size_t)1 << h.block_log2, bound = ZSTD_compressBound(block);
+        size_t block = (size_t)1 << h.block_log2, bound = block_data_max(block);
         _cleanup_(freep) uint8_t *out = malloc(head + l.payload_max);
         _cleanup_(freep) size_t *lens = malloc(l.nblocks * sizeof(size_t));
         _cleanup_(freep) uint8_t *scratch = malloc(2 * block);
         _cleanup_(zstd_cctx_freep) ZSTD_CCtx *cctx = p->zstd_level != 0 ? ZSTD_createCCtx() : NULL;
         if (!out || !lens || !scratch || (p->zstd_level != 0 && !cctx))
                 return error_set(err, ENOMEM, "out of memory for a %llu-byte payload", (unsigned long long)l.raw);
+        if (cctx) {
+                size_t z = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, p->zstd_level);
+                if (ZSTD_isError(z))
+                        return error_set(err, EINVAL, "zstd level %d: %s", p->zstd_level, ZSTD_getErrorName(z));
+                /* Negative (fast) levels normally store literals raw. Here the literals are what
+                 * compresses: a sign/exponent plane has few distinct bytes but few long repeats, so
+                 * Huffman coding is the gain and matching the cost (bench-store --stages: 0.1B state
+                 * 3.3 ms at level 1, 1.9 ms at level -256 with Huffman literals, smaller too). A
+                 * plane of random mantissa bytes fails the Huffman test cheaply and is stored raw. */
+                (void)ZSTD_CCtx_setParameter(cctx, ZSTD_c_literalCompressionMode, ZSTD_ps_enable);
+        }
         size_t opos = head, nb = 0;
         for (int sec = 0; sec < _SEC_MAX; sec++)
                 for (uint64_t off = 0; off < l.bytes[sec]; off += block) {
@@ -699,8 +827,15 @@ int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, 
                         }
                         uint8_t *o = out + opos + 5; /* the plaintext: codec byte, then data */
                         size_t c = 0;
+                        if (cctx && version >= 2 && sec != SEC_TRANSCRIPT && p->shuffle && l.esz[sec] > 1) {
+                                encode_planes(cctx, in, bs, l.esz[sec], o + 1, &c);
+                                o[0] = SF_BLOCK_PLANES;
+                                lens[nb++] = c + 1;
+                                opos += 4 + c + 1 + SS_ABYTES;
+                                continue;
+                        }
                         if (cctx) {
-                                c = ZSTD_compressCCtx(cctx, o + 1, bound, in, bs, p->zstd_level);
+                                c = ZSTD_compress2(cctx, o + 1, bound, in, bs);
                                 if (ZSTD_isError(c))
                                         return error_set(err, EIO, "zstd: %s", ZSTD_getErrorName(c));
                         }
@@ -722,7 +857,7 @@ int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, 
         /* 2. Seal: prefix (plain, authenticated as the header's additional data), header, blocks. */
         Wr w = { out, 0, SF_PREFIX_BYTES };
         wr_bytes(&w, SF_MAGIC, 8);
-        wr_u32(&w, SF_VERSION);
+        wr_u32(&w, version);
         wr_u32(&w, (uint32_t)p->kind);
         wr_u32(&w, (uint32_t)p->uid);
         wr_u32(&w, header_clen);
@@ -751,6 +886,39 @@ int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, 
         return 0;
 }
 
+/* The planes of one plane-coded block into out (esz planes of n bytes). Every length is checked
+ * against what is left; every plane must come out exactly n bytes. Returns 0, or -(1000 + plane). */
+static int decode_planes(ZSTD_DCtx *dctx, const uint8_t *data, size_t dlen, size_t n, size_t esz, uint8_t *out) {
+        size_t pos = 0;
+        for (size_t b = 0; b < esz; b++) {
+                int bad = -1000 - (int)b;
+                if (dlen - pos < PLANE_OVERHEAD)
+                        return bad;
+                uint8_t codec = data[pos];
+                size_t c = (size_t)data[pos + 1] | (size_t)data[pos + 2] << 8 | (size_t)data[pos + 3] << 16 |
+                           (size_t)data[pos + 4] << 24;
+                pos += PLANE_OVERHEAD;
+                if (c > dlen - pos)
+                        return bad;
+                const uint8_t *d = data + pos;
+                uint8_t *o = out + b * n;
+                if (codec == SF_BLOCK_RAW) {
+                        if (c != n)
+                                return bad;
+                        memcpy(o, d, n);
+                } else if (codec == SF_BLOCK_ZSTD) {
+                        if (c >= n || ZSTD_getFrameContentSize(d, c) != n)
+                                return bad;
+                        size_t k = ZSTD_decompressDCtx(dctx, o, n, d, c);
+                        if (ZSTD_isError(k) || k != n)
+                                return bad;
+                } else
+                        return bad;
+                pos += c;
+        }
+        return pos == dlen ? 0 : -1000 - (int)esz;
+}
+
 static int decode(Src *src, const uint8_t *key, SfKind kind, uid_t uid, SessionRecord **ret, RwkvError *err) {
         _cleanup_(ss_state_wipe) crypto_secretstream_xchacha20poly1305_state st;
         SfPrefix p;
@@ -775,6 +943,7 @@ static int decode(Src *src, const uint8_t *key, SfKind kind, uid_t uid, SessionR
         rec->rng = h.rng;
         rec->has_pending_token = !!(h.flags & SF_FLAG_PENDING_TOKEN);
         rec->pending_token = h.pending_token;
+        rec->utf8 = h.utf8;
         rec->state = malloc(h.meta.state_floats * sizeof(float));
         if (l.bytes[SEC_LOGITS])
                 rec->logits = malloc((size_t)l.bytes[SEC_LOGITS]);
@@ -784,7 +953,7 @@ static int decode(Src *src, const uint8_t *key, SfKind kind, uid_t uid, SessionR
                 rec->transcript = malloc((size_t)l.bytes[SEC_TRANSCRIPT]);
                 rec->transcript_size = (size_t)l.bytes[SEC_TRANSCRIPT];
         }
-        size_t block = (size_t)1 << h.block_log2, msg_max = MSG_OVERHEAD - 4 + ZSTD_compressBound(block);
+        size_t block = (size_t)1 << h.block_log2, msg_max = MSG_OVERHEAD - 4 + block_data_max(block);
         bool half = h.meta.precision != STORE_PRECISION_F32, shuffle = !!(h.codec & SF_CODEC_SHUFFLE);
         /* Per-block buffers, reused: the message (decrypted in place) and a block for the byte planes
          * (two for half floats). Nothing here grows with the state. */
@@ -805,7 +974,7 @@ static int decode(Src *src, const uint8_t *key, SfKind kind, uid_t uid, SessionR
                                 return src_error(err, r, "in its payload");
                         uint32_t clen = (uint32_t)cbuf[0] | (uint32_t)cbuf[1] << 8 | (uint32_t)cbuf[2] << 16 |
                                         (uint32_t)cbuf[3] << 24;
-                        if (clen < MSG_OVERHEAD - 4 || clen > MSG_OVERHEAD - 4 + ZSTD_compressBound(bs) ||
+                        if (clen < MSG_OVERHEAD - 4 || clen > MSG_OVERHEAD - 4 + block_data_max(bs) ||
                             payload + 4 + clen > h.payload_bytes)
                                 return error_set(err, EBADMSG, "block %llu: length %u out of range",
                                                  (unsigned long long)nb, clen);
@@ -851,6 +1020,11 @@ static int decode(Src *src, const uint8_t *key, SfKind kind, uid_t uid, SessionR
                                 if (ZSTD_isError(d) || d != bs)
                                         return error_set(err, EBADMSG, "block %llu does not decompress to %zu bytes",
                                                          (unsigned long long)nb, bs);
+                        } else if (pbuf[0] == SF_BLOCK_PLANES && h.version >= 2 && transform && shuffle) {
+                                r = decode_planes(dctx, data, dlen, bs / esz, esz, target);
+                                if (r < 0)
+                                        return error_set(err, EBADMSG, "block %llu: bad byte plane %d",
+                                                         (unsigned long long)nb, -r - 1000);
                         } else
                                 return error_set(err, EBADMSG, "block %llu: unknown codec %u", (unsigned long long)nb,
                                                  pbuf[0]);

@@ -16,7 +16,8 @@
 #include "engine/common/error.h"
 
 #define SF_MAGIC "RWKVSESS"
-#define SF_VERSION 1u
+#define SF_VERSION 2u     /* what this build writes */
+#define SF_VERSION_MIN 1u /* the oldest it reads (1: no UTF-8 carry, no plane-coded blocks) */
 #define SF_PREFIX_BYTES 64u
 #define SF_HEADER_MAX 1024u /* plaintext header bytes */
 
@@ -35,6 +36,7 @@ enum {
 enum {
         SF_BLOCK_RAW = 0,
         SF_BLOCK_ZSTD = 1,
+        SF_BLOCK_PLANES = 2, /* version 2: each byte plane alone, raw or one zstd frame */
 };
 
 enum {
@@ -54,6 +56,7 @@ typedef struct SfEncodeParams {
         bool shuffle;        /* byte-plane shuffle of float sections */
         uint32_t block_log2; /* 0: default (17: 128 KiB blocks) */
         bool checkpoint;
+        uint32_t version; /* 0: SF_VERSION; 1: the old format (tests of old files; no UTF-8 carry) */
 } SfEncodeParams;
 
 /* What a reader learns before it has the whole file. */
@@ -83,6 +86,7 @@ int sf_decode_fd(int fd, const uint8_t *key, SfKind kind, uid_t uid, SessionReco
 
 /* Plaintext header codec, exposed for the fuzzer. */
 typedef struct SfHeader {
+        uint32_t version; /* of the file it came from (sf_header_write writes SF_VERSION) */
         SessionMeta meta;
         uint32_t codec, flags, pending_token, block_log2;
         uint32_t source_uid;
@@ -90,6 +94,9 @@ typedef struct SfHeader {
         Rng rng;
         uint64_t transcript_size, raw_size;
         uint64_t payload_bytes; /* the framed, sealed blocks after the header */
+        Utf8Stream utf8;        /* version 2: the unfinished character the last generation ended in */
 } SfHeader;
+/* Parses a header of the current version (SF_VERSION); sf_header_parse_version() any readable one. */
 int sf_header_parse(const uint8_t *buf, size_t size, SfHeader *ret, RwkvError *err);
+int sf_header_parse_version(uint32_t version, const uint8_t *buf, size_t size, SfHeader *ret, RwkvError *err);
 size_t sf_header_write(const SfHeader *h, uint8_t *buf, size_t cap);

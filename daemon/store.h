@@ -32,6 +32,7 @@
 
 #include "engine/common/error.h"
 #include "engine/text/sampler.h"
+#include "engine/text/utf8-stream.h"
 
 /* Session ids: 1..64 bytes of [A-Za-z0-9._-], not starting with '.'. */
 #define STORE_ID_MAX 64
@@ -85,6 +86,10 @@ typedef struct SessionRecord {
         SamplerParams sampler;
         Rng rng;
         float *penalties;       /* meta.n_vocab decayed counts, or NULL (none yet) */
+        /* The start of a character the last generation stopped in the middle of (max tokens or
+         * cancel): the next generation that continues with an empty prompt completes it. A loaded
+         * one has been checked to be a valid incomplete UTF-8 prefix (0..3 bytes). */
+        Utf8Stream utf8;
         void *transcript;       /* optional conversation text/tokens, opaque to the store */
         size_t transcript_size; /* <= STORE_TRANSCRIPT_MAX */
 } SessionRecord;

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_c_literalCompressionMode, as daemon/store-format.c */
 #include <zstd.h>
 
 #include "daemon/store-format.h"
@@ -193,7 +194,7 @@ static void codecs(bool json, uint32_t block_log2) {
         double mb = r->meta.state_floats * 4 / 1e6;
         uint8_t key[32];
         randombytes_buf(key, sizeof(key));
-        static const int levels[] = { 0, -50, -10, -3, -1, 1, 3, 6, 9 };
+        static const int levels[] = { 0, -1024, -256, -64, -10, -1, 1, 3 };
         if (!json)
                 printf("codecs, %s state alone (%.2f MB), sealed, in memory, CPU time (median of 15):\n"
                        "  %-7s %-6s %7s %10s %10s %9s\n",
@@ -243,6 +244,157 @@ static void codecs(bool json, uint32_t block_log2) {
         session_record_free(r);
 }
 
+
+/* --stages: where a 0.1B commit's CPU time goes, stage by stage, on the same record the store
+ * saves (state + logits + penalty counts), each variant measured alone (median CPU ms of 31):
+ * byte planes, zstd on every plane, zstd on the high planes only, sealing, the write into the page
+ * cache. Levels: 1 (the v1 default), negative fast levels. */
+static double stage_med(double *v, int n) {
+        return pct(v, n, 0.5);
+}
+
+static void stages(void) {
+        const Shape *sh = &shapes[0];
+        SessionRecord *r = make_record(sh);
+        const float *secs[3] = { r->state, r->logits, r->penalties };
+        size_t nfl[3] = { r->meta.state_floats, 65536, 65536 };
+        const char *sec_name[3] = { "state", "logits", "penalties" };
+        size_t block = 512 * 1024, total = 0;
+        for (int k = 0; k < 3; k++)
+                total += nfl[k] * 4;
+        uint8_t *planes = malloc(total), *comp = malloc(2 * total + (1 << 20));
+        ZSTD_CCtx *c = ZSTD_createCCtx();
+        enum { N = 31 };
+        double t[N];
+        printf("stages, %s record (%.2f MB raw: state %.2f, logits %.2f, penalties %.2f), CPU ms median of %d:\n",
+               sh->name, total / 1e6, nfl[0] * 4 / 1e6, nfl[1] * 4 / 1e6, nfl[2] * 4 / 1e6, N);
+        /* 1. byte planes, 512 KiB blocks */
+        for (int it = 0; it < N; it++) {
+                double t0 = cpu_ms();
+                size_t off = 0;
+                for (int k = 0; k < 3; k++)
+                        for (size_t b = 0; b < nfl[k] * 4; b += block) {
+                                size_t bs = MIN(block, nfl[k] * 4 - b);
+                                to_planes(secs[k] + b / 4, planes + off, bs / 4);
+                                off += bs;
+                        }
+                t[it] = cpu_ms() - t0;
+        }
+        printf("  byte planes (scalar reference loop, the store uses SSE2): %.3f\n", stage_med(t, N));
+        /* 2. zstd per section and level, all planes vs high planes only (low two raw) */
+        static const int levels[] = { 1, -1, -3, -5, -10 };
+        for (size_t li = 0; li < sizeof(levels) / sizeof(levels[0]); li++)
+                for (int high_only = 0; high_only < 2; high_only++) {
+                        double ts[3][N];
+                        size_t out[3] = { 0, 0, 0 };
+                        for (int it = 0; it < N; it++) {
+                                size_t off = 0;
+                                for (int k = 0; k < 3; k++) {
+                                        double t0 = cpu_ms();
+                                        size_t o = 0;
+                                        for (size_t b = 0; b < nfl[k] * 4; b += block) {
+                                                size_t bs = MIN(block, nfl[k] * 4 - b), q = bs / 4;
+                                                size_t from = high_only ? 2 * q : 0;
+                                                size_t z = ZSTD_compressCCtx(c, comp, ZSTD_compressBound(bs),
+                                                                             planes + off + from, bs - from, levels[li]);
+                                                o += MIN(z, bs - from) + from;
+                                                off += bs;
+                                        }
+                                        ts[k][it] = cpu_ms() - t0;
+                                        out[k] = o;
+                                }
+                        }
+                        printf("  zstd %3d %-10s", levels[li], high_only ? "high only" : "all planes");
+                        for (int k = 0; k < 3; k++)
+                                printf("  %s %.3f ms (%.3f)", sec_name[k], stage_med(ts[k], N),
+                                       (double)out[k] / (nfl[k] * 4));
+                        printf("\n");
+                }
+        /* 2b. fast levels with Huffman literals forced on (negative levels turn them off), per plane */
+        static const int flevels[] = { 1, -4, -16, -64, -256, -1024 };
+        for (size_t li = 0; li < sizeof(flevels) / sizeof(flevels[0]); li++) {
+                double tp[4][N];
+                size_t out[4] = { 0, 0, 0, 0 }, in[4] = { 0, 0, 0, 0 };
+                ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
+                ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, flevels[li]);
+                ZSTD_CCtx_setParameter(c, ZSTD_c_literalCompressionMode, ZSTD_ps_enable);
+                for (int it = 0; it < N; it++) {
+                        for (int pl = 0; pl < 4; pl++)
+                                tp[pl][it] = 0;
+                        size_t off = 0;
+                        for (size_t b = 0; b < nfl[0] * 4; b += block) {
+                                size_t bs = MIN(block, nfl[0] * 4 - b), q = bs / 4;
+                                for (int pl = 0; pl < 4; pl++) {
+                                        double t0 = cpu_ms();
+                                        size_t z = ZSTD_compress2(c, comp, ZSTD_compressBound(q), planes + off + pl * q, q);
+                                        tp[pl][it] += cpu_ms() - t0;
+                                        if (it == 0) {
+                                                out[pl] += MIN(z, q);
+                                                in[pl] += q;
+                                        }
+                                }
+                                off += bs;
+                        }
+                }
+                printf("  zstd %3d +huffman literals, state plane by plane:", flevels[li]);
+                double sum = 0;
+                size_t so = 0;
+                for (int pl = 0; pl < 4; pl++) {
+                        printf("  p%d %.3f ms (%.3f)", pl, stage_med(tp[pl], N), (double)out[pl] / in[pl]);
+                        sum += stage_med(tp[pl], N);
+                        so += out[pl];
+                }
+                printf("  = %.3f ms (%.3f)\n", sum, (double)so / (nfl[0] * 4));
+        }
+        ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
+        /* 3. sealing: secretstream over the whole record in 512 KiB messages (raw size: the worst) */
+        uint8_t key[32], hdr[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
+        randombytes_buf(key, sizeof(key));
+        for (size_t msg = 64 * 1024; msg <= 4 * 1024 * 1024; msg *= 4) {
+                for (int it = 0; it < N; it++) {
+                        crypto_secretstream_xchacha20poly1305_state st;
+                        double t0 = cpu_ms();
+                        crypto_secretstream_xchacha20poly1305_init_push(&st, hdr, key);
+                        for (size_t off = 0; off < total; off += msg) {
+                                size_t n = MIN(msg, total - off);
+                                crypto_secretstream_xchacha20poly1305_push(&st, planes + off, NULL, planes + off, n,
+                                                                           NULL, 0, 0);
+                        }
+                        t[it] = cpu_ms() - t0;
+                }
+                printf("  seal %.2f MB in %zu KiB messages: %.3f ms\n", total / 1e6, msg / 1024, stage_med(t, N));
+        }
+        /* 4. write into the page cache: a new file each time, as the store does */
+        char path[] = "/var/tmp/rwkvd-stage-XXXXXX";
+        int fd = mkstemp(path);
+        if (fd >= 0) {
+                for (int prealloc = 0; prealloc < 2; prealloc++) {
+                        for (int it = 0; it < N; it++) {
+                                double t0 = cpu_ms();
+                                int w = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+                                if (prealloc)
+                                        (void)!posix_fallocate(w, 0, (off_t)total);
+                                for (size_t off = 0; off < total;) {
+                                        ssize_t l = write(w, planes + off, total - off);
+                                        if (l <= 0)
+                                                break;
+                                        off += (size_t)l;
+                                }
+                                close(w);
+                                t[it] = cpu_ms() - t0;
+                        }
+                        printf("  write %.2f MB (truncate%s): %.3f ms\n", total / 1e6,
+                               prealloc ? " + fallocate" : "", stage_med(t, N));
+                }
+                close(fd);
+                unlink(path);
+        }
+        ZSTD_freeCCtx(c);
+        free(planes);
+        free(comp);
+        session_record_free(r);
+}
+
 static void drop_cache(const char *dir, uid_t uid, const char *id) {
         char p[4200];
         snprintf(p, sizeof(p), "%s/%u/%s.session", dir, (unsigned)uid, id);
@@ -257,7 +409,7 @@ static void drop_cache(const char *dir, uid_t uid, const char *id) {
 int main(int argc, char **argv) {
         const char *dir = NULL;
         int iters = 50;
-        bool do_codecs = false, do_delta = false, json = false;
+        bool do_codecs = false, do_delta = false, do_stages = false, json = false;
         double prefill[3] = { 0, 0, 0 }; /* tokens/s per shape */
         uint32_t block_log2 = 0;
         for (int i = 1; i < argc; i++) {
@@ -281,6 +433,8 @@ int main(int argc, char **argv) {
                         block_log2 = (uint32_t)atoi(argv[++i]);
                 else if (!strcmp(argv[i], "--delta"))
                         do_delta = true;
+                else if (!strcmp(argv[i], "--stages"))
+                        do_stages = true;
                 else if (!strcmp(argv[i], "--codecs"))
                         do_codecs = true;
                 else if (!strcmp(argv[i], "--json"))
@@ -301,6 +455,10 @@ int main(int argc, char **argv) {
                 codecs(json, block_log2);
         if (do_delta)
                 delta();
+        if (do_stages) {
+                stages();
+                return 0;
+        }
 
         char tmpl[] = "/var/tmp/rwkvd-bench-XXXXXX";
         char path[1024];

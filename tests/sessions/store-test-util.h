@@ -103,6 +103,8 @@ static inline void test_check_same(const SessionRecord *a, const SessionRecord *
         CHECK(a->pending_token == b->pending_token);
         CHECK(memcmp(&a->sampler, &b->sampler, sizeof(a->sampler)) == 0);
         CHECK(memcmp(&a->rng, &b->rng, sizeof(a->rng)) == 0);
+        CHECK(a->utf8.n_pending == b->utf8.n_pending);
+        CHECK(memcmp(a->utf8.pending, b->utf8.pending, a->utf8.n_pending) == 0);
         CHECK(a->transcript_size == b->transcript_size);
         if (a->transcript_size)
                 CHECK(memcmp(a->transcript, b->transcript, a->transcript_size) == 0);

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Exact resume across kill -9, and rewind/regenerate from turn checkpoints on disk.
 
-For greedy and for seeded sampling, N tokens in one go must equal k tokens, kill -9 once the commit
-is on disk, restart, more tokens with an empty prompt, kill -9 again, restart, the rest (several k).
+For greedy and for seeded sampling, N tokens in one go must equal, byte for byte, k tokens, kill -9
+once the commit is on disk, restart, more tokens with an empty prompt, kill -9 again, restart, the
+rest (several k).
 Then three turns, rewind to turn 2 and generate with turn 2's prompt and seed: the same answer as
 the first time; the same again for turn 3 (regenerate the last turn). With --after-restart, each
 rewind follows a kill -9 and restart, so it must come from the checkpoint files on disk."""
@@ -17,7 +18,9 @@ from sessionstest import rwkvtest  # noqa: E402
 N = 24
 PROMPT = "The quick brown fox"
 SPLITS = [(1, 8), (5, 5), (12, 6)]  # k tokens, then m more, then N - k - m
-MODES = {"greedy": dict(temperature=0.0), "seeded": dict(temperature=1.0, seed=4242)}
+# top_p 0.9 on purpose: this seeded run then splits a 2-byte character at a turn boundary (it once
+# needed top_p 1 to pass); the session carries it into the next turn (see sessions-utf8-carry).
+MODES = {"greedy": dict(temperature=0.0), "seeded": dict(temperature=1.0, top_p=0.9, seed=4242)}
 AFTER_RESTART = "--after-restart" in sys.argv
 
 
@@ -68,7 +71,7 @@ def body():
                     sid = "%s-%d" % (mode, k)
                     toks, _ = st.generate(bus, sid, "", N - k - m, **cont)
                     got[sid] += toks
-                    rwkvtest.check(st.same_text(got[sid], ref[mode]),
+                    rwkvtest.check(got[sid] == ref[mode],
                                    "%s: resumed after %d and %d tokens:\n  %r\nin one go:\n  %r"
                                    % (sid, k, k + m, got[sid], ref[mode]))
 
@@ -86,15 +89,15 @@ def body():
                 d = restart(d, bus, state_dir)
             d.call("RewindSession", "su", "rw", 2)
             toks, _ = st.generate(bus, "rw", prompts[1], 8, temperature=1.0, seed=101)
-            rwkvtest.check(st.same_text(toks, answers[1]), "turn 2 after rewind: %r, first time: %r" % (toks, answers[1]))
+            rwkvtest.check(toks == answers[1], "turn 2 after rewind: %r, first time: %r" % (toks, answers[1]))
             toks, end = st.generate(bus, "rw", prompts[2], 8, temperature=1.0, seed=102)
-            rwkvtest.check(st.same_text(toks, answers[2]), "turn 3 after rewind: %r, first time: %r" % (toks, answers[2]))
+            rwkvtest.check(toks == answers[2], "turn 3 after rewind: %r, first time: %r" % (toks, answers[2]))
             st.wait_committed(state_dir, "rw", end["session_tokens"])
             if AFTER_RESTART:
                 d = restart(d, bus, state_dir)
             d.call("RewindSession", "su", "rw", 3)  # regenerate the last turn
             toks, _ = st.generate(bus, "rw", prompts[2], 8, temperature=1.0, seed=102)
-            rwkvtest.check(st.same_text(toks, answers[2]), "regenerated turn 3: %r, first time: %r" % (toks, answers[2]))
+            rwkvtest.check(toks == answers[2], "regenerated turn 3: %r, first time: %r" % (toks, answers[2]))
 
             rwkvtest.check(not st.corrupt_files(state_dir), "corrupt files: %s" % st.corrupt_files(state_dir))
 

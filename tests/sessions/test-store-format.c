@@ -146,10 +146,136 @@ static void prefix_validation(void) {
         p[21] = p[22] = p[23] = 0;
         p[20] = 100;
         CHECK_OK(sf_prefix_parse(p, sizeof(p), &pr, NULL));
-        p[8] = 2;
+        p[8] = 2; /* the current version */
+        CHECK_OK(sf_prefix_parse(p, sizeof(p), &pr, NULL));
+        CHECK(pr.version == 2);
+        p[8] = 3;
         RwkvError err = {};
         CHECK_ERR(sf_prefix_parse(p, sizeof(p), &pr, &err), EPROTONOSUPPORT);
         CHECK(strstr(err.msg, "version"));
+        p[8] = 0;
+        CHECK_ERR(sf_prefix_parse(p, sizeof(p), &pr, &err), EPROTONOSUPPORT);
+}
+
+/* Version 2 keeps the unfinished UTF-8 character a generation stopped in; only a proper prefix of
+ * one valid sequence is accepted, by the writer and by the reader. */
+static void utf8_carry(void) {
+        static const struct {
+                uint8_t b[3], n;
+                bool ok;
+        } cases[] = {
+                { { 0 }, 0, true },
+                { { 0xC3 }, 1, true },
+                { { 0xE4, 0xB8 }, 2, true },
+                { { 0xF0, 0x9F, 0x98 }, 3, true },
+                { { 0xED, 0x9F }, 2, true },
+                { { 0x41 }, 1, false },             /* ASCII is never held */
+                { { 0x80 }, 1, false },             /* a continuation byte cannot start one */
+                { { 0xC0 }, 1, false },             /* overlong lead */
+                { { 0xC3, 0xA9 }, 2, false },       /* complete: nothing left to finish */
+                { { 0xE0, 0x80 }, 2, false },       /* overlong */
+                { { 0xED, 0xA0 }, 2, false },       /* surrogate */
+                { { 0xF4, 0x90 }, 2, false },       /* beyond U+10FFFF */
+                { { 0xF0, 0x9F, 0x41 }, 3, false }, /* not a continuation */
+                { { 0xE4, 0xB8, 0xAD }, 3, false }, /* complete */
+                { { 0xF0, 0x9F, 0x98 }, 4, false }, /* longer than a stream holds */
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                SessionRecord *a = test_record("carry", 100, 8, 0, 3);
+                memcpy(a->utf8.pending, cases[i].b, 3);
+                a->utf8.n_pending = cases[i].n;
+                SfEncodeParams p = { .kind = SF_KIND_SESSION, .uid = 5, .key = key, .zstd_level = -256, .shuffle = true };
+                uint8_t *buf = NULL;
+                size_t size;
+                int r = sf_encode(a, &p, &buf, &size, NULL);
+                if (!cases[i].ok) {
+                        CHECK_ERR(r, EINVAL);
+                        /* ... and the reader refuses it in an (authenticated) header. */
+                        SfHeader h = { .meta = { .state_floats = 100 }, .block_log2 = 17, .raw_size = 400,
+                                       .payload_bytes = 22 };
+                        memcpy(h.utf8.pending, cases[i].b, 3);
+                        h.utf8.n_pending = cases[i].n;
+                        uint8_t hb[SF_HEADER_MAX];
+                        size_t hn = sf_header_write(&h, hb, sizeof(hb));
+                        SfHeader g;
+                        CHECK_ERR(sf_header_parse(hb, hn, &g, NULL), EBADMSG);
+                        session_record_free(a);
+                        continue;
+                }
+                CHECK_OK(r);
+                SessionRecord *b = NULL;
+                CHECK_OK(sf_decode(buf, size, key, SF_KIND_SESSION, 5, &b, NULL));
+                CHECK(b->utf8.n_pending == cases[i].n);
+                CHECK(memcmp(b->utf8.pending, cases[i].b, cases[i].n) == 0);
+                test_check_same(a, b);
+                free(buf);
+                session_record_free(a);
+                session_record_free(b);
+        }
+        /* Bytes after the held ones are not part of it: written as zeros, and zeros required. */
+        SfHeader h = { .meta = { .state_floats = 100 }, .block_log2 = 17, .raw_size = 400, .payload_bytes = 22 };
+        h.utf8 = (Utf8Stream){ { 0xC3, 0x41, 0x42 }, 1 };
+        uint8_t hb[SF_HEADER_MAX];
+        size_t hn = sf_header_write(&h, hb, sizeof(hb));
+        SfHeader g;
+        CHECK_OK(sf_header_parse(hb, hn, &g, NULL));
+        CHECK(g.utf8.n_pending == 1 && g.utf8.pending[0] == 0xC3 && g.utf8.pending[1] == 0);
+        hb[hn - 2] = 0x41;
+        CHECK_ERR(sf_header_parse(hb, hn, &g, NULL), EBADMSG);
+        /* A version 1 header has no such field: 4 bytes shorter, and it parses as version 1 only. */
+        h.version = 1;
+        size_t h1 = sf_header_write(&h, hb, sizeof(hb));
+        CHECK(h1 == hn - 4);
+        CHECK_OK(sf_header_parse_version(1, hb, h1, &g, NULL));
+        CHECK(g.utf8.n_pending == 0 && g.version == 1);
+        CHECK_ERR(sf_header_parse(hb, h1, &g, NULL), EBADMSG);
+}
+
+/* Files of format version 1 (before the UTF-8 carry and plane-coded blocks) still load, exactly. */
+static void old_version(void) {
+        for (int level = -256; level <= 1; level += 257) {
+                SessionRecord *a = test_record("old", 200000, 65536, 3000, 11);
+                SfEncodeParams p = { .kind = SF_KIND_SESSION, .uid = 5, .key = key, .zstd_level = level,
+                                     .shuffle = true, .version = 1 };
+                uint8_t *buf;
+                size_t size;
+                CHECK_OK(sf_encode(a, &p, &buf, &size, NULL));
+                CHECK(buf[8] == 1);
+                SessionRecord *b = NULL;
+                CHECK_OK(sf_decode(buf, size, key, SF_KIND_SESSION, 5, &b, NULL));
+                test_check_same(a, b);
+                CHECK(b->utf8.n_pending == 0);
+                free(buf);
+                session_record_free(b);
+                /* A version 1 file cannot carry a character: the writer refuses rather than drop it. */
+                a->utf8 = (Utf8Stream){ { 0xC3 }, 1 };
+                CHECK_ERR(sf_encode(a, &p, &buf, &size, NULL), EINVAL);
+                session_record_free(a);
+        }
+}
+
+/* Plane-coded blocks: a realistic float state (random mantissas, clustered exponents) compresses
+ * in its exponent plane only; penalty counts that are mostly zero compress in every plane. */
+static void plane_blocks(void) {
+        size_t n = 300000;
+        SessionRecord *a = test_record("planes2", n, 65536, 0, 5);
+        for (size_t i = 0; i < n; i++)
+                a->state[i] = (float)((double)((i * 2654435761u) % 1000003) / 1000003.0 - 0.5) * 0.01f;
+        memset(a->penalties, 0, 65536 * sizeof(float));
+        for (size_t i = 0; i < 65536; i += 97)
+                a->penalties[i] = 1.0f;
+        SfEncodeParams p = { .kind = SF_KIND_SESSION, .uid = 5, .key = key, .zstd_level = -256, .shuffle = true };
+        uint8_t *buf;
+        size_t size;
+        CHECK_OK(sf_encode(a, &p, &buf, &size, NULL));
+        SessionRecord *b = NULL;
+        CHECK_OK(sf_decode(buf, size, key, SF_KIND_SESSION, 5, &b, NULL));
+        test_check_same(a, b);
+        size_t raw = (n + 2 * 65536) * 4;
+        CHECK(size < raw * 0.85);
+        free(buf);
+        session_record_free(a);
+        session_record_free(b);
 }
 
 /* The documented payload layout, checked from outside the codec: with compression off, decrypting
@@ -243,5 +369,8 @@ int main(void) {
         half_values();
         header_validation();
         prefix_validation();
+        utf8_carry();
+        old_version();
+        plane_blocks();
         return 0;
 }

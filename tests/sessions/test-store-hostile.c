@@ -147,7 +147,7 @@ int main(void) {
 
         /* A newer format version: refused, left in place. */
         save(1000, "future", 12);
-        patch(1000, "future", 8, "\x02", 1);
+        patch(1000, "future", 8, "\x03", 1);
         CHECK_ERR(store_load(s, 1000, "future", NULL, &r, &err), EPROTONOSUPPORT);
         CHECK(strstr(err.msg, "version"));
         {
