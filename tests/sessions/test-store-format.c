@@ -254,6 +254,48 @@ static void old_version(void) {
         }
 }
 
+/* Files written by the version 1 code itself (the fuzz seeds made before version 2, sealed with the
+ * fuzz key) load, and give back exactly the record gen-session-corpus sealed. */
+static void old_files(void) {
+        const char *root = getenv("RWKV_SOURCE_ROOT"); /* set by meson test */
+        CHECK(root);
+        static const uint8_t fuzz_key[32] = { [0 ... 31] = 0x42 };
+        static const struct {
+                const char *name;
+                size_t nstate;
+                uint32_t nvocab;
+                size_t text;
+                uint64_t seed;
+                StorePrecision prec;
+                SfKind kind;
+        } v[] = {
+                { "v1-session-f32-zstd", 2000, 1500, 5000, 1, STORE_PRECISION_F32, SF_KIND_SESSION },
+                { "v1-session-bf16-raw", 64, 4, 3, 3, STORE_PRECISION_BF16, SF_KIND_SESSION },
+                { "v1-export-f32", 100, 8, 0, 4, STORE_PRECISION_F32, SF_KIND_EXPORT },
+        };
+        for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+                char path[4096];
+                snprintf(path, sizeof(path), "%s/tests/sessions/corpus-session-file/%s", root, v[i].name);
+                FILE *f = fopen(path, "re");
+                CHECK(f);
+                uint8_t buf[65536];
+                size_t size = fread(buf, 1, sizeof(buf), f);
+                fclose(f);
+                CHECK(size > 64 && buf[8] == 1);
+                SessionRecord *b = NULL;
+                RwkvError err = {};
+                CHECK_OK(sf_decode(buf, size, fuzz_key, v[i].kind, 1000, &b, &err));
+                SessionRecord *a = test_record("seed", v[i].nstate, v[i].nvocab, v[i].text, v[i].seed);
+                if (v[i].prec == STORE_PRECISION_F32)
+                        test_check_same(a, b);
+                else
+                        CHECK(b->meta.precision == v[i].prec && b->meta.state_floats == v[i].nstate);
+                CHECK(b->utf8.n_pending == 0);
+                session_record_free(a);
+                session_record_free(b);
+        }
+}
+
 /* Plane-coded blocks: a realistic float state (random mantissas, clustered exponents) compresses
  * in its exponent plane only; penalty counts that are mostly zero compress in every plane. */
 static void plane_blocks(void) {
@@ -371,6 +413,7 @@ int main(void) {
         prefix_validation();
         utf8_carry();
         old_version();
+        old_files();
         plane_blocks();
         return 0;
 }
