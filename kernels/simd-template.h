@@ -416,13 +416,24 @@ static const FN(MicrokernelFn) FN(microkernels)[MM_V + 1] = {
  * (step s of n_steps asks for its share of the cache lines): issued all at once, most of them found
  * the miss queue full and were dropped, and a prefill chunk then stalled on the next tile's first
  * reads (13% of the model's prefill time sat on the f16 decode's loads). */
+#ifndef PREFETCH_L2
+/* As an asm statement: gcc 12 deletes a loop whose body is only __builtin_prefetch (it counts as
+ * having no effect), and this one, with a trip count known at run time only, was never emitted. */
+#if defined(__x86_64__)
+#define PREFETCH_L2(p) __asm__ volatile("prefetcht1 %0" : : "m"(*(const char *)(p)))
+#elif defined(__aarch64__)
+#define PREFETCH_L2(p) __asm__ volatile("prfm pldl2keep, %a0" : : "p"(p))
+#else
+#define PREFETCH_L2(p) __builtin_prefetch((p), 0, 2)
+#endif
+#endif
 static inline void FN(prefetch_rows)(const uint8_t *w, size_t rb, size_t r, size_t r1, size_t s, size_t n_steps) {
         if (!MM_PREFETCH || r >= r1)
                 return;
         size_t lines = (FN(min_sz)(r + MM_R, r1) - r) * rb / 64 + 1;
         const uint8_t *base = w + r * rb;
         for (size_t c = lines * s / n_steps; c < lines * (s + 1) / n_steps; c++)
-                __builtin_prefetch(base + 64 * c, 0, 2);
+                PREFETCH_L2(base + 64 * c);
 }
 
 #define DEFINE_MATMUL(name)                                                                                            \
@@ -446,11 +457,14 @@ static inline void FN(prefetch_rows)(const uint8_t *w, size_t rb, size_t r, size
                                         float out[MM_R][MM_V];                                                         \
                                         FN(prefetch_rows)((const uint8_t *)w, rb, r + MM_R, r1, step++, n_steps);      \
                                         FN(microkernels)[nv](wbuf, kc, x + v * ldx + k0, ldx, out);                    \
-                                        for (size_t j = 0; j < nv; j++)                                                \
-                                                for (size_t i = 0; i < nr; i++) {                                      \
-                                                        float *o = y + (v + j) * ldy + r + i;                          \
-                                                        *o = (k0 == 0 ? 0.f : *o) + out[i][j];                         \
-                                                }                                                                      \
+                                        if (k0 == 0)                                                                   \
+                                                for (size_t j = 0; j < nv; j++)                                        \
+                                                        for (size_t i = 0; i < nr; i++)                                \
+                                                                y[(v + j) * ldy + r + i] = out[i][j];                  \
+                                        else                                                                           \
+                                                for (size_t j = 0; j < nv; j++)                                        \
+                                                        for (size_t i = 0; i < nr; i++)                                \
+                                                                y[(v + j) * ldy + r + i] += out[i][j];                 \
                                 }                                                                                      \
                         }                                                                                              \
                 }                                                                                                      \
