@@ -395,14 +395,14 @@ static int cmd_transfer(const char *address, bool export, const char *id, const 
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
         sd_bus *bus = NULL;
-        int fd, r;
+        int fd, r, ret = 1;
 
         if (connect_bus(address, &bus) < 0)
                 return 1;
         fd = export ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
                 perror(path);
-                return 1;
+                goto finish;
         }
         if (export)
                 r = sd_bus_call_method(bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "ExportSession", &error,
@@ -412,18 +412,23 @@ static int cmd_transfer(const char *address, bool export, const char *id, const 
                                        &reply, "hs", fd, id);
         if (r < 0) {
                 fprintf(stderr, "%s: %s\n", error.name, error.message);
-                return 1;
+                goto finish;
         }
         if (!export) {
                 const char *got;
                 if (sd_bus_message_read(reply, "s", &got) < 0)
-                        return 1;
+                        goto finish;
                 printf("%s\n", got);
         }
-        close(fd);
+        ret = 0;
+finish:
+        /* Freed on the error paths too: the tests expect named errors here, under LeakSanitizer. */
+        if (fd >= 0)
+                close(fd);
+        sd_bus_error_free(&error);
         sd_bus_message_unref(reply);
         sd_bus_flush_close_unref(bus);
-        return 0;
+        return ret;
 }
 
 /* ImportSession from a pipe whose write end stays open for `seconds` (a client that never finishes

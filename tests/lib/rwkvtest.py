@@ -222,10 +222,13 @@ class Bus:
 
 
 class Daemon:
-    """The real rwkvd on a Bus. config: dict of INI sections {"limits": {"max_streams": 4}}."""
+    """The real rwkvd on a Bus. config: dict of INI sections {"limits": {"max_streams": 4}}.
+    wrap: a command prefix that ends by exec'ing rwkvd (so pid() stays the daemon's), e.g. nsenter.
+    keep_notify: keep the notify socket after READY=1, for wait_notify() (only for tests with few
+    jobs: the daemon sends a STATUS= per job, and a full socket queue would block it)."""
 
     def __init__(self, bus, model=None, args=(), config=None, state_dir=None, threads=1, name="rwkvd",
-                 verbose=False, env=None):
+                 verbose=False, env=None, wrap=(), keep_notify=False):
         self.bus = bus
         self.model = model or test_model(bus.tmp)
         self.state_dir = state_dir or os.path.join(bus.tmp, name + "-state")
@@ -238,7 +241,7 @@ class Daemon:
                     f.write("[%s]\n" % section)
                     for k, v in keys.items():
                         f.write("%s=%s\n" % (k, v))
-        self.args = [rwkvd_path(), "--address", bus.address, "--model", self.model, "--state-dir",
+        self.args = list(wrap) + [rwkvd_path(), "--address", bus.address, "--model", self.model, "--state-dir",
                      self.state_dir, "--threads", str(threads)]
         if self.config_path:
             self.args += ["--config", self.config_path]
@@ -249,6 +252,8 @@ class Daemon:
         self.env.update(env or {})
         self.proc = None
         self.notify = []
+        self.keep_notify = keep_notify
+        self.nsock = None
 
     def start(self, timeout=30):
         """Start rwkvd and wait for READY=1 on a notify socket (so the model is mapped and the name
@@ -278,14 +283,37 @@ class Daemon:
                 self.notify.append(msg)
                 ready = any(l == "READY=1" for l in msg.split("\n"))
         finally:
-            ns.close()
-            os.unlink(nsock_path)
+            if self.keep_notify and ready:
+                self.nsock = ns  # sd_notify() sends to the path each time: it stays until close_notify()
+                self.nsock_path = nsock_path
+            else:
+                ns.close()
+                os.unlink(nsock_path)
         if not ready:
             rc = self.proc.poll()
             self.bus.dump_logs()
             self.kill()
             fail("rwkvd did not become ready (exit status %s)" % rc)
         return self
+
+    def wait_notify(self, line, timeout=10):
+        """Wait for a notify message holding `line` (e.g. "STOPPING=1"); needs keep_notify."""
+        check(self.nsock is not None, "wait_notify needs Daemon(keep_notify=True)")
+        deadline = time.monotonic() + timeout
+        while not any(line in m.split("\n") for m in self.notify):
+            left = deadline - time.monotonic()
+            check(left > 0, "no %r from rwkvd within %ds (got %r)" % (line, timeout, self.notify))
+            self.nsock.settimeout(left)
+            try:
+                self.notify.append(self.nsock.recv(4096).decode(errors="replace"))
+            except socket.timeout:
+                pass
+
+    def close_notify(self):
+        if self.nsock:
+            self.nsock.close()
+            self.nsock = None
+            os.unlink(self.nsock_path)
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
         """Signal rwkvd and wait; returns its exit status (negative: killed by a signal)."""
@@ -302,6 +330,7 @@ class Daemon:
                 raise AssertionError("rwkvd did not exit within %ds of signal %d" % (timeout, sig))
         rc = self.proc.returncode
         self.proc = None
+        self.close_notify()
         return rc
 
     def kill(self):
@@ -310,6 +339,7 @@ class Daemon:
         if self.proc:
             self.proc.wait()
         self.proc = None
+        self.close_notify()
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""Named errors end to end that need a daemon in a particular state: a state directory that cannot
+take a commit, and a daemon in the middle of shutting down.
+
+    test-errors.py [full-disk | shutdown | stale-export]   (default: full-disk and shutdown)
+
+full-disk: rwkvd's state directory is a 2 MiB tmpfs in a private mount namespace (root: unshare -m,
+    the daemon and the helpers enter it with nsenter), filled up after a first commit. A write into
+    the state directory (ImportSession) is org.rwkvd.Error.NoSpace with a human message, an export
+    to a full destination too; generations go on in RAM (the failed commits are logged), the daemon
+    keeps serving, and after a restart with room again the session is the version last committed,
+    sessions never committed are gone, and commits work again. Without root the directory is made
+    read-only instead (chmod), and the write error is org.rwkvd.Error.IO ("Permission denied").
+shutdown: a call that arrives while rwkvd shuts down is org.rwkvd.Error.ShuttingDown. The window is
+    made wide and certain: a job is inside one 4000-token prefill chunk (about 1.5 s on the model
+    used) when SIGTERM comes, and the calls are made after the daemon's STOPPING=1 notification.
+stale-export (registered should_fail, a daemon bug): ExportSession of a session whose last commit
+    failed must not hand out the older committed version as if it were the session.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import rwkvtest as rt  # noqa: E402
+from rwkvtest import check  # noqa: E402
+
+
+def client_path():
+    return os.path.join(rt.build_root(), "tests", "daemon", "rwkv-test-client")
+
+
+class FullableStateDir:
+    """A state directory that fill() makes unable to take a write and free() gives room again."""
+
+    def __init__(self, bus):
+        self.path = os.path.join(bus.tmp, "state")
+        os.makedirs(self.path)
+        self.holder = None
+        self.wrap = ()
+        if os.geteuid() == 0 and shutil.which("unshare") and shutil.which("nsenter"):
+            self.holder = subprocess.Popen(
+                ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                 'mount -t tmpfs -o size=2m,mode=0755 tmpfs "$1" && echo mounted && exec sleep 3600', "sh", self.path],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            line = self.holder.stdout.readline()
+            if line.strip() != b"mounted":
+                err = self.holder.stderr.read().decode(errors="replace") if self.holder.wait(5) is not None else ""
+                print("note: no tmpfs in a private mount namespace (%s): read-only directory instead" % err.strip())
+                self.holder = None
+            else:
+                self.wrap = ("nsenter", "-t", str(self.holder.pid), "-m", "--")
+        self.expected = "NoSpace" if self.holder else "IO"
+
+    def sh(self, script):
+        r = subprocess.run(list(self.wrap) + ["sh", "-c", script, "sh", self.path], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=60)
+        return r.returncode, r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+
+    def fill(self):
+        if self.holder:
+            self.sh('dd if=/dev/zero of="$1/filler" bs=4k 2>/dev/null')
+            rc, out = self.sh('df -k "$1" | tail -n 1')
+            check(out.split()[3] == "0", "the tmpfs still has room: %s" % out)
+        else:
+            for d, _, _ in os.walk(self.path):
+                os.chmod(d, 0o555)
+
+    def free(self):
+        if self.holder:
+            rc, out = self.sh('rm "$1/filler"')
+            check(rc == 0, "rm filler: %s" % out)
+        else:
+            for d, _, _ in os.walk(self.path):
+                os.chmod(d, 0o755)
+
+    def close(self):
+        if self.holder:
+            self.holder.kill()
+            self.holder.wait()
+
+
+def transfer(bus, verb, sid, path):
+    """export/import through rwkv-test-client: (ok, stdout or "Name: message")."""
+    r = subprocess.run([client_path(), bus.address, verb, sid, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=60)
+    return r.returncode == 0, (r.stdout if r.returncode == 0 else r.stderr).decode(errors="replace").strip()
+
+
+def expect_transfer_error(bus, verb, sid, path, name, contains):
+    ok, out = transfer(bus, verb, sid, path)
+    check(not ok, "%s %s %s succeeded: %s" % (verb, sid, path, out))
+    full = "org.rwkvd.Error." + name
+    check(out.startswith(full + ": ") and len(out) > len(full) + 10, "%s %s: expected %s, got %r" % (verb, sid, full, out))
+    check(contains in out, "%s %s: %r lacks %r" % (verb, sid, out, contains))
+    print("%s %s -> %s" % (verb, os.path.basename(path), out))
+    return out
+
+
+def generate(bus, sid, prompt, max_tokens=4):
+    env = dict(os.environ, RWKVD_BUS_ADDRESS=bus.address)
+    r = subprocess.run([rt.rwkvctl_path(), "--json", "generate", "--session", sid, "--max-tokens", str(max_tokens),
+                        "--temperature", "0", prompt], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=120)
+    check(r.returncode == 0, "generate in %r: exit %d: %s" % (sid, r.returncode, r.stderr.decode(errors="replace")))
+    return json.loads(r.stdout.decode().splitlines()[-1])
+
+
+def tokens(d, sid):
+    return d.call("GetSession", "s", sid)[0]["tokens"]["data"]
+
+
+def listed(d):
+    return {row[0]: row for row in d.call("ListSessions")[0]}
+
+
+def committed_session(bus, d, sid):
+    """A session with one turn whose commit has landed: ExportSession commits first and reads the
+    committed file, in order on the I/O thread, so its return means the commit is on disk."""
+    d.call("CreateSession", "sa{sv}", sid, 0)
+    generate(bus, sid, "Hello")
+    exp = os.path.join(bus.tmp, sid + ".export")
+    ok, out = transfer(bus, "export", sid, exp)
+    check(ok, "export of %r: %s" % (sid, out))
+    return tokens(d, sid), exp
+
+
+def test_full_disk():
+    if not rt.rwkvctl_path():
+        rt.skip("rwkvctl is not built")
+    with rt.Bus() as bus:
+        model = rt.test_model(bus.tmp)
+        st = FullableStateDir(bus)
+        try:
+            d = rt.Daemon(bus, model=model, state_dir=st.path, wrap=st.wrap, name="full1").start()
+            t1, exp = committed_session(bus, d, "keep")
+            st.fill()
+            # A generation still runs (in RAM); its commit fails and is logged, to be tried again later.
+            generate(bus, "keep", " again")
+            t2 = tokens(d, "keep")
+            check(t2 > t1, "the session did not grow in RAM: %d -> %d" % (t1, t2))
+            # Writes into the state directory are refused with a named error and a human message.
+            msg = expect_transfer_error(bus, "import", "copy", exp, st.expected,
+                                        "No space left on device" if st.holder else "Permission denied")
+            check("Importing the session failed" in msg, "the message does not say what failed: %r" % msg)
+            # A destination that is full: NoSpace as well (the client's file, not the state directory).
+            expect_transfer_error(bus, "export", "keep", "/dev/full", "NoSpace", "No space left on device")
+            # The daemon keeps serving: status, new sessions, generations.
+            check(d.call("Status")[0]["sessions_hot"]["data"] >= 1, "Status")
+            d.call("CreateSession", "sa{sv}", "other", 0)
+            generate(bus, "other", "Hi")
+            check("copy" not in listed(d), "a failed import left a session: %s" % listed(d))
+            check(d.alive(), "rwkvd died on a full state directory:\n%s" % d.log())
+            rc = d.stop(signal.SIGTERM, timeout=30)
+            log = d.log()
+            print("rwkvd exit status after SIGTERM with commits failing: %s" % rc)
+            check(rc is not None and rc >= 0, "rwkvd was killed by signal %s:\n%s" % (rc, log))
+            check("Failed to save session 'keep'" in log, "the failed commit is not logged:\n%s" % log)
+
+            # Room again: the last committed version is intact, sessions never committed are gone,
+            # and commits land again.
+            st.free()
+            d = rt.Daemon(bus, model=model, state_dir=st.path, wrap=st.wrap, name="full2").start()
+            rows = listed(d)
+            check("keep" in rows and rows["keep"][2] == t1 and rows["keep"][3] == 1,
+                  "after the restart: %s (last committed: %d tokens, 1 turn)" % (rows, t1))
+            check("other" not in rows and "copy" not in rows, "sessions never committed came back: %s" % rows)
+            end = generate(bus, "keep", " more")
+            check(end["session_tokens"] == tokens(d, "keep") > t1, "generate after the restart: %s" % end)
+            ok, out = transfer(bus, "export", "keep", exp + ".2")
+            check(ok, "export after the restart: %s" % out)
+            ok, out = transfer(bus, "import", "copy", exp + ".2")
+            check(ok and tokens(d, "copy") == tokens(d, "keep"), "import after the restart: %s" % out)
+            check(d.stop() == 0, "exit status")
+        finally:
+            st.close()
+
+
+def test_stale_export():
+    """Known daemon bug (see meson.build): an export after a failed commit hands out the older
+    committed version, and succeeds."""
+    if not rt.rwkvctl_path():
+        rt.skip("rwkvctl is not built")
+    with rt.Bus() as bus:
+        model = rt.test_model(bus.tmp)
+        st = FullableStateDir(bus)
+        try:
+            d = rt.Daemon(bus, model=model, state_dir=st.path, wrap=st.wrap, name="stale").start()
+            t1, _ = committed_session(bus, d, "keep")
+            st.fill()
+            generate(bus, "keep", " again")
+            t2 = tokens(d, "keep")
+            exp = os.path.join(bus.tmp, "after-failed-commit.export")
+            ok, out = transfer(bus, "export", "keep", exp)
+            if not ok:
+                print("export after a failed commit: %s" % out)
+                check(out.startswith("org.rwkvd.Error.%s: " % st.expected), "export failed with %r" % out)
+                return
+            st.free()
+            ok, out = transfer(bus, "import", "exported", exp)
+            check(ok, "import: %s" % out)
+            got = tokens(d, "exported")
+            print("session in RAM: %d tokens (last commit: %d); the export succeeded with %d tokens" % (t2, t1, got))
+            check(got == t2, "ExportSession after a failed commit returned the committed version (%d tokens) "
+                  "instead of the session (%d tokens) or an error" % (got, t2))
+        finally:
+            st.close()
+
+
+def test_shutdown():
+    ctl = rt.rwkvctl_path()
+    if not ctl:
+        rt.skip("rwkvctl is not built")
+    with rt.Bus() as bus:
+        model = os.path.join(bus.tmp, "wide.rwkv")
+        r = subprocess.run([ctl, "model", "random", "--layers", "2", "--embd", "512", "--vocab", "256", "--type", "f16",
+                            model], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+        check(r.returncode == 0, "model random: %s" % r.stderr)
+        state = os.path.join(bus.tmp, "shutdown-state")
+        cfg = {"scheduler": {"prefill_chunk": 4096}}
+        d = rt.Daemon(bus, model=model, state_dir=state, config=cfg, keep_notify=True, name="shutdown").start()
+        d.call("CreateSession", "sa{sv}", "s", 0)
+        env = dict(os.environ, RWKVD_BUS_ADDRESS=bus.address)
+        g = subprocess.Popen([ctl, "--json", "generate", "--session", "s", "--max-tokens", "5", "x" * 4000],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        try:
+            t0 = time.monotonic()
+            while d.call("Status")[0]["jobs_running"]["data"] == 0:
+                check(time.monotonic() - t0 < 30 and g.poll() is None, "the generation did not start")
+                time.sleep(0.005)
+            d.proc.send_signal(signal.SIGTERM)
+            d.wait_notify("STOPPING=1")
+            for method, args in (("CreateSession", ("'late'", "{}")), ("Generate", ("'s'", "'x'", "{}")),
+                                 ("ForkSession", ("'s'", "'f'", "uint32 0"))):
+                msg = d.expect_error("ShuttingDown", method, *args)
+                print("%.3f s after the job started: %s -> ShuttingDown: %s" % (time.monotonic() - t0, method, msg))
+            check(d.alive(), "rwkvd exited before the calls were answered: the window was not there")
+            rc = d.proc.wait(60)
+            print("rwkvd exited %.2f s after the job started, status %d" % (time.monotonic() - t0, rc))
+            check(rc == 0, "exit status %d:\n%s" % (rc, d.log()))
+            out, err = g.communicate(timeout=60)
+        finally:
+            if g.poll() is None:
+                g.kill()
+                g.wait()
+            d.kill()
+        check(g.returncode == 0, "generate: exit %d: %s" % (g.returncode, err))
+        end = json.loads(out.decode().splitlines()[-1])
+        check(end["stop_reason"] == "cancelled" and end["prompt_tokens"] == 4000, "the interrupted job's end: %s" % end)
+        # What the job reached was committed on the way out.
+        with rt.Daemon(bus, model=model, state_dir=state, name="shutdown2") as d2:
+            check(tokens(d2, "s") == end["session_tokens"], "after the restart: %d tokens, the end record said %d"
+                  % (tokens(d2, "s"), end["session_tokens"]))
+            check("late" not in listed(d2) and "f" not in listed(d2), "a refused call left a session")
+
+
+def main():
+    modes = sys.argv[1:] or ["full-disk", "shutdown"]
+    for mode in modes:
+        {"full-disk": test_full_disk, "shutdown": test_shutdown, "stale-export": test_stale_export}[mode]()
+
+
+if __name__ == "__main__":
+    rt.run_test(main)
