@@ -2,10 +2,15 @@
 #include <limits.h>
 #include <sodium.h>
 #include <string.h>
-/* ZSTD_c_literalCompressionMode: an "experimental" parameter of the stable ZSTD_CCtx_setParameter()
- * (in every zstd >= 1.4.5); an older library refuses it and the encoder goes on without it. */
+/* ZSTD_c_literalCompressionMode: an "experimental" parameter of the stable ZSTD_CCtx_setParameter();
+ * a library that does not know it refuses it and the encoder goes on without it (slower, same format). */
 #define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
+#if ZSTD_VERSION_NUMBER >= 10501
+#define LITERALS_HUFFMAN ZSTD_ps_enable
+#else
+#define LITERALS_HUFFMAN ZSTD_lcm_huffman /* the same value under its name before zstd 1.5.1 */
+#endif
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -809,7 +814,7 @@ int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, 
                  * Huffman coding is the gain and matching the cost (bench-store --stages: 0.1B state
                  * 3.3 ms at level 1, 1.9 ms at level -256 with Huffman literals, smaller too). A
                  * plane of random mantissa bytes fails the Huffman test cheaply and is stored raw. */
-                (void)ZSTD_CCtx_setParameter(cctx, ZSTD_c_literalCompressionMode, ZSTD_ps_enable);
+                (void)ZSTD_CCtx_setParameter(cctx, ZSTD_c_literalCompressionMode, LITERALS_HUFFMAN);
         }
         size_t opos = head, nb = 0;
         for (int sec = 0; sec < _SEC_MAX; sec++)
