@@ -296,6 +296,108 @@ static void old_files(void) {
         }
 }
 
+/* Decrypt a sealed file, let mutate() change the plaintext of block `which` (it may change its
+ * length, within cap), seal it again with the same key and header: what a hostile file that passes
+ * authentication can be. Returns the new file (malloc'ed) and its size. */
+typedef size_t (*MutateFn)(uint8_t *msg, size_t len, size_t cap);
+static uint8_t *reseal(const uint8_t *buf, size_t size, size_t which, MutateFn mutate, size_t *ret_size) {
+        enum { ABYTES = crypto_secretstream_xchacha20poly1305_ABYTES };
+        crypto_secretstream_xchacha20poly1305_state in, out;
+        uint8_t *o = malloc(size + 4096), *msg = malloc(size + 4096);
+        CHECK(o && msg);
+        memcpy(o, buf, 64);
+        CHECK(crypto_secretstream_xchacha20poly1305_init_pull(&in, buf + 24, key) == 0);
+        crypto_secretstream_xchacha20poly1305_init_push(&out, o + 24, key);
+        uint32_t hclen = buf[20] | buf[21] << 8 | buf[22] << 16 | (uint32_t)buf[23] << 24;
+        unsigned long long n;
+        unsigned char tag;
+        CHECK(crypto_secretstream_xchacha20poly1305_pull(&in, msg, &n, &tag, buf + 64, hclen, buf, 64) == 0);
+        crypto_secretstream_xchacha20poly1305_push(&out, o + 64, NULL, msg, n, o, 64, tag);
+        size_t pos = 64 + hclen, opos = pos;
+        for (size_t i = 0; pos < size; i++) {
+                uint32_t ml = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16 | (uint32_t)buf[pos + 3] << 24;
+                CHECK(crypto_secretstream_xchacha20poly1305_pull(&in, msg, &n, &tag, buf + pos + 4, ml, NULL, 0) == 0);
+                size_t len = (size_t)n;
+                if (i == which)
+                        len = mutate(msg, len, size + 4096);
+                uint32_t cl = (uint32_t)(len + ABYTES);
+                CHECK(len == n); /* the header's payload size must still add up */
+                for (int b = 0; b < 4; b++)
+                        o[opos + b] = (uint8_t)(cl >> (8 * b));
+                crypto_secretstream_xchacha20poly1305_push(&out, o + opos + 4, NULL, msg, len, NULL, 0, tag);
+                pos += 4 + ml;
+                opos += 4 + cl;
+        }
+        free(msg);
+        *ret_size = opos;
+        return o;
+}
+
+/* msg = [codec 2][plane 0: codec, u32 length, bytes][plane 1] ... */
+static size_t plane_len(const uint8_t *m) {
+        return m[1] | m[2] << 8 | m[3] << 16 | (size_t)m[4] << 24;
+}
+static size_t mut_none(uint8_t *m, size_t len, size_t cap) {
+        CHECK(m[0] == SF_BLOCK_PLANES);
+        return len;
+}
+static size_t mut_plane_codec(uint8_t *m, size_t len, size_t cap) {
+        m[1] = 7;
+        return len;
+}
+static size_t mut_plane_len_long(uint8_t *m, size_t len, size_t cap) {
+        size_t l = plane_len(m + 1) + 1;
+        for (int b = 0; b < 4; b++)
+                m[2 + b] = (uint8_t)(l >> (8 * b));
+        return len;
+}
+static size_t mut_plane_len_huge(uint8_t *m, size_t len, size_t cap) {
+        m[2] = m[3] = m[4] = m[5] = 0xff;
+        return len;
+}
+/* The first raw plane declared as zstd: not a frame of the right size. */
+static size_t mut_raw_as_zstd(uint8_t *m, size_t len, size_t cap) {
+        CHECK(m[1] == SF_BLOCK_RAW);
+        m[1] = SF_BLOCK_ZSTD;
+        return len;
+}
+/* Codec 2 in the transcript section, which has no planes. */
+static size_t mut_block_codec(uint8_t *m, size_t len, size_t cap) {
+        m[0] = SF_BLOCK_PLANES;
+        return len;
+}
+
+static void hostile_planes(void) {
+        SessionRecord *a = test_record("hostile", 3000, 16, 100, 9);
+        SfEncodeParams p = { .kind = SF_KIND_SESSION, .uid = 5, .key = key, .zstd_level = -256, .shuffle = true };
+        uint8_t *buf;
+        size_t size, n;
+        CHECK_OK(sf_encode(a, &p, &buf, &size, NULL));
+        SessionRecord *b = NULL;
+        /* The harness itself: an unchanged block reseals into a file that loads. */
+        uint8_t *f = reseal(buf, size, 0, mut_none, &n);
+        CHECK_OK(sf_decode(f, n, key, SF_KIND_SESSION, 5, &b, NULL));
+        test_check_same(a, b);
+        session_record_free(b);
+        free(f);
+        static const MutateFn bad[] = { mut_plane_codec, mut_plane_len_long, mut_plane_len_huge, mut_raw_as_zstd };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                f = reseal(buf, size, 0, bad[i], &n);
+                RwkvError err = {};
+                b = NULL;
+                CHECK_ERR(sf_decode(f, n, key, SF_KIND_SESSION, 5, &b, &err), EBADMSG);
+                CHECK(strstr(err.msg, "plane"));
+                CHECK(!b);
+                free(f);
+        }
+        /* Blocks: state (1), logits (2), penalties (3), transcript (4). */
+        f = reseal(buf, size, 3, mut_block_codec, &n);
+        CHECK_ERR(sf_decode(f, n, key, SF_KIND_SESSION, 5, &b, NULL), EBADMSG);
+        free(f);
+        free(buf);
+        session_record_free(a);
+}
+
 /* Plane-coded blocks: a realistic float state (random mantissas, clustered exponents) compresses
  * in its exponent plane only; penalty counts that are mostly zero compress in every plane. */
 static void plane_blocks(void) {
@@ -415,5 +517,6 @@ int main(void) {
         old_version();
         old_files();
         plane_blocks();
+        hostile_planes();
         return 0;
 }
