@@ -38,6 +38,23 @@ static inline VEC vmul(VEC a, VEC b) {
 static inline VEC vfma(VEC a, VEC b, VEC c) {
         return vfmaq_f32(c, a, b);
 }
+/* min/max return NaN when either operand is NaN (vexp passes NaN through) */
+static inline VEC vmin(VEC a, VEC b) {
+        return vminq_f32(a, b);
+}
+static inline VEC vmax(VEC a, VEC b) {
+        return vmaxq_f32(a, b);
+}
+static inline VEC vdiv(VEC a, VEC b) {
+        return vdivq_f32(a, b);
+}
+static inline VEC vround(VEC a) {
+        return vrndnq_f32(a);
+}
+/* 2^n for integral n in [-126, 127] */
+static inline VEC vpow2i(VEC n) {
+        return vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23));
+}
 static inline float vhsum(VEC v) {
         return vaddvq_f32(v);
 }

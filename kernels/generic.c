@@ -239,6 +239,20 @@ void wkv7_generic(float *state, const float *r, const float *w, const float *k, 
         }
 }
 
+static inline float sigmoid_generic(float x) {
+        return 1.0f / (1.0f + expf(-x));
+}
+
+void v7_gates_generic(float *w, const float *w0, float *a, const float *a0, float *v, const float *vf, const float *v0,
+                      const float *t, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                w[i] = expf(-0.606531f * sigmoid_generic(w0[i] + w[i]));
+                a[i] = sigmoid_generic(a0[i] + a[i]);
+                if (v0)
+                        v[i] += (vf[i] - v[i]) * sigmoid_generic(v0[i] + t[i]);
+        }
+}
+
 void kernels_fill_generic(Kernels *k) {
         k->isa = "scalar";
 #define SET(T, name)                                                                                                   \
@@ -260,4 +274,5 @@ void kernels_fill_generic(Kernels *k) {
         k->layer_norm = layer_norm_generic;
         k->group_norm = group_norm_generic;
         k->wkv7 = wkv7_generic;
+        k->v7_gates = v7_gates_generic;
 }

@@ -34,6 +34,14 @@ typedef struct Kernels {
          * (a = -kk, b = kk*a in the paper's notation; w is the decay already exponentiated). */
         void (*wkv7)(float *state, const float *r, const float *w, const float *k, const float *v, const float *a,
                      const float *b, float *y, size_t H, size_t N);
+        /* RWKV-7 gates of n channels, in place (between the LoRA products and the WKV step):
+         *   w[i] = exp(-0.606531 * sigmoid(w0[i] + w[i]))     (the decay; 0.606531 = exp(-0.5))
+         *   a[i] = sigmoid(a0[i] + a[i])
+         *   if v0: v[i] += (vf[i] - v[i]) * sigmoid(v0[i] + t[i])     (the value residual)
+         * sigmoid(x) = 1 / (1 + exp(-x)). The SIMD versions use a polynomial exp within a few ulp of
+         * expf (arguments clamped to [-87.3, 88.3]: results below 1e-38 become about 1e-38). */
+        void (*v7_gates)(float *w, const float *w0, float *a, const float *a0, float *v, const float *vf,
+                         const float *v0, const float *t, size_t n);
 } Kernels;
 
 /* The table for this CPU, resolved on first call (thread-safe) and honouring RWKV_ISA. */

@@ -656,6 +656,46 @@ static void FN(wkv7)(float *state, const float *r, const float *w, const float *
         }
 }
 
+/* ---- RWKV-7 gates: exp in registers ----
+ * exp(x) = 2^n * e^r with n = round(x / ln 2) and |r| <= ln(2)/2, e^r by the Cephes expf polynomial
+ * (ln 2 split in two parts so that r is exact enough); within a few ulp of expf. x is clamped to
+ * [-87.3, 88.3] so that 2^n stays a normal float; NaN goes through (vmin/vmax keep their second
+ * operand's NaN, see the ISA files). */
+static inline VEC FN(vexp)(VEC x) {
+        x = vmax(vset1(-87.3f), vmin(vset1(88.3f), x));
+        VEC n = vround(vmul(x, vset1(1.44269504088896341f)));
+        VEC r = vfma(n, vset1(-0.693359375f), x);
+        r = vfma(n, vset1(2.12194440e-4f), r);
+        VEC p = vset1(1.9875691500e-4f);
+        p = vfma(p, r, vset1(1.3981999507e-3f));
+        p = vfma(p, r, vset1(8.3334519073e-3f));
+        p = vfma(p, r, vset1(4.1665795894e-2f));
+        p = vfma(p, r, vset1(1.6666665459e-1f));
+        p = vfma(p, r, vset1(5.0000001201e-1f));
+        p = vfma(vmul(p, r), r, vadd(r, vset1(1.0f)));
+        return vmul(p, vpow2i(n));
+}
+static inline VEC FN(vsigmoid)(VEC x) {
+        return vdiv(vset1(1.0f), vadd(vset1(1.0f), FN(vexp)(vsub(vzero(), x))));
+}
+
+static void FN(v7_gates)(float *w, const float *w0, float *a, const float *a0, float *v, const float *vf,
+                         const float *v0, const float *t, size_t n) {
+        size_t nv = n / VL * VL;
+        for (size_t i = 0; i < nv; i += VL) {
+                VEC s = FN(vsigmoid)(vadd(vload(w0 + i), vload(w + i)));
+                vstore(w + i, FN(vexp)(vmul(vset1(-0.606531f), s)));
+                vstore(a + i, FN(vsigmoid)(vadd(vload(a0 + i), vload(a + i))));
+                if (v0) {
+                        VEC vi = vload(v + i), g = FN(vsigmoid)(vadd(vload(v0 + i), vload(t + i)));
+                        vstore(v + i, vfma(vsub(vload(vf + i), vi), g, vi));
+                }
+        }
+        if (nv < n)
+                v7_gates_generic(w + nv, w0 + nv, a + nv, a0 + nv, v + nv, vf + nv, v0 ? v0 + nv : NULL,
+                                 t ? t + nv : NULL, n - nv);
+}
+
 static void simd_fill(Kernels *k) {
         k->isa = ISA_NAME;
         k->matvec[DTYPE_F32] = FN(matvec_f32);
@@ -685,4 +725,5 @@ static void simd_fill(Kernels *k) {
         k->layer_norm = FN(layer_norm);
         k->group_norm = FN(group_norm);
         k->wkv7 = FN(wkv7);
+        k->v7_gates = FN(v7_gates);
 }

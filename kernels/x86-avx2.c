@@ -39,6 +39,24 @@ static inline VEC vmul(VEC a, VEC b) {
 static inline VEC vfma(VEC a, VEC b, VEC c) {
         return _mm256_fmadd_ps(a, b, c);
 }
+/* min/max return their SECOND operand when either is NaN (vexp relies on it to pass NaN through) */
+static inline VEC vmin(VEC a, VEC b) {
+        return _mm256_min_ps(a, b);
+}
+static inline VEC vmax(VEC a, VEC b) {
+        return _mm256_max_ps(a, b);
+}
+static inline VEC vdiv(VEC a, VEC b) {
+        return _mm256_div_ps(a, b);
+}
+static inline VEC vround(VEC a) {
+        return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+/* 2^n for integral n in [-126, 127] */
+static inline VEC vpow2i(VEC n) {
+        return _mm256_castsi256_ps(
+                _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+}
 static inline float vhsum(VEC v) {
         __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         s = _mm_add_ps(s, _mm_movehl_ps(s, s));

@@ -43,6 +43,24 @@ static inline VEC vmul(VEC a, VEC b) {
 static inline VEC vfma(VEC a, VEC b, VEC c) {
         return _mm512_fmadd_ps(a, b, c);
 }
+/* min/max return their SECOND operand when either is NaN (vexp relies on it to pass NaN through) */
+static inline VEC vmin(VEC a, VEC b) {
+        return _mm512_min_ps(a, b);
+}
+static inline VEC vmax(VEC a, VEC b) {
+        return _mm512_max_ps(a, b);
+}
+static inline VEC vdiv(VEC a, VEC b) {
+        return _mm512_div_ps(a, b);
+}
+static inline VEC vround(VEC a) {
+        return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+/* 2^n for integral n in [-126, 127] */
+static inline VEC vpow2i(VEC n) {
+        return _mm512_castsi512_ps(
+                _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
+}
 static inline float vhsum(VEC v) {
         __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
                                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));

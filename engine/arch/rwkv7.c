@@ -10,7 +10,7 @@
 #include "engine/arch/model-internal.h"
 
 #define V7_GN_EPS 64e-5f
-#define V7_DECAY_SCALE 0.606531f /* exp(-0.5): w = exp(-exp(-0.5) * sigmoid(.)) */
+/* the decay w = exp(-exp(-0.5) * sigmoid(.)) and the other gates: the kernels' v7_gates */
 
 enum { X_R, X_W, X_K, X_V, X_A, X_G };
 
@@ -213,14 +213,10 @@ static void seq_heads(void *ctx, size_t h0, size_t h1) {
 
         for (size_t t = 0; t < n; t++) {
                 size_t o = t * C;
-                for (size_t c = c0; c < c1; c++) {
-                        size_t i = o + c;
-                        w[i] = expf(-V7_DECAY_SCALE * sigmoidf(a->w0[c] + w[i]));
-                        aa[i] = sigmoidf(a->a0[c] + aa[i]);
-                        if (l > 0)
-                                v[i] += (v_first[i] - v[i]) * sigmoidf(a->v0[c] + tmp[i]);
-                        kk[i] = k[i] * a->k_k[c];
-                }
+                p->k->v7_gates(w + o + c0, a->w0 + c0, aa + o + c0, a->a0 + c0, v + o + c0, v_first + o + c0,
+                               l > 0 ? a->v0 + c0 : NULL, tmp + o + c0, c1 - c0);
+                for (size_t c = c0; c < c1; c++)
+                        kk[o + c] = k[o + c] * a->k_k[c];
                 for (size_t hh = h0; hh < h1; hh++) {
                         float *q = kk + o + hh * N;
                         float ss = 0;
@@ -378,13 +374,10 @@ static void one_heads(void *ctx, size_t h0, size_t h1) {
         else
                 memcpy(v_first + c0, v + c0, (c1 - c0) * sizeof(float));
 
-        for (size_t i = c0; i < c1; i++) {
-                w[i] = expf(-V7_DECAY_SCALE * sigmoidf(a->w0[i] + w[i]));
-                aa[i] = sigmoidf(a->a0[i] + aa[i]);
-                if (l > 0)
-                        v[i] += (v_first[i] - v[i]) * sigmoidf(a->v0[i] + tmp[i]);
+        p->k->v7_gates(w + c0, a->w0 + c0, aa + c0, a->a0 + c0, v + c0, v_first + c0, l > 0 ? a->v0 + c0 : NULL,
+                       tmp + c0, c1 - c0);
+        for (size_t i = c0; i < c1; i++)
                 kk[i] = k[i] * a->k_k[i];
-        }
         for (size_t hh = h0; hh < h1; hh++) {
                 float *q = kk + hh * N;
                 float ss = 0;

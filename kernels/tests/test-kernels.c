@@ -288,6 +288,56 @@ static void test_wkv7(const Kernels *k) {
 }
 
 /* The threaded wrappers give the same result as the direct kernel, for 1..3 threads. */
+static double ref_sigmoid(double x) {
+        return 1.0 / (1.0 + exp(-x));
+}
+
+/* v7_gates against double precision: a few ulp (the SIMD exp is a polynomial), every length up to
+ * a few vectors plus a tail, arguments up to +-100 (clamped inside), NaN passed through. */
+static void test_v7_gates(const Kernels *k) {
+        static const size_t sizes[] = { 1, 3, 4, 8, 15, 16, 17, 33, 64, 100 };
+        for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++)
+                for (int with_v = 0; with_v < 2; with_v++) {
+                        size_t n = sizes[s];
+                        float w[100], w0[100], a[100], a0[100], v[100], vf[100], v0[100], t[100];
+                        double wr[100], ar[100], vr[100];
+                        for (size_t i = 0; i < n; i++) {
+                                float scale = i % 7 == 3 ? 50.f : 4.f; /* some far out in the tails */
+                                w[i] = test_randf() * scale;
+                                w0[i] = test_randf() * scale;
+                                a[i] = test_randf() * scale;
+                                a0[i] = test_randf();
+                                v[i] = test_randf();
+                                vf[i] = test_randf();
+                                v0[i] = test_randf();
+                                t[i] = test_randf() * scale;
+                                wr[i] = exp(-0.606531 * ref_sigmoid(w0[i] + w[i])); /* float sums, as in the kernel */
+                                ar[i] = ref_sigmoid(a0[i] + a[i]);
+                                vr[i] = v[i] + ((double)vf[i] - v[i]) * ref_sigmoid(v0[i] + t[i]);
+                        }
+                        k->v7_gates(w, w0, a, a0, v, vf, with_v ? v0 : NULL, t, n);
+                        for (size_t i = 0; i < n; i++) {
+                                if (!(fabs(w[i] - wr[i]) <= 1e-6 * fabs(wr[i]) &&
+                                      fabs(a[i] - ar[i]) <= 1e-6 * fabs(ar[i]) + 1e-30)) {
+                                        fprintf(stderr, "%s v7_gates n=%zu [%zu]: w %.9g want %.9g, a %.9g want %.9g\n",
+                                                k->isa, n, i, w[i], wr[i], a[i], ar[i]);
+                                        CHECK(false);
+                                }
+                                if (with_v)
+                                        CHECK(fabs(v[i] - vr[i]) <= 1e-6 * (fabs(v[i]) + fabs(vf[i])) + 1e-7);
+                        }
+                }
+        /* NaN in, NaN out (on every lane and in the tail) */
+        float w[19], w0[19], a[19], a0[19];
+        for (size_t i = 0; i < 19; i++) {
+                w[i] = a[i] = a0[i] = 0.5f;
+                w0[i] = NAN;
+        }
+        k->v7_gates(w, w0, a, a0, NULL, NULL, NULL, NULL, 19);
+        for (size_t i = 0; i < 19; i++)
+                CHECK(isnan(w[i]) && fabsf(a[i] - (float)ref_sigmoid(1.0)) < 1e-6f);
+}
+
 static void test_wrappers(const Kernels *k) {
         const size_t rows = 333, cols = 512;
         for (unsigned nt = 1; nt <= 3; nt++) {
@@ -353,11 +403,12 @@ int main(void) {
                 CHECK_STREQ(k->isa, isas[i]);
                 for (size_t t = 0; t < sizeof(all_types) / sizeof(all_types[0]); t++)
                         CHECK(k->matvec[all_types[t]] && k->matmul[all_types[t]]);
-                CHECK(k->layer_norm && k->group_norm && k->wkv7);
+                CHECK(k->layer_norm && k->group_norm && k->wkv7 && k->v7_gates);
                 test_seed(42);
                 test_matrix(k);
                 test_norms(k);
                 test_wkv7(k);
+                test_v7_gates(k);
                 test_wrappers(k);
                 fprintf(stderr, "%s: ok\n", isas[i]);
         }
