@@ -290,11 +290,28 @@ static void time_mix(EvalPass *p, uint32_t l) {
         size_t C = m->info.n_embd, H = m->info.n_head, n = p->n;
         float *v_first = p->scratch, *base = v_first + n * C;
 #define BUF(i) (base + (size_t)(i)*n * C)
-        SeqJob j = { .p = p, .l = l, .r = BUF(B_R), .w = BUF(B_W), .k = BUF(B_K), .v = BUF(B_V), .aa = BUF(B_A),
-                     .g = BUF(B_G), .kk = BUF(B_KK), .bb = BUF(B_B), .y = BUF(B_Y), .tmp = BUF(B_TMP),
-                     .v_first = v_first, .hw = BUF(B_N) };
-        PrefixJob pre = { .p = p, .l = l, .off = 0, .ln_w = L->ln1_w, .ln_b = L->ln1_b, .xn = BUF(B_XN),
-                          .prev = BUF(B_PREV), .n_mix = 6 };
+        SeqJob j = { .p = p,
+                     .l = l,
+                     .r = BUF(B_R),
+                     .w = BUF(B_W),
+                     .k = BUF(B_K),
+                     .v = BUF(B_V),
+                     .aa = BUF(B_A),
+                     .g = BUF(B_G),
+                     .kk = BUF(B_KK),
+                     .bb = BUF(B_B),
+                     .y = BUF(B_Y),
+                     .tmp = BUF(B_TMP),
+                     .v_first = v_first,
+                     .hw = BUF(B_N) };
+        PrefixJob pre = { .p = p,
+                          .l = l,
+                          .off = 0,
+                          .ln_w = L->ln1_w,
+                          .ln_b = L->ln1_b,
+                          .xn = BUF(B_XN),
+                          .prev = BUF(B_PREV),
+                          .n_mix = 6 };
         for (size_t i = 0; i < 6; i++) {
                 pre.dst[i] = BUF(B_X6 + i);
                 pre.mix[i] = a->x[i];
@@ -328,8 +345,16 @@ static void channel_mix(EvalPass *p, uint32_t l) {
         float *base = p->scratch + n * C; /* after v_first */
         float *xn = base, *prev = xn + n * C, *xk = prev + n * C, *out = xk + n * C, *hid = out + n * C;
 
-        PrefixJob pre = { .p = p, .l = l, .off = C, .ln_w = L->ln2_w, .ln_b = L->ln2_b, .xn = xn, .prev = prev,
-                          .dst = { xk }, .mix = { L->v7.ffn_x_k }, .n_mix = 1 };
+        PrefixJob pre = { .p = p,
+                          .l = l,
+                          .off = C,
+                          .ln_w = L->ln2_w,
+                          .ln_b = L->ln2_b,
+                          .xn = xn,
+                          .prev = prev,
+                          .dst = { xk },
+                          .mix = { L->v7.ffn_x_k },
+                          .n_mix = 1 };
         prefix(&pre);
 
         RowsRelu relu = { .h = hid, .n = n, .ld = F };
@@ -363,8 +388,8 @@ static void one_heads(void *ctx, size_t h0, size_t h1) {
         const LayerV7 *a = &m->layers[j->l].v7;
         uint32_t l = j->l;
         size_t N = m->info.head_size, c0 = h0 * N, c1 = h1 * N;
-        float *r = j->r, *w = j->w, *k = j->k, *v = j->v, *aa = j->aa, *g = j->g, *kk = j->kk, *bb = j->bb,
-              *y = j->y, *tmp = j->tmp, *v_first = j->v_first;
+        float *r = j->r, *w = j->w, *k = j->k, *v = j->v, *aa = j->aa, *g = j->g, *kk = j->kk, *bb = j->bb, *y = j->y,
+              *tmp = j->tmp, *v_first = j->v_first;
 
         mat_matvec_rows(p->k, &a->w2, j->hw, w, c0, c1);
         mat_matvec_rows(p->k, &a->a2, j->ha, aa, c0, c1);
@@ -432,8 +457,18 @@ static void time_mix_one(EvalPass *p, uint32_t l) {
         size_t C = m->info.n_embd, H = m->info.n_head;
         float *v_first = p->scratch, *base = v_first + C;
 #define BUF(i) (base + (size_t)(i)*C)
-        OneJob j = { .p = p, .l = l, .r = BUF(B_R), .w = BUF(B_W), .k = BUF(B_K), .v = BUF(B_V), .aa = BUF(B_A),
-                     .g = BUF(B_G), .kk = BUF(B_KK), .bb = BUF(B_B), .y = BUF(B_Y), .tmp = BUF(B_TMP),
+        OneJob j = { .p = p,
+                     .l = l,
+                     .r = BUF(B_R),
+                     .w = BUF(B_W),
+                     .k = BUF(B_K),
+                     .v = BUF(B_V),
+                     .aa = BUF(B_A),
+                     .g = BUF(B_G),
+                     .kk = BUF(B_KK),
+                     .bb = BUF(B_B),
+                     .y = BUF(B_Y),
+                     .tmp = BUF(B_TMP),
                      .v_first = v_first };
         float *xn = BUF(B_XN), *prev = BUF(B_PREV), *xs[6];
         for (size_t i = 0; i < 6; i++)
