@@ -161,9 +161,13 @@ def test_convert(tmp, m):
     check("tokenizer:     world (vocabulary embedded)" in ok("model", "info", we), "no embedded vocabulary")
     got = ok("tokenize", "--model", we, input="hello \u20ac!".encode()).split()
     check(got == ["257", "33", "258", "34"], "tokenize with the embedded vocabulary: %r" % got)
-    # A vocabulary that cannot be read is an error; one that does not fit the model is only a warning.
-    expect_error(["model", "convert", w, os.path.join(tmp, "w2.rwkv"), "--vocab", os.path.join(tmp, "nope.txt")],
-                 contains="nope.txt", out=os.path.join(tmp, "w2.rwkv"))
+    # A vocabulary that cannot be read, or that does not fit the model (more ids than its 260 rows),
+    # is an error: no file that nothing could load.
+    w2 = os.path.join(tmp, "w2.rwkv")
+    expect_error(["model", "convert", w, w2, "--vocab", os.path.join(tmp, "nope.txt")], contains="nope.txt", out=w2)
+    with open(vocab, "a") as f:
+        f.write("300 'too far' 7\n")
+    expect_error(["model", "convert", w, w2, "--vocab", vocab], contains="does not fit", out=w2)
 
 
 def test_reference(tmp):

@@ -1,11 +1,12 @@
 /* cmd-bench.c: `rwkvctl bench`: prefill, decode and batched-decode speed of a model, in-process.
  *
  * Prompt and generated tokens are fixed pseudo-random ids (the speed of an RNN does not depend on
- * which tokens it sees). With --json the last line of stdout is one object for scripts
- * (bench/kernels/perf-table); the human summary goes before it. */
+ * which tokens it sees). With --json stdout is one object (one line) for scripts such as
+ * bench/kernels/perf-table, like every other verb's --json; without it, a human summary. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +76,7 @@ static void help(void) {
                "  --prompt N      prompt tokens for the prefill measurement (default 512, 0 to skip)\n"
                "  --gen N         decoded tokens (default 128)\n"
                "  --batch LIST    batch sizes for batched decode, e.g. 1,2,4,8,16 (default 8)\n"
-               "  --json          end with one JSON object on the last line\n");
+               "  --json          print one JSON object (one line) instead of the summary\n");
 }
 
 typedef struct BenchResult {
@@ -244,34 +245,51 @@ int verb_bench(int argc, char *argv[]) {
         double rss_mib = (double)ru.ru_maxrss / 1024.0;
         const char *isa = kernels_get()->isa;
 
-        printf("model:        %s (%s, %s, L%" PRIu32 " C%" PRIu32 " V%" PRIu32 ")\n", in->name, in->arch_name,
-               dtype_name(in->wtype) ? dtype_name(in->wtype) : "?", in->n_layer, in->n_embd, in->n_vocab);
-        printf("threads:      %u, isa %s\n", threadpool_size(pool), isa);
-        printf("load:         %.1f ms (%" PRIu64 " bytes)\n", res.load_s * 1e3, in->file_size);
-        if (prompt > 0)
-                printf("prefill:      %.1f tok/s (%lu tokens)\n", res.prefill_tok_s, prompt);
-        printf("decode:       %.1f tok/s (%lu tokens), latency p50 %.2f ms, p99 %.2f ms\n", res.decode_tok_s, gen,
-               res.p50_ms, res.p99_ms);
-        printf("              %.2f GB/s of weights (%" PRIu64 " bytes per token)\n",
-               res.decode_tok_s * (double)in->weight_bytes / 1e9, in->weight_bytes);
-        for (size_t bi = 0; bi < n_batches; bi++)
-                printf("batch %3u:    %.1f tok/s aggregate (%.2fx single)\n", batches[bi], res.batch_tok_s[bi],
-                       res.batch_tok_s[bi] / res.decode_tok_s);
-        printf("peak RSS:     %.1f MiB\n", rss_mib);
+        const char *wtype = dtype_name(in->wtype) ? dtype_name(in->wtype) : "?";
         if (json) {
-                printf("{\"model\": \"%s\", \"arch\": \"%s\", \"wtype\": \"%s\", \"n_layer\": %" PRIu32
-                       ", \"n_embd\": %" PRIu32 ", \"n_vocab\": %" PRIu32 ", \"threads\": %u, \"file_bytes\": %" PRIu64
-                       ", \"load_ms\": %.2f, \"prompt\": %lu, \"gen\": %lu, \"prefill_tok_s\": %.3f, \"decode_tok_s\": "
-                       "%.3f, "
-                       "\"batch_tok_s\": {",
-                       in->name, in->arch_name, dtype_name(in->wtype) ? dtype_name(in->wtype) : "?", in->n_layer,
-                       in->n_embd, in->n_vocab, threadpool_size(pool), in->file_size, res.load_s * 1e3, prompt, gen,
-                       res.prefill_tok_s, res.decode_tok_s);
+                /* json-c: the model's name is a file name and may hold anything */
+                struct json_object *o = json_object_new_object(), *b = json_object_new_object();
+                json_object_object_add(o, "model", json_object_new_string(in->name));
+                json_object_object_add(o, "arch", json_object_new_string(in->arch_name));
+                json_object_object_add(o, "wtype", json_object_new_string(wtype));
+                json_object_object_add(o, "n_layer", json_object_new_int64(in->n_layer));
+                json_object_object_add(o, "n_embd", json_object_new_int64(in->n_embd));
+                json_object_object_add(o, "n_vocab", json_object_new_int64(in->n_vocab));
+                json_object_object_add(o, "threads", json_object_new_int64(threadpool_size(pool)));
+                json_object_object_add(o, "file_bytes", json_object_new_int64((int64_t)in->file_size));
+                json_object_object_add(o, "load_ms", json_object_new_double(res.load_s * 1e3));
+                json_object_object_add(o, "prompt", json_object_new_int64((int64_t)prompt));
+                json_object_object_add(o, "gen", json_object_new_int64((int64_t)gen));
+                json_object_object_add(o, "prefill_tok_s", json_object_new_double(res.prefill_tok_s));
+                json_object_object_add(o, "decode_tok_s", json_object_new_double(res.decode_tok_s));
+                for (size_t bi = 0; bi < n_batches; bi++) {
+                        char key[16];
+                        snprintf(key, sizeof(key), "%u", batches[bi]);
+                        json_object_object_add(b, key, json_object_new_double(res.batch_tok_s[bi]));
+                }
+                json_object_object_add(o, "batch_tok_s", b);
+                json_object_object_add(o, "latency_ms_p50", json_object_new_double(res.p50_ms));
+                json_object_object_add(o, "latency_ms_p99", json_object_new_double(res.p99_ms));
+                json_object_object_add(o, "peak_rss_mib", json_object_new_double(rss_mib));
+                json_object_object_add(o, "weight_bytes_per_token", json_object_new_int64((int64_t)in->weight_bytes));
+                json_object_object_add(o, "isa", json_object_new_string(isa));
+                puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
+                json_object_put(o);
+        } else {
+                printf("model:        %s (%s, %s, L%" PRIu32 " C%" PRIu32 " V%" PRIu32 ")\n", in->name, in->arch_name,
+                       wtype, in->n_layer, in->n_embd, in->n_vocab);
+                printf("threads:      %u, isa %s\n", threadpool_size(pool), isa);
+                printf("load:         %.1f ms (%" PRIu64 " bytes)\n", res.load_s * 1e3, in->file_size);
+                if (prompt > 0)
+                        printf("prefill:      %.1f tok/s (%lu tokens)\n", res.prefill_tok_s, prompt);
+                printf("decode:       %.1f tok/s (%lu tokens), latency p50 %.2f ms, p99 %.2f ms\n", res.decode_tok_s,
+                       gen, res.p50_ms, res.p99_ms);
+                printf("              %.2f GB/s of weights (%" PRIu64 " bytes per token)\n",
+                       res.decode_tok_s * (double)in->weight_bytes / 1e9, in->weight_bytes);
                 for (size_t bi = 0; bi < n_batches; bi++)
-                        printf("%s\"%u\": %.3f", bi ? ", " : "", batches[bi], res.batch_tok_s[bi]);
-                printf("}, \"latency_ms_p50\": %.4f, \"latency_ms_p99\": %.4f, \"peak_rss_mib\": %.1f, "
-                       "\"weight_bytes_per_token\": %" PRIu64 ", \"isa\": \"%s\"}\n",
-                       res.p50_ms, res.p99_ms, rss_mib, in->weight_bytes, isa);
+                        printf("batch %3u:    %.1f tok/s aggregate (%.2fx single)\n", batches[bi], res.batch_tok_s[bi],
+                               res.batch_tok_s[bi] / res.decode_tok_s);
+                printf("peak RSS:     %.1f MiB\n", rss_mib);
         }
         ret = fflush(stdout) == 0 && !ferror(stdout) ? 0 : fail("bench: cannot write the output");
         goto finish;

@@ -374,10 +374,18 @@ static int model_convert_verb(int argc, char *argv[]) {
         RwkvError merr = {};
         int lr = model_load(in, &(ModelLoadOptions){ .vocab_path = vocab_path }, &m, &merr);
         if (lr < 0 && vocab_path) {
-                /* the shape is still worth recording when only the vocabulary does not fit */
-                fprintf(stderr, "rwkvctl: warning: %s\n", error_message(&merr, lr));
+                /* A model the engine runs without the vocabulary asked for: refuse rather than write a
+                 * file that nothing can load. (A model the engine cannot run at all is still
+                 * converted below, with a warning.) */
+                char why[256];
+                snprintf(why, sizeof(why), "%s", error_message(&merr, lr));
                 merr = (RwkvError){};
                 lr = model_load(in, NULL, &m, &merr);
+                if (lr >= 0) {
+                        model_free(m);
+                        tensor_table_free(t);
+                        return fail("model convert: the vocabulary '%s' does not fit '%s': %s", vocab_path, in, why);
+                }
         }
         if (lr >= 0) {
                 const ModelInfo *mi = model_info(m);

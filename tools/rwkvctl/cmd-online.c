@@ -52,6 +52,11 @@ static int connect_bus(RwkvClient **ret) {
 /* One line: what failed, and the daemon's words for it. */
 static int fail_call(RwkvClient *c, const char *what, int r) {
         const char *m = rwkv_client_get_error_message(c);
+        /* ServiceUnknown / NameHasNoOwner: the bus's words do not say the daemon is not running. */
+        if (r == -EHOSTUNREACH || r == -ENXIO)
+                return fail("%s: rwkvd is not running on the %s bus (%s)", what,
+                            arg_bus == BUS_USER ? "user" : arg_bus == BUS_ADDRESS ? "given" : "system",
+                            m && *m ? m : strerror(-r));
         return fail("%s: %s", what, m && *m ? m : strerror(-r));
 }
 
@@ -304,6 +309,21 @@ static int follow_stream(RwkvClient *c, RwkvStream *s, const char *verb, StreamR
                         return 0;
                 }
                 fflush(stdout);
+                if (r == RWKV_EVENT_ERROR && cancel_sent && rwkv_stream_get_error(s) == ECANCELED) {
+                        /* Our cancel met a full ring: the daemon ends such a stream without an end
+                         * record (it cannot tell a slow reader from a stuck one). That is the
+                         * cancellation asked for, not a failure; no statistics came with it. */
+                        res->cancelled = true;
+                        res->stop_reason = RWKV_STOP_CANCELLED;
+                        if (arg_json) {
+                                struct json_object *o = json_object_new_object();
+                                json_object_object_add(o, "end", json_object_new_boolean(true));
+                                json_object_object_add(o, "stop_reason", json_object_new_string("cancelled"));
+                                json_print(o);
+                        }
+                        fflush(stdout);
+                        return 0;
+                }
                 if (r == RWKV_EVENT_ERROR) {
                         const char *m = rwkv_stream_get_error_message(s);
                         if (arg_json) {
