@@ -239,6 +239,14 @@ void wkv7_generic(float *state, const float *r, const float *w, const float *k, 
         }
 }
 
+void wkv7_seq_generic(float *state, const float *r, const float *w, const float *k, const float *v, const float *a,
+                      const float *b, float *y, size_t ld, size_t n_tok, size_t H, size_t N) {
+        for (size_t t = 0; t < n_tok; t++) {
+                size_t o = t * ld;
+                wkv7_generic(state, r + o, w + o, k + o, v + o, a + o, b + o, y + o, H, N);
+        }
+}
+
 static inline float sigmoid_generic(float x) {
         return 1.0f / (1.0f + expf(-x));
 }
@@ -274,5 +282,6 @@ void kernels_fill_generic(Kernels *k) {
         k->layer_norm = layer_norm_generic;
         k->group_norm = group_norm_generic;
         k->wkv7 = wkv7_generic;
+        k->wkv7_seq = wkv7_seq_generic;
         k->v7_gates = v7_gates_generic;
 }

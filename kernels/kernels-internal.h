@@ -32,6 +32,8 @@ void group_norm_generic(const float *x, const float *w, const float *b, float *y
                         float eps);
 void wkv7_generic(float *state, const float *r, const float *w, const float *k, const float *v, const float *a,
                   const float *b, float *y, size_t H, size_t N);
+void wkv7_seq_generic(float *state, const float *r, const float *w, const float *k, const float *v, const float *a,
+                      const float *b, float *y, size_t ld, size_t n_tok, size_t H, size_t N);
 void v7_gates_generic(float *w, const float *w0, float *a, const float *a0, float *v, const float *vf, const float *v0,
                       const float *t, size_t n);
 

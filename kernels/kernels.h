@@ -34,6 +34,11 @@ typedef struct Kernels {
          * (a = -kk, b = kk*a in the paper's notation; w is the decay already exponentiated). */
         void (*wkv7)(float *state, const float *r, const float *w, const float *k, const float *v, const float *a,
                      const float *b, float *y, size_t H, size_t N);
+        /* The same for n_tok consecutive tokens of one state (a prefill chunk): token t's r, w, k, v, a,
+         * b and y start at t * ld. Equal to n_tok calls of wkv7 up to the order of the sums (the SIMD
+         * versions keep a transposed copy of each head's state for the whole chunk: no horizontal sums). */
+        void (*wkv7_seq)(float *state, const float *r, const float *w, const float *k, const float *v, const float *a,
+                         const float *b, float *y, size_t ld, size_t n_tok, size_t H, size_t N);
         /* RWKV-7 gates of n channels, in place (between the LoRA products and the WKV step):
          *   w[i] = exp(-0.606531 * sigmoid(w0[i] + w[i]))     (the decay; 0.606531 = exp(-0.5))
          *   a[i] = sigmoid(a0[i] + a[i])

@@ -570,11 +570,11 @@ DEFINE_MATMUL(q4_0)
                 for (; r + SM_R <= r1; r += SM_R)                                                                      \
                         for (size_t v = 0; v < n_vec; v += per)                                                        \
                                 FN(sm_full_##name)                                                                     \
-                                (w, rb, K, x + v * ldx, ldx, (int)FN(min_sz)(per, n_vec - v), y + v * ldy, ldy, r);    \
+                (w, rb, K, x + v * ldx, ldx, (int)FN(min_sz)(per, n_vec - v), y + v * ldy, ldy, r);                    \
                 for (; r < r1; r++)                                                                                    \
                         for (size_t v = 0; v < n_vec; v += per)                                                        \
                                 FN(sm_one_##name)                                                                      \
-                                (w, rb, K, x + v * ldx, ldx, (int)FN(min_sz)(per, n_vec - v), y + v * ldy, ldy, r);    \
+                (w, rb, K, x + v * ldx, ldx, (int)FN(min_sz)(per, n_vec - v), y + v * ldy, ldy, r);                    \
         }
 _Static_assert(SM_V == 4, "the stream tile instances are for 1-4 vectors");
 DEFINE_MATMUL_STREAM(f32, 4)
@@ -656,6 +656,70 @@ static void FN(wkv7)(float *state, const float *r, const float *w, const float *
         }
 }
 
+/* A chunk of tokens on a transposed copy of each head's state (T[j][i] = S[i][j]), head size 64:
+ * the lanes are then value indices i, every key index j is a broadcast, and neither sa nor y needs
+ * a horizontal sum (two of them per row and token in wkv7 above, half its instructions). The copy
+ * costs two 64 x 64 transposes per head and chunk. sa is summed in two chains (even / odd j). */
+#define WKV_SEQ_N 64
+#define WKV_SEQ_V (WKV_SEQ_N / VL)
+static void FN(wkv7_seq)(float *state, const float *r, const float *w, const float *k, const float *v, const float *a,
+                         const float *b, float *y, size_t ld, size_t n_tok, size_t H, size_t N) {
+        if (N != WKV_SEQ_N || n_tok < 2) {
+                for (size_t t = 0; t < n_tok; t++) {
+                        size_t o = t * ld;
+                        FN(wkv7)(state, r + o, w + o, k + o, v + o, a + o, b + o, y + o, H, N);
+                }
+                return;
+        }
+        _Alignas(64) float T[WKV_SEQ_N * WKV_SEQ_N];
+        for (size_t h = 0; h < H; h++) {
+                float *S = state + h * N * N;
+                for (size_t i = 0; i < N; i++)
+                        for (size_t j = 0; j < N; j++)
+                                T[j * N + i] = S[i * N + j];
+                for (size_t t = 0; t < n_tok; t++) {
+                        size_t o = t * ld + h * N;
+                        VEC s0[WKV_SEQ_V], s1[WKV_SEQ_V], vv[WKV_SEQ_V], yy[WKV_SEQ_V];
+#pragma GCC unroll 16
+                        for (int u = 0; u < WKV_SEQ_V; u++)
+                                s0[u] = s1[u] = vzero();
+                        for (size_t j = 0; j < N; j += 2) {
+                                VEC a0 = vset1(a[o + j]), a1 = vset1(a[o + j + 1]);
+#pragma GCC unroll 16
+                                for (int u = 0; u < WKV_SEQ_V; u++) {
+                                        s0[u] = vfma(vload(T + j * N + (size_t)u * VL), a0, s0[u]);
+                                        s1[u] = vfma(vload(T + (j + 1) * N + (size_t)u * VL), a1, s1[u]);
+                                }
+                        }
+#pragma GCC unroll 16
+                        for (int u = 0; u < WKV_SEQ_V; u++) {
+                                s0[u] = vadd(s0[u], s1[u]); /* sa */
+                                vv[u] = vload(v + o + (size_t)u * VL);
+                                yy[u] = vzero();
+                        }
+                        for (size_t j = 0; j < N; j++) {
+                                VEC wj = vset1(w[o + j]), bj = vset1(b[o + j]), kj = vset1(k[o + j]),
+                                    rj = vset1(r[o + j]);
+#pragma GCC unroll 16
+                                for (int u = 0; u < WKV_SEQ_V; u++) {
+                                        float *Tj = T + j * N + (size_t)u * VL;
+                                        VEC st = vmul(vload(Tj), wj);
+                                        st = vfma(s0[u], bj, st);
+                                        st = vfma(vv[u], kj, st);
+                                        vstore(Tj, st);
+                                        yy[u] = vfma(st, rj, yy[u]);
+                                }
+                        }
+#pragma GCC unroll 16
+                        for (int u = 0; u < WKV_SEQ_V; u++)
+                                vstore(y + o + (size_t)u * VL, yy[u]);
+                }
+                for (size_t i = 0; i < N; i++)
+                        for (size_t j = 0; j < N; j++)
+                                S[i * N + j] = T[j * N + i];
+        }
+}
+
 /* ---- RWKV-7 gates: exp in registers ----
  * exp(x) = 2^n * e^r with n = round(x / ln 2) and |r| <= ln(2)/2, e^r by the Cephes expf polynomial
  * (ln 2 split in two parts so that r is exact enough); within a few ulp of expf. x is clamped to
@@ -725,5 +789,6 @@ static void simd_fill(Kernels *k) {
         k->layer_norm = FN(layer_norm);
         k->group_norm = FN(group_norm);
         k->wkv7 = FN(wkv7);
+        k->wkv7_seq = FN(wkv7_seq);
         k->v7_gates = FN(v7_gates);
 }

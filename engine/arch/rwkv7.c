@@ -235,11 +235,15 @@ static void seq_heads(void *ctx, size_t h0, size_t h1) {
         }
 
         /* sequence: these heads walk the chunk in order; batch: each row has its own state */
-        for (size_t t = 0; t < n; t++) {
-                size_t o = t * C + c0;
-                float *S = layer_state(p, p->sequence ? 0 : t, l) + 2 * C + h0 * N * N;
-                p->k->wkv7(S, r + o, w + o, k + o, v + o, kk + o, bb + o, y + o, h1 - h0, N);
-        }
+        if (p->sequence)
+                p->k->wkv7_seq(layer_state(p, 0, l) + 2 * C + h0 * N * N, r + c0, w + c0, k + c0, v + c0, kk + c0,
+                               bb + c0, y + c0, C, n, h1 - h0, N);
+        else
+                for (size_t t = 0; t < n; t++) {
+                        size_t o = t * C + c0;
+                        float *S = layer_state(p, t, l) + 2 * C + h0 * N * N;
+                        p->k->wkv7(S, r + o, w + o, k + o, v + o, kk + o, bb + o, y + o, h1 - h0, N);
+                }
 
         for (size_t t = 0; t < n; t++) {
                 size_t o = t * C;

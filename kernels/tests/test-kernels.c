@@ -288,6 +288,47 @@ static void test_wkv7(const Kernels *k) {
 }
 
 /* The threaded wrappers give the same result as the direct kernel, for 1..3 threads. */
+/* wkv7_seq against token-by-token scalar wkv7: a chunk keeps the state to rounding (the SIMD
+ * version sums in another order), head size 64 (the transposed path) and others (fallback). */
+static void test_wkv7_seq(const Kernels *k) {
+        static const size_t shapes[][3] = { { 1, 64, 5 }, { 3, 64, 64 }, { 2, 16, 7 }, { 1, 7, 3 }, { 2, 64, 1 } };
+        for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+                size_t H = shapes[s][0], N = shapes[s][1], n = shapes[s][2], C = H * N, ld = C + 5;
+                float *st = malloc(H * N * N * sizeof(float)), *ref = malloc(H * N * N * sizeof(float));
+                float *vec[7], *yref = malloc(n * ld * sizeof(float));
+                for (int i = 0; i < 7; i++)
+                        CHECK((vec[i] = malloc(n * ld * sizeof(float))));
+                CHECK(st && ref && yref);
+                for (size_t i = 0; i < H * N * N; i++)
+                        ref[i] = st[i] = test_randf();
+                float *r = vec[0], *w = vec[1], *kk = vec[2], *v = vec[3], *a = vec[4], *b = vec[5], *y = vec[6];
+                for (size_t i = 0; i < n * ld; i++) {
+                        r[i] = test_randf();
+                        w[i] = 0.5f + 0.5f * fabsf(test_randf());
+                        kk[i] = test_randf();
+                        v[i] = test_randf();
+                        a[i] = test_randf() * 0.2f;
+                        b[i] = test_randf() * 0.2f;
+                        y[i] = yref[i] = 777.f; /* the gaps between rows stay untouched */
+                }
+                const Kernels *sc = kernels_get_isa("scalar");
+                for (size_t t = 0; t < n; t++) {
+                        size_t o = t * ld;
+                        sc->wkv7(ref, r + o, w + o, kk + o, v + o, a + o, b + o, yref + o, H, N);
+                }
+                k->wkv7_seq(st, r, w, kk, v, a, b, y, ld, n, H, N);
+                for (size_t i = 0; i < n * ld; i++)
+                        CHECK_NEAR(y[i], yref[i], 1e-4 * (1 + fabs(yref[i])));
+                for (size_t i = 0; i < H * N * N; i++)
+                        CHECK_NEAR(st[i], ref[i], 1e-5 * (1 + fabs(ref[i])));
+                for (int i = 0; i < 7; i++)
+                        free(vec[i]);
+                free(st);
+                free(ref);
+                free(yref);
+        }
+}
+
 static double ref_sigmoid(double x) {
         return 1.0 / (1.0 + exp(-x));
 }
@@ -403,11 +444,12 @@ int main(void) {
                 CHECK_STREQ(k->isa, isas[i]);
                 for (size_t t = 0; t < sizeof(all_types) / sizeof(all_types[0]); t++)
                         CHECK(k->matvec[all_types[t]] && k->matmul[all_types[t]]);
-                CHECK(k->layer_norm && k->group_norm && k->wkv7 && k->v7_gates);
+                CHECK(k->layer_norm && k->group_norm && k->wkv7 && k->wkv7_seq && k->v7_gates);
                 test_seed(42);
                 test_matrix(k);
                 test_norms(k);
                 test_wkv7(k);
+                test_wkv7_seq(k);
                 test_v7_gates(k);
                 test_wrappers(k);
                 fprintf(stderr, "%s: ok\n", isas[i]);
