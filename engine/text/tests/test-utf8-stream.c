@@ -143,6 +143,27 @@ static void test_corrupt_state(void) {
         uint8_t out[UTF8_STREAM_OUT_MAX(1)];
         size_t n = utf8_stream_feed(&u, (const uint8_t *)"a", 1, out);
         CHECK(n == 1 && out[0] == 'a');
+
+        /* Restored states that are not the valid start of one shorter character: a continuation
+         * byte as lead, a tail as long as its character, a bad second byte. Each is dropped, and
+         * a long run of continuation bytes after it never grows the tail past 3 bytes. */
+        static const Utf8Stream bad[] = {
+                { .pending = { 0x80 }, .n_pending = 1 },
+                { .pending = { 0xC3, 0xA9 }, .n_pending = 2 },
+                { .pending = { 0xE0, 0x80 }, .n_pending = 2 },
+                { .pending = { 0xF0, 0x9F, 0x41 }, .n_pending = 3 },
+        };
+        uint8_t cont[64], big[UTF8_STREAM_OUT_MAX(64)];
+        memset(cont, 0x80, sizeof(cont));
+        for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+                u = bad[k];
+                n = utf8_stream_feed(&u, cont, sizeof(cont), big);
+                CHECK(n == 3 * sizeof(cont) && u.n_pending == 0);
+        }
+        /* A valid restored tail completes: E2 82 + AC = U+20AC. */
+        u = (Utf8Stream){ .pending = { 0xE2, 0x82 }, .n_pending = 2 };
+        n = utf8_stream_feed(&u, (const uint8_t *)"\xac", 1, big);
+        CHECK(n == 3 && memcmp(big, "\xe2\x82\xac", 3) == 0);
 }
 
 int main(void) {
