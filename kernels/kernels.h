@@ -42,7 +42,8 @@ typedef struct Kernels {
         /* RWKV-7 gates of n channels, in place (between the LoRA products and the WKV step):
          *   w[i] = exp(-0.606531 * sigmoid(w0[i] + w[i]))     (the decay; 0.606531 = exp(-0.5))
          *   a[i] = sigmoid(a0[i] + a[i])
-         *   if v0: v[i] += (vf[i] - v[i]) * sigmoid(v0[i] + t[i])     (the value residual)
+         *   if v0: v[i] += (vf[i] - v[i]) * sigmoid(v0[i] + t[i])     (the value residual; without
+         *   v0, v, vf and t are not read and may be NULL)
          * sigmoid(x) = 1 / (1 + exp(-x)). The SIMD versions use a polynomial exp within a few ulp of
          * expf (arguments clamped to [-87.3, 88.3]: results below 1e-38 become about 1e-38). */
         void (*v7_gates)(float *w, const float *w0, float *a, const float *a0, float *v, const float *vf,

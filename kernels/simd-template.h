@@ -756,8 +756,9 @@ static void FN(v7_gates)(float *w, const float *w0, float *a, const float *a0, f
                 }
         }
         if (nv < n)
-                v7_gates_generic(w + nv, w0 + nv, a + nv, a0 + nv, v + nv, vf + nv, v0 ? v0 + nv : NULL,
-                                 t ? t + nv : NULL, n - nv);
+                /* v, vf, v0 and t may be NULL without the residual */
+                v7_gates_generic(w + nv, w0 + nv, a + nv, a0 + nv, v0 ? v + nv : NULL, v0 ? vf + nv : NULL,
+                                 v0 ? v0 + nv : NULL, v0 ? t + nv : NULL, n - nv);
 }
 
 static void simd_fill(Kernels *k) {
