@@ -413,9 +413,10 @@ static const FN(MicrokernelFn) FN(microkernels)[MM_V + 1] = {
 /* Ask for the next row tile while this one computes: with few vectors (batched decode) the tile's
  * compute and the next tile's memory reads then overlap instead of taking turns. Into L2 (hint 2):
  * a tile is MM_R rows, up to a few hundred KiB. The requests are spread over the tile's steps
- * (step s of n_steps asks for its share of the cache lines): issued all at once, most of them found
- * the miss queue full and were dropped, and a prefill chunk then stalled on the next tile's first
- * reads (13% of the model's prefill time sat on the f16 decode's loads). */
+ * (step s of n_steps asks for its share of the cache lines) so that they never come in one burst.
+ * Until PREFETCH_L2 below, this loop was compiled away and a prefill chunk stalled on every next
+ * tile's first reads (13% of the model's prefill samples on the f16 decode's loads, 6-9% now).
+ * Prefetching two tiles ahead, or one line per microkernel step, measured worse. */
 #ifndef PREFETCH_L2
 /* As an asm statement: gcc 12 deletes a loop whose body is only __builtin_prefetch (it counts as
  * having no effect), and this one, with a trip count known at run time only, was never emitted. */
