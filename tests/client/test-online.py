@@ -245,6 +245,93 @@ def case_slow_reader(e):
           "the slow reader slowed the fast one: %r vs %r" % (busy, alone))
 
 
+class Pty:
+    """rwkvctl on a pseudo-terminal (chat's libedit path): expect() waits for text in its output."""
+
+    def __init__(self, e, *args):
+        import pty
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.execve(e.ctl, [e.ctl] + list(args), e.env)
+        self.buf = b""
+
+    def expect(self, marker, timeout=30):
+        import select
+        deadline = time.monotonic() + timeout
+        while True:
+            i = self.buf.find(marker)
+            if i >= 0:
+                self.buf = self.buf[i + len(marker):]
+                return
+            left = deadline - time.monotonic()
+            check(left > 0, "chat: no %r within %ds; last output %r" % (marker, timeout, self.buf[-300:]))
+            r, _, _ = select.select([self.fd], [], [], min(left, 0.5))
+            if r:
+                try:
+                    data = os.read(self.fd, 1 << 16)
+                except OSError:
+                    data = b""
+                check(data, "chat: the terminal closed while waiting for %r; last output %r" % (marker, self.buf[-300:]))
+                self.buf = (self.buf + data)[-(1 << 16):]
+
+    def send(self, data):
+        os.write(self.fd, data)
+
+    def wait(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, st = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return st
+            check(time.monotonic() < deadline, "chat did not exit")
+            try:  # keep the terminal drained so a writer never blocks
+                os.read(self.fd, 1 << 16)
+            except OSError:
+                time.sleep(0.05)
+
+    def cooked(self):
+        import termios
+        lflag = termios.tcgetattr(self.fd)[3]
+        return bool(lflag & termios.ICANON) and bool(lflag & termios.ECHO)
+
+    def close(self):
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(self.fd)
+
+
+def case_chat_tty(e):
+    """chat on a terminal: Ctrl-C stops a reply and the chat goes on; Ctrl-C at the prompt ends it
+    with the terminal back in cooked mode (it was left raw, without echo); Ctrl-D ends it with 0."""
+    t = Pty(e, "chat", "--session", "t-tty", "--max-tokens", "1000000")
+    try:
+        t.expect(b"User: ")
+        t.send(b"Tell me everything\r")
+        t.expect(b"Assistant:")
+        t.send(b"\x03")
+        t.expect(b"[stopped]")
+        t.expect(b"User: ")
+        t.send(b"\x03")
+        st = t.wait()
+        check(os.WIFSIGNALED(st) and os.WTERMSIG(st) == signal.SIGINT, "Ctrl-C at the prompt: status %r" % st)
+        check(t.cooked(), "Ctrl-C at the prompt left the terminal in raw mode")
+    finally:
+        t.close()
+    t = Pty(e, "chat", "--session", "t-tty")
+    try:
+        t.expect(b"Resuming session 't-tty'")
+        t.expect(b"User: ")
+        t.send(b"\x04")
+        st = t.wait()
+        check(os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0 and t.cooked(), "Ctrl-D: status %r" % st)
+    finally:
+        t.close()
+    print("chat on a terminal: ok")
+
+
 def case_interrupt(e):
     """Ctrl-C cancels the generation (end record "cancelled", exit 130); the session stays usable."""
     p = e.popen("--json", "generate", "--session", "t-int", "--max-tokens", "1000000", "hi",
@@ -297,7 +384,7 @@ def main():
         config = {"limits": {"max_tokens_per_request": 1000000}}
         with rwkvtest.Daemon(bus, model=model, threads=1, config=config) as d:
             e = Env(bus, d)
-            which = os.environ.get("RWKV_ONLINE_CASES", "basic,stream,turns,kill,slow,interrupt,scribble,gone").split(",")
+            which = os.environ.get("RWKV_ONLINE_CASES", "basic,stream,turns,kill,slow,interrupt,tty,scribble,gone").split(",")
             if "basic" in which:
                 case_basic(e)
             if "stream" in which:
@@ -310,6 +397,8 @@ def main():
                 case_slow_reader(e)
             if "interrupt" in which:
                 case_interrupt(e)
+            if "tty" in which:
+                case_chat_tty(e)
             if "scribble" in which:
                 case_scribbler(e)
             check(d.alive(), "the daemon died")

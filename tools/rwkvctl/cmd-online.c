@@ -582,7 +582,7 @@ int verb_chat(int argc, char *argv[]) {
                         printf("rwkvctl chat --session ID [--system TEXT] [--max-tokens N] [--temperature T]\n"
                                "             [--top-p P] [--top-k K] [--min-p P] [--presence-penalty X]\n"
                                "             [--frequency-penalty X] [--penalty-decay D] [--seed S] [--stop STR]...\n"
-                               "Ctrl-C stops a reply, Ctrl-D ends the chat.\n");
+                               "Ctrl-C stops a reply (at the prompt: ends the chat), Ctrl-D ends the chat.\n");
                         ret = 0;
                         goto finish;
                 }
@@ -614,7 +614,9 @@ int verb_chat(int argc, char *argv[]) {
                 fprintf(stderr, "%s session '%s'. Ctrl-C stops a reply, Ctrl-D quits.\n", created ? "New" : "Resuming",
                         a.session);
 
-        rl_catch_signals = 0;
+        /* libedit's handlers (installed only inside readline()) put the terminal back in cooked mode
+         * before Ctrl-C at the prompt ends the chat; with 0 it was left raw, without echo. */
+        rl_catch_signals = 1;
         using_history();
         bool first = true;
         for (;;) {
