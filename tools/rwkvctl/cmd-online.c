@@ -55,7 +55,9 @@ static int fail_call(RwkvClient *c, const char *what, int r) {
         /* ServiceUnknown / NameHasNoOwner: the bus's words do not say the daemon is not running. */
         if (r == -EHOSTUNREACH || r == -ENXIO)
                 return fail("%s: rwkvd is not running on the %s bus (%s)", what,
-                            arg_bus == BUS_USER ? "user" : arg_bus == BUS_ADDRESS ? "given" : "system",
+                            arg_bus == BUS_USER      ? "user"
+                            : arg_bus == BUS_ADDRESS ? "given"
+                                                     : "system",
                             m && *m ? m : strerror(-r));
         return fail("%s: %s", what, m && *m ? m : strerror(-r));
 }
