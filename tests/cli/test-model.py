@@ -275,6 +275,11 @@ def test_unwritable(tmp, m):
             os.chmod(tmp, 0o755)
             os.chmod(m, 0o644)
             prefix = tuple(rt.as_user(rt.NOBODY))
+            # nobody must be able to run the binary at all (a build tree in a 0700 folder, as in
+            # a package build, is out of its reach): otherwise the case says nothing.
+            if ctl("--version", prefix=prefix).returncode != 0:
+                print("note: nobody cannot run %s here: the read-only folder case is skipped" % CTL)
+                ro = None
         else:
             print("note: setpriv is absent: the read-only folder case is skipped")
             ro = None
