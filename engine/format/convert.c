@@ -86,8 +86,14 @@ int model_convert(TensorTable *src, const char *out_path, const ConvertOptions *
         if (o->type >= 0 && (!dtype_is_valid(o->type) || !is_native((DType)o->type)))
                 return error_set(err, EINVAL, "the target type must be f32, f16, bf16, q8_0 or q4_0");
 
+        /* A native source is copied mostly as is: a corrupt one must not become a new file with a
+         * freshly computed (so valid-looking) hash. Loading never reads the whole file; this does. */
+        int r = tensor_table_check_hash(src, err);
+        if (r < 0)
+                return r;
+
         _cleanup_(native_writer_freep) NativeWriter *w = NULL;
-        int r = native_writer_new(out_path, &w, err);
+        r = native_writer_new(out_path, &w, err);
         if (r < 0)
                 return r;
 

@@ -76,3 +76,5 @@ const TensorTableMeta *tensor_table_meta(const TensorTable *t);
 /* Reads every byte (slow on big files; never done at open): recomputes a native file's hash and checks
  * that every float value and every quantization scale is finite. -EBADMSG with the tensor's name. */
 int tensor_table_verify(TensorTable *t, RwkvError *err);
+/* The hash part of tensor_table_verify() alone (0 for formats without one): reads the whole file. */
+int tensor_table_check_hash(TensorTable *t, RwkvError *err);

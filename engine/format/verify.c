@@ -53,22 +53,29 @@ int64_t format_first_nonfinite(const Tensor *x) {
         }
 }
 
+int tensor_table_check_hash(TensorTable *t, RwkvError *err) {
+        static const uint8_t zeros[32];
+        uint8_t h[32];
+        crypto_generichash_state st;
+
+        if (t->format != MODEL_FORMAT_RWKV)
+                return 0;
+        if (sodium_init() < 0)
+                return error_set(err, EIO, "libsodium failed to initialize");
+        crypto_generichash_init(&st, NULL, 0, sizeof(h));
+        crypto_generichash_update(&st, t->data, NH_HASH);
+        crypto_generichash_update(&st, zeros, sizeof(zeros));
+        crypto_generichash_update(&st, t->data + NH_HASH + 32, t->size - NH_HASH - 32);
+        crypto_generichash_final(&st, h, sizeof(h));
+        if (memcmp(h, t->hash, sizeof(h)) != 0)
+                return error_set(err, EBADMSG, "the content does not match the hash in the header (corrupt file)");
+        return 0;
+}
+
 int tensor_table_verify(TensorTable *t, RwkvError *err) {
-        if (t->format == MODEL_FORMAT_RWKV) {
-                static const uint8_t zeros[32];
-                uint8_t h[32];
-                crypto_generichash_state st;
-                if (sodium_init() < 0)
-                        return error_set(err, EIO, "libsodium failed to initialize");
-                crypto_generichash_init(&st, NULL, 0, sizeof(h));
-                crypto_generichash_update(&st, t->data, NH_HASH);
-                crypto_generichash_update(&st, zeros, sizeof(zeros));
-                crypto_generichash_update(&st, t->data + NH_HASH + 32, t->size - NH_HASH - 32);
-                crypto_generichash_final(&st, h, sizeof(h));
-                if (memcmp(h, t->hash, sizeof(h)) != 0)
-                        return error_set(err, EBADMSG,
-                                         "the content does not match the hash in the header (corrupt file)");
-        }
+        int r = tensor_table_check_hash(t, err);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < t->n_entries; i++) {
                 int64_t bad = format_first_nonfinite(&t->entries[i].tensor);
                 if (bad >= 0)

@@ -3,9 +3,11 @@
  * source; random models are deterministic, shaped like the official checkpoints and numerically sane. */
 #include <inttypes.h>
 #include <math.h>
+#include <sodium.h>
 
 #include "engine/arch/model.h"
 #include "engine/format/convert.h"
+#include "engine/format/native-format.h"
 #include "engine/format/tensor-table.h"
 #include "tests/lib/check.h"
 
@@ -270,10 +272,29 @@ static void test_nonfinite(void) {
         float nan = NAN;
         CHECK(fseek(f, (long)data_off + off, SEEK_SET) == 0);
         CHECK(fwrite(&nan, 4, 1, f) == 1);
+        CHECK(fflush(f) == 0);
+
+        /* As poked, the content no longer matches the header's hash: convert refuses to copy a
+         * corrupt file into a new one whose hash would look valid. */
+        RwkvError err = {};
+        t = open_or_die(bad);
+        CHECK(model_convert(t, out, &(ConvertOptions){ .type = -1 }, NULL, &err) == -EBADMSG);
+        CHECK(strstr(err.msg, "hash"));
+        CHECK(access(out, F_OK) < 0);
+        tensor_table_free(t);
+
+        /* Re-hashed (a file written with a NaN in it): the non-finite check refuses it. */
+        CHECK(fseek(f, 0, SEEK_END) == 0);
+        long size = ftell(f);
+        uint8_t *all = malloc((size_t)size), h[32];
+        CHECK(all && fseek(f, 0, SEEK_SET) == 0 && fread(all, 1, (size_t)size, f) == (size_t)size);
+        memset(all + NH_HASH, 0, 32);
+        crypto_generichash(h, sizeof(h), all, (size_t)size, NULL, 0);
+        CHECK(fseek(f, NH_HASH, SEEK_SET) == 0 && fwrite(h, 1, sizeof(h), f) == sizeof(h));
+        free(all);
         fclose(f);
 
         t = open_or_die(bad);
-        RwkvError err = {};
         CHECK(model_convert(t, out, &(ConvertOptions){ .type = -1 }, NULL, &err) == -EBADMSG);
         CHECK(strstr(err.msg, "ln_out.weight") && strstr(err.msg, "non-finite"));
         CHECK(model_convert(t, out, &(ConvertOptions){ .type = DTYPE_F16 }, NULL, &err) == -EBADMSG);
