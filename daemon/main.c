@@ -160,7 +160,12 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                         def = NULL;
                 if (def) {
                         r = config_parse_file(&m->config, def);
-                        if (r < 0 && r != -ENOENT)
+                        /* Only a file that was asked for must be read: a default path we may not
+                         * look into (a user whose $HOME is not readable) means the defaults. A
+                         * default file that is read but wrong stays an error. */
+                        if (r == -EACCES || r == -EPERM || r == -ENOTDIR || r == -ELOOP)
+                                log_warning_errno(r, "Cannot read the default config file \"%s\", using the defaults: %m", def);
+                        else if (r < 0 && r != -ENOENT)
                                 return log_error_errno(r, "Failed to read config file \"%s\": %m", def);
                 }
         }

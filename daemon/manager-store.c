@@ -263,7 +263,8 @@ static int store_work_run(void *userdata) {
                 w->tmp_fd = memfd_create("rwkvd-export", MFD_CLOEXEC);
                 if (w->tmp_fd < 0)
                         return -errno;
-                int r = store_export(st, w->uid, w->id, w->tmp_fd, &w->err);
+                int r = w->rec ? store_export_record(st, w->uid, w->rec, w->tmp_fd, &w->err)
+                               : store_export(st, w->uid, w->id, w->tmp_fd, &w->err);
                 if (r < 0)
                         return r;
                 return lseek(w->tmp_fd, 0, SEEK_SET) < 0 ? -errno : 0;
@@ -696,8 +697,12 @@ int manager_session_export(Manager *m, Session *s, int fd, sd_bus_message *msg) 
 
         if (!m->store)
                 return -EOPNOTSUPP;
-        /* The export reads the committed file: commit what RAM holds first (the queue keeps order). */
-        if (s->dirty || !s->on_disk) {
+        /* A hot session is exported as RAM holds it, whether or not its commit lands: after a
+         * failed commit (a full disk) the file is older than the session, and the export is how
+         * its owner can still take it away. The commit is still tried first (the queue keeps
+         * order, so when the export returns, a commit that worked is on disk). A cold session is
+         * its file. */
+        if (s->hot && (s->dirty || !s->on_disk)) {
                 r = manager_session_commit(m, s);
                 if (r < 0)
                         return r;
@@ -706,6 +711,13 @@ int manager_session_export(Manager *m, Session *s, int fd, sd_bus_message *msg) 
         if (!w)
                 return -ENOMEM;
         transfer_link(m, w);
+        if (s->hot) {
+                r = session_snapshot(m, s, &w->rec);
+                if (r < 0) {
+                        store_work_free(w);
+                        return r;
+                }
+        }
         w->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (w->fd < 0) {
                 r = -errno;

@@ -92,6 +92,8 @@ int manager_startup(Manager *m) {
         if (pthread_sigmask(SIG_BLOCK, &mask, NULL) != 0)
                 return log_error_errno(errno, "Failed to block signals: %m");
         (void) signal(SIGPIPE, SIG_IGN);
+        /* A file size limit (RLIMIT_FSIZE) must fail a commit with EFBIG (NoSpace), not kill us. */
+        (void) signal(SIGXFSZ, SIG_IGN);
         r = sd_event_add_signal(m->event, NULL, SIGTERM, on_signal, m);
         if (r >= 0)
                 r = sd_event_add_signal(m->event, NULL, SIGINT, on_signal, m);

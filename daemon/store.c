@@ -65,6 +65,23 @@ static int mkdir_private(int dir_fd, const char *name) {
         return 0;
 }
 
+/* The folders above dir that do not exist yet (a fresh account has no ~/.local/state): created
+ * 0700 like the XDG base directories; existing ones are left as they are. */
+static int mkdir_parents(const char *dir, RwkvError *err) {
+        _cleanup_(freep) char *p = strdup(dir);
+        if (!p)
+                return error_set(err, ENOMEM, "out of memory");
+        for (char *slash = strchr(p + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+                if (slash[1] == '/' || slash[1] == 0)
+                        continue;
+                *slash = 0;
+                if (mkdir(p, 0700) < 0 && errno != EEXIST)
+                        return error_set(err, errno, "cannot create state directory '%s': cannot create '%s': %m", dir, p);
+                *slash = '/';
+        }
+        return 0;
+}
+
 static void closedirp(DIR **d);
 static DIR *opendir_at(int dir_fd);
 
@@ -107,6 +124,9 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret, RwkvError
         if (s->opts.max_checkpoints == 0)
                 s->opts.max_checkpoints = DEFAULT_MAX_CHECKPOINTS;
 
+        int r = mkdir_parents(dir, err);
+        if (r < 0)
+                return r;
         if (mkdir(dir, 0700) < 0 && errno != EEXIST)
                 return error_set(err, errno, "cannot create state directory '%s': %m", dir);
         s->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -116,7 +136,7 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret, RwkvError
         if (flock(s->dir_fd, LOCK_EX | LOCK_NB) < 0)
                 return error_set(err, errno == EWOULDBLOCK ? EBUSY : errno,
                                  "state directory '%s' is in use by another process", dir);
-        int r = daemon_key_load(s->dir_fd, KEY_FILE, true, &s->key, err);
+        r = daemon_key_load(s->dir_fd, KEY_FILE, true, &s->key, err);
         if (r < 0)
                 return error_prefix(err, "state directory '%s': ", dir), r;
 
@@ -694,19 +714,31 @@ int store_export(Store *s, uid_t uid, const char *id, int fd, RwkvError *err) {
         int r = store_load(s, uid, id, NULL, &rec, err);
         if (r < 0)
                 return r;
+        return store_export_record(s, uid, rec, fd, err);
+}
+
+int store_export_record(Store *s, uid_t uid, const SessionRecord *rec, int fd, RwkvError *err) {
+        if (!s || !rec || fd < 0)
+                return error_set(err, EINVAL, "invalid arguments");
+        SessionRecord copy = *rec;
+        uint64_t now = now_usec();
+        if (copy.meta.created_usec == 0)
+                copy.meta.created_usec = now;
+        if (copy.meta.updated_usec == 0)
+                copy.meta.updated_usec = now;
         uint8_t key[DAEMON_KEY_BYTES];
         daemon_key_derive_export(s->key, key);
         SfEncodeParams p = {
                 .kind = SF_KIND_EXPORT,
                 .uid = uid,
                 .key = key,
-                .precision = rec->meta.precision, /* never lose precision on the way out */
+                .precision = copy.meta.precision, /* never lose precision on the way out */
                 .zstd_level = s->opts.zstd_level,
                 .shuffle = true,
         };
         _cleanup_(freep) uint8_t *buf = NULL;
         size_t size;
-        r = sf_encode(rec, &p, &buf, &size, err);
+        int r = sf_encode(&copy, &p, &buf, &size, err);
         sodium_memzero(key, sizeof(key));
         if (r < 0)
                 return r;

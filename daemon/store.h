@@ -150,6 +150,10 @@ int store_checkpoint_list(Store *s, uid_t uid, const char *id, uint32_t **ret, s
  * daemon's export key. Import: read one from fd (hostile input), re-encrypt it for uid and save it
  * as new_id (NULL: the exported id); -EEXIST when that id exists. */
 int store_export(Store *s, uid_t uid, const char *id, int fd, RwkvError *err);
+/* Export rec (a session as it is in RAM, maybe newer than its file) the same way, at the precision
+ * rec->meta.precision says (0: fp32, exact). rec->meta.id names it; the created and updated times
+ * of 0 are set to now. */
+int store_export_record(Store *s, uid_t uid, const SessionRecord *rec, int fd, RwkvError *err);
 int store_import(Store *s, uid_t uid, int fd, const char *new_id, char ret_id[STORE_ID_MAX + 1], RwkvError *err);
 
 /* For quotas: sessions of uid and bytes on disk (checkpoints included). */
