@@ -75,7 +75,7 @@ struct Job {
         uint32_t out_token;
         uint32_t stop_reason;      /* RING_STOP_* once decided */
         int error;                 /* negative errno of a failed generation */
-        char error_message[256];
+        char error_message[512];
         uint64_t prompt_tokens, generated;
         uint64_t start_usec, prefill_done_usec, end_usec;
         Job *next;                 /* scheduler lists */

@@ -189,20 +189,35 @@ void manager_update_status(Manager *m) {
 void manager_job_done(Job *j, void *userdata) {
         Manager *m = userdata;
         Session *s = j->session;
+        int r;
 
         job_unlink(m, j);
+        log_debug("Job %" PRIu64 " done: %" PRIu64 " prompt tokens, %" PRIu64 " generated%s.", j->id, j->prompt_tokens,
+                  j->generated, j->error ? " (failed)" : "");
         if (s && !s->throwaway) {
                 s->busy = false;
                 s->updated_usec = now_realtime_usec();
                 s->used_usec = now_monotonic_usec();
                 s->dirty = true;
-                (void) manager_session_commit(m, s);
+                /* The end record tells the client the turn is saved, so it waits for the commit
+                 * (one fast save on the I/O thread); a commit that fails ends the stream with an
+                 * error record instead, and the session stays in RAM, dirty. */
+                r = manager_session_commit_job(m, s, j);
+                if (r > 0)
+                        j = NULL;
+                else if (r < 0 && j->error == 0) {
+                        j->error = r;
+                        snprintf(j->error_message, sizeof(j->error_message),
+                                 "The text was generated, but session '%s' could not be saved: %s. It is kept in RAM "
+                                 "and saved again at its next commit.", s->id, strerror(-r));
+                }
         }
-        /* Only now: a client that starts its next turn on reading the end record finds the session free. */
-        scheduler_push_last(j);
-        log_debug("Job %" PRIu64 " done: %" PRIu64 " prompt tokens, %" PRIu64 " generated%s.", j->id, j->prompt_tokens,
-                  j->generated, j->error ? " (failed)" : "");
-        job_free(j);
+        if (j) {
+                /* Only now: a client that starts its next turn on reading the end record finds the
+                 * session free. */
+                scheduler_push_last(j);
+                job_free(j);
+        }
         manager_update_status(m);
         if (m->shutting_down && !m->jobs)
                 manager_commit_all(m);

@@ -154,6 +154,8 @@ struct StoreWork {
         int tmp_fd;                      /* memfd between the I/O thread and the copy thread */
         uint64_t max_bytes;
         SessionRecord *rec;
+        uint64_t seq;                    /* OP_SAVE from the main thread: Session.save_seq of this snapshot */
+        Job *job;                        /* OP_SAVE after a generation: its last record waits for the result */
         SessionRecord *checkpoint;       /* OP_LOAD: the last turn's, when there is one */
         SessionMeta meta;
         sd_bus_message *msg;             /* the call to answer (or re-run) when done, or NULL */
@@ -177,9 +179,24 @@ uint32_t manager_transfers(Manager *m, uid_t uid) {
         return n;
 }
 
+/* The generation's last record, now that its commit is settled (r: the commit's result). */
+static void job_finish(Job *j, const char *id, int r, const RwkvError *err) {
+        if (r < 0 && j->error == 0) {
+                j->error = r;
+                snprintf(j->error_message, sizeof(j->error_message),
+                         "The text was generated, but session '%s' could not be saved: %s. It is kept in RAM and "
+                         "saved again at its next commit.",
+                         id, error_message(err, r));
+        }
+        scheduler_push_last(j);
+        job_free(j);
+}
+
 static StoreWork *store_work_free(StoreWork *w) {
         if (!w)
                 return NULL;
+        if (w->job) /* never ran: the client still gets its last record */
+                job_finish(TAKE_PTR(w->job), w->id, -ECANCELED, NULL);
         if (w->transfer) {
                 if (w->tprev)
                         w->tprev->tnext = w->tnext;
@@ -356,12 +373,17 @@ static void store_work_done(int r, void *userdata) {
                 if (r < 0) {
                         log_error("Failed to save session '%s' of uid %u: %s", w->id, (unsigned) w->uid,
                                   error_message(&w->err, r));
-                        if (s)
-                                s->dirty = true; /* try again at the next change or at shutdown */
+                        /* Try again at the next commit point or at shutdown; a newer snapshot in
+                         * the queue decides for itself, and a progress save (seq 0) is followed by
+                         * its job's own commit. */
+                        if (s && w->seq != 0 && w->seq == s->save_seq)
+                                s->dirty = true;
                 } else if (s) {
                         s->on_disk = true;
                         manager_evict(m);
                 }
+                if (w->job)
+                        job_finish(TAKE_PTR(w->job), w->id, r, &w->err);
                 break;
         case OP_CHECKPOINT_SAVE:
         case OP_CHECKPOINT_TRUNCATE:
@@ -556,7 +578,7 @@ static StoreWork *work_new(Manager *m, StoreOp op, uid_t uid, const char *id, sd
 
 /* ---- the API used by the bus handlers ---------------------------------------------------------- */
 
-int manager_session_commit(Manager *m, Session *s) {
+int manager_session_commit_job(Manager *m, Session *s, Job *job) {
         StoreWork *w;
         int r;
 
@@ -571,7 +593,24 @@ int manager_session_commit(Manager *m, Session *s) {
                 return r;
         }
         s->dirty = false;
-        return submit(m, w);
+        w->seq = ++s->save_seq;
+        r = worker_submit(m->worker, store_work_run, store_work_done, w);
+        if (r < 0) {
+                s->dirty = true;
+                store_work_free(w);
+                return r;
+        }
+        if (!job)
+                return 0;
+        /* The job waits for the result: its stream, not its session (released already). */
+        job->track = sd_bus_track_unref(job->track);
+        job->wakeup_source = sd_event_source_disable_unref(job->wakeup_source);
+        w->job = job;
+        return 1;
+}
+
+int manager_session_commit(Manager *m, Session *s) {
+        return manager_session_commit_job(m, s, NULL);
 }
 
 void manager_job_progress(Job *job, void *userdata) {
@@ -839,6 +878,17 @@ void manager_commit_all(Manager *m) {
         for (Session *s = m->sessions.head; s; s = s->next)
                 if (s->dirty && s->hot && !s->busy)
                         (void) manager_session_commit(m, s);
+}
+
+unsigned manager_log_unsaved(Manager *m) {
+        unsigned n = 0;
+        for (Session *s = m->sessions.head; s; s = s->next)
+                if (s->hot && !s->throwaway && (s->dirty || s->busy)) {
+                        log_error("Session '%s' of uid %u could not be saved: its changes since the last commit are lost.",
+                                  s->id, (unsigned) s->owner);
+                        n++;
+                }
+        return n;
 }
 
 void manager_check_exit(Manager *m) {

@@ -179,6 +179,10 @@ int manager_run(Manager *m) {
         r = sd_event_loop(m->event);
         if (r < 0)
                 return log_error_errno(r, "Event loop failed: %m");
+        /* A service manager and its admin must learn that sessions were lost. */
+        unsigned unsaved = manager_log_unsaved(m);
+        if (unsaved > 0)
+                return log_error_errno(-EIO, "Exiting: %u session(s) could not be saved.", unsaved);
         log_info("Exiting.");
         return 0;
 }

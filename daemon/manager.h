@@ -64,6 +64,11 @@ int manager_run(Manager *m);
 int manager_store_open(Manager *m);
 int manager_store_error(sd_bus_error *error, int r, const char *what, const char *msg);
 int manager_session_commit(Manager *m, Session *s);
+/* The commit at the end of job's generation: 1 when it was queued and job rides along (its end or
+ * error record is pushed, and the job freed, once the commit is settled: a commit that fails turns
+ * it into an error record); 0 when there was nothing to commit and <0 on error (the caller still
+ * owns job). */
+int manager_session_commit_job(Manager *m, Session *s, Job *job);
 int manager_checkpoint_commit(Manager *m, Session *s, uint32_t turn);
 int manager_checkpoint_truncate(Manager *m, Session *s, uint32_t after_turn);
 /* 1: the session is hot; 0: a load started and handler will run again on msg; <0: error. */
@@ -98,6 +103,8 @@ int manager_foreign_error(Manager *m, const ForeignSession *f, sd_bus_error *err
 int manager_foreign_delete(Manager *m, const ForeignSession *f, sd_bus_message *msg);
 void manager_evict(Manager *m);
 void manager_commit_all(Manager *m);
+/* At exit: logs each session whose latest state is not on disk; returns how many. */
+unsigned manager_log_unsaved(Manager *m);
 void manager_check_exit(Manager *m);
 
 /* manager-bus.c */

@@ -62,7 +62,8 @@ struct Session {
         uint64_t used_usec;         /* CLOCK_MONOTONIC of the last use, for LRU eviction */
         bool busy;                  /* a job owns the state */
         bool throwaway;             /* never listed nor stored */
-        bool dirty;                 /* changed since the last commit */
+        bool dirty;                 /* changed since the last commit, or its commit failed */
+        uint64_t save_seq;          /* commits submitted from the main thread: which one is the newest */
 
         Session *prev, *next;
 };
