@@ -59,6 +59,7 @@ struct Job {
 
         /* shared */
         atomic_bool cancel;
+        atomic_bool abandon;       /* cancel, and do not wait for room for the last record (client gone, exit) */
         atomic_bool unpark;
 
         /* compute thread */

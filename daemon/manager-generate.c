@@ -168,7 +168,7 @@ uint32_t manager_jobs_of_uid(Manager *m, uid_t uid) {
 static int on_peer_gone(sd_bus_track *track, void *userdata) {
         Job *j = userdata;
         log_debug("Client of job %" PRIu64 " disconnected, cancelling it.", j->id);
-        scheduler_cancel(j->manager->scheduler, j);
+        scheduler_abandon(j->manager->scheduler, j);
         /* Once is enough: an empty track would call us again on every loop iteration. */
         j->track = sd_bus_track_unref(j->track);
         return 0;

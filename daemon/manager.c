@@ -49,6 +49,18 @@ Manager *manager_free(Manager *m) {
         return NULL;
 }
 
+/* A cancelled generation waits for its client to make room for the end record; at exit only this
+ * long, so a client that stopped reading cannot hold the shutdown (it then sees the ring end with
+ * ECANCELED and no end record). */
+#define SHUTDOWN_GRACE_USEC (3 * 1000000ULL)
+
+static int on_shutdown_grace(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        for (Job *j = m->jobs; j; j = j->mnext)
+                scheduler_abandon(m->scheduler, j);
+        return 0;
+}
+
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Manager *m = userdata;
 
@@ -63,6 +75,9 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
          * committed when its job comes back (manager_job_done); then the rest, then exit. */
         for (Job *j = m->jobs; j; j = j->mnext)
                 scheduler_cancel(m->scheduler, j);
+        if (m->jobs && sd_event_add_time_relative(m->event, NULL, CLOCK_MONOTONIC, SHUTDOWN_GRACE_USEC, 0,
+                                                  on_shutdown_grace, m) < 0)
+                on_shutdown_grace(NULL, 0, m);
         if (!m->jobs)
                 manager_commit_all(m);
         manager_check_exit(m);

@@ -480,8 +480,9 @@ static void scheduler_housekeeping(Scheduler *s) {
                 else if (j->out_len > 0)
                         r = job_flush_out(j);
                 if (r == -EAGAIN) {
-                        /* A cancelled job whose client stopped reading must not wait forever. */
-                        if (atomic_load(&j->cancel) && j->phase == JOB_FINISHING) {
+                        /* A client that cancelled and still reads gets its end record once it made
+                         * room; only one that is gone (or an exiting daemon) is not waited for. */
+                        if (atomic_load(&j->abandon) && j->phase == JOB_FINISHING) {
                                 stream_abort(j->stream, ECANCELED);
                                 j->phase = JOB_DONE;
                         } else
@@ -498,9 +499,13 @@ static void scheduler_housekeeping(Scheduler *s) {
 }
 
 static bool scheduler_has_work(Scheduler *s) {
-        for (Job *j = s->active; j; j = j->next)
-                if (!j->parked || atomic_load(&j->unpark) || atomic_load(&j->cancel))
+        for (Job *j = s->active; j; j = j->next) {
+                if (!j->parked || atomic_load(&j->unpark) || atomic_load(&j->abandon))
                         return true;
+                /* A cancelled job parked on its last record waits for room like the others. */
+                if (atomic_load(&j->cancel) && j->phase != JOB_FINISHING)
+                        return true;
+        }
         return false;
 }
 
@@ -622,10 +627,14 @@ Scheduler *scheduler_free(Scheduler *s) {
         if (s->thread_started) {
                 pthread_mutex_lock(&s->lock);
                 s->stop = true;
-                for (Job *j = s->active; j; j = j->next)
+                for (Job *j = s->active; j; j = j->next) {
                         atomic_store(&j->cancel, true);
-                for (Job *j = s->incoming; j; j = j->next)
+                        atomic_store(&j->abandon, true);
+                }
+                for (Job *j = s->incoming; j; j = j->next) {
                         atomic_store(&j->cancel, true);
+                        atomic_store(&j->abandon, true);
+                }
                 pthread_cond_signal(&s->cond);
                 pthread_mutex_unlock(&s->lock);
                 pthread_join(s->thread, NULL);
@@ -678,6 +687,11 @@ void scheduler_cancel(Scheduler *s, Job *job) {
         s->kick = true;
         pthread_cond_signal(&s->cond);
         pthread_mutex_unlock(&s->lock);
+}
+
+void scheduler_abandon(Scheduler *s, Job *job) {
+        atomic_store(&job->abandon, true);
+        scheduler_cancel(s, job);
 }
 
 void scheduler_unpark(Scheduler *s, Job *job) {

@@ -48,6 +48,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Scheduler *, scheduler_free);
 void scheduler_submit(Scheduler *s, Job *job);
 /* Ask a job to stop at the next token boundary (any thread); its session keeps the state reached. */
 void scheduler_cancel(Scheduler *s, Job *job);
+/* Cancel a job whose client is gone (or that the daemon cannot wait for, at exit): a full ring
+ * then ends the stream without its last record instead of parking until the client reads. A
+ * cancelled job that is not abandoned waits for room for its end record like any other. */
+void scheduler_abandon(Scheduler *s, Job *job);
 /* The job's client made room or sent input (main thread, from the wake-up eventfd). */
 void scheduler_unpark(Scheduler *s, Job *job);
 void scheduler_get_stats(Scheduler *s, SchedulerStats *ret);

@@ -9,6 +9,12 @@
  *                                               streamed through the ring (prompt_stream)
  *   rwkv-test-client ADDRESS hold ID MAX_TOKENS SECONDS   Generate() in session ID, then keep the
  *                                               ring unread for SECONDS (a job that stays busy)
+ *   rwkv-test-client ADDRESS cancel-full ID MAX_TOKENS   Generate() in session ID without reading
+ *                                               until the ring is full and the daemon waits for room,
+ *                                               then Cancel() it, wait, and read the ring: the end
+ *                                               record must come, marked cancelled ("end cancelled
+ *                                               TEXT_RECORDS SESSION_TOKENS"); exit 1 when the daemon
+ *                                               ended the ring without one
  *   rwkv-test-client ADDRESS export ID FILE      ExportSession into FILE
  *   rwkv-test-client ADDRESS import ID FILE      ImportSession from FILE as ID ("" keeps its id)
  *   rwkv-test-client ADDRESS run ID PROMPT MAX_TOKENS   one generation (greedy) in session ID,
@@ -390,6 +396,107 @@ static int cmd_hold(const char *address, const char *id, uint32_t max_tokens, un
         return 0;
 }
 
+static int cmd_cancel_full(const char *address, const char *id, uint32_t max_tokens) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        int ring_fd, cw, dw, r;
+        uint64_t job;
+
+        if (connect_bus(address, &bus) < 0)
+                return 1;
+        r = sd_bus_call_method(bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Generate", &error, &reply,
+                               "ssa{sv}", id, "Hello", 1, "max_tokens", "u", max_tokens);
+        if (r < 0) {
+                fprintf(stderr, "Generate: %s: %s\n", error.name, error.message);
+                return 1;
+        }
+        if (sd_bus_message_read(reply, "thhh", &job, &ring_fd, &cw, &dw) < 0)
+                return 1;
+        struct stat st;
+        if (fstat(ring_fd, &st) < 0)
+                return 1;
+        void *mem = mmap(NULL, (size_t) st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd, 0);
+        RingHeader h;
+        if (mem == MAP_FAILED || ring_header_validate(mem, (uint64_t) st.st_size, &h) < 0)
+                return 1;
+        RingShared *sh = mem;
+        RingBuf out = { .data = (uint8_t *) mem + h.out_offset, .size = h.out_size, .head = &sh->client.out_head,
+                        .tail = &sh->daemon.out_tail, .pos = 0 };
+
+        /* The daemon sleeps on a full ring: its NEED_WAKEUP flag is up with the ring nearly full. */
+        uint64_t t0 = now_usec();
+        while (!(rwkv_smp_load_acquire(&sh->daemon.flags) & RING_FLAG_NEED_WAKEUP) ||
+               ring_buf_fill(&out) < (int64_t) h.out_size / 2) {
+                if (rwkv_smp_load_acquire(&sh->daemon.flags) & RING_FLAG_CLOSED) {
+                        fprintf(stderr, "the generation ended before the ring was full\n");
+                        return 1;
+                }
+                if (now_usec() - t0 > 30000000) {
+                        fprintf(stderr, "the ring did not fill\n");
+                        return 1;
+                }
+                usleep(1000);
+        }
+        sd_bus_error_free(&error);
+        r = sd_bus_call_method(bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Cancel", &error, NULL, "t", job);
+        if (r < 0) {
+                fprintf(stderr, "Cancel: %s: %s\n", error.name, error.message);
+                return 1;
+        }
+        /* Give the compute thread time to meet the full ring with the cancel. */
+        usleep(300000);
+
+        long texts = 0;
+        for (;;) {
+                RingRecord rec;
+                r = ring_record_peek(&out, &rec);
+                if (r < 0)
+                        return 1;
+                if (r == 0) {
+                        ring_sleep_prepare(&sh->client.flags);
+                        if (ring_buf_fill(&out) != 0) {
+                                ring_flag_clear(&sh->client.flags, RING_FLAG_NEED_WAKEUP);
+                                continue;
+                        }
+                        if (rwkv_smp_load_acquire(&sh->daemon.flags) & RING_FLAG_CLOSED && ring_buf_fill(&out) == 0) {
+                                fprintf(stderr, "the daemon ended the ring without an end record (error %d: %s) after %ld "
+                                        "text records\n", sh->daemon.error, strerror(sh->daemon.error), texts);
+                                return 1;
+                        }
+                        struct pollfd p = { .fd = cw, .events = POLLIN };
+                        if (poll(&p, 1, 30000) == 0) {
+                                fprintf(stderr, "no end record within 30 s\n");
+                                return 1;
+                        }
+                        uint64_t v;
+                        (void) !read(cw, &v, sizeof(v));
+                        ring_flag_clear(&sh->client.flags, RING_FLAG_NEED_WAKEUP);
+                        continue;
+                }
+                char buf[RING_RECORD_PAYLOAD_MAX];
+                ring_buf_read_at(&out, sizeof(RingRecord), buf, rec.size);
+                ring_buf_consume(&out, ring_record_span(rec.size));
+                if (ring_peer_needs_wakeup(&sh->daemon.flags)) {
+                        uint64_t one = 1;
+                        (void) !write(dw, &one, sizeof(one));
+                }
+                if (rec.type == RING_RECORD_TEXT)
+                        texts++;
+                else if (rec.type == RING_RECORD_ERROR) {
+                        fprintf(stderr, "error record after %ld text records\n", texts);
+                        return 1;
+                } else if (rec.type == RING_RECORD_END && rec.size >= sizeof(RingEnd)) {
+                        RingEnd e;
+                        memcpy(&e, buf, sizeof(e));
+                        printf("end %s %ld %llu\n", e.stop_reason == RING_STOP_CANCELLED ? "cancelled" : "not-cancelled",
+                               texts, (unsigned long long) e.session_tokens);
+                        munmap(mem, (size_t) st.st_size);
+                        return e.stop_reason == RING_STOP_CANCELLED ? 0 : 1;
+                }
+        }
+}
+
 /* ExportSession(id) into file, or ImportSession(file) as id; prints the imported id. */
 static int cmd_transfer(const char *address, bool export, const char *id, const char *path) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -486,6 +593,8 @@ int main(int argc, char *argv[]) {
         }
         if (argc == 5 && (strcmp(argv[2], "export") == 0 || strcmp(argv[2], "import") == 0))
                 return cmd_transfer(argv[1], argv[2][0] == 'e', argv[3], argv[4]);
+        if (argc == 5 && strcmp(argv[2], "cancel-full") == 0)
+                return cmd_cancel_full(argv[1], argv[3], (uint32_t) atoi(argv[4]));
         if (argc == 6 && strcmp(argv[2], "hold") == 0)
                 return cmd_hold(argv[1], argv[3], (uint32_t) atoi(argv[4]), (unsigned) atoi(argv[5]));
         if (argc == 5 && strcmp(argv[2], "gen") == 0)

@@ -387,10 +387,27 @@ def test_fsize():
         check("'s'" in log and "could not be saved" in log, "the unsaved session is not named:\n%s" % log)
 
 
+def test_cancel_full():
+    """Cancel meets a full ring while the client still reads: the client gets the end record, marked
+    cancelled (the daemon used to end such a stream without one), and the session is committed."""
+    with rt.Bus() as bus:
+        d = rt.Daemon(bus, config={"limits": {"max_tokens_per_request": 100000}}, name="cancelfull").start()
+        d.call("CreateSession", "sa{sv}", "c", 0)
+        r = subprocess.run([client_path(), bus.address, "cancel-full", "c", "100000"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=90)
+        out, err = r.stdout.decode().strip(), r.stderr.decode(errors="replace").strip()
+        print("cancel on a full ring: exit %d: %s %s" % (r.returncode, out, err))
+        check(r.returncode == 0 and out.startswith("end cancelled "), "no end record after the cancel: %s %s" % (out, err))
+        check(int(out.split()[3]) == tokens(d, "c"), "the end record and the session disagree: %s, %d tokens"
+              % (out, tokens(d, "c")))
+        check(d.call("Status")[0]["jobs_running"]["data"] == 0, "the job is still running")
+        check(d.stop() == 0, "exit status:\n%s" % d.log())
+
+
 def main():
     modes = sys.argv[1:] or ["full-disk", "shutdown"]
     tests = {"full-disk": test_full_disk, "shutdown": test_shutdown, "stale-export": test_stale_export,
-             "fsize": test_fsize, "fresh-user": test_fresh_user}
+             "fsize": test_fsize, "fresh-user": test_fresh_user, "cancel-full": test_cancel_full}
     for mode in modes:
         tests[mode]()
 
