@@ -53,6 +53,7 @@ struct Job {
 
         /* main thread */
         Manager *manager;
+        uint64_t session_tokens;   /* for the end record once session is NULL (waiting for the commit) */
         sd_bus_track *track;       /* the peer that asked: when it leaves, the job is cancelled */
         sd_event_source *wakeup_source;
         Job *mprev, *mnext;

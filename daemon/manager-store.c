@@ -602,7 +602,10 @@ int manager_session_commit_job(Manager *m, Session *s, Job *job) {
         }
         if (!job)
                 return 0;
-        /* The job waits for the result: its stream, not its session (released already). */
+        /* The job waits for the result: its stream, not its session (released already, and it
+         * may be deleted meanwhile). */
+        job->session_tokens = s->tokens;
+        job->session = NULL;
         job->track = sd_bus_track_unref(job->track);
         job->wakeup_source = sd_event_source_disable_unref(job->wakeup_source);
         w->job = job;
@@ -882,6 +885,8 @@ void manager_commit_all(Manager *m) {
 
 unsigned manager_log_unsaved(Manager *m) {
         unsigned n = 0;
+        if (!m->store)
+                return 0;
         for (Session *s = m->sessions.head; s; s = s->next)
                 if (s->hot && !s->throwaway && (s->dirty || s->busy)) {
                         log_error("Session '%s' of uid %u could not be saved: its changes since the last commit are lost.",

@@ -184,7 +184,7 @@ void scheduler_push_last(Job *j) {
                         .prompt_usec = j->prefill_done_usec > j->start_usec ? j->prefill_done_usec - j->start_usec : 0,
                         .generate_usec = j->end_usec > j->prefill_done_usec && j->prefill_done_usec
                                                  ? j->end_usec - j->prefill_done_usec : 0,
-                        .session_tokens = j->session ? j->session->tokens : 0,
+                        .session_tokens = j->session ? j->session->tokens : j->session_tokens,
                 };
                 r = stream_push_end(j->stream, &end);
         }
