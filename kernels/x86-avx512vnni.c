@@ -1,6 +1,6 @@
 /* x86-avx512vnni.c: batched decode of q8_0 (2-16 vectors) with AVX-512 VNNI. Built with its own
  * flags and entered only when cpu.c found avx512_vnni; it overrides one entry of the AVX-512 table.
- * 2-8 vectors take the "8 vectors x 2 blocks" layout further down (rows2_q8_0); 9-16 this one.
+ * 2-8 vectors take the "8 vectors x 2 groups" layout further down (rows8_q8_0); 9-16 this one.
  *
  * Layout: the VECTORS are the lanes. x is quantized per call to int8 blocks of 32 (like the integer
  * matvec in simd-template.h) and repacked so that one zmm holds, for each of up to 15 vectors, the
@@ -131,115 +131,123 @@ static inline __attribute__((always_inline)) void rows_q8_0(const uint8_t *w, si
         }
 }
 
-/* ---- up to 8 vectors: the lanes are 8 vectors x 2 blocks ----
+/* ---- up to 8 vectors: the lanes are 8 vectors x 2 groups of 4 bytes ----
  * With one lane per vector, 8 vectors leave 7 of 16 lanes idle and vpdpbusd (one per cycle) is the
- * limit. Here lanes 0-7 hold block 2p and lanes 8-15 block 2p+1 of the same 8 vectors, and the
- * weights go in place with one vpermd per 4-byte group (64 bytes = 2 blocks loaded once): half the
- * vpdpbusd. The WEIGHTS are the unsigned operand (w + 128) and x stays signed, so the extra
- * 128 * sum(x) of each block depends on x alone: it is precomputed and starts the accumulator. */
-#define VNNI2_ROWS 4
+ * limit. Here qword lane v of packed zmm k holds bytes 8k..8k+7 of a block of vector v, i.e. dword
+ * lane 2v = group 2k and 2v+1 = group 2k+1, and 8 weight bytes go to every qword with a 64-bit
+ * broadcast from memory: a block of a row costs 4 vpdpbusd for all 8 vectors and no shuffle (the
+ * former layout, 8 vectors x 2 blocks, spent one vpermd per vpdpbusd, and both issue about once per
+ * cycle on Zen 4). Per row-block: 4 vpbroadcastq loads, 4 vpxord, 4 vpdpbusd, 4 more for the scales;
+ * 2.7-3.2 -> 2.4-3.0 ns per row-block on one core, batch8 of the 0.1B FFN key matrix 21-22 -> 24-26 GB/s
+ * of weights on 2 threads. vpdpbusd multiplies unsigned by signed bytes: the WEIGHTS are the unsigned
+ * operand (w ^ 0x80 = w + 128, one vpxord after each broadcast) and x stays signed, so the extra
+ * 128 * sum(x) depends on x alone: it is precomputed per lane and starts the accumulator. Lanes 2v
+ * and 2v+1 carry the same x scale and are added at the end. Measured and dropped: x as the unsigned
+ * side and the 128 * sum(w) of each block of a row computed per call (vpdpbusd by bytes of 1 and a
+ * transposing reduction, or vpsadbw): the inner loop then needs no vpxord (2.0 ns per row-block),
+ * but the per-row pass cost more than the vpxord it saved (3.1 ns in all); 2 or 8 rows per pass
+ * instead of 4 were slower too. */
+#define VNNI8_ROWS 4
 
-/* xp[p*8 + j]: lanes v / 8+v = bytes 4j..4j+3 of blocks 2p / 2p+1 of vector v (zero beyond nv and
- * beyond the last block); xc[p] = -128 * the sum of those blocks' bytes; dxs[p*16 + lane] = scales. */
-static bool pack_x2(const float *x, size_t ldx, size_t nv, size_t K, __m512i *xp, __m512i *xc, float *dxs) {
-        size_t nb = K / QK, np = (nb + 1) / 2;
-        _Alignas(64) uint32_t lanes[8][VNNI_LANES];
-        _Alignas(64) int32_t corr[VNNI_LANES];
+static inline uint64_t load_u64(const void *p) {
+        uint64_t v;
+        memcpy(&v, p, sizeof(v));
+        return v;
+}
+
+/* xq[b*4 + k]: qword lane v = bytes 8k..8k+7 of block b of vector v (zero beyond nv); xc[b] dword
+ * lane 2v / 2v+1 = -128 * the sum of the bytes that lane multiplies (even / odd groups of block b);
+ * dxs[b*16 + 2v] = dxs[b*16 + 2v+1] = the scale of block b of vector v. */
+static bool pack_x8(const float *x, size_t ldx, size_t nv, size_t K, __m512i *xq, __m512i *xc, float *dxs) {
+        size_t nb = K / QK;
+        const __m512i bias = _mm512_set1_epi8((char)0x80);
+        _Alignas(64) uint64_t lanes[4][8];
         _Alignas(64) int8_t q[QK];
-        for (size_t pi = 0; pi < np; pi++) {
+        for (size_t b = 0; b < nb; b++) {
                 memset(lanes, 0, sizeof(lanes));
-                memset(corr, 0, sizeof(corr));
-                memset(dxs + pi * VNNI_LANES, 0, sizeof(float) * VNNI_LANES);
-                for (size_t h = 0; h < 2 && 2 * pi + h < nb; h++)
-                        for (size_t v = 0; v < nv; v++) {
-                                size_t lane = 8 * h + v, b = 2 * pi + h;
-                                if (!quantize_block(x + v * ldx + b * QK, q, dxs + pi * VNNI_LANES + lane))
-                                        return false;
-                                int sum = 0;
-                                for (int i = 0; i < QK; i++)
-                                        sum += q[i];
-                                corr[lane] = -128 * sum;
-                                for (int j = 0; j < 8; j++)
-                                        lanes[j][lane] = load_u32(q + 4 * j);
-                        }
-                for (int j = 0; j < 8; j++)
-                        xp[pi * 8 + (size_t)j] = _mm512_load_si512(lanes[j]);
-                xc[pi] = _mm512_load_si512(corr);
+                memset(dxs + b * VNNI_LANES, 0, sizeof(float) * VNNI_LANES);
+                for (size_t v = 0; v < nv; v++) {
+                        float d;
+                        if (!quantize_block(x + v * ldx + b * QK, q, &d))
+                                return false;
+                        dxs[b * VNNI_LANES + 2 * v] = dxs[b * VNNI_LANES + 2 * v + 1] = d;
+                        for (int k = 0; k < 4; k++)
+                                lanes[k][v] = load_u64(q + 8 * k);
+                }
+                __m512i c = _mm512_setzero_si512();
+                for (int k = 0; k < 4; k++) {
+                        xq[b * 4 + (size_t)k] = _mm512_load_si512(lanes[k]);
+                        c = _mm512_dpbusd_epi32(c, bias, xq[b * 4 + (size_t)k]); /* 128 * x, 4 bytes a lane */
+                }
+                xc[b] = _mm512_sub_epi32(_mm512_setzero_si512(), c);
         }
         return true;
 }
 
-static inline __attribute__((always_inline)) void rows2_q8_0(const uint8_t *w, size_t rb, size_t K, const __m512i *xp,
+static inline __attribute__((always_inline)) void rows8_q8_0(const uint8_t *w, size_t rb, size_t K, const __m512i *xq,
                                                              const __m512i *xc, const float *dxs, int nr, size_t nv,
                                                              float *y, size_t ldy, size_t r) {
-        size_t nb = K / QK, np = (nb + 1) / 2, qo = q_row_quants_offset(K);
+        size_t nb = K / QK, qo = q_row_quants_offset(K);
         const __m512i bias = _mm512_set1_epi8((char)0x80);
-        const uint8_t *p[VNNI2_ROWS];
-        __m512 acc0[VNNI2_ROWS], acc1[VNNI2_ROWS];
-        _Alignas(64) float dw[VNNI2_ROWS][VNNI_MAX_COLS / QK + 16]; /* + the odd pair's missing half */
+        const uint8_t *p[VNNI8_ROWS];
+        __m512 acc[VNNI8_ROWS];
+        _Alignas(64) float dw[VNNI8_ROWS][VNNI_MAX_COLS / QK];
 #pragma GCC unroll 4
         for (int i = 0; i < nr; i++) {
                 p[i] = w + (r + (size_t)i) * rb;
-                acc0[i] = acc1[i] = _mm512_setzero_ps();
+                acc[i] = _mm512_setzero_ps();
                 size_t b = 0;
                 for (; b + 16 <= nb; b += 16)
                         _mm512_storeu_ps(dw[i] + b,
                                          _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p[i] + 2 * b))));
                 for (; b < nb; b++)
                         dw[i][b] = _cvtsh_ss(load_u16(p[i] + 2 * b));
-                dw[i][nb] = 0.f; /* the missing half of an odd last pair */
         }
-        for (size_t pi = 0; pi < np; pi++) {
-                const __m512i *xb = xp + pi * 8;
-                __m512 dxb = _mm512_load_ps(dxs + pi * VNNI_LANES);
+        for (size_t b = 0; b < nb; b++) {
+                const __m512i *xb = xq + b * 4;
+                __m512 dxb = _mm512_load_ps(dxs + b * VNNI_LANES);
                 /* the next NR rows, spread over this pass (see rows_q8_0) */
-                const uint8_t *ahead = p[0] + (size_t)nr * rb + pi * (size_t)nr * 2 * (QK + 2);
-                for (int c = 0; c < (nr * 2 * (QK + 2) + 63) / 64 + 1; c++)
+                const uint8_t *ahead = p[0] + (size_t)nr * rb + b * (size_t)nr * (QK + 2);
+                for (int c = 0; c < (nr * (QK + 2) + 63) / 64 + 1; c++)
                         __builtin_prefetch(ahead + 64 * c, 0, 3);
-                /* an odd last block: load 32 bytes only (never past the row) */
-                __mmask64 m = 2 * pi + 1 < nb ? ~(__mmask64)0 : (__mmask64)0xffffffffu;
 #pragma GCC unroll 4
                 for (int i = 0; i < nr; i++) {
-                        __m512i wz = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, p[i] + qo + pi * 2 * QK), bias);
-                        __m512i s0 = xc[pi], s1 = _mm512_setzero_si512();
-#pragma GCC unroll 8
-                        for (int j = 0; j < 8; j += 2) {
-                                const __m512i i0 = _mm512_set_epi32(8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j,
-                                                                    8 + j, j, j, j, j, j, j, j, j);
-                                const __m512i i1 = _mm512_add_epi32(i0, _mm512_set1_epi32(1));
-                                s0 = _mm512_dpbusd_epi32(s0, _mm512_permutexvar_epi32(i0, wz), xb[j]);
-                                s1 = _mm512_dpbusd_epi32(s1, _mm512_permutexvar_epi32(i1, wz), xb[j + 1]);
-                        }
+                        const uint8_t *q = p[i] + qo + b * QK;
+                        __m512i w0 = _mm512_xor_si512(_mm512_set1_epi64((long long)load_u64(q)), bias);
+                        __m512i w1 = _mm512_xor_si512(_mm512_set1_epi64((long long)load_u64(q + 8)), bias);
+                        __m512i w2 = _mm512_xor_si512(_mm512_set1_epi64((long long)load_u64(q + 16)), bias);
+                        __m512i w3 = _mm512_xor_si512(_mm512_set1_epi64((long long)load_u64(q + 24)), bias);
+                        __m512i s0 = _mm512_dpbusd_epi32(xc[b], w0, xb[0]);
+                        __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1, xb[1]);
+                        s0 = _mm512_dpbusd_epi32(s0, w2, xb[2]);
+                        s1 = _mm512_dpbusd_epi32(s1, w3, xb[3]);
                         __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), dxb);
-                        /* lanes 0-7 take block 2p's scale (acc0), lanes 8-15 block 2p+1's (acc1) */
-                        acc0[i] = _mm512_fmadd_ps(f, _mm512_set1_ps(dw[i][2 * pi]), acc0[i]);
-                        acc1[i] = _mm512_fmadd_ps(f, _mm512_set1_ps(dw[i][2 * pi + 1]), acc1[i]);
+                        acc[i] = _mm512_fmadd_ps(f, _mm512_set1_ps(dw[i][b]), acc[i]);
                 }
         }
 #pragma GCC unroll 4
         for (int i = 0; i < nr; i++) {
-                _Alignas(64) float o0[VNNI_LANES], o1[VNNI_LANES];
-                _mm512_store_ps(o0, acc0[i]);
-                _mm512_store_ps(o1, acc1[i]);
+                _Alignas(64) float o[VNNI_LANES];
+                _mm512_store_ps(o, acc[i]);
                 for (size_t v = 0; v < nv; v++)
-                        y[v * ldy + r + (size_t)i] = o0[v] + o1[8 + v];
+                        y[v * ldy + r + (size_t)i] = o[2 * v] + o[2 * v + 1];
         }
 }
 
 static void matmul_q8_0_vnni8(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
                               size_t ldy, size_t r0, size_t r1) {
-        _Alignas(64) __m512i xp[VNNI_MAX_COLS / QK / 2 * 8], xc[VNNI_MAX_COLS / QK / 2];
-        _Alignas(64) float dxs[VNNI_MAX_COLS / QK / 2 * VNNI_LANES];
-        if (!pack_x2(x, ldx, n_vec, K, xp, xc, dxs)) {
+        _Alignas(64) __m512i xq[VNNI_MAX_COLS / QK * 4], xc[VNNI_MAX_COLS / QK];
+        _Alignas(64) float dxs[VNNI_MAX_COLS / QK * VNNI_LANES];
+        if (!pack_x8(x, ldx, n_vec, K, xq, xc, dxs)) {
                 fallback_q8_0(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
                 return;
         }
         const uint8_t *wb = w;
         size_t r = r0;
-        for (; r + VNNI2_ROWS <= r1; r += VNNI2_ROWS)
-                rows2_q8_0(wb, rb, K, xp, xc, dxs, VNNI2_ROWS, n_vec, y, ldy, r);
+        for (; r + VNNI8_ROWS <= r1; r += VNNI8_ROWS)
+                rows8_q8_0(wb, rb, K, xq, xc, dxs, VNNI8_ROWS, n_vec, y, ldy, r);
         for (; r < r1; r++)
-                rows2_q8_0(wb, rb, K, xp, xc, dxs, 1, n_vec, y, ldy, r);
+                rows8_q8_0(wb, rb, K, xq, xc, dxs, 1, n_vec, y, ldy, r);
 }
 
 /* ---- prefill chunks (more than 16 vectors): groups of up to 15 vectors, each as above ----

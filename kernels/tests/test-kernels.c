@@ -141,6 +141,13 @@ static void test_matrix(const Kernels *k) {
         for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++)
                 for (size_t nv = 1; nv <= 17; nv++)
                         check_matrix(k, all_types[ti], 19, 128, nv);
+        /* batched decode of 2-8 vectors (VNNI: 8 vectors x 2 groups of 4 bytes a zmm) on wide rows, odd
+         * block counts (1056 = 33 blocks) and the largest packed x (8192 columns) */
+        for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++)
+                for (size_t nv = 2; nv <= 8; nv++) {
+                        check_matrix(k, all_types[ti], 13, 1056, nv);
+                        check_matrix(k, all_types[ti], 6, 8192, nv);
+                }
         /* prefill chunks: more than 16 vectors (VNNI: groups of up to 15, packed x in several passes
          * once the columns are many), odd row counts and odd block counts */
         static const size_t chunks[][3] = {
