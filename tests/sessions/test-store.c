@@ -290,9 +290,35 @@ static void test_export_import(const char *dir, const char *tmp) {
         store_free(s);
 }
 
+/* A state directory whose parents do not exist yet (a fresh account: no ~/.local/state) is created
+ * with them, all 0700; a parent that is a file is an error that names it. */
+static void test_parents(const char *tmp) {
+        char dir[4096], path[4096];
+        Store *s = NULL;
+        RwkvError err = {};
+
+        snprintf(dir, sizeof(dir), "%s/home/.local/state/rwkvd", tmp);
+        CHECK_OK(store_open(dir, NULL, &s, &err));
+        check_mode(dir, 0700);
+        snprintf(path, sizeof(path), "%s/home/.local/state", tmp);
+        check_mode(path, 0700);
+        snprintf(path, sizeof(path), "%s/home", tmp);
+        check_mode(path, 0700);
+        store_free(s);
+
+        snprintf(path, sizeof(path), "%s/plainfile", tmp);
+        FILE *f = fopen(path, "w");
+        CHECK(f);
+        fclose(f);
+        snprintf(dir, sizeof(dir), "%s/plainfile/state/rwkvd", tmp);
+        CHECK_ERR(store_open(dir, NULL, &s, &err), ENOTDIR);
+        CHECK(strstr(err.msg, "plainfile/state'"));
+}
+
 int main(void) {
         char *tmp = test_tmpdir();
         char *dir = state_dir(tmp);
+        test_parents(tmp);
         test_basic(dir);
         test_checkpoints(dir);
         test_export_import(dir, tmp);
