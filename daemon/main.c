@@ -164,7 +164,8 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                          * look into (a user whose $HOME is not readable) means the defaults. A
                          * default file that is read but wrong stays an error. */
                         if (r == -EACCES || r == -EPERM || r == -ENOTDIR || r == -ELOOP)
-                                log_warning_errno(r, "Cannot read the default config file \"%s\", using the defaults: %m", def);
+                                log_warning_errno(r, "Cannot read the default config file \"%s\", using the "
+                                                  "defaults: %m", def);
                         else if (r < 0 && r != -ENOENT)
                                 return log_error_errno(r, "Failed to read config file \"%s\": %m", def);
                 }

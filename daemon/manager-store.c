@@ -889,8 +889,8 @@ unsigned manager_log_unsaved(Manager *m) {
                 return 0;
         for (Session *s = m->sessions.head; s; s = s->next)
                 if (s->hot && !s->throwaway && (s->dirty || s->busy)) {
-                        log_error("Session '%s' of uid %u could not be saved: its changes since the last commit are lost.",
-                                  s->id, (unsigned) s->owner);
+                        log_error("Session '%s' of uid %u could not be saved: its changes since the last commit "
+                                  "are lost.", s->id, (unsigned) s->owner);
                         n++;
                 }
         return n;

@@ -76,7 +76,8 @@ static int mkdir_parents(const char *dir, RwkvError *err) {
                         continue;
                 *slash = 0;
                 if (mkdir(p, 0700) < 0 && errno != EEXIST)
-                        return error_set(err, errno, "cannot create state directory '%s': cannot create '%s': %m", dir, p);
+                        return error_set(err, errno, "cannot create state directory '%s': cannot create '%s': %m", dir,
+                                         p);
                 *slash = '/';
         }
         return 0;

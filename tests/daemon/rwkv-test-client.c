@@ -460,8 +460,9 @@ static int cmd_cancel_full(const char *address, const char *id, uint32_t max_tok
                                 continue;
                         }
                         if (rwkv_smp_load_acquire(&sh->daemon.flags) & RING_FLAG_CLOSED && ring_buf_fill(&out) == 0) {
-                                fprintf(stderr, "the daemon ended the ring without an end record (error %d: %s) after %ld "
-                                        "text records\n", sh->daemon.error, strerror(sh->daemon.error), texts);
+                                fprintf(stderr, "the daemon ended the ring without an end record (error %d: %s) "
+                                        "after %ld text records\n",
+                                        sh->daemon.error, strerror(sh->daemon.error), texts);
                                 return 1;
                         }
                         struct pollfd p = { .fd = cw, .events = POLLIN };
@@ -489,8 +490,9 @@ static int cmd_cancel_full(const char *address, const char *id, uint32_t max_tok
                 } else if (rec.type == RING_RECORD_END && rec.size >= sizeof(RingEnd)) {
                         RingEnd e;
                         memcpy(&e, buf, sizeof(e));
-                        printf("end %s %ld %llu\n", e.stop_reason == RING_STOP_CANCELLED ? "cancelled" : "not-cancelled",
-                               texts, (unsigned long long) e.session_tokens);
+                        printf("end %s %ld %llu\n",
+                               e.stop_reason == RING_STOP_CANCELLED ? "cancelled" : "not-cancelled", texts,
+                               (unsigned long long) e.session_tokens);
                         munmap(mem, (size_t) st.st_size);
                         return e.stop_reason == RING_STOP_CANCELLED ? 0 : 1;
                 }
