@@ -1,6 +1,6 @@
 /* x86-avx512vnni.c: batched decode of q8_0 (2-16 vectors) with AVX-512 VNNI. Built with its own
  * flags and entered only when cpu.c found avx512_vnni; it overrides one entry of the AVX-512 table.
- * 2-8 vectors take the "8 vectors x 2 groups" layout further down (rows8_q8_0); 9-16 this one.
+ * 2-8 and 16 vectors take the "8 vectors x 2 groups" layout further down (rows8_q8_0); 9-15 this one.
  *
  * Layout: the VECTORS are the lanes. x is quantized per call to int8 blocks of 32 (like the integer
  * matvec in simd-template.h) and repacked so that one zmm holds, for each of up to 15 vectors, the
@@ -148,6 +148,7 @@ static inline __attribute__((always_inline)) void rows_q8_0(const uint8_t *w, si
  * but the per-row pass cost more than the vpxord it saved (3.1 ns in all); 2 or 8 rows per pass
  * instead of 4 were slower too. */
 #define VNNI8_ROWS 4
+#define VNNI8_L1_COLS 1024 /* prefetch the next tile into L1 up to this many columns, else L2 */
 
 static inline uint64_t load_u64(const void *p) {
         uint64_t v;
@@ -205,6 +206,7 @@ static inline __attribute__((always_inline)) void rows8_q8_0(const uint8_t *w, s
                                                              const __m512i *xc, const float *dxs, int nr, size_t nv,
                                                              float *y, size_t ldy, size_t r) {
         size_t nb = K / QK, qo = q_row_quants_offset(K);
+        const bool l1 = K <= VNNI8_L1_COLS;
         const __m512i bias = _mm512_set1_epi8((char)0x80);
         const uint8_t *p[VNNI8_ROWS];
         __m512 acc[VNNI8_ROWS];
@@ -223,10 +225,15 @@ static inline __attribute__((always_inline)) void rows8_q8_0(const uint8_t *w, s
         for (size_t b = 0; b < nb; b++) {
                 const __m512i *xb = xq + b * 4;
                 __m512 dxb = _mm512_load_ps(dxs + b * VNNI_LANES);
-                /* the next NR rows, spread over this pass (see rows_q8_0) */
+                /* the next NR rows, spread over this pass (see rows_q8_0); into L1 only while they, this
+                 * tile and the packed x fit there (K = 768: 24 -> 22.5 GB/s into L2 instead, 2 threads);
+                 * beyond that into L2 (K = 2048: 20 -> 27 GB/s, K = 3072 18 -> 25) */
                 const uint8_t *ahead = p[0] + (size_t)nr * rb + b * (size_t)nr * (QK + 2);
                 for (int c = 0; c < (nr * (QK + 2) + 63) / 64 + 1; c++)
-                        __builtin_prefetch(ahead + 64 * c, 0, 3);
+                        if (l1)
+                                __builtin_prefetch(ahead + 64 * c, 0, 3);
+                        else
+                                __builtin_prefetch(ahead + 64 * c, 0, 2);
 #pragma GCC unroll 4
                 for (int i = 0; i < nr; i++) {
                         const uint8_t *q = p[i] + qo + b * QK;
@@ -251,20 +258,28 @@ static inline __attribute__((always_inline)) void rows8_q8_0(const uint8_t *w, s
         }
 }
 
+/* Up to 16 vectors in groups of at most 8: every tile of rows is applied to each packed group in
+ * turn, the later group finds it in L1. */
 static void matmul_q8_0_vnni8(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
                               size_t ldy, size_t r0, size_t r1) {
-        _Alignas(64) __m512i xq[VNNI_MAX_COLS / QK * 4], xc[VNNI_MAX_COLS / QK];
-        _Alignas(64) float dxs[VNNI_MAX_COLS / QK * VNNI_LANES];
-        if (!pack_x8(x, ldx, n_vec, K, xq, xc, dxs)) {
-                fallback_q8_0(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
-                return;
+        _Alignas(64) __m512i xq[2][VNNI_MAX_COLS / QK * 4], xc[2][VNNI_MAX_COLS / QK];
+        _Alignas(64) float dxs[2][VNNI_MAX_COLS / QK * VNNI_LANES];
+        size_t n_groups = (n_vec + 7) / 8, per = (n_vec + n_groups - 1) / n_groups, nv[2];
+        for (size_t g = 0; g < n_groups; g++) {
+                nv[g] = g * per + per <= n_vec ? per : n_vec - g * per;
+                if (!pack_x8(x + g * per * ldx, ldx, nv[g], K, xq[g], xc[g], dxs[g])) {
+                        fallback_q8_0(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+                        return;
+                }
         }
         const uint8_t *wb = w;
         size_t r = r0;
         for (; r + VNNI8_ROWS <= r1; r += VNNI8_ROWS)
-                rows8_q8_0(wb, rb, K, xq, xc, dxs, VNNI8_ROWS, n_vec, y, ldy, r);
+                for (size_t g = 0; g < n_groups; g++)
+                        rows8_q8_0(wb, rb, K, xq[g], xc[g], dxs[g], VNNI8_ROWS, nv[g], y + g * per * ldy, ldy, r);
         for (; r < r1; r++)
-                rows8_q8_0(wb, rb, K, xq, xc, dxs, 1, n_vec, y, ldy, r);
+                for (size_t g = 0; g < n_groups; g++)
+                        rows8_q8_0(wb, rb, K, xq[g], xc[g], dxs[g], 1, nv[g], y + g * per * ldy, ldy, r);
 }
 
 /* ---- prefill chunks (more than 16 vectors): groups of up to 15 vectors, each as above ----
@@ -313,33 +328,26 @@ static void matmul_q8_0_vnni(const void *w, size_t rb, size_t K, const float *x,
                 matmul_q8_0_vnni_many(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
                 return;
         }
-        _Alignas(64) __m512i xu[2][VNNI_MAX_COLS / QK * 8];
-        _Alignas(64) float dxs[2][VNNI_MAX_COLS / QK * VNNI_LANES];
-        /* up to 15 vectors fit one pass (one lane is the bias correction); 16 take two of 8 */
-        size_t n_groups = n_vec < VNNI_LANES ? 1 : 2, nv[2] = { n_vec, 0 };
-        if (n_groups == 2) {
-                nv[0] = (n_vec + 1) / 2;
-                nv[1] = n_vec - nv[0];
-        }
-        if (n_vec >= 2 && n_vec <= 8 && K <= VNNI_MAX_COLS && K % QK == 0) {
+        /* 2-8 vectors, and 16 as 2 x 8 (one-lane passes of 8: 7-10 -> 12-14 GB/s of weights, 2 threads);
+         * 9-15 fit one pass of the one-lane layout, measured faster than two groups of the other */
+        if (((n_vec >= 2 && n_vec <= 8) || n_vec == 16) && K <= VNNI_MAX_COLS && K % QK == 0) {
                 matmul_q8_0_vnni8(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
                 return;
         }
-        bool ok = n_vec >= 2 && n_vec <= VNNI_MAX_VEC && K <= VNNI_MAX_COLS && K % QK == 0;
-        for (size_t g = 0; g < n_groups && ok; g++)
-                ok = pack_x(x + g * nv[0] * ldx, ldx, nv[g], K, xu[g], dxs[g]);
-        if (!ok) {
+        /* 9-15 vectors: one pass, one lane per vector (the last lane is the bias correction) */
+        _Alignas(64) __m512i xu[VNNI_MAX_COLS / QK * 8];
+        _Alignas(64) float dxs[VNNI_MAX_COLS / QK * VNNI_LANES];
+        bool ok = n_vec >= 2 && n_vec < VNNI_LANES && K <= VNNI_MAX_COLS && K % QK == 0;
+        if (!ok || !pack_x(x, ldx, n_vec, K, xu, dxs)) {
                 fallback_q8_0(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
                 return;
         }
         const uint8_t *wb = w;
         size_t r = r0;
         for (; r + VNNI_ROWS <= r1; r += VNNI_ROWS)
-                for (size_t g = 0; g < n_groups; g++)
-                        rows_q8_0(wb, rb, K, xu[g], dxs[g], VNNI_ROWS, nv[g], y + g * nv[0] * ldy, ldy, r);
+                rows_q8_0(wb, rb, K, xu, dxs, VNNI_ROWS, n_vec, y, ldy, r);
         for (; r < r1; r++)
-                for (size_t g = 0; g < n_groups; g++)
-                        rows_q8_0(wb, rb, K, xu[g], dxs[g], 1, nv[g], y + g * nv[0] * ldy, ldy, r);
+                rows_q8_0(wb, rb, K, xu, dxs, 1, n_vec, y, ldy, r);
 }
 
 void kernels_fill_avx512vnni(Kernels *k) {

@@ -141,10 +141,11 @@ static void test_matrix(const Kernels *k) {
         for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++)
                 for (size_t nv = 1; nv <= 17; nv++)
                         check_matrix(k, all_types[ti], 19, 128, nv);
-        /* batched decode of 2-8 vectors (VNNI: 8 vectors x 2 groups of 4 bytes a zmm) on wide rows, odd
-         * block counts (1056 = 33 blocks) and the largest packed x (8192 columns) */
+        /* batched decode of 2-8 and 16 vectors (VNNI: 8 vectors x 2 groups of 4 bytes a zmm, 16 as two
+         * such groups) on wide rows, odd block counts (1056 = 33 blocks) and the largest packed x (8192
+         * columns) */
         for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++)
-                for (size_t nv = 2; nv <= 8; nv++) {
+                for (size_t nv = 2; nv <= 16; nv = nv == 8 ? 16 : nv + 1) {
                         check_matrix(k, all_types[ti], 13, 1056, nv);
                         check_matrix(k, all_types[ti], 6, 8192, nv);
                 }
