@@ -481,8 +481,10 @@ DEFINE_MATMUL(q4_0)
  * once, each VL columns of it converted in registers and applied to up to SM_V vectors held in
  * SM_R x SM_V accumulators, so the conversion is paid once per weight for all of them and the
  * loop is FMA-bound. The SM_R rows are one contiguous stretch of memory; the next one is
- * prefetched into L1 spread over this tile's columns (one instruction per cache line), because
- * at several FMAs per weight the out-of-order window alone keeps too few misses in flight. */
+ * prefetched into L2 spread over this tile's columns (one instruction per cache line), because
+ * at several FMAs per weight the out-of-order window alone keeps too few misses in flight. Into
+ * L2, not L1: the next tile, this one and the vectors crowd L1 (bench-kernels batch8, 2 threads,
+ * f16 4.3-4.8x -> 5.3-6.1x, f32 5.6-5.7x -> 7.7x over the three shapes, bf16 4.1 -> 5.5x at 0.1B). */
 #ifndef SM_MAX_VEC
 #define SM_MAX_VEC 16
 #endif
@@ -501,7 +503,7 @@ DEFINE_MATMUL(q4_0)
                 for (size_t k = 0; k < kv; k += VL) {                                                                  \
                         if (k % (64 / (esz)) == 0)                                                                     \
                                 _Pragma("GCC unroll 8") for (int i = 0; i < nr; i++)                                   \
-                                        __builtin_prefetch(ahead + (size_t)i * rb + k * (esz), 0, 3);                  \
+                                        __builtin_prefetch(ahead + (size_t)i * rb + k * (esz), 0, 2);                  \
                         VEC wv[SM_R];                                                                                  \
                         _Pragma("GCC unroll 8") for (int i = 0; i < nr; i++) wv[i] = FN(w_##name)(p[i] + k * (esz));   \
                         _Pragma("GCC unroll 8") for (int j = 0; j < nv; j++) {                                         \
