@@ -144,6 +144,7 @@ def test_full_disk():
         if not st.usable:
             print("note: the full state directory case is skipped: %s" % st.why)
             return
+        d = None
         try:
             d = rt.Daemon(bus, model=model, state_dir=st.path, wrap=st.wrap, name="full1").start()
             t1, exp = committed_session(bus, d, "keep")
@@ -191,6 +192,8 @@ def test_full_disk():
             check(ok and tokens(d, "copy") == tokens(d, "keep"), "import after the restart: %s" % out)
             check(d.stop() == 0, "exit status")
         finally:
+            if d:
+                d.kill()
             st.close()
 
 
@@ -204,6 +207,7 @@ def test_stale_export():
         st = FullableStateDir(bus)
         if not st.usable:
             rt.skip("no state directory that can be made full: %s" % st.why)
+        d = None
         try:
             d = rt.Daemon(bus, model=model, state_dir=st.path, wrap=st.wrap, name="stale").start()
             t1, _ = committed_session(bus, d, "keep")
@@ -220,7 +224,15 @@ def test_stale_export():
             print("session in RAM: %d tokens (last commit: %d); the export succeeded with %d tokens" % (t2, t1, got))
             check(got == t2, "ExportSession after a failed commit returned the committed version (%d tokens) "
                   "instead of the session (%d tokens) or an error" % (got, t2))
+            # The session stayed dirty: with room again, shutdown saves it (exit 0), and it comes back.
+            check(d.stop() == 0, "exit status after SIGTERM with room again:\n%s" % d.log())
+            d = rt.Daemon(bus, model=model, state_dir=st.path, wrap=st.wrap, name="stale2").start()
+            check(tokens(d, "keep") == t2, "after the restart: %d tokens, RAM held %d" % (tokens(d, "keep"), t2))
+            print("saved at shutdown once there was room: %d tokens after the restart" % t2)
+            check(d.stop() == 0, "exit status")
         finally:
+            if d:
+                d.kill()
             st.close()
 
 
@@ -321,13 +333,13 @@ def test_fresh_user():
             os.chown(dirpath, uid, -1)
         home = os.path.join(base, "home")
 
-        d = user_daemon(bus, model, "fresh", {"HOME": home}, wrap).start()
-        for sub in (".local", ".local/state", ".local/state/rwkvd"):
-            st = os.stat(os.path.join(home, sub))
-            check(st.st_uid == uid and (st.st_mode & 0o777) == 0o700, "%s: uid %d mode %o (expected uid %d, 0700)"
-                  % (sub, st.st_uid, st.st_mode & 0o777, uid))
-        print("fresh HOME: .local, .local/state and .local/state/rwkvd created 0700")
-        check(d.stop() == 0, "exit status:\n%s" % d.log())
+        with user_daemon(bus, model, "fresh", {"HOME": home}, wrap) as d:
+            for sub in (".local", ".local/state", ".local/state/rwkvd"):
+                st = os.stat(os.path.join(home, sub))
+                check(st.st_uid == uid and (st.st_mode & 0o777) == 0o700,
+                      "%s: uid %d mode %o (expected uid %d, 0700)" % (sub, st.st_uid, st.st_mode & 0o777, uid))
+            print("fresh HOME: .local, .local/state and .local/state/rwkvd created 0700")
+            check(d.stop() == 0, "exit status:\n%s" % d.log())
 
         # A HOME that uid cannot read: /root for nobody, a mode-000 folder otherwise.
         locked = "/root" if os.geteuid() == 0 else os.path.join(base, "locked")
@@ -335,13 +347,13 @@ def test_fresh_user():
             os.makedirs(locked)
             os.chmod(locked, 0)
         state = os.path.join(base, "xdg", "state")
-        d = user_daemon(bus, model, "lockedhome", {"HOME": locked, "XDG_STATE_HOME": state}, wrap).start()
-        log = d.log()
-        check("Cannot read the default config file" in log and "using the defaults" in log,
-              "no warning about the unreadable default config:\n%s" % log)
-        check(os.path.isdir(os.path.join(state, "rwkvd")), "the state directory under XDG_STATE_HOME is missing")
-        print("unreadable default config: %s" % [l for l in log.splitlines() if "default config" in l][0])
-        check(d.stop() == 0, "exit status:\n%s" % d.log())
+        with user_daemon(bus, model, "lockedhome", {"HOME": locked, "XDG_STATE_HOME": state}, wrap) as d:
+            log = d.log()
+            check("Cannot read the default config file" in log and "using the defaults" in log,
+                  "no warning about the unreadable default config:\n%s" % log)
+            check(os.path.isdir(os.path.join(state, "rwkvd")), "the state directory under XDG_STATE_HOME is missing")
+            print("unreadable default config: %s" % [l for l in log.splitlines() if "default config" in l][0])
+            check(d.stop() == 0, "exit status:\n%s" % d.log())
 
         # The same path given with --config: fatal.
         d = user_daemon(bus, model, "explicit", {"HOME": locked, "XDG_STATE_HOME": state}, wrap)
@@ -370,38 +382,39 @@ def test_fsize():
                             "f16", model], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
         check(r.returncode == 0, "model random: %s" % r.stderr)
         state = os.path.join(bus.tmp, "fsize-state")
-        d = rt.Daemon(bus, model=model, state_dir=state, wrap=("prlimit", "--fsize=300000", "--"),
-                      name="fsize").start()
-        d.call("CreateSession", "sa{sv}", "s", 0)
-        generate_unsaved(bus, "s", "Hello", "File too large")
-        check(d.alive(), "rwkvd died at its first commit:\n%s" % d.log())
-        exp = os.path.join(bus.tmp, "fsize.export")
-        expect_transfer_error(bus, "export", "s", exp, "NoSpace", "File too large")
-        check(d.call("Status")[0]["sessions_hot"]["data"] >= 1, "Status")
-        check(tokens(d, "s") > 0, "the session is gone from RAM")
-        check(d.alive(), "rwkvd died:\n%s" % d.log())
-        rc = d.stop(signal.SIGTERM, timeout=30)
-        log = d.log()
-        print("rwkvd exit status after SIGTERM with session 's' unsaved: %s" % rc)
-        check(rc == 1, "exit status %s (expected 1: a session could not be saved):\n%s" % (rc, log))
-        check("'s'" in log and "could not be saved" in log, "the unsaved session is not named:\n%s" % log)
+        with rt.Daemon(bus, model=model, state_dir=state, wrap=("prlimit", "--fsize=300000", "--"),
+                       name="fsize") as d:
+            d.call("CreateSession", "sa{sv}", "s", 0)
+            generate_unsaved(bus, "s", "Hello", "File too large")
+            check(d.alive(), "rwkvd died at its first commit:\n%s" % d.log())
+            exp = os.path.join(bus.tmp, "fsize.export")
+            expect_transfer_error(bus, "export", "s", exp, "NoSpace", "File too large")
+            check(d.call("Status")[0]["sessions_hot"]["data"] >= 1, "Status")
+            check(tokens(d, "s") > 0, "the session is gone from RAM")
+            check(d.alive(), "rwkvd died:\n%s" % d.log())
+            rc = d.stop(signal.SIGTERM, timeout=30)
+            log = d.log()
+            print("rwkvd exit status after SIGTERM with session 's' unsaved: %s" % rc)
+            check(rc == 1, "exit status %s (expected 1: a session could not be saved):\n%s" % (rc, log))
+            check("'s'" in log and "could not be saved" in log, "the unsaved session is not named:\n%s" % log)
 
 
 def test_cancel_full():
     """Cancel meets a full ring while the client still reads: the client gets the end record, marked
     cancelled (the daemon used to end such a stream without one), and the session is committed."""
     with rt.Bus() as bus:
-        d = rt.Daemon(bus, config={"limits": {"max_tokens_per_request": 100000}}, name="cancelfull").start()
-        d.call("CreateSession", "sa{sv}", "c", 0)
-        r = subprocess.run([client_path(), bus.address, "cancel-full", "c", "100000"], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, timeout=90)
-        out, err = r.stdout.decode().strip(), r.stderr.decode(errors="replace").strip()
-        print("cancel on a full ring: exit %d: %s %s" % (r.returncode, out, err))
-        check(r.returncode == 0 and out.startswith("end cancelled "), "no end record after the cancel: %s %s" % (out, err))
-        check(int(out.split()[3]) == tokens(d, "c"), "the end record and the session disagree: %s, %d tokens"
-              % (out, tokens(d, "c")))
-        check(d.call("Status")[0]["jobs_running"]["data"] == 0, "the job is still running")
-        check(d.stop() == 0, "exit status:\n%s" % d.log())
+        with rt.Daemon(bus, config={"limits": {"max_tokens_per_request": 100000}}, name="cancelfull") as d:
+            d.call("CreateSession", "sa{sv}", "c", 0)
+            r = subprocess.run([client_path(), bus.address, "cancel-full", "c", "100000"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=90)
+            out, err = r.stdout.decode().strip(), r.stderr.decode(errors="replace").strip()
+            print("cancel on a full ring: exit %d: %s %s" % (r.returncode, out, err))
+            check(r.returncode == 0 and out.startswith("end cancelled "),
+                  "no end record after the cancel: %s %s" % (out, err))
+            check(int(out.split()[3]) == tokens(d, "c"), "the end record and the session disagree: %s, %d tokens"
+                  % (out, tokens(d, "c")))
+            check(d.call("Status")[0]["jobs_running"]["data"] == 0, "the job is still running")
+            check(d.stop() == 0, "exit status:\n%s" % d.log())
 
 
 def main():
