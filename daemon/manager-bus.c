@@ -632,6 +632,17 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_END,
 };
 
+static int on_bus_message(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        if (!sd_bus_message_is_signal(msg, "org.freedesktop.DBus.Local", "Disconnected"))
+                return 0;
+        log_error("Lost the connection to the bus: finishing running generations, saving sessions, exiting.");
+        m->bus_lost = true;
+        manager_shutdown(m);
+        return 0;
+}
+
 int manager_bus_setup(Manager *m) {
         int r;
 
@@ -661,6 +672,10 @@ int manager_bus_setup(Manager *m) {
         r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the bus to the event loop: %m");
+        /* Without its bus rwkvd can serve no one (and it would stay behind, idle, forever). */
+        r = sd_bus_add_filter(m->bus, NULL, on_bus_message, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch the bus connection: %m");
         /* Synchronous on purpose: READY=1 must mean the name is ours. */
         r = sd_bus_request_name(m->bus, RWKV_BUS_NAME, 0);
         if (r < 0)

@@ -61,14 +61,9 @@ static int on_shutdown_grace(sd_event_source *s, uint64_t usec, void *userdata) 
         return 0;
 }
 
-static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
-        Manager *m = userdata;
-
-        if (m->shutting_down) {
-                log_notice("Second signal: exiting without waiting for running generations.");
-                return sd_event_exit(m->event, 0);
-        }
-        log_info("Received %s, shutting down.", strsignal((int) si->ssi_signo));
+void manager_shutdown(Manager *m) {
+        if (m->shutting_down)
+                return;
         m->shutting_down = true;
         (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping: finishing running generations");
         /* Stop at the next token boundary: each session keeps the state it reached, and is
@@ -81,6 +76,17 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         if (!m->jobs)
                 manager_commit_all(m);
         manager_check_exit(m);
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        if (m->shutting_down) {
+                log_notice("Second signal: exiting without waiting for running generations.");
+                return sd_event_exit(m->event, 0);
+        }
+        log_info("Received %s, shutting down.", strsignal((int) si->ssi_signo));
+        manager_shutdown(m);
         return 0;
 }
 
@@ -198,6 +204,8 @@ int manager_run(Manager *m) {
         unsigned unsaved = manager_log_unsaved(m);
         if (unsaved > 0)
                 return log_error_errno(-EIO, "Exiting: %u session(s) could not be saved.", unsaved);
+        if (m->bus_lost)
+                return log_error_errno(-ECONNRESET, "Exiting: the bus connection was lost.");
         log_info("Exiting.");
         return 0;
 }

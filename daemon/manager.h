@@ -48,6 +48,7 @@ struct Manager {
         uint64_t next_job_id;
 
         bool shutting_down;
+        bool bus_lost;              /* the bus went away: shut down as on SIGTERM, exit status 1 */
         uint64_t start_usec;
 };
 
@@ -59,6 +60,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 int manager_startup(Manager *m);
 /* Runs until SIGTERM/SIGINT, then drains running generations; returns 0 or negative errno. */
 int manager_run(Manager *m);
+/* What SIGTERM does: refuse new work, cancel running generations, commit, exit when done. */
+void manager_shutdown(Manager *m);
 
 /* manager-store.c */
 int manager_store_open(Manager *m);

@@ -417,10 +417,36 @@ def test_cancel_full():
             check(d.stop() == 0, "exit status:\n%s" % d.log())
 
 
+def test_bus_lost():
+    """The bus goes away (dbus-daemon killed): rwkvd saves its sessions and exits 1 instead of staying
+    behind without a bus, serving no one (it did)."""
+    with rt.Bus() as bus:
+        state = os.path.join(bus.tmp, "buslost-state")
+        with rt.Daemon(bus, state_dir=state, name="buslost") as d:
+            d.call("CreateSession", "sa{sv}", "b", 0)
+            r = subprocess.run([client_path(), bus.address, "run", "b", "Hello", "4"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=60)
+            check(r.returncode == 0, "run: %s" % r.stderr)
+            want = tokens(d, "b")
+            bus.stop()
+            try:
+                rc = d.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                rt.fail("rwkvd is still running 15 s after its bus went away:\n%s" % d.log())
+            log = d.log()
+            print("rwkvd exit status after losing its bus: %d" % rc)
+            check(rc == 1 and "Lost the connection to the bus" in log, "exit status %d:\n%s" % (rc, log))
+            d.proc = None
+        bus.start()
+        with rt.Daemon(bus, state_dir=state, name="buslost2") as d:
+            check(tokens(d, "b") == want, "after the restart: %d tokens, %d before" % (tokens(d, "b"), want))
+
+
 def main():
     modes = sys.argv[1:] or ["full-disk", "shutdown"]
     tests = {"full-disk": test_full_disk, "shutdown": test_shutdown, "stale-export": test_stale_export,
-             "fsize": test_fsize, "fresh-user": test_fresh_user, "cancel-full": test_cancel_full}
+             "fsize": test_fsize, "fresh-user": test_fresh_user, "cancel-full": test_cancel_full,
+             "bus-lost": test_bus_lost}
     for mode in modes:
         tests[mode]()
 
