@@ -75,7 +75,8 @@ static void help(void) {
                "  --threads N     compute threads (default: all CPUs)\n"
                "  --prompt N      prompt tokens for the prefill measurement (default 512, 0 to skip)\n"
                "  --gen N         decoded tokens (default 128)\n"
-               "  --batch LIST    batch sizes for batched decode, e.g. 1,2,4,8,16 (default 8)\n"
+               "  --batch LIST    batch sizes for batched decode, e.g. 1,2,4,8,16 (default 8); each runs\n"
+               "                  min(gen, 32) steps and at least one second\n"
                "  --json          print one JSON object (one line) instead of the summary\n");
 }
 
@@ -227,17 +228,22 @@ int verb_bench(int argc, char *argv[]) {
                                 memcpy(state_ptrs[s], state, in->state_floats * sizeof(float));
                         logit_ptrs[s] = batch_logits + (size_t)s * in->n_vocab;
                 }
-                /* as many steps as decode had tokens, capped so that large B stays quick */
-                size_t steps = gen < 32 ? gen : 32;
+                /* At least min(gen, 32) steps (so large B stays quick on big models) and at least
+                 * a second: 32 steps of a small model take ~0.1 s, too short to compare batch
+                 * sizes on a noisy machine. */
+                size_t min_steps = gen < 32 ? gen : 32, steps = 0;
                 t0 = now_s();
-                for (size_t i = 0; i < steps; i++) {
+                double elapsed = 0;
+                while (steps < min_steps || (elapsed < 1.0 && steps < 100000)) {
                         for (unsigned s = 0; s < B; s++)
-                                batch_tokens[s] = tokens[(i + s) % ntok];
+                                batch_tokens[s] = tokens[(steps + s) % ntok];
                         r = model_eval_batch(ctx, state_ptrs, batch_tokens, B, logit_ptrs);
                         if (r < 0)
                                 goto eval_failed;
+                        steps++;
+                        elapsed = now_s() - t0;
                 }
-                res.batch_tok_s[bi] = (double)(B * steps) / (now_s() - t0);
+                res.batch_tok_s[bi] = (double)(B * steps) / elapsed;
         }
 
         struct rusage ru;
