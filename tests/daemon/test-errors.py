@@ -391,6 +391,17 @@ def test_fsize():
             expect_transfer_error(bus, "export", "s", exp, "NoSpace", "File too large")
             check(d.call("Status")[0]["sessions_hot"]["data"] >= 1, "Status")
             check(tokens(d, "s") > 0, "the session is gone from RAM")
+            # rwkvctl chat reports each unsaved turn on stderr and goes on with the conversation
+            # (the session is in RAM); its exit status says that something failed.
+            before = tokens(d, "s")
+            r = subprocess.run([ctl, "chat", "--session", "s", "--max-tokens", "3"], input=b"one\ntwo\n",
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
+                               env=dict(os.environ, RWKVD_BUS_ADDRESS=bus.address))
+            err = r.stderr.decode(errors="replace")
+            print("chat with unsaved turns: exit %d, stderr %r" % (r.returncode, err))
+            check(r.returncode == 1 and err.count("could not be saved") == 2,
+                  "chat: exit %d, stderr %r" % (r.returncode, err))
+            check(tokens(d, "s") > before, "the chat's turns are not in the session")
             check(d.alive(), "rwkvd died:\n%s" % d.log())
             rc = d.stop(signal.SIGTERM, timeout=30)
             log = d.log()

@@ -234,6 +234,7 @@ typedef struct StreamResult {
         uint64_t stop_reason;
         bool cancelled;
         bool ends_with_newline;
+        bool daemon_error; /* the stream ended with the daemon's ERROR record (already reported) */
 } StreamResult;
 
 static void text_json(const char *text, size_t len, uint32_t token) {
@@ -328,6 +329,7 @@ static int follow_stream(RwkvClient *c, RwkvStream *s, const char *verb, StreamR
                 }
                 if (r == RWKV_EVENT_ERROR) {
                         const char *m = rwkv_stream_get_error_message(s);
+                        res->daemon_error = true;
                         if (arg_json) {
                                 struct json_object *o = json_object_new_object();
                                 json_object_object_add(o, "error", json_object_new_string(m));
@@ -620,7 +622,7 @@ int verb_chat(int argc, char *argv[]) {
          * before Ctrl-C at the prompt ends the chat; with 0 it was left raw, without echo. */
         rl_catch_signals = 1;
         using_history();
-        bool first = true;
+        bool first = true, had_error = false;
         for (;;) {
                 catch_sigint(false);
                 interrupted = 0;
@@ -669,6 +671,17 @@ int verb_chat(int argc, char *argv[]) {
                         fputs("Assistant:", stdout);
                 r = follow_stream(c, s, "chat", &res);
                 rwkv_stream_free(s);
+                if (r != 0 && res.daemon_error) {
+                        /* Reported on stderr; the conversation goes on, as in a shell. (A commit
+                         * that failed after the answer, e.g. a full disk, ends the stream this way
+                         * while the daemon keeps the session in RAM; if the session is gone,
+                         * the next turn says so.) */
+                        if (!arg_json)
+                                fputs("\n\n", stdout);
+                        fflush(stdout);
+                        had_error = true;
+                        continue;
+                }
                 if (r != 0)
                         goto finish;
                 if (!arg_json)
@@ -677,7 +690,7 @@ int verb_chat(int argc, char *argv[]) {
         }
         if (tty && !arg_json)
                 fputc('\n', stderr);
-        ret = 0;
+        ret = had_error ? 1 : 0;
 
 finish:
         catch_sigint(false);
