@@ -202,15 +202,21 @@ static void uid_key(Store *s, uid_t uid, uint8_t key[DAEMON_KEY_BYTES]) {
         daemon_key_derive_uid(s->key, uid, key);
 }
 
-/* Seal rec for uid and write it atomically as dir_fd/name. */
-static int save_sealed(Store *s, uid_t uid, int dir_fd, const char *name, const SessionRecord *rec, bool checkpoint,
-                       bool noreplace, const char *what, RwkvError *err) {
+/* rec as it is written: a record that was never stamped gets the current time. */
+static SessionRecord record_stamped(const SessionRecord *rec) {
         SessionRecord copy = *rec;
         uint64_t now = now_usec();
         if (copy.meta.created_usec == 0)
                 copy.meta.created_usec = now;
         if (copy.meta.updated_usec == 0)
                 copy.meta.updated_usec = now;
+        return copy;
+}
+
+/* Seal rec for uid and write it atomically as dir_fd/name. */
+static int save_sealed(Store *s, uid_t uid, int dir_fd, const char *name, const SessionRecord *rec, bool checkpoint,
+                       bool noreplace, const char *what, RwkvError *err) {
+        SessionRecord copy = record_stamped(rec);
         uint8_t key[DAEMON_KEY_BYTES];
         uid_key(s, uid, key);
         SfEncodeParams p = {
@@ -721,12 +727,7 @@ int store_export(Store *s, uid_t uid, const char *id, int fd, RwkvError *err) {
 int store_export_record(Store *s, uid_t uid, const SessionRecord *rec, int fd, RwkvError *err) {
         if (!s || !rec || fd < 0)
                 return error_set(err, EINVAL, "invalid arguments");
-        SessionRecord copy = *rec;
-        uint64_t now = now_usec();
-        if (copy.meta.created_usec == 0)
-                copy.meta.created_usec = now;
-        if (copy.meta.updated_usec == 0)
-                copy.meta.updated_usec = now;
+        SessionRecord copy = record_stamped(rec);
         uint8_t key[DAEMON_KEY_BYTES];
         daemon_key_derive_export(s->key, key);
         SfEncodeParams p = {
