@@ -41,6 +41,9 @@ DEFINE_W_TAIL(f32, 4)
 DEFINE_W_TAIL(f16, 2)
 DEFINE_W_TAIL(bf16, 2)
 
+/* An ISA file whose own float matvec measured slower than AVX2's defines SIMD_KEEP_FLOAT_MATVEC: the
+ * table, filled with the AVX2 kernels first (kernels.c), keeps those. */
+#ifndef SIMD_KEEP_FLOAT_MATVEC
 /* One row at a time: the rows of a matrix are contiguous, so this reads memory as one sequential
  * stream, which the hardware prefetchers follow at full bandwidth (software prefetch measured
  * slower here, unlike in the integer q8/q4 loop, which runs more instructions per byte). Interleaving 4 rows to share
@@ -65,7 +68,13 @@ DEFINE_W_TAIL(bf16, 2)
                                 a1 = vfma(FN(w_##name##_tail)(p0 + kv * (esz), K - kv), vloadn(x + kv, K - kv), a1);   \
                         y[r] = vhsum(vadd(vadd(a0, a1), vadd(a2, a3)));                                                \
                 }                                                                                                      \
-        }                                                                                                              \
+        }
+DEFINE_MATVEC_FLOAT(f32, 4)
+DEFINE_MATVEC_FLOAT(f16, 2)
+DEFINE_MATVEC_FLOAT(bf16, 2)
+#endif
+
+#define DEFINE_DECODE_FLOAT(name, esz)                                                                                 \
         /* Columns [k0, k0+kc) of a row to f32, zero padded to a multiple of VL. */                                    \
         static inline void FN(decode_##name)(const uint8_t *row, size_t K, size_t k0, size_t kc, float *out) {         \
                 size_t kv = kc / VL * VL;                                                                              \
@@ -75,9 +84,9 @@ DEFINE_W_TAIL(bf16, 2)
                         vstore(out + kv, FN(w_##name##_tail)(row + (k0 + kv) * (esz), kc - kv));                       \
         }
 
-DEFINE_MATVEC_FLOAT(f32, 4)
-DEFINE_MATVEC_FLOAT(f16, 2)
-DEFINE_MATVEC_FLOAT(bf16, 2)
+DEFINE_DECODE_FLOAT(f32, 4)
+DEFINE_DECODE_FLOAT(f16, 2)
+DEFINE_DECODE_FLOAT(bf16, 2)
 
 /* ---- block weights (native q8_0, q4_0): scales first, then quants (quant.h) ---- */
 
@@ -766,9 +775,11 @@ static void FN(v7_gates)(float *w, const float *w0, float *a, const float *a0, f
 
 static void simd_fill(Kernels *k) {
         k->isa = ISA_NAME;
+#ifndef SIMD_KEEP_FLOAT_MATVEC
         k->matvec[DTYPE_F32] = FN(matvec_f32);
         k->matvec[DTYPE_F16] = FN(matvec_f16);
         k->matvec[DTYPE_BF16] = FN(matvec_bf16);
+#endif
 #ifdef SIMD_INT8_MATVEC
         k->matvec[DTYPE_Q8_0] = FN(matvec_i8_q8_0);
         k->matvec[DTYPE_Q4_0] = FN(matvec_i8_q4_0);

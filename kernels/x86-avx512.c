@@ -91,6 +91,13 @@ static inline __m256i i8dot32(__m256i xa, __m256i ws) {
         return _mm256_madd_epi16(_mm256_maddubs_epi16(xa, ws), _mm256_set1_epi16(1));
 }
 #define SIMD_INT8_MATVEC 1
+/* Decode of f32/f16/bf16 (one vector) keeps AVX2's matvec (8 lanes), filled into this table first.
+ * The same loop over zmm streamed slower from DRAM on this Zen 4 (bench-kernels matvec, 0.1B, one
+ * thread, alternating runs: f16 25.0 vs 27.1 GB/s, bf16 24.9 vs 26.5, f32 26.9 vs 28.3; rwkvctl bench
+ * 0.1B f16 decode on 2 threads 86 vs 102 tok/s) with the same rate on rows in L2. Loading the halves
+ * as two 16-byte loads (as AVX2 does) instead of one 32-byte vcvtph2ps operand closed the model-level
+ * gap but not the one-thread one. The batched and prefill paths are compute-bound and keep zmm. */
+#define SIMD_KEEP_FLOAT_MATVEC 1
 
 #include "kernels/simd-template.h"
 
