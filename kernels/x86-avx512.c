@@ -92,11 +92,13 @@ static inline __m256i i8dot32(__m256i xa, __m256i ws) {
 }
 #define SIMD_INT8_MATVEC 1
 /* Decode of f32/f16/bf16 (one vector) keeps AVX2's matvec (8 lanes), filled into this table first.
- * The same loop over zmm streamed slower from DRAM on this Zen 4 (bench-kernels matvec, 0.1B, one
- * thread, alternating runs: f16 25.0 vs 27.1 GB/s, bf16 24.9 vs 26.5, f32 26.9 vs 28.3; rwkvctl bench
- * 0.1B f16 decode on 2 threads 86 vs 102 tok/s) with the same rate on rows in L2. Loading the halves
- * as two 16-byte loads (as AVX2 does) instead of one 32-byte vcvtph2ps operand closed the model-level
- * gap but not the one-thread one. The batched and prefill paths are compute-bound and keep zmm. */
+ * f16: the same loop over zmm (vcvtph2ps zmm, m256) streamed slower from DRAM on this Zen 4
+ * (bench-kernels matvec, one thread, alternating runs, medians: 0.1B 21.1 vs 24.2 GB/s, 0.4B 22.4
+ * vs 25.9; rwkvctl bench, 0.1B f16 decode on 2 threads: 86 vs 102 tok/s), while rows in L2 convert
+ * at the same rate either way. Two 16-byte loads per 16 halves instead of one 32-byte operand closed
+ * the model-level gap but not the one-thread one. f32 and bf16 over zmm measured the same as AVX2
+ * (0.1B: 23.9 vs 23.7, 23.1 vs 24.3 GB/s), so one loop serves all three. Batched decode and prefill
+ * are compute-bound and keep zmm. */
 #define SIMD_KEEP_FLOAT_MATVEC 1
 
 #include "kernels/simd-template.h"
