@@ -295,7 +295,6 @@ static void test_wkv7(const Kernels *k) {
         }
 }
 
-/* The threaded wrappers give the same result as the direct kernel, for 1..3 threads. */
 /* wkv7_seq against token-by-token scalar wkv7: a chunk keeps the state to rounding (the SIMD
  * version sums in another order), head size 64 (the transposed path) and others (fallback). */
 static void test_wkv7_seq(const Kernels *k) {
@@ -387,6 +386,7 @@ static void test_v7_gates(const Kernels *k) {
                 CHECK(isnan(w[i]) && fabsf(a[i] - (float)ref_sigmoid(1.0)) < 1e-6f);
 }
 
+/* The threaded wrappers give the same result as the direct kernel, for 1..3 threads. */
 static void test_wrappers(const Kernels *k) {
         const size_t rows = 333, cols = 512;
         for (unsigned nt = 1; nt <= 3; nt++) {
