@@ -371,46 +371,44 @@ static int cmd_blast(const char *address, int n) {
         return 0;
 }
 
-/* Start a generation in session id and keep its ring without reading it for `seconds`. */
-static int cmd_hold(const char *address, const char *id, uint32_t max_tokens, unsigned seconds) {
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        sd_bus_message *reply = NULL;
-        sd_bus *bus = NULL;
+/* Connect and start a generation of "Hello" in session id; the reply holds the job and its fds. */
+static int start_hello(const char *address, const char *id, uint32_t max_tokens, sd_bus **ret_bus,
+                       sd_bus_message **ret_reply) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         int r;
 
-        if (connect_bus(address, &bus) < 0)
-                return 1;
-        r = sd_bus_call_method(bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Generate", &error, &reply,
-                               "ssa{sv}", id, "Hello", 1, "max_tokens", "u", max_tokens);
-        if (r < 0) {
+        if (connect_bus(address, ret_bus) < 0)
+                return -EIO;
+        r = sd_bus_call_method(*ret_bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Generate", &error,
+                               ret_reply, "ssa{sv}", id, "Hello", 1, "max_tokens", "u", max_tokens);
+        if (r < 0)
                 fprintf(stderr, "Generate: %s: %s\n", error.name, error.message);
+        return r;
+}
+
+/* Start a generation in session id and keep its ring without reading it for `seconds`. */
+static int cmd_hold(const char *address, const char *id, uint32_t max_tokens, unsigned seconds) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+
+        if (start_hello(address, id, max_tokens, &bus, &reply) < 0)
                 return 1;
-        }
         uint64_t job = 0;
         (void) sd_bus_message_read(reply, "t", &job);
         printf("started %llu\n", (unsigned long long) job);
         fflush(stdout);
         sleep(seconds);
-        sd_bus_message_unref(reply);
-        sd_bus_flush_close_unref(bus);
         return 0;
 }
 
 static int cmd_cancel_full(const char *address, const char *id, uint32_t max_tokens) {
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         int ring_fd, cw, dw, r;
         uint64_t job;
 
-        if (connect_bus(address, &bus) < 0)
+        if (start_hello(address, id, max_tokens, &bus, &reply) < 0)
                 return 1;
-        r = sd_bus_call_method(bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Generate", &error, &reply,
-                               "ssa{sv}", id, "Hello", 1, "max_tokens", "u", max_tokens);
-        if (r < 0) {
-                fprintf(stderr, "Generate: %s: %s\n", error.name, error.message);
-                return 1;
-        }
         if (sd_bus_message_read(reply, "thhh", &job, &ring_fd, &cw, &dw) < 0)
                 return 1;
         struct stat st;
@@ -438,7 +436,7 @@ static int cmd_cancel_full(const char *address, const char *id, uint32_t max_tok
                 }
                 usleep(1000);
         }
-        sd_bus_error_free(&error);
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         r = sd_bus_call_method(bus, RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE, "Cancel", &error, NULL, "t", job);
         if (r < 0) {
                 fprintf(stderr, "Cancel: %s: %s\n", error.name, error.message);
