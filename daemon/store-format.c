@@ -353,32 +353,17 @@ size_t sf_header_write(const SfHeader *h, uint8_t *buf, size_t cap) {
         return w.n;
 }
 
-/* Lead byte rules of UTF-8 (as engine/text/utf8-stream.c): the sequence length a lead announces
- * (0: not a lead of a multi-byte sequence) and the allowed range of the byte after it. */
-static unsigned utf8_lead_length(uint8_t b) {
-        return b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
-}
-
-/* A saved carry must be what a Utf8Stream can hold: the proper prefix of one valid sequence, unused
- * bytes zero. Anything else would be replayed into the text or overrun the stream's buffer. */
+/* A saved carry must be what a Utf8Stream can hold (utf8_stream_valid), unused bytes zero. Anything
+ * else would be replayed into the text or overrun the stream's buffer. */
 static bool utf8_carry_valid(const uint8_t b[3], uint8_t n) {
+        Utf8Stream u = { .n_pending = n };
         if (n > 3)
                 return false;
         for (unsigned i = n; i < 3; i++)
                 if (b[i] != 0)
                         return false;
-        if (n == 0)
-                return true;
-        unsigned len = utf8_lead_length(b[0]);
-        if (len <= n)
-                return false;
-        uint8_t lo = b[0] == 0xE0 ? 0xA0 : b[0] == 0xF0 ? 0x90 : 0x80;
-        uint8_t hi = b[0] == 0xED ? 0x9F : b[0] == 0xF4 ? 0x8F : 0xBF;
-        if (n >= 2 && (b[1] < lo || b[1] > hi))
-                return false;
-        if (n >= 3 && (b[2] < 0x80 || b[2] > 0xBF))
-                return false;
-        return true;
+        memcpy(u.pending, b, 3);
+        return utf8_stream_valid(&u);
 }
 
 int sf_header_parse(const uint8_t *buf, size_t size, SfHeader *ret, RwkvError *err) {

@@ -36,9 +36,7 @@ static inline void second_range(uint8_t lead, uint8_t *lo, uint8_t *hi) {
                 *hi = 0x8F;
 }
 
-/* A held-back tail is the valid start of one character and shorter than it. The struct is saved
- * with sessions, so a restored one is checked here, where the invariant is relied on. */
-static bool pending_valid(const Utf8Stream *u) {
+bool utf8_stream_valid(const Utf8Stream *u) {
         if (u->n_pending == 0)
                 return true;
         if (u->n_pending > 3 || u->n_pending >= lead_length(u->pending[0]) || lead_length(u->pending[0]) < 2)
@@ -60,7 +58,7 @@ void utf8_stream_init(Utf8Stream *u) {
 size_t utf8_stream_feed(Utf8Stream *u, const uint8_t *in, size_t len, uint8_t *out) {
         size_t o = 0, i = 0;
 
-        if (!pending_valid(u))
+        if (!utf8_stream_valid(u))
                 u->n_pending = 0; /* a corrupted saved state: drop it rather than overflow */
 
         while (i < len) {

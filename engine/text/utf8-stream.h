@@ -27,6 +27,10 @@ typedef struct Utf8Stream {
 #define UTF8_STREAM_FLUSH_MAX 3
 
 void utf8_stream_init(Utf8Stream *u);
+/* True when u's held-back tail is the valid start of one character and shorter than it (what the
+ * functions below keep). The struct is saved with sessions: a restored one is checked with this,
+ * and utf8_stream_feed() drops a tail that fails it rather than overflow. */
+bool utf8_stream_valid(const Utf8Stream *u);
 /* Feed len bytes; writes only complete valid UTF-8 to out, which must hold UTF8_STREAM_OUT_MAX(len)
  * bytes. Returns the number of bytes written. */
 size_t utf8_stream_feed(Utf8Stream *u, const uint8_t *in, size_t len, uint8_t *out);
