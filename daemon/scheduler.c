@@ -115,6 +115,17 @@ static void job_keep_carry(Job *j) {
                 j->session->utf8 = j->utf8;
 }
 
+/* An incomplete character that can no longer complete goes out as U+FFFD (a piece of no token). */
+static int job_flush_char(Job *j) {
+        int r = job_out_reserve(j, UTF8_STREAM_FLUSH_MAX);
+        if (r < 0)
+                return r;
+        if (j->out_len == 0)
+                j->out_token = RING_TOKEN_NONE;
+        j->out_len += utf8_stream_flush(&j->utf8, j->out + j->out_len);
+        return 0;
+}
+
 static void job_fail(Job *j, int r, const char *msg) {
         job_keep_carry(j);
         if (j->error == 0) {
@@ -140,12 +151,8 @@ static void job_end(Job *j, uint32_t reason) {
         /* An incomplete character: where the text ended for good (end token, stop string) it is
          * U+FFFD now; where it was only cut (max tokens, cancel, prompt only) the session keeps it,
          * so text(k tokens) + text(N - k more) == text(N tokens) byte for byte. */
-        if ((reason == RING_STOP_END_TOKEN || reason == RING_STOP_STOP_STRING) &&
-            job_out_reserve(j, UTF8_STREAM_FLUSH_MAX) == 0) {
-                if (j->out_len == 0)
-                        j->out_token = RING_TOKEN_NONE;
-                j->out_len += utf8_stream_flush(&j->utf8, j->out + j->out_len);
-        }
+        if (reason == RING_STOP_END_TOKEN || reason == RING_STOP_STOP_STRING)
+                (void) job_flush_char(j);
         job_keep_carry(j);
 }
 
@@ -282,14 +289,8 @@ static void job_prefill_step(Scheduler *s, Job *j) {
                 Session *se = j->session;
                 /* A character carried in from the last generation can no longer complete once prompt
                  * tokens follow it: it opens this generation's text as U+FFFD. */
-                if (j->utf8.n_pending > 0) {
-                        r = job_out_reserve(j, UTF8_STREAM_FLUSH_MAX);
-                        if (r < 0)
-                                return job_fail(j, r, "out of memory");
-                        if (j->out_len == 0)
-                                j->out_token = RING_TOKEN_NONE;
-                        j->out_len += utf8_stream_flush(&j->utf8, j->out + j->out_len);
-                }
+                if (j->utf8.n_pending > 0 && (r = job_flush_char(j)) < 0)
+                        return job_fail(j, r, "out of memory");
                 r = model_eval_sequence(s->ctx, se->state, s->chunk, n, last ? se->logits : NULL);
                 if (r < 0)
                         return job_fail(j, r, "evaluating the prompt failed");
