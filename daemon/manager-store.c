@@ -592,24 +592,24 @@ int manager_session_commit_job(Manager *m, Session *s, Job *job) {
                 store_work_free(w);
                 return r;
         }
-        s->dirty = false;
         w->seq = ++s->save_seq;
+        if (job) {
+                /* The job waits for the result: its stream, not its session (released already, and
+                 * it may be deleted meanwhile). */
+                job->session_tokens = s->tokens;
+                job->session = NULL;
+                job->track = sd_bus_track_unref(job->track);
+                job->wakeup_source = sd_event_source_disable_unref(job->wakeup_source);
+                w->job = job;
+        }
         r = worker_submit(m->worker, store_work_run, store_work_done, w);
         if (r < 0) {
-                s->dirty = true;
+                w->job = NULL; /* the caller finishes it with this error */
                 store_work_free(w);
                 return r;
         }
-        if (!job)
-                return 0;
-        /* The job waits for the result: its stream, not its session (released already, and it
-         * may be deleted meanwhile). */
-        job->session_tokens = s->tokens;
-        job->session = NULL;
-        job->track = sd_bus_track_unref(job->track);
-        job->wakeup_source = sd_event_source_disable_unref(job->wakeup_source);
-        w->job = job;
-        return 1;
+        s->dirty = false;
+        return job ? 1 : 0;
 }
 
 int manager_session_commit(Manager *m, Session *s) {
