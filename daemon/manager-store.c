@@ -149,6 +149,7 @@ struct StoreWork {
         uid_t uid;
         char id[SESSION_ID_MAX + 1];
         char new_id[SESSION_ID_MAX + 1];
+        uint64_t serial; /* of the session it was made for (0: none), which a rename does not change */
         uint32_t turn;
         int fd;                          /* the client's (dup'ed) */
         int tmp_fd;                      /* memfd between the I/O thread and the copy thread */
@@ -366,7 +367,8 @@ static int fork_from_checkpoint(Manager *m, StoreWork *w, Session *s, int r) {
 static void store_work_done(int r, void *userdata) {
         _cleanup_(store_work_freep) StoreWork *w = userdata;
         Manager *m = w->manager;
-        Session *s = session_table_find(&m->sessions, w->uid, w->op == OP_RENAME ? w->new_id : w->id);
+        Session *s = w->serial ? session_table_find_serial(&m->sessions, w->serial)
+                               : session_table_find(&m->sessions, w->uid, w->id);
 
         switch (w->op) {
         case OP_SAVE:
@@ -525,7 +527,9 @@ static void store_work_done(int r, void *userdata) {
                                                  w->op == OP_EXPORT_COPY ? strerror(-r) : w->err.msg);
                 else if (w->msg)
                         (void) sd_bus_reply_method_return(w->msg, NULL);
-                if (r < 0 && w->op == OP_RENAME && s) /* the files kept the old name: so does the session */
+                /* the files kept the old name: so does the session, unless it has been renamed again
+                 * since (that rename then finds no files under its old name and moves nothing) */
+                if (r < 0 && w->op == OP_RENAME && s && strcmp(s->id, w->new_id) == 0)
                         snprintf(s->id, sizeof(s->id), "%s", w->id);
                 break;
         case OP_IMPORT: {
@@ -576,6 +580,16 @@ static StoreWork *work_new(Manager *m, StoreOp op, uid_t uid, const char *id, sd
         return w;
 }
 
+/* Work on behalf of a session: found again when it is done by its serial, not its id, so that a
+ * RenameSession queued behind it (the id changes at once, the files when the queue gets there)
+ * does not hide the session from, say, its failed save, which must mark it dirty. */
+static StoreWork *work_for(Manager *m, StoreOp op, const Session *s, sd_bus_message *msg) {
+        StoreWork *w = work_new(m, op, s->owner, s->id, msg);
+        if (w)
+                w->serial = s->serial;
+        return w;
+}
+
 /* ---- the API used by the bus handlers ---------------------------------------------------------- */
 
 int manager_session_commit_job(Manager *m, Session *s, Job *job) {
@@ -584,7 +598,7 @@ int manager_session_commit_job(Manager *m, Session *s, Job *job) {
 
         if (!m->store || s->throwaway || !s->hot || s->busy)
                 return 0;
-        w = work_new(m, OP_SAVE, s->owner, s->id, NULL);
+        w = work_for(m, OP_SAVE, s, NULL);
         if (!w)
                 return -ENOMEM;
         r = session_snapshot(m, s, &w->rec);
@@ -624,7 +638,7 @@ void manager_job_progress(Job *job, void *userdata) {
         /* Runs on the compute thread, which owns the session now: the snapshot is consistent. */
         if (!m->store || s->throwaway)
                 return;
-        w = work_new(m, OP_SAVE, s->owner, s->id, NULL);
+        w = work_for(m, OP_SAVE, s, NULL);
         if (!w)
                 return;
         if (session_snapshot(m, s, &w->rec) < 0) {
@@ -642,7 +656,7 @@ int manager_checkpoint_commit(Manager *m, Session *s, uint32_t turn) {
 
         if (!m->store || s->throwaway || !c)
                 return 0;
-        w = work_new(m, OP_CHECKPOINT_SAVE, s->owner, s->id, NULL);
+        w = work_for(m, OP_CHECKPOINT_SAVE, s, NULL);
         if (!w)
                 return -ENOMEM;
         w->turn = turn;
@@ -657,7 +671,7 @@ int manager_checkpoint_commit(Manager *m, Session *s, uint32_t turn) {
 int manager_checkpoint_truncate(Manager *m, Session *s, uint32_t after_turn) {
         if (!m->store || s->throwaway)
                 return 0;
-        StoreWork *w = work_new(m, OP_CHECKPOINT_TRUNCATE, s->owner, s->id, NULL);
+        StoreWork *w = work_for(m, OP_CHECKPOINT_TRUNCATE, s, NULL);
         if (!w)
                 return -ENOMEM;
         w->turn = after_turn;
@@ -675,7 +689,7 @@ int manager_session_ensure_hot(Manager *m, Session *s, sd_bus_message *msg, sd_b
         }
         if (!m->store || m->redispatch)
                 return sd_bus_error_setf(error, RWKV_ERROR_IO, "Session '%s' could not be loaded.", s->id);
-        w = work_new(m, OP_LOAD, s->owner, s->id, msg);
+        w = work_for(m, OP_LOAD, s, msg);
         if (!w)
                 return -ENOMEM;
         w->handler = handler;
@@ -689,7 +703,7 @@ int manager_session_ensure_hot(Manager *m, Session *s, sd_bus_message *msg, sd_b
 int manager_session_rewind_from_disk(Manager *m, Session *s, uint32_t turn, sd_bus_message *msg) {
         if (!m->store)
                 return -ENOENT;
-        StoreWork *w = work_new(m, OP_CHECKPOINT_REWIND, s->owner, s->id, msg);
+        StoreWork *w = work_for(m, OP_CHECKPOINT_REWIND, s, msg);
         if (!w)
                 return -ENOMEM;
         w->turn = turn;
@@ -699,7 +713,7 @@ int manager_session_rewind_from_disk(Manager *m, Session *s, uint32_t turn, sd_b
 int manager_session_fork_from_disk(Manager *m, Session *s, uint32_t turn, const char *new_id, sd_bus_message *msg) {
         if (!m->store)
                 return -ENOENT;
-        StoreWork *w = work_new(m, OP_CHECKPOINT_FORK, s->owner, s->id, msg);
+        StoreWork *w = work_for(m, OP_CHECKPOINT_FORK, s, msg);
         if (!w)
                 return -ENOMEM;
         w->turn = turn;
@@ -708,7 +722,7 @@ int manager_session_fork_from_disk(Manager *m, Session *s, uint32_t turn, const 
 }
 
 int manager_session_delete(Manager *m, Session *s, sd_bus_message *msg) {
-        StoreWork *w = work_new(m, OP_DELETE, s->owner, s->id, msg);
+        StoreWork *w = work_for(m, OP_DELETE, s, msg);
         if (!w)
                 return -ENOMEM;
         session_table_remove(&m->sessions, s);
@@ -721,7 +735,7 @@ int manager_session_delete(Manager *m, Session *s, sd_bus_message *msg) {
 }
 
 int manager_session_rename(Manager *m, Session *s, const char *new_id, sd_bus_message *msg) {
-        StoreWork *w = work_new(m, OP_RENAME, s->owner, s->id, msg);
+        StoreWork *w = work_for(m, OP_RENAME, s, msg);
         if (!w)
                 return -ENOMEM;
         snprintf(w->new_id, sizeof(w->new_id), "%s", new_id);
@@ -749,7 +763,7 @@ int manager_session_export(Manager *m, Session *s, int fd, sd_bus_message *msg) 
                 if (r < 0)
                         return r;
         }
-        StoreWork *w = work_new(m, OP_EXPORT, s->owner, s->id, msg);
+        StoreWork *w = work_for(m, OP_EXPORT, s, msg);
         if (!w)
                 return -ENOMEM;
         transfer_link(m, w);

@@ -105,6 +105,12 @@ fail:
         return -ENOMEM;
 }
 
+/* Sessions are made on the main thread only. */
+static uint64_t next_serial(void) {
+        static uint64_t serial;
+        return ++serial;
+}
+
 int session_new(const char *id, uid_t owner, const float *fresh_state, size_t state_floats, size_t n_vocab,
                 Session **ret) {
         _cleanup_(session_freep) Session *s = NULL;
@@ -116,6 +122,7 @@ int session_new(const char *id, uid_t owner, const float *fresh_state, size_t st
                 return -ENOMEM;
         if (id)
                 strcpy(s->id, id);
+        s->serial = next_serial();
         s->owner = owner;
         s->state_floats = state_floats;
         s->n_vocab = n_vocab;
@@ -151,6 +158,7 @@ int session_new_cold(const char *id, uid_t owner, size_t state_floats, size_t n_
         if (!s)
                 return -ENOMEM;
         strcpy(s->id, id);
+        s->serial = next_serial();
         s->owner = owner;
         s->state_floats = state_floats;
         s->n_vocab = n_vocab;
@@ -409,6 +417,13 @@ void session_table_remove(SessionTable *t, Session *s) {
 Session *session_table_find(const SessionTable *t, uid_t owner, const char *id) {
         for (Session *s = t->head; s; s = s->next)
                 if (s->owner == owner && strcmp(s->id, id) == 0)
+                        return s;
+        return NULL;
+}
+
+Session *session_table_find_serial(const SessionTable *t, uint64_t serial) {
+        for (Session *s = t->head; s; s = s->next)
+                if (s->serial == serial)
                         return s;
         return NULL;
 }

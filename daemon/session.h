@@ -64,6 +64,7 @@ struct Session {
         bool throwaway;             /* never listed nor stored */
         bool dirty;                 /* changed since the last commit, or its commit failed */
         uint64_t save_seq;          /* commits submitted from the main thread: which one is the newest */
+        uint64_t serial;            /* unique for the daemon's life: finds the session again after a rename */
 
         Session *prev, *next;
 };
@@ -118,6 +119,7 @@ size_t session_state_bytes(const Session *s);
 void session_table_add(SessionTable *t, Session *s);
 void session_table_remove(SessionTable *t, Session *s);
 Session *session_table_find(const SessionTable *t, uid_t owner, const char *id);
+Session *session_table_find_serial(const SessionTable *t, uint64_t serial);
 uint32_t session_table_count_uid(const SessionTable *t, uid_t owner);
 void session_table_clear(SessionTable *t);
 

@@ -121,12 +121,18 @@ int main(void) {
         CHECK(session_table_find(&t, 1001, "s1") == NULL);
         CHECK(session_table_find(&t, 1001, "g") == g);
         CHECK(session_table_count_uid(&t, 1000) == 2);
+        /* serials are distinct (forks and cold sessions included) and survive a change of id */
+        CHECK(s->serial != 0 && s->serial != f->serial && s->serial != g->serial && f->serial != g->serial);
+        uint64_t fs = f->serial;
+        snprintf(f->id, sizeof(f->id), "%s", "renamed");
+        CHECK(session_table_find_serial(&t, fs) == f && session_table_find(&t, 1000, "renamed") == f);
+        CHECK(session_table_find_serial(&t, UINT64_MAX) == NULL);
         char pick[SESSION_ID_MAX + 1];
         CHECK_OK(session_table_pick_id(&t, 1000, pick));
         CHECK(session_id_valid(pick) && !session_table_find(&t, 1000, pick));
         session_table_remove(&t, f);
         session_free(f);
-        CHECK(t.n == 2 && session_table_find(&t, 1000, "f") == NULL);
+        CHECK(t.n == 2 && session_table_find(&t, 1000, "renamed") == NULL && session_table_find_serial(&t, fs) == NULL);
         session_table_clear(&t);
         CHECK(t.n == 0 && t.head == NULL);
         return 0;

@@ -20,6 +20,10 @@
  *   rwkv-test-client ADDRESS run ID PROMPT MAX_TOKENS   one generation (greedy) in session ID,
  *                                               its text to stdout ("@N" as PROMPT: N bytes of text)
  *   rwkv-test-client ADDRESS stuck SECONDS       ImportSession from a pipe that is never closed
+ *   rwkv-test-client ADDRESS fork-rename ID FORK NEW   ForkSession(ID, FORK, 0) and RenameSession(FORK,
+ *                                               NEW) sent back to back, before either reply (the
+ *                                               rename lands behind the fork's commit on the I/O
+ *                                               queue); exit 0 when both succeed
  *   rwkv-test-client ADDRESS blast N            N malformed or hostile calls, then checks the daemon
  *                                               still answers Status()
  * Exit 0 on success. */
@@ -559,6 +563,59 @@ static int cmd_stuck(const char *address, unsigned seconds) {
         return 0;
 }
 
+static int cmd_fork_rename(const char *address, const char *id, const char *fork, const char *new_id) {
+        sd_bus *bus = NULL;
+        sd_bus_message *m[2] = {}, *reply = NULL;
+        uint64_t cookie[2];
+        int ret = 0;
+
+        if (connect_bus(address, &bus) < 0)
+                return 1;
+        for (int i = 0; i < 2; i++) {
+                int r = sd_bus_message_new_method_call(bus, &m[i], RWKV_BUS_NAME, RWKV_BUS_PATH, RWKV_BUS_INTERFACE,
+                                                       i == 0 ? "ForkSession" : "RenameSession");
+                if (r >= 0)
+                        r = i == 0 ? sd_bus_message_append(m[i], "ssu", id, fork, 0u)
+                                   : sd_bus_message_append(m[i], "ss", fork, new_id);
+                if (r >= 0)
+                        r = sd_bus_send(bus, m[i], &cookie[i]);
+                if (r < 0) {
+                        fprintf(stderr, "sending call %d: %s\n", i, strerror(-r));
+                        return 1;
+                }
+        }
+        if (sd_bus_flush(bus) < 0)
+                return 1;
+        /* both calls are on the wire: now collect their replies (unhandled messages come back) */
+        for (int got = 0; got < 2;) {
+                int r = sd_bus_process(bus, &reply);
+                if (r < 0)
+                        return 1;
+                if (r == 0) {
+                        if (sd_bus_wait(bus, 10 * 1000000ULL) <= 0)
+                                return 1;
+                        continue;
+                }
+                if (!reply)
+                        continue;
+                uint64_t rc;
+                if (sd_bus_message_get_reply_cookie(reply, &rc) >= 0 && (rc == cookie[0] || rc == cookie[1])) {
+                        const sd_bus_error *e = sd_bus_message_get_error(reply);
+                        if (e) {
+                                fprintf(stderr, "%s: %s: %s\n", rc == cookie[0] ? "ForkSession" : "RenameSession", e->name,
+                                        e->message);
+                                ret = 1;
+                        }
+                        got++;
+                }
+                reply = sd_bus_message_unref(reply);
+        }
+        sd_bus_message_unref(m[0]);
+        sd_bus_message_unref(m[1]);
+        sd_bus_flush_close_unref(bus);
+        return ret;
+}
+
 int main(int argc, char *argv[]) {
         if (argc == 4 && strcmp(argv[2], "stuck") == 0)
                 return cmd_stuck(argv[1], (unsigned) atoi(argv[3]));
@@ -599,6 +656,8 @@ int main(int argc, char *argv[]) {
                 return cmd_hold(argv[1], argv[3], (uint32_t) atoi(argv[4]), (unsigned) atoi(argv[5]));
         if (argc == 5 && strcmp(argv[2], "gen") == 0)
                 return cmd_gen(argv[1], atoi(argv[3]), (uint32_t) atoi(argv[4]));
+        if (argc == 6 && strcmp(argv[2], "fork-rename") == 0)
+                return cmd_fork_rename(argv[1], argv[3], argv[4], argv[5]);
         if (argc == 4 && strcmp(argv[2], "blast") == 0)
                 return cmd_blast(argv[1], atoi(argv[3]));
         fprintf(stderr, "usage: %s ADDRESS gen N MAX_TOKENS | ADDRESS blast N\n", argv[0]);

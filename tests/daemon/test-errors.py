@@ -155,6 +155,13 @@ def test_full_disk():
             generate_unsaved(bus, "keep", " again", why)
             t2 = tokens(d, "keep")
             check(t2 > t1, "the session did not grow in RAM: %d -> %d" % (t1, t2))
+            # A fork (its commit fails) renamed at once: the rename is queued behind that commit, and
+            # the failed commit must still find the session under its new name and keep it unsaved.
+            r = subprocess.run([client_path(), bus.address, "fork-rename", "keep", "forked", "renamed"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+            check(r.returncode == 0, "fork-rename: %s" % r.stderr.decode(errors="replace"))
+            rows = listed(d)
+            check("renamed" in rows and "forked" not in rows, "after fork + rename: %s" % rows)
             # Writes into the state directory are refused with a named error and a human message.
             msg = expect_transfer_error(bus, "import", "copy", exp, st.expected,
                                         "No space left on device" if st.holder else "Permission denied")
@@ -172,7 +179,7 @@ def test_full_disk():
             print("rwkvd exit status after SIGTERM with commits failing: %s" % rc)
             check(rc == 1, "exit status %s (expected 1: sessions could not be saved):\n%s" % (rc, log))
             check("Failed to save session 'keep'" in log, "the failed commit is not logged:\n%s" % log)
-            for sid in ("keep", "other"):
+            for sid in ("keep", "other", "renamed"):
                 check("Session '%s' of uid %d could not be saved" % (sid, os.geteuid()) in log,
                       "the unsaved session %r is not named at exit:\n%s" % (sid, log))
 
@@ -183,7 +190,7 @@ def test_full_disk():
             rows = listed(d)
             check("keep" in rows and rows["keep"][2] == t1 and rows["keep"][3] == 1,
                   "after the restart: %s (last committed: %d tokens, 1 turn)" % (rows, t1))
-            check("other" not in rows and "copy" not in rows, "sessions never committed came back: %s" % rows)
+            check(not {"other", "copy", "forked", "renamed"} & set(rows), "sessions never committed came back: %s" % rows)
             end = generate(bus, "keep", " more")
             check(end["session_tokens"] == tokens(d, "keep") > t1, "generate after the restart: %s" % end)
             ok, out = transfer(bus, "export", "keep", exp + ".2")
