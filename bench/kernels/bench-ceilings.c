@@ -27,8 +27,11 @@ typedef struct Part {
         long iters;
         int wide;
         double result;
+        double macs; /* i8_thread: multiply-adds done */
         pthread_barrier_t *barrier;
 } Part;
+
+static volatile float sink;
 
 static float sum_plain(const float *p, size_t n) {
         float s[16] = { 0 };
@@ -105,6 +108,41 @@ __attribute__((target("avx2,fma"))) static float fma_avx2(long iters) {
         _mm256_storeu_ps(t, s);
         return t[0] + t[7];
 }
+
+/* int8 dot products as the q8_0 kernels do them: vpdpbusd (64 multiply-adds per zmm) where the CPU
+ * has AVX-512 VNNI, else vpmaddubsw + vpmaddwd (32 per ymm pair). Returns multiply-adds done. */
+__attribute__((target("avx512f,avx512vnni"))) static double i8_vnni(long iters) {
+        __m512i m = _mm512_set1_epi8(3), c = _mm512_set1_epi8(5);
+        __m512i a0 = _mm512_set1_epi32(0), a1 = _mm512_set1_epi32(1), a2 = _mm512_set1_epi32(2);
+        __m512i a3 = _mm512_set1_epi32(3), a4 = _mm512_set1_epi32(4), a5 = _mm512_set1_epi32(5);
+        __m512i a6 = _mm512_set1_epi32(6), a7 = _mm512_set1_epi32(7), a8 = _mm512_set1_epi32(8);
+        __m512i a9 = _mm512_set1_epi32(9), a10 = _mm512_set1_epi32(10), a11 = _mm512_set1_epi32(11);
+        for (long it = 0; it < iters; it++)
+                FMA12(__m512i, _mm512_dpbusd_epi32);
+        __m512i s = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)),
+                                     _mm512_add_epi32(_mm512_add_epi32(a4, a5), _mm512_add_epi32(a6, a7)));
+        s = _mm512_add_epi32(s, _mm512_add_epi32(_mm512_add_epi32(a8, a9), _mm512_add_epi32(a10, a11)));
+        sink = (float)_mm512_reduce_add_epi32(s);
+        return (double)iters * 12 * 64;
+}
+
+/* one maddubs + madd pair per 32 multiply-adds, 12 chains (the add closing each is its own) */
+#define MADD_I8(acc, x, w) _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), one))
+
+__attribute__((target("avx2"))) static double i8_avx2(long iters) {
+        __m256i m = _mm256_set1_epi8(3), c = _mm256_set1_epi8(5), one = _mm256_set1_epi16(1);
+        __m256i a0 = _mm256_set1_epi32(0), a1 = _mm256_set1_epi32(1), a2 = _mm256_set1_epi32(2);
+        __m256i a3 = _mm256_set1_epi32(3), a4 = _mm256_set1_epi32(4), a5 = _mm256_set1_epi32(5);
+        __m256i a6 = _mm256_set1_epi32(6), a7 = _mm256_set1_epi32(7), a8 = _mm256_set1_epi32(8);
+        __m256i a9 = _mm256_set1_epi32(9), a10 = _mm256_set1_epi32(10), a11 = _mm256_set1_epi32(11);
+        for (long it = 0; it < iters; it++)
+                FMA12(__m256i, MADD_I8);
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3)),
+                                     _mm256_add_epi32(_mm256_add_epi32(a4, a5), _mm256_add_epi32(a6, a7)));
+        s = _mm256_add_epi32(s, _mm256_add_epi32(_mm256_add_epi32(a8, a9), _mm256_add_epi32(a10, a11)));
+        sink = (float)_mm256_extract_epi32(s, 0);
+        return (double)iters * 12 * 32;
+}
 #endif
 
 static int widest(void) {
@@ -117,7 +155,6 @@ static int widest(void) {
         return 1;
 }
 
-static volatile float sink;
 
 static void *bw_thread(void *arg) {
         Part *p = arg;
@@ -153,6 +190,21 @@ static void *fma_thread(void *arg) {
                 sink = fma_avx2(p->iters);
 #endif
         p->result = now() - t0;
+        return NULL;
+}
+
+static void *i8_thread(void *arg) {
+        Part *p = arg;
+        pthread_barrier_wait(p->barrier);
+        double t0 = now(), macs = 0;
+#if defined(__x86_64__)
+        if (__builtin_cpu_supports("avx512vnni"))
+                macs = i8_vnni(p->iters);
+        else if (__builtin_cpu_supports("avx2"))
+                macs = i8_avx2(p->iters);
+#endif
+        p->result = now() - t0;
+        p->macs = macs;
         return NULL;
 }
 
@@ -237,14 +289,27 @@ int main(int argc, char **argv) {
                 gflops = (double)iters * 12 * wide * 2 * threads / dt / 1e9;
         }
 
+        /* int8 multiply-adds (q8_0 / q4_0 products), counted as 2 operations each like the FMAs */
+        double i8_gop = 0;
+        {
+                Part parts[64];
+                for (unsigned i = 0; i < threads; i++)
+                        parts[i] = (Part){ .iters = 10 * 1000 * 1000 };
+                double dt = run_parts(i8_thread, parts, threads);
+                if (parts[0].macs > 0)
+                        i8_gop = parts[0].macs * 2 * threads / dt / 1e9;
+        }
+
         if (json)
                 printf("{\"read_gb_s_1t\": %.2f, \"read_gb_s\": %.2f, \"threads\": %u, \"fma_gflop_s\": %.1f, "
-                       "\"vector_lanes\": %d}\n",
-                       bw[0], bw[1], threads, gflops, wide);
+                       "\"vector_lanes\": %d, \"int8_gop_s\": %.1f}\n",
+                       bw[0], bw[1], threads, gflops, wide, i8_gop);
         else {
                 printf("read bandwidth, 1 thread:   %6.2f GB/s\n", bw[0]);
                 printf("read bandwidth, %u threads:  %6.2f GB/s\n", threads, bw[1]);
                 printf("f32 FMA peak, %u threads:    %6.1f GFLOP/s (%d lanes)\n", threads, gflops, wide);
+                if (i8_gop > 0)
+                        printf("int8 dot peak, %u threads:   %6.1f GOP/s\n", threads, i8_gop);
         }
         return 0;
 }
