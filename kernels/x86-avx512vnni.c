@@ -241,11 +241,14 @@ static inline __attribute__((always_inline)) void rows8_q8_0(const uint8_t *w, s
                         __m512i w1 = _mm512_xor_si512(_mm512_set1_epi64((long long)load_u64(q + 8)), bias);
                         __m512i w2 = _mm512_xor_si512(_mm512_set1_epi64((long long)load_u64(q + 16)), bias);
                         __m512i w3 = _mm512_xor_si512(_mm512_set1_epi64((long long)load_u64(q + 24)), bias);
+                        /* one chain: the block's integer sum in 4 steps (exact in any order); two
+                         * chains and an add measured 6-7% slower (the add and a zeroing per row-block,
+                         * 2.48 -> 2.32 ns on one core; other rows and blocks hide the latency) */
                         __m512i s0 = _mm512_dpbusd_epi32(xc[b], w0, xb[0]);
-                        __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1, xb[1]);
+                        s0 = _mm512_dpbusd_epi32(s0, w1, xb[1]);
                         s0 = _mm512_dpbusd_epi32(s0, w2, xb[2]);
-                        s1 = _mm512_dpbusd_epi32(s1, w3, xb[3]);
-                        __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), dxb);
+                        s0 = _mm512_dpbusd_epi32(s0, w3, xb[3]);
+                        __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(s0), dxb);
                         acc[i] = _mm512_fmadd_ps(f, _mm512_set1_ps(dw[i][b]), acc[i]);
                 }
         }
