@@ -150,12 +150,6 @@ static inline __attribute__((always_inline)) void rows_q8_0(const uint8_t *w, si
 #define VNNI8_ROWS 4
 #define VNNI8_L1_COLS 1024 /* prefetch the next tile into L1 up to this many columns, else L2 */
 
-static inline uint64_t load_u64(const void *p) {
-        uint64_t v;
-        memcpy(&v, p, sizeof(v));
-        return v;
-}
-
 /* xq[b*4 + k]: qword lane v = bytes 8k..8k+7 of block b of vector v (zero beyond nv); xc[b] dword
  * lane 2v / 2v+1 = -128 * the sum of the bytes that lane multiplies (even / odd groups of block b);
  * dxs[b*16 + 2v] = dxs[b*16 + 2v+1] = the scale of block b of vector v. */
@@ -237,10 +231,13 @@ static inline __attribute__((always_inline)) void rows8_q8_0(const uint8_t *w, s
 #pragma GCC unroll 4
                 for (int i = 0; i < nr; i++) {
                         const uint8_t *q = p[i] + qo + b * QK;
-                        __m512i w0 = _mm512_xor_si512(_mm512_set1_epi64((long long)load_u64(q)), bias);
-                        __m512i w1 = _mm512_xor_si512(_mm512_set1_epi64((long long)load_u64(q + 8)), bias);
-                        __m512i w2 = _mm512_xor_si512(_mm512_set1_epi64((long long)load_u64(q + 16)), bias);
-                        __m512i w3 = _mm512_xor_si512(_mm512_set1_epi64((long long)load_u64(q + 24)), bias);
+                        /* broadcast and bias in one instruction (vpxorq m64{1to8}): gcc splits the
+                         * intrinsics into a vpbroadcastq and a vpxord; 2.33 -> 2.22 ns per row-block */
+                        __m512i w0, w1, w2, w3;
+                        __asm__("vpxorq %1%{1to8%}, %2, %0" : "=v"(w0) : "m"(*(const uint64_t *)q), "v"(bias));
+                        __asm__("vpxorq %1%{1to8%}, %2, %0" : "=v"(w1) : "m"(*(const uint64_t *)(q + 8)), "v"(bias));
+                        __asm__("vpxorq %1%{1to8%}, %2, %0" : "=v"(w2) : "m"(*(const uint64_t *)(q + 16)), "v"(bias));
+                        __asm__("vpxorq %1%{1to8%}, %2, %0" : "=v"(w3) : "m"(*(const uint64_t *)(q + 24)), "v"(bias));
                         /* one chain: the block's integer sum in 4 steps (exact in any order); two
                          * chains and an add measured 6-7% slower (the add and a zeroing per row-block,
                          * 2.48 -> 2.32 ns on one core; other rows and blocks hide the latency) */
