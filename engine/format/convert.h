@@ -16,9 +16,9 @@ typedef struct ConvertOptions {
 } ConvertOptions;
 
 /* Which type a tensor gets. Only 2-D "*.weight" matrices whose rows are whole 32-blocks take the
- * requested type; with a requested type every other tensor becomes f32 (exact for f16/bf16 sources);
- * without one, native types stay as they are (bit-identical), ggml q8_0 becomes q8_0 and the other
- * ggml block types f16. */
+ * requested type; with a requested type every other tensor stays exact: f16/bf16 as they are (f32 when
+ * f32 is the requested type), anything else as f32; without one, native types stay as they are
+ * (bit-identical), ggml q8_0 becomes q8_0 and the other ggml block types f16. */
 DType convert_target_type(const char *name, const Tensor *src, int type);
 
 int model_convert(TensorTable *src, const char *out_path, const ConvertOptions *opts, uint8_t ret_hash[32],

@@ -177,6 +177,15 @@ static void fill_row(const Spec *s, uint64_t row, uint64_t cols, uint64_t *rng, 
         (void)row;
 }
 
+/* A tensor's type in the file: the weight matrices take the requested type; the LoRA factors (2-D,
+ * not "*.weight") are bf16 unless f32 was asked, as converting an official (bf16) checkpoint keeps
+ * them (engine/format/convert.c); the vectors f32. */
+static DType spec_type(const Spec *s, DType wtype) {
+        if (s->matrix && s->shape[1] % 32 == 0)
+                return wtype;
+        return s->n_dims == 2 && wtype != DTYPE_F32 ? DTYPE_BF16 : DTYPE_F32;
+}
+
 int model_write_random(const RandomModelOptions *o, const char *out_path, uint8_t ret_hash[32], RwkvError *err) {
         if (o->version != 7)
                 return error_set(err, EOPNOTSUPP, "random models exist for RWKV-7 only (version %u asked)", o->version);
@@ -218,7 +227,7 @@ int model_write_random(const RandomModelOptions *o, const char *out_path, uint8_
         uint64_t total = 0, done = 0, max_cols = 0;
         for (size_t i = 0; i < l.n; i++) {
                 const Spec *s = &specs[i];
-                DType t = s->matrix && s->shape[1] % 32 == 0 ? wtype : DTYPE_F32;
+                DType t = spec_type(s, wtype);
                 if ((r = native_writer_add_tensor(w, s->name, t, s->n_dims, s->shape, err)) < 0)
                         return r;
                 max_cols = MAX(max_cols, s->shape[s->n_dims - 1]);
@@ -236,7 +245,7 @@ int model_write_random(const RandomModelOptions *o, const char *out_path, uint8_
                 return -ENOMEM;
         for (size_t i = 0; i < l.n; i++) {
                 const Spec *s = &specs[i];
-                DType t = s->matrix && s->shape[1] % 32 == 0 ? wtype : DTYPE_F32;
+                DType t = spec_type(s, wtype);
                 uint64_t cols = s->shape[s->n_dims - 1], rows = 1;
                 for (uint32_t d = 0; d + 1 < s->n_dims; d++)
                         rows *= s->shape[d];

@@ -312,7 +312,8 @@ static void help_convert(void) {
         printf("rwkvctl model convert IN OUT [--type f32|f16|bf16|q8_0|q4_0] [--vocab FILE] [--json]\n\n"
                "Write IN (.rwkv, rwkv.cpp .bin or PyTorch .pth) as a native .rwkv file.\n\n"
                "  --type T      type of the weight matrices (2-D *.weight with rows of whole 32-blocks);\n"
-               "                every other tensor becomes f32. Default: keep every tensor's type\n"
+               "                every other tensor stays exact: f16/bf16 as they are (f32 with --type\n"
+               "                f32), other types as f32. Default: keep every tensor's type\n"
                "                (rwkv.cpp q8_0 -> q8_0, other rwkv.cpp block types -> f16)\n"
                "  --vocab FILE  embed this World vocabulary (rwkv_vocab_v20230424.txt format)\n"
                "  --json        print {\"file\", \"size\", \"hash\"}\n");

@@ -94,7 +94,8 @@ static void test_pth(const char *ref) {
                 unlink(out);
         }
 
-        /* --type: matrices take it, everything else becomes f32 (exactly) */
+        /* --type: matrices take it, everything else stays exact: f16/bf16 as they are (this source is
+         * bf16), other types as f32 */
         snprintf(in, sizeof(in), "%s/pth-rwkv7/rwkv7-L2-C128-V512-bf16.pth", ref);
         path_in(out, sizeof(out), "q.rwkv");
         static const char vocab[] = "1 'a' 1\n2 'b' 1\n";
@@ -112,7 +113,8 @@ static void test_pth(const char *ref) {
                 float *fx = malloc(cols * 4), *fy = malloc(cols * 4);
                 CHECK(fx && fy);
                 bool matrix = strstr(name, ".weight") && x->n_dims == 2;
-                CHECK(y->dtype == (matrix ? DTYPE_Q8_0 : DTYPE_F32));
+                bool half = x->dtype == DTYPE_F16 || x->dtype == DTYPE_BF16;
+                CHECK(y->dtype == (matrix ? DTYPE_Q8_0 : half ? x->dtype : DTYPE_F32));
                 quantized += matrix;
                 for (uint64_t r = 0; r < rows; r++) {
                         dtype_row_to_f32(x->dtype, (const uint8_t *)x->data + r * dtype_row_bytes(x->dtype, cols), fx,
@@ -132,6 +134,13 @@ static void test_pth(const char *ref) {
                 free(fy);
         }
         CHECK(quantized == 2 + 2 * 6); /* emb, head, 4 att + 2 ffn per layer */
+        tensor_table_free(b);
+
+        /* --type f32 widens everything */
+        convert_or_die(in, out, DTYPE_F32, vocab);
+        b = open_or_die(out);
+        for (size_t i = 0; i < tensor_table_count(a); i++)
+                CHECK(tensor_table_get(b, tensor_table_name_at(a, i))->dtype == DTYPE_F32);
         tensor_table_free(a);
         tensor_table_free(b);
         unlink(out);
