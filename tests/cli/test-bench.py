@@ -44,16 +44,17 @@ def main():
             check(r.returncode == 0 and len(lines) == 1, "bench %s: not one line: %r" % (" ".join(args), r.stdout))
             j = json.loads(lines[0])
             check(j["model"] == os.path.basename(m) and j["n_layer"] == 1 and j["n_embd"] == 64 and j["prompt"] == 16
-                  and j["gen"] == 8 and j["threads"] == 1, "bench --json: %r" % j)
+                  and j["gen"] == 8 and j["threads"] == 1 and j["repeat"] == 3, "bench --json: %r" % j)
             check(j["prefill_tok_s"] > 0 and j["decode_tok_s"] > 0 and j["latency_ms_p99"] >= j["latency_ms_p50"] > 0,
                   "bench --json figures: %r" % j)
             check(sorted(j["batch_tok_s"]) == (["3"] if "3" in args else ["8"]), "batch_tok_s %r" % j["batch_tok_s"])
-        check(json.loads(subprocess.run([ctl, "--json", "bench", "--model", m, "--prompt", "4", "--gen", "4"],
-                                        capture_output=True, timeout=120).stdout)["gen"] == 4, "global --json")
+        j = json.loads(subprocess.run([ctl, "--json", "bench", "--model", m, "--prompt", "4", "--gen", "4", "--repeat", "2"],
+                                      capture_output=True, timeout=120).stdout)
+        check(j["gen"] == 4 and j["repeat"] == 2 and j["decode_tok_s"] > 0, "global --json, --repeat 2: %r" % j)
 
         for args in (["bench"], ["bench", "--model", os.path.join(tmp, "missing.rwkv")], ["bench", "--model", m, "--bogus"],
                      ["bench", "--model", m, "--gen", "0"], ["bench", "--model", m, "--batch", "x"],
-                     ["bench", "--model", m, "--threads", "-1"]):
+                     ["bench", "--model", m, "--threads", "-1"], ["bench", "--model", m, "--repeat", "0"]):
             r = subprocess.run([ctl] + args, capture_output=True, timeout=60)
             err = r.stderr.decode(errors="replace")
             check(r.returncode != 0 and err.count("\n") == 1 and err.startswith("rwkvctl: ") and not r.stdout,

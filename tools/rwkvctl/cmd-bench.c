@@ -19,6 +19,7 @@
 #define BENCH_MAX_TOKENS 65536u
 #define BENCH_MAX_BATCH 256u
 #define BENCH_MAX_BATCHES 16
+#define BENCH_MAX_REPEAT 100
 
 static double now_s(void) {
         struct timespec ts;
@@ -67,7 +68,8 @@ static double percentile(const double *sorted, size_t n, double p) {
 }
 
 static void help(void) {
-        printf("rwkvctl bench --model FILE [--threads N] [--prompt N] [--gen N] [--batch B[,B...]] [--json]\n\n"
+        printf("rwkvctl bench --model FILE [--threads N] [--prompt N] [--gen N] [--repeat N] [--batch B[,B...]]\n"
+               "              [--json]\n\n"
                "Measure a model's speed in-process: prefill of a prompt, token-by-token decode, and batched\n"
                "decode of B sessions at once.\n\n"
                "  --model FILE    model file (.rwkv, rwkv.cpp .bin, PyTorch .pth)\n"
@@ -75,6 +77,8 @@ static void help(void) {
                "  --threads N     compute threads (default: all CPUs)\n"
                "  --prompt N      prompt tokens for the prefill measurement (default 512, 0 to skip)\n"
                "  --gen N         decoded tokens (default 128)\n"
+               "  --repeat N      run the prefill and the decode N times from the same state and report\n"
+               "                  the median (default 3; latency percentiles over every token)\n"
                "  --batch LIST    batch sizes for batched decode, e.g. 1,2,4,8,16 (default 8); each runs\n"
                "                  min(gen, 32) steps and at least one second\n"
                "  --json          print one JSON object (one line) instead of the summary\n");
@@ -87,11 +91,11 @@ typedef struct BenchResult {
 
 int verb_bench(int argc, char *argv[]) {
         const char *model_path = NULL, *vocab = NULL;
-        unsigned long threads = 0, prompt = 512, gen = 128;
+        unsigned long threads = 0, prompt = 512, gen = 128, repeat = 3;
         unsigned batches[BENCH_MAX_BATCHES] = { 8 };
         size_t n_batches = 1;
         bool json = arg_json;
-        enum { ARG_VOCAB = 0x100 };
+        enum { ARG_VOCAB = 0x100, ARG_REPEAT };
         static const struct option opts[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "model", required_argument, NULL, 'm' },
@@ -99,6 +103,7 @@ int verb_bench(int argc, char *argv[]) {
                 { "threads", required_argument, NULL, 't' },
                 { "prompt", required_argument, NULL, 'p' },
                 { "gen", required_argument, NULL, 'g' },
+                { "repeat", required_argument, NULL, ARG_REPEAT },
                 { "batch", required_argument, NULL, 'b' },
                 { "json", no_argument, NULL, 'j' },
                 {},
@@ -127,6 +132,10 @@ int verb_bench(int argc, char *argv[]) {
                 case 'g':
                         if (parse_uint(optarg, BENCH_MAX_TOKENS, &gen) < 0 || gen == 0)
                                 return fail("bench: invalid --gen '%s' (1 to %u)", optarg, BENCH_MAX_TOKENS);
+                        break;
+                case ARG_REPEAT:
+                        if (parse_uint(optarg, BENCH_MAX_REPEAT, &repeat) < 0 || repeat == 0)
+                                return fail("bench: invalid --repeat '%s' (1 to %u)", optarg, BENCH_MAX_REPEAT);
                         break;
                 case 'b':
                         if (parse_batches(optarg, batches, &n_batches) < 0)
@@ -169,8 +178,10 @@ int verb_bench(int argc, char *argv[]) {
         float **logit_ptrs = calloc(max_batch, sizeof(float *));
         float *batch_logits = malloc((size_t)max_batch * in->n_vocab * sizeof(float));
         uint32_t *batch_tokens = malloc(max_batch * sizeof(uint32_t));
-        double *lat = malloc(gen * sizeof(double));
-        if (!tokens || !logits || !states || !state_ptrs || !logit_ptrs || !batch_logits || !batch_tokens || !lat) {
+        double *lat = malloc(gen * repeat * sizeof(double)), *runs = malloc(repeat * sizeof(double));
+        float *start = malloc(in->state_floats * sizeof(float));
+        if (!tokens || !logits || !states || !state_ptrs || !logit_ptrs || !batch_logits || !batch_tokens || !lat ||
+            !runs || !start) {
                 fail("bench: out of memory");
                 goto finish;
         }
@@ -197,28 +208,41 @@ int verb_bench(int argc, char *argv[]) {
         if (r < 0)
                 goto eval_failed;
 
+        /* Each measurement is run `repeat` times and the median reported: on a shared machine a
+         * single run of a second or less reads whatever the neighbours were doing at that moment. */
+        model_state_reset(m, state);
         if (prompt > 0) {
-                model_state_reset(m, state);
-                t0 = now_s();
-                r = model_eval_sequence(ctx, state, tokens, prompt, logits);
-                if (r < 0)
-                        goto eval_failed;
-                res.prefill_tok_s = (double)prompt / (now_s() - t0);
+                for (size_t k = 0; k < repeat; k++) {
+                        model_state_reset(m, state);
+                        t0 = now_s();
+                        r = model_eval_sequence(ctx, state, tokens, prompt, logits);
+                        if (r < 0)
+                                goto eval_failed;
+                        runs[k] = (double)prompt / (now_s() - t0);
+                }
+                qsort(runs, repeat, sizeof(double), cmp_double);
+                res.prefill_tok_s = percentile(runs, repeat, 0.50);
         }
 
-        double total = 0;
-        for (size_t i = 0; i < gen; i++) {
-                t0 = now_s();
-                r = model_eval_token(ctx, state, tokens[i + 1], logits);
-                if (r < 0)
-                        goto eval_failed;
-                lat[i] = now_s() - t0;
-                total += lat[i];
+        memcpy(start, state, in->state_floats * sizeof(float)); /* every decode run starts after the prompt */
+        for (size_t k = 0; k < repeat; k++) {
+                memcpy(state, start, in->state_floats * sizeof(float));
+                double total = 0;
+                for (size_t i = 0; i < gen; i++) {
+                        t0 = now_s();
+                        r = model_eval_token(ctx, state, tokens[i + 1], logits);
+                        if (r < 0)
+                                goto eval_failed;
+                        lat[k * gen + i] = now_s() - t0;
+                        total += lat[k * gen + i];
+                }
+                runs[k] = (double)gen / total;
         }
-        res.decode_tok_s = (double)gen / total;
-        qsort(lat, gen, sizeof(double), cmp_double);
-        res.p50_ms = percentile(lat, gen, 0.50) * 1e3;
-        res.p99_ms = percentile(lat, gen, 0.99) * 1e3;
+        qsort(runs, repeat, sizeof(double), cmp_double);
+        res.decode_tok_s = percentile(runs, repeat, 0.50);
+        qsort(lat, gen * repeat, sizeof(double), cmp_double);
+        res.p50_ms = percentile(lat, gen * repeat, 0.50) * 1e3;
+        res.p99_ms = percentile(lat, gen * repeat, 0.99) * 1e3;
 
         for (size_t bi = 0; bi < n_batches; bi++) {
                 unsigned B = batches[bi];
@@ -266,6 +290,7 @@ int verb_bench(int argc, char *argv[]) {
                 json_object_object_add(o, "load_ms", json_object_new_double(res.load_s * 1e3));
                 json_object_object_add(o, "prompt", json_object_new_int64((int64_t)prompt));
                 json_object_object_add(o, "gen", json_object_new_int64((int64_t)gen));
+                json_object_object_add(o, "repeat", json_object_new_int64((int64_t)repeat));
                 json_object_object_add(o, "prefill_tok_s", json_object_new_double(res.prefill_tok_s));
                 json_object_object_add(o, "decode_tok_s", json_object_new_double(res.decode_tok_s));
                 for (size_t bi = 0; bi < n_batches; bi++) {
@@ -287,9 +312,10 @@ int verb_bench(int argc, char *argv[]) {
                 printf("threads:      %u, isa %s\n", threadpool_size(pool), isa);
                 printf("load:         %.1f ms (%" PRIu64 " bytes)\n", res.load_s * 1e3, in->file_size);
                 if (prompt > 0)
-                        printf("prefill:      %.1f tok/s (%lu tokens)\n", res.prefill_tok_s, prompt);
-                printf("decode:       %.1f tok/s (%lu tokens), latency p50 %.2f ms, p99 %.2f ms\n", res.decode_tok_s,
-                       gen, res.p50_ms, res.p99_ms);
+                        printf("prefill:      %.1f tok/s (%lu tokens, median of %lu runs)\n", res.prefill_tok_s, prompt,
+                               repeat);
+                printf("decode:       %.1f tok/s (%lu tokens, median of %lu runs), latency p50 %.2f ms, p99 %.2f ms\n",
+                       res.decode_tok_s, gen, repeat, res.p50_ms, res.p99_ms);
                 printf("              %.2f GB/s of weights (%" PRIu64 " bytes per token)\n",
                        res.decode_tok_s * (double)in->weight_bytes / 1e9, in->weight_bytes);
                 for (size_t bi = 0; bi < n_batches; bi++)
@@ -314,5 +340,7 @@ finish:
         free(batch_logits);
         free(batch_tokens);
         free(lat);
+        free(runs);
+        free(start);
         return ret;
 }
