@@ -1,6 +1,6 @@
 /* x86-avx512vnni.c: batched decode of q8_0 (2-16 vectors) with AVX-512 VNNI. Built with its own
  * flags and entered only when cpu.c found avx512_vnni; it overrides one entry of the AVX-512 table.
- * 2-8 and 16 vectors take the "8 vectors x 2 groups" layout further down (rows8_q8_0); 9-15 this one.
+ * 2 vectors take rows2_q8_0, 3-8 and 16 the "8 vectors x 2 groups" layout (rows8_q8_0), 9-15 this one.
  *
  * Layout: the VECTORS are the lanes. x is quantized per call to int8 blocks of 32 (like the integer
  * matvec in simd-template.h) and repacked so that one zmm holds, for each of up to 15 vectors, the
@@ -258,6 +258,105 @@ static inline __attribute__((always_inline)) void rows8_q8_0(const uint8_t *w, s
         }
 }
 
+/* ---- 2 vectors: the lanes are 8 groups of 4 bytes x 2 vectors ----
+ * The 8-vector layout above costs the same per row-block whatever the number of vectors (4
+ * broadcasts, 4 vpxord, 4 vpdpbusd and the epilogue). For two, a zmm of packed x holds a whole
+ * block of each (low half: vector 0, high half: vector 1) and the row's 32-byte block is broadcast
+ * to both halves: one load, one vpxord and one vpdpbusd per row-block. Each dword lane then holds 4
+ * products of one (row, vector, block), scaled per block in f32 and summed across lanes once per
+ * row. 2.00 -> 1.36 ns per row-block on one core with the weights in cache (0.1B FFN key),
+ * streamed on 2 threads 32.5 -> 34.9 GB/s (the matvec's rate then: it keeps up with memory). For 3
+ * or 4 vectors (two such pairs) it measured slower than the 8-vector layout (2.24-2.30 vs 2.02-2.05
+ * ns in cache), so they stay there. */
+#define VNNI2_ROWS 4
+
+/* xp[b]: low 256 bits = block b of vector 0 (int8), high = of vector 1; nc[b] dword lane j = -128 *
+ * the sum of the 4 bytes that lane multiplies (the bias the weights carry); dp[b] = each half's
+ * scale in its 8 lanes. */
+static bool pack_x2(const float *x, size_t ldx, size_t K, __m512i *xp, __m512i *nc, __m512 *dp) {
+        size_t nb = K / QK;
+        const __m512i bias = _mm512_set1_epi8((char)0x80);
+        for (size_t b = 0; b < nb; b++) {
+                _Alignas(64) int8_t q[2][QK];
+                float d[2];
+                for (size_t v = 0; v < 2; v++)
+                        if (!quantize_block(x + v * ldx + b * QK, q[v], &d[v]))
+                                return false;
+                __m512i xq = _mm512_load_si512(q);
+                xp[b] = xq;
+                nc[b] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, xq));
+                dp[b] = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d[0]), _mm512_set1_ps(d[1]));
+        }
+        return true;
+}
+
+static inline __attribute__((always_inline)) void rows2_q8_0(const uint8_t *w, size_t rb, size_t K, const __m512i *xp,
+                                                             const __m512i *nc, const __m512 *dp, int nr, float *y,
+                                                             size_t ldy, size_t r) {
+        size_t nb = K / QK, qo = q_row_quants_offset(K);
+        const bool l1 = K <= VNNI8_L1_COLS;
+        const __m512i bias = _mm512_set1_epi8((char)0x80);
+        const uint8_t *p[VNNI2_ROWS];
+        __m512 acc[VNNI2_ROWS];
+        _Alignas(64) float dw[VNNI2_ROWS][VNNI_MAX_COLS / QK];
+#pragma GCC unroll 4
+        for (int i = 0; i < nr; i++) {
+                p[i] = w + (r + (size_t)i) * rb;
+                acc[i] = _mm512_setzero_ps();
+                size_t b = 0;
+                for (; b + 16 <= nb; b += 16)
+                        _mm512_storeu_ps(dw[i] + b,
+                                         _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p[i] + 2 * b))));
+                for (; b < nb; b++)
+                        dw[i][b] = _cvtsh_ss(load_u16(p[i] + 2 * b));
+        }
+        for (size_t b = 0; b < nb; b++) {
+                /* the next rows, spread over this pass, as in rows8_q8_0 (one line a block and row was
+                 * too little: 17.6 GB/s streamed instead of 34.9) */
+                const uint8_t *ahead = p[0] + (size_t)nr * rb + b * (size_t)nr * (QK + 2);
+                for (int c = 0; c < (nr * (QK + 2) + 63) / 64 + 1; c++)
+                        if (l1)
+                                __builtin_prefetch(ahead + 64 * c, 0, 3);
+                        else
+                                __builtin_prefetch(ahead + 64 * c, 0, 2);
+#pragma GCC unroll 4
+                for (int i = 0; i < nr; i++) {
+                        __m512i wv = _mm512_xor_si512(
+                                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p[i] + qo + b * QK))), bias);
+                        __m512i s = _mm512_dpbusd_epi32(nc[b], wv, xp[b]);
+                        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dp[b], _mm512_set1_ps(dw[i][b])),
+                                                 acc[i]);
+                }
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < nr; i++) {
+                _Alignas(64) float o[16];
+                _mm512_store_ps(o, acc[i]);
+                for (size_t v = 0; v < 2; v++) {
+                        float sum = 0.f;
+                        for (int j = 0; j < 8; j++)
+                                sum += o[8 * v + j];
+                        y[v * ldy + r + (size_t)i] = sum;
+                }
+        }
+}
+
+static void matmul_q8_0_vnni2(const void *w, size_t rb, size_t K, const float *x, size_t ldx, float *y, size_t ldy,
+                              size_t r0, size_t r1) {
+        _Alignas(64) __m512i xp[VNNI_MAX_COLS / QK], nc[VNNI_MAX_COLS / QK];
+        _Alignas(64) __m512 dp[VNNI_MAX_COLS / QK];
+        if (!pack_x2(x, ldx, K, xp, nc, dp)) {
+                fallback_q8_0(w, rb, K, x, ldx, 2, y, ldy, r0, r1);
+                return;
+        }
+        const uint8_t *wb = w;
+        size_t r = r0;
+        for (; r + VNNI2_ROWS <= r1; r += VNNI2_ROWS)
+                rows2_q8_0(wb, rb, K, xp, nc, dp, VNNI2_ROWS, y, ldy, r);
+        for (; r < r1; r++)
+                rows2_q8_0(wb, rb, K, xp, nc, dp, 1, y, ldy, r);
+}
+
 /* Up to 16 vectors in groups of at most 8: every tile of rows is applied to each packed group in
  * turn, the later group finds it in L1. */
 static void matmul_q8_0_vnni8(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
@@ -328,8 +427,12 @@ static void matmul_q8_0_vnni(const void *w, size_t rb, size_t K, const float *x,
                 matmul_q8_0_vnni_many(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
                 return;
         }
-        /* 2-8 vectors, and 16 as 2 x 8 (one-lane passes of 8: 7-10 -> 12-14 GB/s of weights, 2 threads);
+        /* 3-8 vectors, and 16 as 2 x 8 (one-lane passes of 8: 7-10 -> 12-14 GB/s of weights, 2 threads);
          * 9-15 fit one pass of the one-lane layout, measured faster than two groups of the other */
+        if (n_vec == 2 && K <= VNNI_MAX_COLS && K % QK == 0) {
+                matmul_q8_0_vnni2(w, rb, K, x, ldx, y, ldy, r0, r1);
+                return;
+        }
         if (((n_vec >= 2 && n_vec <= 8) || n_vec == 16) && K <= VNNI_MAX_COLS && K % QK == 0) {
                 matmul_q8_0_vnni8(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
                 return;
