@@ -71,20 +71,14 @@ static bool pack_x(const float *x, size_t ldx, size_t nv, size_t K, __m512i *xu,
         return true;
 }
 
-/* NR rows starting at r against the packed vectors; y[v*ldy + r+i] for v < nv. */
-static inline __attribute__((always_inline)) void rows_q8_0(const uint8_t *w, size_t rb, size_t K, const __m512i *xu,
-                                                            const float *dxs, int nr, size_t nv, float *y, size_t ldy,
-                                                            size_t r) {
-        size_t nb = K / QK, qo = q_row_quants_offset(K);
-        const __m512i corr = _mm512_set1_epi32((int)nv);
-        const uint8_t *p[VNNI_ROWS];
-        __m512 acc[VNNI_ROWS];
-        /* the rows' block scales to f32 once, 16 per instruction; read back as broadcast operands */
-        _Alignas(64) float dw[VNNI_ROWS][VNNI_MAX_COLS / QK];
+/* The start of a tile of nr rows from r: their addresses, and their block scales in f32 (16 per
+ * instruction), read back as broadcast operands by every kernel below. */
+static inline __attribute__((always_inline)) void tile_begin(const uint8_t *w, size_t rb, size_t K, size_t r, int nr,
+                                                             const uint8_t **p, float (*dw)[VNNI_MAX_COLS / QK]) {
+        size_t nb = K / QK;
 #pragma GCC unroll 4
         for (int i = 0; i < nr; i++) {
                 p[i] = w + (r + (size_t)i) * rb;
-                acc[i] = _mm512_setzero_ps();
                 size_t b = 0;
                 for (; b + 16 <= nb; b += 16)
                         _mm512_storeu_ps(dw[i] + b,
@@ -92,16 +86,34 @@ static inline __attribute__((always_inline)) void rows_q8_0(const uint8_t *w, si
                 for (; b < nb; b++)
                         dw[i][b] = _cvtsh_ss(load_u16(p[i] + 2 * b));
         }
+}
+
+/* Many instructions per byte: the out-of-order window alone keeps too few misses in flight. A
+ * tile's nr rows are one contiguous stretch of memory; at block b ask for block b's share of the
+ * next nr rows (same size, starting at `next`), into L1 or L2. */
+static inline __attribute__((always_inline)) void prefetch_next_tile(const uint8_t *next, size_t b, int nr, bool l1) {
+        const uint8_t *ahead = next + b * (size_t)nr * (QK + 2);
+        for (int c = 0; c < (nr * (QK + 2) + 63) / 64 + 1; c++)
+                if (l1)
+                        __builtin_prefetch(ahead + 64 * c, 0, 3);
+                else
+                        __builtin_prefetch(ahead + 64 * c, 0, 2);
+}
+
+/* NR rows starting at r against the packed vectors; y[v*ldy + r+i] for v < nv. */
+static inline __attribute__((always_inline)) void rows_q8_0(const uint8_t *w, size_t rb, size_t K, const __m512i *xu,
+                                                            const float *dxs, int nr, size_t nv, float *y, size_t ldy,
+                                                            size_t r) {
+        size_t nb = K / QK, qo = q_row_quants_offset(K);
+        const __m512i corr = _mm512_set1_epi32((int)nv);
+        const uint8_t *p[VNNI_ROWS];
+        __m512 acc[VNNI_ROWS] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
+        _Alignas(64) float dw[VNNI_ROWS][VNNI_MAX_COLS / QK];
+        tile_begin(w, rb, K, r, nr, p, dw);
         for (size_t b = 0; b < nb; b++) {
                 const __m512i *xb = xu + b * 8;
-                /* Many instructions per byte: the out-of-order window alone keeps too few misses in
-                 * flight. The NR rows are one contiguous stretch of memory; ask for the next NR rows
-                 * (same size) spread over this pass's blocks, into L1 where they are needed next. */
-                if (VNNI_PREFETCH) {
-                        const uint8_t *ahead = p[0] + (size_t)nr * rb + b * (size_t)nr * (QK + 2);
-                        for (int c = 0; c < (nr * (QK + 2) + 63) / 64 + 1; c++)
-                                __builtin_prefetch(ahead + 64 * c, 0, 3);
-                }
+                if (VNNI_PREFETCH) /* into L1, where they are needed next */
+                        prefetch_next_tile(p[0] + (size_t)nr * rb, b, nr, true);
                 __m512 dxb = _mm512_load_ps(dxs + b * VNNI_LANES);
 #pragma GCC unroll 4
                 for (int i = 0; i < nr; i++) {
@@ -203,31 +215,16 @@ static inline __attribute__((always_inline)) void rows8_q8_0(const uint8_t *w, s
         const bool l1 = K <= VNNI8_L1_COLS;
         const __m512i bias = _mm512_set1_epi8((char)0x80);
         const uint8_t *p[VNNI8_ROWS];
-        __m512 acc[VNNI8_ROWS];
+        __m512 acc[VNNI8_ROWS] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
         _Alignas(64) float dw[VNNI8_ROWS][VNNI_MAX_COLS / QK];
-#pragma GCC unroll 4
-        for (int i = 0; i < nr; i++) {
-                p[i] = w + (r + (size_t)i) * rb;
-                acc[i] = _mm512_setzero_ps();
-                size_t b = 0;
-                for (; b + 16 <= nb; b += 16)
-                        _mm512_storeu_ps(dw[i] + b,
-                                         _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p[i] + 2 * b))));
-                for (; b < nb; b++)
-                        dw[i][b] = _cvtsh_ss(load_u16(p[i] + 2 * b));
-        }
+        tile_begin(w, rb, K, r, nr, p, dw);
         for (size_t b = 0; b < nb; b++) {
                 const __m512i *xb = xq + b * 4;
                 __m512 dxb = _mm512_load_ps(dxs + b * VNNI_LANES);
-                /* the next NR rows, spread over this pass (see rows_q8_0); into L1 only while they, this
-                 * tile and the packed x fit there (K = 768: 24 -> 22.5 GB/s into L2 instead, 2 threads);
-                 * beyond that into L2 (K = 2048: 20 -> 27 GB/s, K = 3072 18 -> 25) */
-                const uint8_t *ahead = p[0] + (size_t)nr * rb + b * (size_t)nr * (QK + 2);
-                for (int c = 0; c < (nr * (QK + 2) + 63) / 64 + 1; c++)
-                        if (l1)
-                                __builtin_prefetch(ahead + 64 * c, 0, 3);
-                        else
-                                __builtin_prefetch(ahead + 64 * c, 0, 2);
+                /* into L1 only while the next tile, this one and the packed x fit there (K = 768:
+                 * 24 -> 22.5 GB/s into L2 instead, 2 threads); beyond that into L2 (K = 2048: 20 -> 27
+                 * GB/s, K = 3072 18 -> 25) */
+                prefetch_next_tile(p[0] + (size_t)nr * rb, b, nr, l1);
 #pragma GCC unroll 4
                 for (int i = 0; i < nr; i++) {
                         const uint8_t *q = p[i] + qo + b * QK;
@@ -269,6 +266,7 @@ static inline __attribute__((always_inline)) void rows8_q8_0(const uint8_t *w, s
  * or 4 vectors (two such pairs) it measured slower than the 8-vector layout (2.24-2.30 vs 2.02-2.05
  * ns in cache), so they stay there. */
 #define VNNI2_ROWS 4
+_Static_assert(VNNI_ROWS == 4 && VNNI8_ROWS == 4 && VNNI2_ROWS == 4, "the accumulators are initialized for 4 rows");
 
 /* xp[b]: low 256 bits = block b of vector 0 (int8), high = of vector 1; nc[b] dword lane j = -128 *
  * the sum of the 4 bytes that lane multiplies (the bias the weights carry); dp[b] = each half's
@@ -297,28 +295,13 @@ static inline __attribute__((always_inline)) void rows2_q8_0(const uint8_t *w, s
         const bool l1 = K <= VNNI8_L1_COLS;
         const __m512i bias = _mm512_set1_epi8((char)0x80);
         const uint8_t *p[VNNI2_ROWS];
-        __m512 acc[VNNI2_ROWS];
+        __m512 acc[VNNI2_ROWS] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
         _Alignas(64) float dw[VNNI2_ROWS][VNNI_MAX_COLS / QK];
-#pragma GCC unroll 4
-        for (int i = 0; i < nr; i++) {
-                p[i] = w + (r + (size_t)i) * rb;
-                acc[i] = _mm512_setzero_ps();
-                size_t b = 0;
-                for (; b + 16 <= nb; b += 16)
-                        _mm512_storeu_ps(dw[i] + b,
-                                         _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p[i] + 2 * b))));
-                for (; b < nb; b++)
-                        dw[i][b] = _cvtsh_ss(load_u16(p[i] + 2 * b));
-        }
+        tile_begin(w, rb, K, r, nr, p, dw);
         for (size_t b = 0; b < nb; b++) {
-                /* the next rows, spread over this pass, as in rows8_q8_0 (one line a block and row was
-                 * too little: 17.6 GB/s streamed instead of 34.9) */
-                const uint8_t *ahead = p[0] + (size_t)nr * rb + b * (size_t)nr * (QK + 2);
-                for (int c = 0; c < (nr * (QK + 2) + 63) / 64 + 1; c++)
-                        if (l1)
-                                __builtin_prefetch(ahead + 64 * c, 0, 3);
-                        else
-                                __builtin_prefetch(ahead + 64 * c, 0, 2);
+                /* as in rows8_q8_0 (one line a block and row was too little: 17.6 GB/s streamed
+                 * instead of 34.9) */
+                prefetch_next_tile(p[0] + (size_t)nr * rb, b, nr, l1);
 #pragma GCC unroll 4
                 for (int i = 0; i < nr; i++) {
                         __m512i wv = _mm512_xor_si512(
