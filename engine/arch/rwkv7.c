@@ -192,6 +192,79 @@ static void after_down(void *ctx, size_t seg, size_t r0, size_t r1) {
         }
 }
 
+/* The job's buffers for n rows: [v_first n*C] then the time mix's B_N rows of n*C and the four
+ * LoRA bottlenecks (n x max_lora each); the same layout serves one row (n = 1) and many. */
+static float *mix_buf(const EvalPass *p, size_t n, int i) {
+        size_t C = p->m->info.n_embd;
+        return p->scratch + n * C + (size_t)i * n * C;
+}
+
+static SeqJob mix_job(const EvalPass *p, uint32_t l, size_t n) {
+        SeqJob j = { .p = p,
+                     .l = l,
+                     .r = mix_buf(p, n, B_R),
+                     .w = mix_buf(p, n, B_W),
+                     .k = mix_buf(p, n, B_K),
+                     .v = mix_buf(p, n, B_V),
+                     .aa = mix_buf(p, n, B_A),
+                     .g = mix_buf(p, n, B_G),
+                     .kk = mix_buf(p, n, B_KK),
+                     .bb = mix_buf(p, n, B_B),
+                     .y = mix_buf(p, n, B_Y),
+                     .tmp = mix_buf(p, n, B_TMP),
+                     .v_first = p->scratch,
+                     .hw = mix_buf(p, n, B_N) };
+        j.ha = j.hw + n * p->m->max_lora;
+        j.hg = j.ha + n * p->m->max_lora;
+        j.hv = j.hg + n * p->m->max_lora;
+        return j;
+}
+
+/* One row (at offset o) of heads [h0, h1), after the LoRA up-projections: the gates, the keys
+ * normalized per head (kk), b = kk * a, kk negated and k mixed by a. */
+static void heads_in(const SeqJob *j, size_t o, size_t h0, size_t h1) {
+        const LayerV7 *a = &j->p->m->layers[j->l].v7;
+        size_t N = j->p->m->info.head_size, c0 = h0 * N, c1 = h1 * N;
+        float *w = j->w + o, *aa = j->aa + o, *v = j->v + o, *k = j->k + o, *kk = j->kk + o, *bb = j->bb + o;
+        j->p->k->v7_gates(w + c0, a->w0 + c0, aa + c0, a->a0 + c0, v + c0, j->v_first + o + c0,
+                          j->l > 0 ? a->v0 + c0 : NULL, j->tmp + o + c0, c1 - c0);
+        for (size_t c = c0; c < c1; c++)
+                kk[c] = k[c] * a->k_k[c];
+        for (size_t hh = h0; hh < h1; hh++) {
+                float *q = kk + hh * N;
+                float ss = 0;
+                for (size_t i = 0; i < N; i++)
+                        ss += q[i] * q[i];
+                float inv = 1.0f / fmaxf(sqrtf(ss), 1e-12f);
+                for (size_t i = 0; i < N; i++)
+                        q[i] *= inv;
+        }
+        for (size_t c = c0; c < c1; c++) {
+                bb[c] = kk[c] * aa[c];
+                kk[c] = -kk[c];
+                k[c] *= 1.0f + (aa[c] - 1.0f) * a->k_a[c];
+        }
+}
+
+/* One row of heads [h0, h1), after the WKV step: ln_x, the bonus (r . k . r_k) v and the gate. */
+static void heads_out(const SeqJob *j, size_t o, size_t h0, size_t h1) {
+        const LayerV7 *a = &j->p->m->layers[j->l].v7;
+        size_t N = j->p->m->info.head_size, c0 = h0 * N, c1 = h1 * N;
+        const float *r = j->r + o, *k = j->k + o, *v = j->v + o, *g = j->g + o;
+        float *y = j->y + o;
+        j->p->k->group_norm(y + c0, a->ln_x_w + c0, a->ln_x_b + c0, y + c0, h1 - h0, N, V7_GN_EPS);
+        for (size_t hh = h0; hh < h1; hh++) {
+                size_t b = hh * N;
+                float s = 0;
+                for (size_t i = 0; i < N; i++)
+                        s += r[b + i] * k[b + i] * a->r_k[b + i];
+                for (size_t i = 0; i < N; i++)
+                        y[b + i] += s * v[b + i];
+        }
+        for (size_t c = c0; c < c1; c++)
+                y[c] *= g[c];
+}
+
 static void seq_heads(void *ctx, size_t h0, size_t h1) {
         const SeqJob *j = ctx;
         const EvalPass *p = j->p;
@@ -211,28 +284,8 @@ static void seq_heads(void *ctx, size_t h0, size_t h1) {
                 for (size_t t = 0; t < n; t++)
                         memcpy(v_first + t * C + c0, v + t * C + c0, (c1 - c0) * sizeof(float));
 
-        for (size_t t = 0; t < n; t++) {
-                size_t o = t * C;
-                p->k->v7_gates(w + o + c0, a->w0 + c0, aa + o + c0, a->a0 + c0, v + o + c0, v_first + o + c0,
-                               l > 0 ? a->v0 + c0 : NULL, tmp + o + c0, c1 - c0);
-                for (size_t c = c0; c < c1; c++)
-                        kk[o + c] = k[o + c] * a->k_k[c];
-                for (size_t hh = h0; hh < h1; hh++) {
-                        float *q = kk + o + hh * N;
-                        float ss = 0;
-                        for (size_t i = 0; i < N; i++)
-                                ss += q[i] * q[i];
-                        float inv = 1.0f / fmaxf(sqrtf(ss), 1e-12f);
-                        for (size_t i = 0; i < N; i++)
-                                q[i] *= inv;
-                }
-                for (size_t c = c0; c < c1; c++) {
-                        size_t i = o + c;
-                        bb[i] = kk[i] * aa[i];
-                        kk[i] = -kk[i];
-                        k[i] *= 1.0f + (aa[i] - 1.0f) * a->k_a[c];
-                }
-        }
+        for (size_t t = 0; t < n; t++)
+                heads_in(j, t * C, h0, h1);
 
         /* sequence: these heads walk the chunk in order; batch: each row has its own state */
         if (p->sequence)
@@ -245,20 +298,8 @@ static void seq_heads(void *ctx, size_t h0, size_t h1) {
                         p->k->wkv7(S, r + o, w + o, k + o, v + o, kk + o, bb + o, y + o, h1 - h0, N);
                 }
 
-        for (size_t t = 0; t < n; t++) {
-                size_t o = t * C;
-                p->k->group_norm(y + o + c0, a->ln_x_w + c0, a->ln_x_b + c0, y + o + c0, h1 - h0, N, V7_GN_EPS);
-                for (size_t hh = h0; hh < h1; hh++) {
-                        size_t b = o + hh * N;
-                        float s = 0;
-                        for (size_t i = 0; i < N; i++)
-                                s += r[b + i] * k[b + i] * a->r_k[hh * N + i];
-                        for (size_t i = 0; i < N; i++)
-                                y[b + i] += s * v[b + i];
-                }
-                for (size_t c = c0; c < c1; c++)
-                        y[o + c] *= g[o + c];
-        }
+        for (size_t t = 0; t < n; t++)
+                heads_out(j, t * C, h0, h1);
 }
 
 typedef struct RowsAdd {
@@ -292,38 +333,19 @@ static void time_mix(EvalPass *p, uint32_t l) {
         const Layer *L = &m->layers[l];
         const LayerV7 *a = &L->v7;
         size_t C = m->info.n_embd, H = m->info.n_head, n = p->n;
-        float *v_first = p->scratch, *base = v_first + n * C;
-#define BUF(i) (base + (size_t)(i)*n * C)
-        SeqJob j = { .p = p,
-                     .l = l,
-                     .r = BUF(B_R),
-                     .w = BUF(B_W),
-                     .k = BUF(B_K),
-                     .v = BUF(B_V),
-                     .aa = BUF(B_A),
-                     .g = BUF(B_G),
-                     .kk = BUF(B_KK),
-                     .bb = BUF(B_B),
-                     .y = BUF(B_Y),
-                     .tmp = BUF(B_TMP),
-                     .v_first = v_first,
-                     .hw = BUF(B_N) };
+        SeqJob j = mix_job(p, l, n);
         PrefixJob pre = { .p = p,
                           .l = l,
                           .off = 0,
                           .ln_w = L->ln1_w,
                           .ln_b = L->ln1_b,
-                          .xn = BUF(B_XN),
-                          .prev = BUF(B_PREV),
+                          .xn = mix_buf(p, n, B_XN),
+                          .prev = mix_buf(p, n, B_PREV),
                           .n_mix = 6 };
-        for (size_t i = 0; i < 6; i++) {
-                pre.dst[i] = BUF(B_X6 + i);
+        for (int i = 0; i < 6; i++) {
+                pre.dst[i] = mix_buf(p, n, B_X6 + i);
                 pre.mix[i] = a->x[i];
         }
-#undef BUF
-        j.ha = j.hw + n * m->max_lora;
-        j.hg = j.ha + n * m->max_lora;
-        j.hv = j.hg + n * m->max_lora;
         float *const *xs = pre.dst;
 
         prefix(&pre);
@@ -375,66 +397,29 @@ static void channel_mix(EvalPass *p, uint32_t l) {
  * 2. per range of heads: the LoRA up-projections of those heads' channels, the element-wise work,
  *    the WKV step, ln_x, the bonus and the gate (heads are independent from the up-projections on);
  * 3. att.output, adding into x;  4. ffn.key with relu^2;  5. ffn.value, adding into x.
- * Every value is computed by the same expression in the same order as in time_mix()/channel_mix(),
- * and the matvec kernels compute each row on its own, so the logits are bit-identical to theirs. */
-
-typedef struct OneJob {
-        const EvalPass *p;
-        uint32_t l;
-        float *r, *w, *k, *v, *aa, *g, *kk, *bb, *y, *tmp, *v_first;
-        float *hw, *ha, *hg, *hv;
-} OneJob;
+ * The job, its buffers and the per-row work of a head range (heads_in, heads_out) are time_mix()'s,
+ * the rest is the same expression in the same order, and the matvec kernels compute each row on its
+ * own, so the logits are bit-identical to theirs. */
 
 static void one_heads(void *ctx, size_t h0, size_t h1) {
-        const OneJob *j = ctx;
+        const SeqJob *j = ctx;
         const EvalPass *p = j->p;
         const Model *m = p->m;
         const LayerV7 *a = &m->layers[j->l].v7;
         uint32_t l = j->l;
         size_t N = m->info.head_size, c0 = h0 * N, c1 = h1 * N;
-        float *r = j->r, *w = j->w, *k = j->k, *v = j->v, *aa = j->aa, *g = j->g, *kk = j->kk, *bb = j->bb, *y = j->y,
-              *tmp = j->tmp, *v_first = j->v_first;
 
-        mat_matvec_rows(p->k, &a->w2, j->hw, w, c0, c1);
-        mat_matvec_rows(p->k, &a->a2, j->ha, aa, c0, c1);
-        mat_matvec_rows(p->k, &a->g2, j->hg, g, c0, c1);
+        mat_matvec_rows(p->k, &a->w2, j->hw, j->w, c0, c1);
+        mat_matvec_rows(p->k, &a->a2, j->ha, j->aa, c0, c1);
+        mat_matvec_rows(p->k, &a->g2, j->hg, j->g, c0, c1);
         if (l > 0)
-                mat_matvec_rows(p->k, &a->v2, j->hv, tmp, c0, c1);
+                mat_matvec_rows(p->k, &a->v2, j->hv, j->tmp, c0, c1);
         else
-                memcpy(v_first + c0, v + c0, (c1 - c0) * sizeof(float));
-
-        p->k->v7_gates(w + c0, a->w0 + c0, aa + c0, a->a0 + c0, v + c0, v_first + c0, l > 0 ? a->v0 + c0 : NULL,
-                       tmp + c0, c1 - c0);
-        for (size_t i = c0; i < c1; i++)
-                kk[i] = k[i] * a->k_k[i];
-        for (size_t hh = h0; hh < h1; hh++) {
-                float *q = kk + hh * N;
-                float ss = 0;
-                for (size_t i = 0; i < N; i++)
-                        ss += q[i] * q[i];
-                float inv = 1.0f / fmaxf(sqrtf(ss), 1e-12f);
-                for (size_t i = 0; i < N; i++)
-                        q[i] *= inv;
-        }
-        for (size_t i = c0; i < c1; i++) {
-                bb[i] = kk[i] * aa[i];
-                kk[i] = -kk[i];
-                k[i] *= 1.0f + (aa[i] - 1.0f) * a->k_a[i];
-        }
-
+                memcpy(j->v_first + c0, j->v + c0, (c1 - c0) * sizeof(float));
+        heads_in(j, 0, h0, h1);
         float *S = layer_state(p, 0, l) + 2 * m->info.n_embd + h0 * N * N;
-        p->k->wkv7(S, r + c0, w + c0, k + c0, v + c0, kk + c0, bb + c0, y + c0, h1 - h0, N);
-        p->k->group_norm(y + c0, a->ln_x_w + c0, a->ln_x_b + c0, y + c0, h1 - h0, N, V7_GN_EPS);
-        for (size_t hh = h0; hh < h1; hh++) {
-                size_t b = hh * N;
-                float s = 0;
-                for (size_t i = 0; i < N; i++)
-                        s += r[b + i] * k[b + i] * a->r_k[b + i];
-                for (size_t i = 0; i < N; i++)
-                        y[b + i] += s * v[b + i];
-        }
-        for (size_t i = c0; i < c1; i++)
-                y[i] *= g[i];
+        p->k->wkv7(S, j->r + c0, j->w + c0, j->k + c0, j->v + c0, j->kk + c0, j->bb + c0, j->y + c0, h1 - h0, N);
+        heads_out(j, 0, h0, h1);
 }
 
 typedef struct AddJob {
@@ -459,29 +444,10 @@ static void time_mix_one(EvalPass *p, uint32_t l) {
         const Layer *L = &m->layers[l];
         const LayerV7 *a = &L->v7;
         size_t C = m->info.n_embd, H = m->info.n_head;
-        float *v_first = p->scratch, *base = v_first + C;
-#define BUF(i) (base + (size_t)(i)*C)
-        OneJob j = { .p = p,
-                     .l = l,
-                     .r = BUF(B_R),
-                     .w = BUF(B_W),
-                     .k = BUF(B_K),
-                     .v = BUF(B_V),
-                     .aa = BUF(B_A),
-                     .g = BUF(B_G),
-                     .kk = BUF(B_KK),
-                     .bb = BUF(B_B),
-                     .y = BUF(B_Y),
-                     .tmp = BUF(B_TMP),
-                     .v_first = v_first };
-        float *xn = BUF(B_XN), *prev = BUF(B_PREV), *xs[6];
-        for (size_t i = 0; i < 6; i++)
-                xs[i] = BUF(B_X6 + i);
-        j.hw = BUF(B_N);
-#undef BUF
-        j.ha = j.hw + m->max_lora;
-        j.hg = j.ha + m->max_lora;
-        j.hv = j.hg + m->max_lora;
+        SeqJob j = mix_job(p, l, 1);
+        float *xn = mix_buf(p, 1, B_XN), *prev = mix_buf(p, 1, B_PREV), *xs[6];
+        for (int i = 0; i < 6; i++)
+                xs[i] = mix_buf(p, 1, B_X6 + i);
 
         p->k->layer_norm(p->x, L->ln1_w, L->ln1_b, xn, C, LN_EPS);
         pass_shift_prev(p, l, 0, xn, prev);
