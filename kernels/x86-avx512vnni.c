@@ -32,7 +32,8 @@ static MatmulFn fallback_q8_0; /* the AVX-512 entry this one replaces, for what 
 
 /* x to int8 blocks of 32: d = amax/127 per block. Returns false on non-finite input (the f32 path
  * then gives the IEEE result). */
-static bool quantize_block(const float *x, int8_t *q, float *d) {
+static inline __attribute__((always_inline)) bool quantize_block_regs(const float *x, __m128i *q0, __m128i *q1,
+                                                                     float *d) {
         __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
         __m512 z = _mm512_add_ps(_mm512_mul_ps(v0, _mm512_setzero_ps()), _mm512_mul_ps(v1, _mm512_setzero_ps()));
         if (_mm512_cmp_ps_mask(z, z, _CMP_UNORD_Q))
@@ -41,9 +42,18 @@ static bool quantize_block(const float *x, int8_t *q, float *d) {
         float dd = amax / 127.f, id = dd > 0.f ? 1.f / dd : 0.f;
         __m512 vid = _mm512_set1_ps(id);
         /* |x * id| <= 127 up to rounding, which the saturating conversion absorbs */
-        _mm_storeu_si128((__m128i *)q, _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, vid))));
-        _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, vid))));
+        *q0 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)));
+        *q1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, vid)));
         *d = dd;
+        return true;
+}
+
+static bool quantize_block(const float *x, int8_t *q, float *d) {
+        __m128i q0, q1;
+        if (!quantize_block_regs(x, &q0, &q1, d))
+                return false;
+        _mm_storeu_si128((__m128i *)q, q0);
+        _mm_storeu_si128((__m128i *)(q + 16), q1);
         return true;
 }
 
@@ -175,17 +185,10 @@ static bool pack_x8(const float *x, size_t ldx, size_t nv, size_t K, __m512i *xq
                 uint8_t *dst = (uint8_t *)(xq + b * 4);
                 float *ds = dxs + b * VNNI_LANES;
                 for (size_t v = 0; v < nv; v++) {
-                        const float *xb = x + v * ldx + b * QK;
-                        __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
-                        __m512 z = _mm512_add_ps(_mm512_mul_ps(v0, _mm512_setzero_ps()),
-                                                 _mm512_mul_ps(v1, _mm512_setzero_ps()));
-                        if (_mm512_cmp_ps_mask(z, z, _CMP_UNORD_Q))
+                        __m128i q0, q1;
+                        float d;
+                        if (!quantize_block_regs(x + v * ldx + b * QK, &q0, &q1, &d))
                                 return false;
-                        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-                        float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
-                        __m512 vid = _mm512_set1_ps(id);
-                        __m128i q0 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)));
-                        __m128i q1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, vid)));
                         _mm_storel_epi64((__m128i *)(dst + 8 * v), q0);
                         _mm_storel_epi64((__m128i *)(dst + 64 + 8 * v), _mm_unpackhi_epi64(q0, q0));
                         _mm_storel_epi64((__m128i *)(dst + 128 + 8 * v), q1);
