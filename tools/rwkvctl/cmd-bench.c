@@ -210,8 +210,9 @@ int verb_bench(int argc, char *argv[]) {
 
         /* Each measurement is run `repeat` times and the median reported: on a shared machine a
          * single run of a second or less reads whatever the neighbours were doing at that moment. */
-        model_state_reset(m, state);
-        if (prompt > 0) {
+        if (prompt == 0) {
+                model_state_reset(m, state); /* else each prefill run starts from a reset state */
+        } else {
                 for (size_t k = 0; k < repeat; k++) {
                         model_state_reset(m, state);
                         t0 = now_s();
