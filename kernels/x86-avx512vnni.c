@@ -33,7 +33,7 @@ static MatmulFn fallback_q8_0; /* the AVX-512 entry this one replaces, for what 
 /* x to int8 blocks of 32: d = amax/127 per block. Returns false on non-finite input (the f32 path
  * then gives the IEEE result). */
 static inline __attribute__((always_inline)) bool quantize_block_regs(const float *x, __m128i *q0, __m128i *q1,
-                                                                     float *d) {
+                                                                      float *d) {
         __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
         __m512 z = _mm512_add_ps(_mm512_mul_ps(v0, _mm512_setzero_ps()), _mm512_mul_ps(v1, _mm512_setzero_ps()));
         if (_mm512_cmp_ps_mask(z, z, _CMP_UNORD_Q))
@@ -308,7 +308,8 @@ static inline __attribute__((always_inline)) void rows2_q8_0(const uint8_t *w, s
 #pragma GCC unroll 4
                 for (int i = 0; i < nr; i++) {
                         __m512i wv = _mm512_xor_si512(
-                                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p[i] + qo + b * QK))), bias);
+                                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p[i] + qo + b * QK))),
+                                bias);
                         __m512i s = _mm512_dpbusd_epi32(nc[b], wv, xp[b]);
                         acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dp[b], _mm512_set1_ps(dw[i][b])),
                                                  acc[i]);

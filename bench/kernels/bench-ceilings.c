@@ -155,7 +155,6 @@ static int widest(void) {
         return 1;
 }
 
-
 static void *bw_thread(void *arg) {
         Part *p = arg;
         pthread_barrier_wait(p->barrier);

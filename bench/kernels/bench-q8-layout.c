@@ -61,7 +61,8 @@ static void interleave(const uint8_t *w, size_t rb, size_t rows, size_t K, uint8
                                 memcpy(o + 2 * r, row + 2 * b, 2);
                                 for (size_t j = 0; j < 8; j++)
                                         for (size_t i = 0; i < 4; i++)
-                                                o[64 + 64 * j + 4 * r + i] = (uint8_t)(row[qo + b * QK + 4 * j + i] ^ 0x80);
+                                                o[64 + 64 * j + 4 * r + i] =
+                                                        (uint8_t)(row[qo + b * QK + 4 * j + i] ^ 0x80);
                         }
                 }
 }
@@ -69,8 +70,8 @@ static void interleave(const uint8_t *w, size_t rb, size_t rows, size_t K, uint8
 /* x -> int8 blocks of 32 (scale amax/127, rounded like the shipping kernels' packing): xq[(b*NV +
  * v)*8 + j] = bytes 4j..4j+3 of block b of vector v; corr = -128 * the block's sum (the bias the
  * weights carry). */
-__attribute__((target("avx512f,avx512bw"))) static void quantize_x(const float *x, size_t K, int32_t *xq,
-                                                                   int32_t *corr, float *dx) {
+__attribute__((target("avx512f,avx512bw"))) static void quantize_x(const float *x, size_t K, int32_t *xq, int32_t *corr,
+                                                                   float *dx) {
         size_t nb = K / QK;
         for (size_t v = 0; v < NV; v++)
                 for (size_t b = 0; b < nb; b++) {
@@ -79,7 +80,8 @@ __attribute__((target("avx512f,avx512bw"))) static void quantize_x(const float *
                         float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
                         float d = amax / 127.f, id = d > 0 ? 1.f / d : 0.f;
                         __m512 vid = _mm512_set1_ps(id);
-                        __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+                        __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)),
+                                q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
                         int8_t *dst = (int8_t *)(xq + (b * NV + v) * 8);
                         _mm_storeu_si128((__m128i *)dst, _mm512_cvtsepi32_epi8(q0));
                         _mm_storeu_si128((__m128i *)(dst + 16), _mm512_cvtsepi32_epi8(q1));
@@ -90,9 +92,10 @@ __attribute__((target("avx512f,avx512bw"))) static void quantize_x(const float *
 
 /* 32 rows (two groups) x 8 vectors; the vectors in two passes of 4 while the block's lines are in
  * L1. y[v * ldy + row]. */
-__attribute__((target("avx512f,avx512bw,avx512vnni,f16c,fma"))) static void
-rows32(const uint8_t *g0, const uint8_t *g1, size_t nb, const int32_t *xq, const int32_t *corr, const float *dx,
-       float *y, size_t ldy) {
+__attribute__((target("avx512f,avx512bw,avx512vnni,f16c,fma"))) static void rows32(const uint8_t *g0, const uint8_t *g1,
+                                                                                   size_t nb, const int32_t *xq,
+                                                                                   const int32_t *corr, const float *dx,
+                                                                                   float *y, size_t ldy) {
         __m512 f0[NV], f1[NV];
         for (int v = 0; v < NV; v++)
                 f0[v] = f1[v] = _mm512_setzero_ps();
@@ -108,7 +111,8 @@ rows32(const uint8_t *g0, const uint8_t *g1, size_t nb, const int32_t *xq, const
                                 i0[v] = i1[v] = _mm512_set1_epi32(corr[b * NV + 4 * p + v]);
 #pragma GCC unroll 8
                         for (int j = 0; j < 8; j++) {
-                                __m512i wa = _mm512_load_si512(A + 64 + 64 * j), wb = _mm512_load_si512(B + 64 + 64 * j);
+                                __m512i wa = _mm512_load_si512(A + 64 + 64 * j),
+                                        wb = _mm512_load_si512(B + 64 + 64 * j);
 #pragma GCC unroll 4
                                 for (int v = 0; v < 4; v++) {
                                         __m512i xb = _mm512_set1_epi32(xq[(b * NV + 4 * p + v) * 8 + j]);
@@ -119,8 +123,10 @@ rows32(const uint8_t *g0, const uint8_t *g1, size_t nb, const int32_t *xq, const
 #pragma GCC unroll 4
                         for (int v = 0; v < 4; v++) {
                                 __m512 s = _mm512_set1_ps(dx[b * NV + 4 * p + v]);
-                                f0[4 * p + v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0[v]), _mm512_mul_ps(d0, s), f0[4 * p + v]);
-                                f1[4 * p + v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1[v]), _mm512_mul_ps(d1, s), f1[4 * p + v]);
+                                f0[4 * p + v] =
+                                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0[v]), _mm512_mul_ps(d0, s), f0[4 * p + v]);
+                                f1[4 * p + v] =
+                                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1[v]), _mm512_mul_ps(d1, s), f1[4 * p + v]);
                         }
                 }
         }
