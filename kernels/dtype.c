@@ -20,6 +20,7 @@ static const struct {
         [DTYPE_BF16] = { "bf16", 1, 2, true },
         [DTYPE_Q8_0] = { "q8_0", QK, 34, true },
         [DTYPE_Q4_0] = { "q4_0", QK, 18, true },
+        [DTYPE_Q8_0X16] = { "q8_0x16", QK, 34, true }, /* plus 2 per row when nb is odd (quant.h) */
         [DTYPE_GGML_Q4_0] = { "ggml_q4_0", QK, sizeof(GgmlBlockQ4_0), false },
         [DTYPE_GGML_Q4_1] = { "ggml_q4_1", QK, sizeof(GgmlBlockQ4_1), false },
         [DTYPE_GGML_Q5_0] = { "ggml_q5_0", QK, sizeof(GgmlBlockQ5_0), false },
@@ -64,7 +65,15 @@ size_t dtype_row_bytes(DType t, size_t n) {
         /* Caps n so that every byte count (and n * sizeof(float) in callers) fits comfortably. */
         if (n / be > (SIZE_MAX / 8) / bb)
                 return 0;
+        if (t == DTYPE_Q8_0X16)
+                return q8_0x16_row_bytes(n);
         return n / be * bb;
+}
+
+size_t dtype_group_rows(DType t) {
+        if (!dtype_is_valid(t))
+                return 0;
+        return t == DTYPE_Q8_0X16 ? 16 : 1;
 }
 
 /* ---- scalar conversions ---- */
@@ -131,25 +140,50 @@ uint16_t f32_to_bf16(float f) {
 
 /* ---- encode ---- */
 
+/* One block of 32 to a scale and quants in [-127, 127], quantized against the scale as stored
+ * (rounded to f16) so that decode matches encode. */
+static void q8_0_quantize_block(const float *x, uint16_t *ret_d, int8_t q[QK]) {
+        float amax = 0.f;
+        for (size_t j = 0; j < QK; j++)
+                amax = fmaxf(amax, fabsf(x[j])); /* fmaxf ignores NaN */
+        float d = fminf(amax / 127.f, 65504.f);
+        uint16_t dh = f32_to_f16(d);
+        float dr = f16_to_f32(dh), id = dr > 0.f ? 1.f / dr : 0.f;
+        *ret_d = dh;
+        for (size_t j = 0; j < QK; j++) {
+                float v = x[j] * id;
+                v = isnan(v) ? 0.f : fmaxf(-127.f, fminf(127.f, v));
+                q[j] = (int8_t)lrintf(v);
+        }
+}
+
 static void q8_0_encode(const float *in, uint8_t *row, size_t n) {
-        uint8_t *q = row + q_row_quants_offset(n);
+        int8_t *q = (int8_t *)(row + q_row_quants_offset(n));
 
         for (size_t b = 0; b < n / QK; b++) {
-                const float *x = in + b * QK;
-                float amax = 0.f;
-                for (size_t j = 0; j < QK; j++)
-                        amax = fmaxf(amax, fabsf(x[j])); /* fmaxf ignores NaN */
-                /* Quantize against the scale as stored (rounded to f16) so decode matches encode. */
-                float d = fminf(amax / 127.f, 65504.f);
-                uint16_t dh = f32_to_f16(d);
-                float dr = f16_to_f32(dh), id = dr > 0.f ? 1.f / dr : 0.f;
+                uint16_t dh;
+                q8_0_quantize_block(in + b * QK, &dh, q + b * QK);
                 memcpy(row + 2 * b, &dh, 2);
-                for (size_t j = 0; j < QK; j++) {
-                        float v = x[j] * id;
-                        v = isnan(v) ? 0.f : fmaxf(-127.f, fminf(127.f, v));
-                        q[b * QK + j] = (uint8_t)(int8_t)lrintf(v);
-                }
         }
+}
+
+/* 16 rows of n elements into one Q8_0X16 group (layout in quant.h). */
+static void q8_0x16_encode_group(const float *in, uint8_t *group, size_t n) {
+        size_t nb = n / QK;
+        uint8_t *scales = group + q8_0x16_scales_offset(n);
+
+        for (size_t i = 0; i < 16; i++)
+                for (size_t b = 0; b < nb; b++) {
+                        uint16_t dh;
+                        int8_t q[QK];
+                        q8_0_quantize_block(in + i * n + b * QK, &dh, q);
+                        memcpy(scales + 32 * b + 2 * i, &dh, 2);
+                        for (size_t j = 0; j < 8; j++)
+                                for (size_t k = 0; k < 4; k++)
+                                        group[512 * b + 64 * j + 4 * i + k] = (uint8_t)(q[4 * j + k] + 128);
+                }
+        if (nb & 1)
+                memset(scales + 32 * nb, 0, 32);
 }
 
 static void q4_0_encode(const float *in, uint8_t *row, size_t n) {
@@ -211,10 +245,49 @@ int dtype_row_from_f32(DType t, const float *in, void *row, size_t n) {
         return 0;
 }
 
+int dtype_rows_from_f32(DType t, const float *in, void *data, size_t n, size_t n_rows) {
+        size_t g = dtype_group_rows(t), rb = dtype_row_bytes(t, n);
+        if (!dtype_is_native(t) || rb == 0 || !in || !data || n_rows % g != 0)
+                return -EINVAL;
+        for (size_t r = 0; r < n_rows; r += g) {
+                uint8_t *dst = (uint8_t *)data + r * rb;
+                if (t == DTYPE_Q8_0X16)
+                        q8_0x16_encode_group(in + r * n, dst, n);
+                else {
+                        int k = dtype_row_from_f32(t, in + r * n, dst, n);
+                        if (k < 0)
+                                return k;
+                }
+        }
+        return 0;
+}
+
 /* ---- decode ---- */
 
 void dtype_row_to_f32(DType t, const void *row, float *out, size_t n) {
-        if (dtype_row_bytes(t, n) == 0)
+        if (dtype_row_bytes(t, n) == 0 || dtype_group_rows(t) != 1)
                 return;
         dtype_decode_range(t, row, n, 0, out, n);
+}
+
+void q8_0x16_decode_range(const uint8_t *group, size_t lane, size_t n, size_t i0, float *out, size_t len) {
+        const uint8_t *scales = group + q8_0x16_scales_offset(n);
+        for (size_t b = i0 / QK; b < (i0 + len) / QK; b++) {
+                float d = f16_to_f32(load_u16(scales + 32 * b + 2 * lane));
+                for (size_t j = 0; j < 8; j++)
+                        for (size_t k = 0; k < 4; k++)
+                                *out++ = d * (float)((int)group[512 * b + 64 * j + 4 * lane + k] - 128);
+        }
+}
+
+void dtype_rows_to_f32(DType t, const void *data, size_t n, size_t r0, size_t n_rows, float *out) {
+        size_t rb = dtype_row_bytes(t, n);
+        if (rb == 0)
+                return;
+        for (size_t r = r0; r < r0 + n_rows; r++, out += n) {
+                if (t == DTYPE_Q8_0X16)
+                        q8_0x16_decode_range((const uint8_t *)data + (r / 16) * 16 * rb, r % 16, n, 0, out, n);
+                else
+                        dtype_decode_range(t, (const uint8_t *)data + r * rb, n, 0, out, n);
+        }
 }

@@ -197,6 +197,38 @@ DEFINE_GENERIC_MATRIX_KERNELS(ggml_q5_0)
 DEFINE_GENERIC_MATRIX_KERNELS(ggml_q5_1)
 DEFINE_GENERIC_MATRIX_KERNELS(ggml_q8_0)
 
+/* Q8_0X16: a row is lane r % 16 of group r / 16 (kernels/quant.h). */
+void matvec_q8_0x16_generic(const void *w, size_t row_bytes, size_t n_cols, const float *x, float *y, size_t r0,
+                                   size_t r1) {
+        float buf[CHUNK];
+        for (size_t r = r0; r < r1; r++) {
+                const uint8_t *group = (const uint8_t *)w + r / 16 * 16 * row_bytes;
+                float acc = 0.f;
+                for (size_t i = 0; i < n_cols; i += CHUNK) {
+                        size_t len = MIN_(CHUNK, n_cols - i);
+                        q8_0x16_decode_range(group, r % 16, n_cols, i, buf, len);
+                        acc += dot_f32(buf, x + i, len);
+                }
+                y[r] = acc;
+        }
+}
+
+void matmul_q8_0x16_generic(const void *w, size_t row_bytes, size_t n_cols, const float *x, size_t ldx,
+                                   size_t n_vec, float *y, size_t ldy, size_t r0, size_t r1) {
+        float buf[CHUNK];
+        for (size_t r = r0; r < r1; r++) {
+                const uint8_t *group = (const uint8_t *)w + r / 16 * 16 * row_bytes;
+                for (size_t v = 0; v < n_vec; v++)
+                        y[v * ldy + r] = 0.f;
+                for (size_t i = 0; i < n_cols; i += CHUNK) {
+                        size_t len = MIN_(CHUNK, n_cols - i);
+                        q8_0x16_decode_range(group, r % 16, n_cols, i, buf, len);
+                        for (size_t v = 0; v < n_vec; v++)
+                                y[v * ldy + r] += dot_f32(buf, x + v * ldx + i, len);
+                }
+        }
+}
+
 void layer_norm_generic(const float *x, const float *w, const float *b, float *y, size_t n, float eps) {
         /* Two passes in double: the reference must not lose the variance of large-mean inputs. */
         double mean = 0, var = 0;
@@ -273,6 +305,7 @@ void kernels_fill_generic(Kernels *k) {
         SET(DTYPE_BF16, bf16);
         SET(DTYPE_Q8_0, q8_0);
         SET(DTYPE_Q4_0, q4_0);
+        SET(DTYPE_Q8_0X16, q8_0x16);
         SET(DTYPE_GGML_Q4_0, ggml_q4_0);
         SET(DTYPE_GGML_Q4_1, ggml_q4_1);
         SET(DTYPE_GGML_Q5_0, ggml_q5_0);

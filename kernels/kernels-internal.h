@@ -16,6 +16,16 @@ typedef void (*MatmulFn)(const void *w, size_t row_bytes, size_t n_cols, const f
 /* Decode elements [i0, i0+len) of a row of n elements. For block types i0 and len are multiples of 32. */
 void dtype_decode_range(DType t, const void *row, size_t n, size_t i0, float *out, size_t len);
 
+/* Elements [i0, i0+len) (multiples of 32) of row `lane` (0-15) of a Q8_0X16 group of n-element rows. */
+void q8_0x16_decode_range(const uint8_t *group, size_t lane, size_t n, size_t i0, float *out, size_t len);
+
+/* The scalar Q8_0X16 kernels: ISA files hand them what their int8 paths cannot take (a non-finite
+ * activation, a row range that does not start or end on a group). */
+void matvec_q8_0x16_generic(const void *w, size_t row_bytes, size_t n_cols, const float *x, float *y, size_t r0,
+                            size_t r1);
+void matmul_q8_0x16_generic(const void *w, size_t row_bytes, size_t n_cols, const float *x, size_t ldx, size_t n_vec,
+                            float *y, size_t ldy, size_t r0, size_t r1);
+
 /* Fill every entry with the scalar *_generic reference. */
 void kernels_fill_generic(Kernels *k);
 

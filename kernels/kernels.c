@@ -94,8 +94,9 @@ const Kernels *kernels_get_isa(const char *isa) {
 
 /* Below this many weight bytes (times vectors) a job is not worth waking the pool for. */
 #define PARALLEL_MIN_BYTES (64u * 1024u)
-/* Row ranges start on multiples of this, so SIMD kernels that tile rows see whole tiles. */
-#define ROW_ALIGN 8
+/* Row ranges start on multiples of this, so SIMD kernels that tile rows see whole tiles and a
+ * grouped type's groups are never split (a multiple of every dtype_group_rows()). */
+#define ROW_ALIGN 16
 
 static inline size_t min_sz(size_t a, size_t b) {
         return a < b ? a : b;
@@ -137,7 +138,8 @@ static bool job_prepare(const Kernels *k, const Tensor *w, const float *x, size_
         j->rows = tensor_rows(w);
         j->cols = tensor_cols(w);
         j->row_bytes = dtype_row_bytes(w->dtype, j->cols);
-        if (j->row_bytes == 0 || j->rows == 0 || j->row_bytes * j->rows > w->nbytes)
+        if (j->row_bytes == 0 || j->rows == 0 || j->row_bytes * j->rows > w->nbytes ||
+            j->rows % dtype_group_rows(w->dtype) != 0)
                 return false;
         j->matvec = n_vec == 1 ? k->matvec[w->dtype] : NULL;
         j->matmul = n_vec == 1 ? NULL : k->matmul[w->dtype];

@@ -13,7 +13,18 @@
  *              x[32*b + j + 16] = d[b] * ((qs[16*b + j] >> 4)  - 8)
  *              (the nibble order of ggml's Q4_0: low nibbles are elements 0..15 of the block)
  *
- * The rows are not padded: dtype_row_bytes() gives 34*nb (Q8_0) and 18*nb (Q4_0). */
+ * The rows are not padded: dtype_row_bytes() gives 34*nb (Q8_0) and 18*nb (Q4_0).
+ *
+ *   Q8_0X16 (the same values as Q8_0, 16 rows interleaved; a matrix has a multiple of 16 rows):
+ *              group g = rows 16g .. 16g+15, G = 16 * row_bytes bytes at g * G, where row_bytes =
+ *              34*nb + 2*(nb odd) (so G is a multiple of 64 and every group starts on a cache line)
+ *              uint8 q[nb][8][16][4] | uint16 d[nb][16] (f16) | 32 zero bytes when nb is odd
+ *              x[row 16g+i][32*b + 4*j + k] = d[b][i] * (q[b][j][i][k] - 128),  q in [1, 255]
+ *   Line j of block b (64 bytes) holds bytes 4j..4j+3 of the block for each of the 16 rows, stored
+ *   with +128 (vpdpbusd multiplies unsigned by signed bytes): one full-width load feeds a
+ *   multiply-add of 16 rows by a 4-byte broadcast of each activation vector, where a row layout
+ *   needs one weight load for every vpdpbusd. The same quantization as Q8_0 (rounding, scales), so
+ *   a Q8_0 row and its Q8_0X16 copy hold equal values. */
 #pragma once
 
 #include <stddef.h>
@@ -26,6 +37,14 @@ static inline size_t q8_0_row_bytes(size_t n) {
 }
 static inline size_t q4_0_row_bytes(size_t n) {
         return n / QK * 2 + n / 2;
+}
+static inline size_t q8_0x16_row_bytes(size_t n) {
+        size_t nb = n / QK;
+        return nb * 34 + (nb & 1) * 2;
+}
+/* Offset of the scales inside a Q8_0X16 group (the quants come first). */
+static inline size_t q8_0x16_scales_offset(size_t n) {
+        return n / QK * 512;
 }
 /* Offset of the quants inside a native Q8_0/Q4_0 row (the scales come first). */
 static inline size_t q_row_quants_offset(size_t n) {

@@ -64,7 +64,7 @@ void mat_matvec_rows(const Kernels *k, const Mat *w, const float *x, float *y, s
 }
 
 #define SEG_MAX 8
-#define SEG_BLOCK 8 /* rows */
+#define SEG_BLOCK 16 /* rows: a multiple of every dtype_group_rows(), so no task splits a group */
 #define MULTI_MIN_BYTES (64u * 1024u)
 
 typedef struct MultiJob {

@@ -1,5 +1,5 @@
 /* test-kernels: every kernel of every ISA this CPU runs, against a double-precision reference built
- * from dtype_row_to_f32 (itself tested in test-dtype), on random shapes including odd ones.
+ * from dtype_rows_to_f32 (itself tested in test-dtype), on random shapes including odd ones.
  *
  * Tolerances: a dot product of n terms in f32 is off by at most about n * 2^-24 * sum|w*x| in the
  * worst case and sqrt(n) times that in practice; we allow 1e-5 * sum|w*x| + 1e-6 (with n <= 4096
@@ -19,25 +19,35 @@ static const char *const isas[] = { "scalar", "avx2", "avx512", "neon" };
 
 static const DType all_types[] = {
         DTYPE_F32,       DTYPE_F16,       DTYPE_BF16,      DTYPE_Q8_0,      DTYPE_Q4_0,
-        DTYPE_GGML_Q4_0, DTYPE_GGML_Q4_1, DTYPE_GGML_Q5_0, DTYPE_GGML_Q5_1, DTYPE_GGML_Q8_0,
+        DTYPE_GGML_Q4_0, DTYPE_GGML_Q4_1, DTYPE_GGML_Q5_0, DTYPE_GGML_Q5_1, DTYPE_GGML_Q8_0, DTYPE_Q8_0X16,
 };
+
+/* Rows a matrix of `rows` rows takes in memory: a grouped type (Q8_0X16) encodes whole groups of
+ * 16; the kernels may still be asked for any row range inside the matrix. */
+static size_t stored_rows(DType t, size_t rows) {
+        size_t g = dtype_group_rows(t);
+        return (rows + g - 1) / g * g;
+}
 
 /* Random weights of any type: native types through the encoder, ggml blocks as random bytes with
  * sane f16 scales patched in. */
 static uint8_t *random_matrix(DType t, size_t rows, size_t cols, size_t *ret_row_bytes) {
         size_t rb = dtype_row_bytes(t, cols);
         CHECK(rb > 0);
+        rows = stored_rows(t, rows);
         uint8_t *w = malloc(rb * rows);
-        float *tmp = malloc(cols * sizeof(float));
+        float *tmp = malloc(rows * cols * sizeof(float));
         CHECK(w && tmp);
+        if (dtype_is_native(t)) {
+                for (size_t i = 0; i < rows * cols; i++)
+                        tmp[i] = test_randf();
+                CHECK_OK(dtype_rows_from_f32(t, tmp, w, cols, rows));
+                free(tmp);
+                *ret_row_bytes = rb;
+                return w;
+        }
         for (size_t r = 0; r < rows; r++) {
                 uint8_t *row = w + r * rb;
-                if (dtype_is_native(t)) {
-                        for (size_t i = 0; i < cols; i++)
-                                tmp[i] = test_randf();
-                        CHECK_OK(dtype_row_from_f32(t, tmp, row, cols));
-                        continue;
-                }
                 for (size_t i = 0; i < rb; i++)
                         row[i] = (uint8_t)test_rand32();
                 size_t bb = rb / (cols / QK);
@@ -66,6 +76,9 @@ static bool x_quantized(const Kernels *k, DType t, size_t n_vec) {
          * at most 8192 columns, the limit of that path) */
         if (t == DTYPE_Q8_0 && avx512 && cpu_features()->avx512vnni)
                 return true;
+        /* Q8_0X16 on x86 runs in integers for every vector count */
+        if (t == DTYPE_Q8_0X16)
+                return strcmp(k->isa, "avx2") == 0 || avx512;
         return ((t == DTYPE_Q8_0 && n_vec <= 8) || (t == DTYPE_Q4_0 && n_vec <= 3)) &&
                (strcmp(k->isa, "avx2") == 0 || avx512);
 }
@@ -78,8 +91,7 @@ static void check_matrix(const Kernels *k, DType t, size_t rows, size_t cols, si
         size_t ldy = rows + 3; /* a stride above rows: the kernel must not write the gap */
         float *y = malloc(n_vec * ldy * sizeof(float));
         CHECK(wf && x && y);
-        for (size_t r = 0; r < rows; r++)
-                dtype_row_to_f32(t, w + r * rb, wf + r * cols, cols);
+        dtype_rows_to_f32(t, w, cols, 0, rows, wf);
         for (size_t i = 0; i < n_vec * cols; i++)
                 x[i] = test_randf();
 
@@ -171,7 +183,7 @@ static void test_matrix(const Kernels *k) {
                 x[bad * cols + 3] = INFINITY;
                 k->matmul[all_types[ti]](w, rb, cols, x, cols, nv, y, rows, 0, rows);
                 for (size_t r = 0; r < rows; r++) {
-                        dtype_row_to_f32(all_types[ti], w + r * rb, wf, cols);
+                        dtype_rows_to_f32(all_types[ti], w, cols, r, 1, wf);
                         for (size_t v = 0; v < nv; v++)
                                 CHECK(v == bad ? (wf[3] == 0.f || !isfinite(y[v * rows + r]))
                                                : isfinite(y[v * rows + r]));
@@ -388,13 +400,13 @@ static void test_v7_gates(const Kernels *k) {
 
 /* The threaded wrappers give the same result as the direct kernel, for 1..3 threads. */
 static void test_wrappers(const Kernels *k) {
-        const size_t rows = 333, cols = 512;
+        const size_t cols = 512;
         for (unsigned nt = 1; nt <= 3; nt++) {
                 ThreadPool *pool = NULL;
                 CHECK_OK(threadpool_new(nt, &pool));
                 for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++) {
                         DType t = all_types[ti];
-                        size_t rb;
+                        size_t rows = stored_rows(t, 333), rb;
                         uint8_t *w = random_matrix(t, rows, cols, &rb);
                         Tensor tw = {
                                 .dtype = t, .n_dims = 2, .shape = { rows, cols }, .data = w, .nbytes = rb * rows
@@ -423,6 +435,13 @@ static void test_wrappers(const Kernels *k) {
                         bad.shape[1] = dtype_block_elems(t) == 1 ? 0 : 33;
                         kernels_matmul(k, pool, &bad, x, 2, y);
                         CHECK(isnan(y[0]));
+                        if (dtype_group_rows(t) > 1) {
+                                /* a grouped type's rows must be whole groups */
+                                bad = tw;
+                                bad.shape[0] = rows - 1;
+                                kernels_matvec(k, pool, &bad, x, y);
+                                CHECK(isnan(y[0]));
+                        }
                         free(w);
                         free(x);
                         free(y);
