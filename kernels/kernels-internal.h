@@ -34,6 +34,8 @@ void kernels_fill_avx2(Kernels *k);
 void kernels_fill_avx512(Kernels *k);
 /* Called after kernels_fill_avx512 on CPUs with avx512_vnni: overrides the batched q8_0 matmul. */
 void kernels_fill_avx512vnni(Kernels *k);
+/* The same CPUs: Q8_0X16 matvec and matmul (x86-avx512vnni-q8x16.c). */
+void kernels_fill_avx512vnni_q8x16(Kernels *k);
 void kernels_fill_neon(Kernels *k);
 
 /* The scalar references, also used by ISA files for their tails. */

@@ -46,8 +46,10 @@ static void tables_init(void) {
                 kernels_fill_avx2(&tables[ISA_AVX512]);
                 kernels_fill_avx512(&tables[ISA_AVX512]);
 #ifdef RWKV_KERNELS_AVX512VNNI
-                if (f->avx512vnni)
+                if (f->avx512vnni) {
                         kernels_fill_avx512vnni(&tables[ISA_AVX512]);
+                        kernels_fill_avx512vnni_q8x16(&tables[ISA_AVX512]);
+                }
 #endif
                 table_ok[ISA_AVX512] = true;
         }

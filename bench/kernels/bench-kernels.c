@@ -123,16 +123,17 @@ int main(int argc, char **argv) {
                         /* enough copies to stream 256 MiB, far beyond the last-level cache */
                         size_t copies = (256u << 20) / mbytes + 1;
                         uint8_t *w = malloc(mbytes * copies);
-                        float *row = malloc(cols * sizeof(float));
+                        float *row = malloc(16 * cols * sizeof(float));
                         float *x = malloc(64 * cols * sizeof(float)), *y = malloc(64 * rows * sizeof(float));
                         if (!w || !row || !x || !y) {
                                 fprintf(stderr, "out of memory\n");
                                 return 1;
                         }
-                        for (size_t r = 0; r < rows; r++) {
-                                for (size_t i = 0; i < cols; i++)
+                        /* 16 rows at a time: the most any type encodes together (dtype_group_rows) */
+                        for (size_t r = 0; r < rows; r += 16) {
+                                for (size_t i = 0; i < 16 * cols; i++)
                                         row[i] = randf() * 0.05f;
-                                dtype_row_from_f32((DType)t, row, w + r * rb, cols);
+                                dtype_rows_from_f32((DType)t, row, w + r * rb, cols, 16);
                         }
                         for (size_t k = 1; k < copies; k++)
                                 memcpy(w + k * mbytes, w, mbytes);

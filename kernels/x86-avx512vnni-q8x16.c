@@ -1,0 +1,223 @@
+/* x86-avx512vnni-q8x16.c: Q8_0X16 matvec and matmul (decode, batched decode, prefill) with AVX-512
+ * VNNI. Built with the VNNI file's flags and entered only when cpu.c found avx512_vnni.
+ *
+ * Layout (kernels/quant.h): 16 rows interleaved, so one 64-byte line of a block holds 4 weight bytes
+ * of each of 16 rows, already biased to unsigned (+128). Here the ROWS are the lanes: one full load
+ * of a line feeds one vpdpbusd per vector, whose other operand is a 4-byte broadcast of that
+ * vector's int8 x (a memory operand), and each dword lane sums 4 products of one row. Against the
+ * row layout (x86-avx512vnni.c, where every vpdpbusd needs its own 8-byte weight broadcast and a
+ * vpxord to bias it) that is about half the loads per vpdpbusd, and the load ports were its limit.
+ *
+ * The bias adds 128 * sum(x_b) to every row of block b; it depends on x alone, so it is computed
+ * while x is packed and starts each block's accumulators (negated). The sums are then exact and
+ * the result differs from the f32 reference only by the rounding of x to int8 (amax/127 per block
+ * of 32: the bound of the integer matvec in simd-template.h).
+ *
+ * Tiles are 2 groups (32 rows) x up to 8 vectors, the vectors in passes of 4 while the block's lines
+ * sit in L1: 16 int32 + 16 float accumulators would not fit 32 registers with 8 vectors at once. */
+#include <immintrin.h>
+
+#include "kernels/kernels-internal.h"
+#include "kernels/quant.h"
+
+#define QX_MAX_COLS 8192 /* columns a packed x takes on the stack; wider matrices use the reference */
+#define QX_CHUNK 8       /* vectors per tile */
+/* Packed x for a prefill chunk: as many 8-vector chunks as fit, so that the weights stream from
+ * memory once per pass of chunks (all 64 vectors of a chunk up to K = 3072). */
+#define QX_PACK_BYTES (192u * 1024u)
+#define QX_MAX_CHUNKS 32 /* 256 vectors a pass */
+#ifndef QX_PREFETCH
+#define QX_PREFETCH 1
+#endif
+
+/* A chunk of up to 8 packed vectors: for block b and vector v, q[(b*nv + v)*8 + j] = bytes 4j..4j+3
+ * of its int8 block, c[b*nv + v] = -128 * the block's sum, d[b*nv + v] = its scale. */
+typedef struct PackedX {
+        const uint32_t *q;
+        const int32_t *c;
+        const float *d;
+        size_t nv;
+} PackedX;
+
+static size_t packed_bytes(size_t nv, size_t nb) {
+        return nb * nv * (8 * sizeof(uint32_t) + sizeof(int32_t) + sizeof(float));
+}
+
+/* Quantizes vectors [0, nv) of x (row stride ldx) into buf. False on a non-finite value. */
+static bool pack_chunk(const float *x, size_t ldx, size_t nv, size_t K, uint8_t *buf, PackedX *ret) {
+        size_t nb = K / QK;
+        uint32_t *q = (uint32_t *)buf;
+        int32_t *c = (int32_t *)(q + nb * nv * 8);
+        float *d = (float *)(c + nb * nv);
+        for (size_t v = 0; v < nv; v++)
+                for (size_t b = 0; b < nb; b++) {
+                        const float *xb = x + v * ldx + b * QK;
+                        __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
+                        /* x * 0 is NaN exactly when x is inf or NaN */
+                        __m512 z = _mm512_add_ps(_mm512_mul_ps(v0, _mm512_setzero_ps()),
+                                                 _mm512_mul_ps(v1, _mm512_setzero_ps()));
+                        if (_mm512_cmp_ps_mask(z, z, _CMP_UNORD_Q))
+                                return false;
+                        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+                        float dd = amax / 127.f, id = dd > 0.f ? 1.f / dd : 0.f;
+                        __m512 vid = _mm512_set1_ps(id);
+                        /* |x * id| <= 127 up to rounding, which the saturating conversion absorbs */
+                        __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)),
+                                i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+                        i0 = _mm512_max_epi32(_mm512_min_epi32(i0, _mm512_set1_epi32(127)), _mm512_set1_epi32(-127));
+                        i1 = _mm512_max_epi32(_mm512_min_epi32(i1, _mm512_set1_epi32(127)), _mm512_set1_epi32(-127));
+                        uint32_t *dst = q + (b * nv + v) * 8;
+                        _mm_storeu_si128((__m128i *)dst, _mm512_cvtepi32_epi8(i0));
+                        _mm_storeu_si128((__m128i *)(dst + 4), _mm512_cvtepi32_epi8(i1));
+                        c[b * nv + v] = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+                        d[b * nv + v] = dd;
+                }
+        *ret = (PackedX){ .q = q, .c = c, .d = d, .nv = nv };
+        return true;
+}
+
+/* NV (1-4) vectors from v0 of one block against NG (1-2) groups; adds into f0/f1[v0 ..]. */
+static inline __attribute__((always_inline)) void block_pass(const uint8_t *A, const uint8_t *B, __m512 dA, __m512 dB,
+                                                             const PackedX *px, size_t b, size_t v0, const int NV,
+                                                             const int NG, __m512 *f0, __m512 *f1) {
+        __m512i i0[4], i1[4];
+        const uint32_t *xq = px->q + (b * px->nv + v0) * 8;
+        const int32_t *xc = px->c + b * px->nv + v0;
+        const float *xd = px->d + b * px->nv + v0;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+                i0[v] = i1[v] = _mm512_set1_epi32(xc[v]);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+                __m512i wa = _mm512_loadu_si512(A + 64 * j), wb = wa;
+                if (NG == 2)
+                        wb = _mm512_loadu_si512(B + 64 * j);
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++) {
+                        __m512i xb = _mm512_set1_epi32((int)xq[v * 8 + j]);
+                        i0[v] = _mm512_dpbusd_epi32(i0[v], wa, xb);
+                        if (NG == 2)
+                                i1[v] = _mm512_dpbusd_epi32(i1[v], wb, xb);
+                }
+        }
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+                __m512 s = _mm512_set1_ps(xd[v]);
+                f0[v0 + v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0[v]), _mm512_mul_ps(dA, s), f0[v0 + v]);
+                if (NG == 2)
+                        f1[v0 + v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1[v]), _mm512_mul_ps(dB, s), f1[v0 + v]);
+        }
+}
+
+/* NG groups (at A and B = A + G) x the chunk's vectors (NV1 in the first pass of 4, NV2 in the
+ * second); y[v*ldy + row] for the 16*NG rows. */
+static inline __attribute__((always_inline)) void tile(const uint8_t *A, size_t G, size_t K, const PackedX *px,
+                                                       const int NG, const int NV1, const int NV2, float *y,
+                                                       size_t ldy) {
+        size_t nb = K / QK;
+        const uint8_t *B = A + G, *sA = A + q8_0x16_scales_offset(K), *sB = B + q8_0x16_scales_offset(K);
+        /* the next tile's lines, one share per block: hardware prefetch alone left the loop waiting */
+        const uint8_t *next = A + (size_t)NG * G;
+        size_t pf_step = ((size_t)NG * G / nb + 63) & ~(size_t)63;
+        __m512 f0[QX_CHUNK], f1[QX_CHUNK];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV1 + NV2; v++)
+                f0[v] = f1[v] = _mm512_setzero_ps();
+        for (size_t b = 0; b < nb; b++) {
+                if (QX_PREFETCH)
+                        for (size_t o = 0; o < pf_step; o += 64)
+                                __builtin_prefetch(next + b * pf_step + o, 0, 2);
+                const uint8_t *qa = A + 512 * b, *qb = B + 512 * b;
+                __m512 dA = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sA + 32 * b))), dB = dA;
+                if (NG == 2)
+                        dB = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sB + 32 * b)));
+                block_pass(qa, qb, dA, dB, px, b, 0, NV1, NG, f0, f1);
+                if (NV2)
+                        block_pass(qa, qb, dA, dB, px, b, 4, NV2, NG, f0, f1);
+        }
+#pragma GCC unroll 8
+        for (int v = 0; v < NV1 + NV2; v++) {
+                _mm512_storeu_ps(y + (size_t)v * ldy, f0[v]);
+                if (NG == 2)
+                        _mm512_storeu_ps(y + (size_t)v * ldy + 16, f1[v]);
+        }
+}
+
+/* One entry per (vector count, group count), so that every loop above unrolls with constants. */
+#define TILE_CASE(n, a, b)                                                                                             \
+        case n:                                                                                                        \
+                if (ng == 2)                                                                                           \
+                        tile(A, G, K, px, 2, a, b, y, ldy);                                                            \
+                else                                                                                                   \
+                        tile(A, G, K, px, 1, a, b, y, ldy);                                                            \
+                break;
+
+static void tile_any(const uint8_t *A, size_t G, size_t K, const PackedX *px, int ng, float *y, size_t ldy) {
+        switch (px->nv) {
+                TILE_CASE(1, 1, 0)
+                TILE_CASE(2, 2, 0)
+                TILE_CASE(3, 3, 0)
+                TILE_CASE(4, 4, 0)
+                TILE_CASE(5, 3, 2)
+                TILE_CASE(6, 3, 3)
+                TILE_CASE(7, 4, 3)
+                TILE_CASE(8, 4, 4)
+        default:
+                break;
+        }
+}
+
+/* Rows [r0, r1) on group boundaries against packed chunks; y[v*ldy + r]. */
+static void run_groups(const uint8_t *w, size_t rb, size_t K, const PackedX *chunks, size_t n_chunks, float *y,
+                       size_t ldy, size_t g0, size_t g1) {
+        size_t G = 16 * rb;
+        for (size_t g = g0; g < g1;) {
+                int ng = g + 2 <= g1 ? 2 : 1;
+                for (size_t c = 0; c < n_chunks; c++)
+                        tile_any(w + g * G, G, K, &chunks[c], ng, y + c * QX_CHUNK * ldy + 16 * g, ldy);
+                g += (size_t)ng;
+        }
+}
+
+static void matmul_q8_0x16_vnni(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
+                                size_t ldy, size_t r0, size_t r1) {
+        size_t nb = K / QK;
+        /* whole groups here; a range that cuts a group (never from the threaded wrappers) has its
+         * partial groups done by the reference */
+        size_t g0 = (r0 + 15) / 16, g1 = r1 / 16;
+        if (K % QK != 0 || K > QX_MAX_COLS || g0 >= g1) {
+                matmul_q8_0x16_generic(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+                return;
+        }
+        if (r0 < 16 * g0)
+                matmul_q8_0x16_generic(w, rb, K, x, ldx, n_vec, y, ldy, r0, 16 * g0);
+        if (16 * g1 < r1)
+                matmul_q8_0x16_generic(w, rb, K, x, ldx, n_vec, y, ldy, 16 * g1, r1);
+
+        _Alignas(64) uint8_t buf[QX_PACK_BYTES];
+        size_t per_chunk = packed_bytes(QX_CHUNK, nb), batch = QX_PACK_BYTES / per_chunk;
+        if (batch > QX_MAX_CHUNKS)
+                batch = QX_MAX_CHUNKS;
+        PackedX chunks[QX_MAX_CHUNKS];
+        for (size_t v0 = 0; v0 < n_vec; v0 += batch * QX_CHUNK) {
+                size_t n_chunks = 0;
+                for (size_t v = v0; v < n_vec && n_chunks < batch; v += QX_CHUNK, n_chunks++) {
+                        size_t nv = n_vec - v < QX_CHUNK ? n_vec - v : QX_CHUNK;
+                        if (!pack_chunk(x + v * ldx, ldx, nv, K, buf + n_chunks * per_chunk, &chunks[n_chunks])) {
+                                /* non-finite input: the reference gives the IEEE result */
+                                matmul_q8_0x16_generic(w, rb, K, x, ldx, n_vec, y, ldy, 16 * g0, 16 * g1);
+                                return;
+                        }
+                }
+                run_groups(w, rb, K, chunks, n_chunks, y + v0 * ldy, ldy, g0, g1);
+        }
+}
+
+static void matvec_q8_0x16_vnni(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
+        matmul_q8_0x16_vnni(w, rb, K, x, K, 1, y, 0, r0, r1);
+}
+
+void kernels_fill_avx512vnni_q8x16(Kernels *k) {
+        k->matvec[DTYPE_Q8_0X16] = matvec_q8_0x16_vnni;
+        k->matmul[DTYPE_Q8_0X16] = matmul_q8_0x16_vnni;
+}
