@@ -77,8 +77,10 @@ static int tensor_to_f32(const Tensor *t, const char *name, float *out, size_t n
                                  cols, dtype_name(t->dtype));
         if (rows > t->nbytes / rb)
                 return error_set(err, EBADMSG, "tensor '%s' is shorter than its shape", name);
-        for (size_t r = 0; r < rows; r++)
-                dtype_row_to_f32(t->dtype, (const uint8_t *)t->data + r * rb, out + r * cols, cols);
+        if (rows % dtype_group_rows(t->dtype) != 0)
+                return error_set(err, EBADMSG, "tensor '%s': %zu rows are not whole groups of type %s", name, rows,
+                                 dtype_name(t->dtype));
+        dtype_rows_to_f32(t->dtype, t->data, cols, 0, rows, out);
         return 0;
 }
 
@@ -171,6 +173,10 @@ static int mat_views(Model *m, const Tensor *t, const char *name, size_t count, 
                                  dtype_name(t->dtype));
         if (count * rows > t->nbytes / rb)
                 return error_set(err, EBADMSG, "tensor '%s' is shorter than its shape", name);
+        /* every view must start on a group of a grouped type (kernels/dtype.h) */
+        if (rows % dtype_group_rows(t->dtype) != 0)
+                return error_set(err, EBADMSG, "tensor '%s': matrices of %zu rows are not whole groups of type %s",
+                                 name, rows, dtype_name(t->dtype));
         for (size_t i = 0; i < count; i++) {
                 ret[i] = (Mat){ .t = {
                                         .dtype = t->dtype,

@@ -324,10 +324,9 @@ static void forward(EvalCtx *ctx, bool sequence, float *const *states, const uin
                 .scratch = ctx->scratch,
         };
 
-        size_t rb = dtype_row_bytes(m->emb.t.dtype, C);
         for (size_t t = 0; t < n; t++) {
                 float *x = p.x + t * C;
-                dtype_row_to_f32(m->emb.t.dtype, (const uint8_t *)m->emb.t.data + (size_t)tokens[t] * rb, x, C);
+                dtype_rows_to_f32(m->emb.t.dtype, m->emb.t.data, C, tokens[t], 1, x);
                 ctx->k->layer_norm(x, m->ln0_w, m->ln0_b, x, C, LN_EPS);
         }
 

@@ -13,7 +13,7 @@
 #define COPY_CHUNK ((size_t)4 << 20)
 
 static bool is_native(DType t) {
-        return t == DTYPE_F32 || t == DTYPE_F16 || t == DTYPE_BF16 || t == DTYPE_Q8_0 || t == DTYPE_Q4_0;
+        return dtype_is_native(t);
 }
 
 static bool is_weight_matrix(const char *name, const Tensor *t) {
@@ -32,9 +32,18 @@ static DType exact_type(const Tensor *src, int type) {
         return DTYPE_F32;
 }
 
+/* Q8_0X16 is for the matrices the forward pass multiplies. The embedding is read one row per
+ * token, which the row layout does from one stretch of memory. */
+DType convert_matrix_type(const char *name, uint64_t rows, DType type) {
+        if (type != DTYPE_Q8_0X16)
+                return type;
+        return rows % 16 == 0 && strcmp(name, "emb.weight") != 0 ? DTYPE_Q8_0X16 : DTYPE_Q8_0;
+}
+
 DType convert_target_type(const char *name, const Tensor *src, int type) {
         if (type >= 0)
-                return is_weight_matrix(name, src) ? (DType)type : exact_type(src, type);
+                return is_weight_matrix(name, src) ? convert_matrix_type(name, src->shape[0], (DType)type)
+                                                   : exact_type(src, type);
         if (is_native(src->dtype))
                 return src->dtype;
         if (src->dtype == DTYPE_GGML_Q8_0)
@@ -67,24 +76,29 @@ static void progress_add(Progress *p, uint64_t n) {
 static int reencode(NativeWriter *w, const char *name, const Tensor *src, DType dst, Progress *pr, RwkvError *err) {
         uint64_t cols = tensor_cols(src), rows = tensor_nelem(src) / cols;
         size_t src_row = format_row_bytes(src->dtype, cols), dst_row = format_row_bytes(dst, cols);
-        _cleanup_(freep) float *f = malloc(cols * sizeof(float));
-        _cleanup_(freep) uint8_t *out = malloc(dst_row);
+        /* rows a step: a grouped type (either side) is read or written a whole group at a time */
+        size_t step = MAX(dtype_group_rows(src->dtype), dtype_group_rows(dst));
+        if (step == 0 || rows % step != 0)
+                return error_set(err, EINVAL, "tensor '%s': %" PRIu64 " rows are not whole groups of %zu", name, rows,
+                                 step);
+        _cleanup_(freep) float *f = malloc(step * cols * sizeof(float));
+        _cleanup_(freep) uint8_t *out = malloc(step * dst_row);
         if (!f || !out)
                 return -ENOMEM;
-        for (uint64_t r = 0; r < rows; r++) {
-                dtype_row_to_f32(src->dtype, (const uint8_t *)src->data + r * src_row, f, cols);
-                for (uint64_t c = 0; c < cols; c++)
+        for (uint64_t r = 0; r < rows; r += step) {
+                dtype_rows_to_f32(src->dtype, src->data, cols, r, step, f);
+                for (uint64_t c = 0; c < step * cols; c++)
                         if (!isfinite(f[c]))
                                 return error_set(err, EBADMSG,
                                                  "tensor '%s': non-finite value at row %" PRIu64 ", column %" PRIu64,
-                                                 name, r, c);
-                int k = dtype_row_from_f32(dst, f, out, cols);
+                                                 name, r + c / cols, c % cols);
+                int k = dtype_rows_from_f32(dst, f, out, cols, step);
                 if (k < 0)
                         return error_set(err, k, "tensor '%s': cannot encode as %s", name, dtype_name(dst));
-                k = native_writer_write(w, out, dst_row, err);
+                k = native_writer_write(w, out, step * dst_row, err);
                 if (k < 0)
                         return k;
-                progress_add(pr, src_row);
+                progress_add(pr, step * src_row);
         }
         return 0;
 }
@@ -94,7 +108,7 @@ int model_convert(TensorTable *src, const char *out_path, const ConvertOptions *
         ConvertOptions none = { .type = -1 };
         const ConvertOptions *o = opts ? opts : &none;
         if (o->type >= 0 && (!dtype_is_valid(o->type) || !is_native((DType)o->type)))
-                return error_set(err, EINVAL, "the target type must be f32, f16, bf16, q8_0 or q4_0");
+                return error_set(err, EINVAL, "the target type must be f32, f16, bf16, q8_0, q8_0x16 or q4_0");
 
         /* A native source is copied mostly as is: a corrupt one must not become a new file with a
          * freshly computed (so valid-looking) hash. Loading never reads the whole file; this does. */

@@ -31,7 +31,7 @@ static int load_record(TensorTable *t, size_t i, const uint8_t *rec, uint64_t st
 
         /* compare the raw byte: an out-of-range value must never be held in an enum */
         uint8_t code = rec[NR_DTYPE];
-        if (code != DTYPE_F32 && code != DTYPE_F16 && code != DTYPE_BF16 && code != DTYPE_Q8_0 && code != DTYPE_Q4_0)
+        if (code >= _DTYPE_MAX || !dtype_is_native((DType)code))
                 return error_set(err, EPROTONOSUPPORT, "%sdata type %u is not a native type", label, code);
         DType dtype = (DType)code;
         uint32_t n_dims = rec[NR_N_DIMS];

@@ -121,8 +121,7 @@ int native_writer_add_tensor(NativeWriter *w, const char *name, DType dtype, uin
                              RwkvError *err) {
         if (w->begun)
                 return error_set(err, EBUSY, "tensor '%s' declared after the data began", name);
-        if (dtype != DTYPE_F32 && dtype != DTYPE_F16 && dtype != DTYPE_BF16 && dtype != DTYPE_Q8_0 &&
-            dtype != DTYPE_Q4_0)
+        if (!dtype_is_native(dtype))
                 return error_set(err, EINVAL, "tensor '%s': .rwkv files hold native types only", name);
         size_t len = strlen(name);
         if (len == 0 || len > TENSOR_NAME_MAX)

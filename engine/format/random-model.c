@@ -182,7 +182,7 @@ static void fill_row(const Spec *s, uint64_t row, uint64_t cols, uint64_t *rng, 
  * them (engine/format/convert.c); the vectors f32. */
 static DType spec_type(const Spec *s, DType wtype) {
         if (s->matrix && s->shape[1] % 32 == 0)
-                return wtype;
+                return convert_matrix_type(s->name, s->shape[0], wtype);
         return s->n_dims == 2 && wtype != DTYPE_F32 ? DTYPE_BF16 : DTYPE_F32;
 }
 
@@ -197,8 +197,8 @@ int model_write_random(const RandomModelOptions *o, const char *out_path, uint8_
         if (o->n_vocab == 0 || o->n_vocab > (1u << 24))
                 return error_set(err, EINVAL, "vocabulary size must be 1 to 16777216");
         int wt = o->type < 0 ? DTYPE_F32 : o->type;
-        if (wt != DTYPE_F32 && wt != DTYPE_F16 && wt != DTYPE_BF16 && wt != DTYPE_Q8_0 && wt != DTYPE_Q4_0)
-                return error_set(err, EINVAL, "the weight type must be f32, f16, bf16, q8_0 or q4_0");
+        if (!dtype_is_native((DType)wt))
+                return error_set(err, EINVAL, "the weight type must be f32, f16, bf16, q8_0, q8_0x16 or q4_0");
         DType wtype = (DType)wt;
 
         _cleanup_(freep) Spec *specs = NULL;
@@ -239,8 +239,9 @@ int model_write_random(const RandomModelOptions *o, const char *out_path, uint8_
         if ((r = native_writer_begin(w, err)) < 0)
                 return r;
 
-        _cleanup_(freep) float *row = malloc(max_cols * sizeof(float));
-        _cleanup_(freep) uint8_t *enc = malloc(max_cols * sizeof(float));
+        /* 16 rows at a time: the most any type encodes together (dtype_group_rows) */
+        _cleanup_(freep) float *row = malloc(16 * max_cols * sizeof(float));
+        _cleanup_(freep) uint8_t *enc = malloc(16 * max_cols * sizeof(float));
         if (!row || !enc)
                 return -ENOMEM;
         for (size_t i = 0; i < l.n; i++) {
@@ -249,15 +250,17 @@ int model_write_random(const RandomModelOptions *o, const char *out_path, uint8_
                 uint64_t cols = s->shape[s->n_dims - 1], rows = 1;
                 for (uint32_t d = 0; d + 1 < s->n_dims; d++)
                         rows *= s->shape[d];
+                size_t step = dtype_group_rows(t);
                 /* one stream per tensor: a tensor's values do not depend on the type of the others */
                 uint64_t rng = o->seed ^ (UINT64_C(0x100000001b3) * (i + 1));
-                for (uint64_t rr = 0; rr < rows; rr++) {
-                        fill_row(s, rr, cols, &rng, row);
-                        if ((r = dtype_row_from_f32(t, row, enc, cols)) < 0)
+                for (uint64_t rr = 0; rr < rows; rr += step) {
+                        for (size_t k = 0; k < step; k++)
+                                fill_row(s, rr + k, cols, &rng, row + k * cols);
+                        if ((r = dtype_rows_from_f32(t, row, enc, cols, step)) < 0)
                                 return error_set(err, r, "tensor '%s': cannot encode as %s", s->name, dtype_name(t));
-                        if ((r = native_writer_write(w, enc, dtype_row_bytes(t, cols), err)) < 0)
+                        if ((r = native_writer_write(w, enc, step * dtype_row_bytes(t, cols), err)) < 0)
                                 return r;
-                        done += cols;
+                        done += step * cols;
                         if (o->progress)
                                 o->progress(done, total, o->userdata);
                 }

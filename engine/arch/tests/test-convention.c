@@ -36,8 +36,7 @@ static float *decode(const Tensor *t, size_t *ret_n) {
         size_t n = (size_t)tensor_nelem(t), cols = (size_t)tensor_cols(t), rb = dtype_row_bytes(t->dtype, cols);
         float *v = malloc(n * sizeof(float));
         CHECK(v && rb);
-        for (size_t r = 0; r < n / cols; r++)
-                dtype_row_to_f32(t->dtype, (const uint8_t *)t->data + r * rb, v + r * cols, cols);
+        dtype_rows_to_f32(t->dtype, t->data, cols, 0, n / cols, v);
         *ret_n = n;
         return v;
 }

@@ -8,6 +8,7 @@
 #include "engine/arch/model.h"
 #include "engine/format/convert.h"
 #include "engine/format/native-format.h"
+#include "engine/format/native-writer.h"
 #include "engine/format/tensor-table.h"
 #include "tests/lib/check.h"
 
@@ -230,7 +231,7 @@ static void test_random(const char *ref) {
         tensor_table_free(r);
 
         /* numerically sane in every type: finite, non-degenerate logits */
-        static const int types[] = { DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_Q8_0, DTYPE_Q4_0 };
+        static const int types[] = { DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q8_0X16 };
         static const uint32_t tokens[] = { 1, 2, 3, 250, 255, 0, 17 };
         for (size_t k = 0; k < ELEMENTSOF(types); k++) {
                 write_random(out, 3, 128, 256, 1, types[k], NULL);
@@ -255,6 +256,76 @@ static void test_random(const char *ref) {
         CHECK(model_write_random(&bad, out, NULL, &err) == -EINVAL);
         unlink(out);
         unlink(out2);
+}
+
+/* Q8_0X16: the matrices the forward pass multiplies get it, the embedding keeps the row layout;
+ * the values are q8_0's exactly (random writes and conversion alike), and a model of it computes
+ * the q8_0 model's logits up to the order of the sums and the rounding of x. */
+static void test_q8_0x16(void) {
+        char f32[4096], q8[4096], x16[4096], conv[4096];
+        path_in(f32, sizeof(f32), "f32.rwkv");
+        path_in(q8, sizeof(q8), "q8.rwkv");
+        path_in(x16, sizeof(x16), "x16.rwkv");
+        path_in(conv, sizeof(conv), "conv.rwkv");
+        write_random(f32, 2, 128, 256, 5, DTYPE_F32, NULL);
+        write_random(q8, 2, 128, 256, 5, DTYPE_Q8_0, NULL);
+        write_random(x16, 2, 128, 256, 5, DTYPE_Q8_0X16, NULL);
+        convert_or_die(f32, conv, DTYPE_Q8_0X16, NULL);
+        TensorTable *a = open_or_die(q8), *b = open_or_die(x16), *c = open_or_die(conv);
+        size_t grouped = 0;
+        for (size_t i = 0; i < tensor_table_count(a); i++) {
+                const char *name = tensor_table_name_at(a, i);
+                const Tensor *x = tensor_table_at(a, i), *y = tensor_table_get(b, name), *z = tensor_table_get(c, name);
+                CHECK(y && z);
+                if (x->dtype != DTYPE_Q8_0) {
+                        CHECK(y->dtype == x->dtype);
+                        continue;
+                }
+                bool emb = strcmp(name, "emb.weight") == 0;
+                CHECK(y->dtype == (emb ? DTYPE_Q8_0 : DTYPE_Q8_0X16) && z->dtype == y->dtype);
+                CHECK(y->nbytes == x->nbytes && z->nbytes == y->nbytes);
+                grouped += !emb;
+                uint64_t cols = tensor_cols(x), rows = tensor_nelem(x) / cols;
+                float *fx = malloc(rows * cols * 4), *fy = malloc(rows * cols * 4), *fz = malloc(rows * cols * 4);
+                CHECK(fx && fy && fz);
+                dtype_rows_to_f32(x->dtype, x->data, cols, 0, rows, fx);
+                dtype_rows_to_f32(y->dtype, y->data, cols, 0, rows, fy);
+                dtype_rows_to_f32(z->dtype, z->data, cols, 0, rows, fz);
+                CHECK(memcmp(fx, fy, rows * cols * 4) == 0 && memcmp(fy, fz, rows * cols * 4) == 0);
+                free(fx);
+                free(fy);
+                free(fz);
+        }
+        CHECK(grouped == 2 * 6 + 1); /* each layer's r, k, v, o and FFN key, value; the head */
+        tensor_table_free(a);
+        tensor_table_free(b);
+        tensor_table_free(c);
+
+        static const uint32_t tokens[] = { 1, 2, 3, 250, 255, 0, 17 };
+        float *la = logits_of(q8, tokens, ELEMENTSOF(tokens)), *lb = logits_of(x16, tokens, ELEMENTSOF(tokens));
+        double amax = 0, dmax = 0;
+        for (int i = 0; i < 256; i++) {
+                amax = fmax(amax, fabs(la[i]));
+                dmax = fmax(dmax, fabs(la[i] - lb[i]));
+        }
+        fprintf(stderr, "q8_0x16 vs q8_0 logits: max |diff| %.2g (max |logit| %.3g)\n", dmax, amax);
+        CHECK(dmax <= 0.02 * amax + 1e-4);
+        free(la);
+        free(lb);
+
+        /* a grouped tensor that is not whole groups of a matrix is refused when declared */
+        RwkvError err = {};
+        NativeWriter *w = NULL;
+        CHECK_OK(native_writer_new(conv, &w, &err));
+        CHECK(native_writer_add_tensor(w, "m.weight", DTYPE_Q8_0X16, 2, (uint64_t[]){ 24, 64 }, &err) == -EBADMSG);
+        CHECK(native_writer_add_tensor(w, "v.weight", DTYPE_Q8_0X16, 1, (uint64_t[]){ 64 }, &err) == -EBADMSG);
+        CHECK(native_writer_add_tensor(w, "t.weight", DTYPE_Q8_0X16, 3, (uint64_t[]){ 2, 16, 64 }, &err) == -EBADMSG);
+        CHECK_OK(native_writer_add_tensor(w, "ok.weight", DTYPE_Q8_0X16, 2, (uint64_t[]){ 32, 96 }, &err));
+        native_writer_free(w);
+        unlink(f32);
+        unlink(q8);
+        unlink(x16);
+        unlink(conv);
 }
 
 /* A source with a NaN: refused, and no output appears. */
@@ -326,6 +397,7 @@ int main(void) {
                 test_bin(ref);
         }
         test_random(ref);
+        test_q8_0x16();
         test_nonfinite();
         CHECK(rmdir(dir) == 0);
         return 0;
