@@ -76,6 +76,15 @@ static void test_basic(void) {
         CHECK(t.token == RING_TOKEN_NONE && rec.size == sizeof(RingText) + 100);
         CHECK_ERR(stream_push_text(s, 1, big, RING_SIZE_DEFAULT), EMSGSIZE);
 
+        /* ... and only between characters: a 3-byte character across the limit goes whole into the
+         * second record (each record is valid UTF-8 on its own: rwkvctl --json prints each) */
+        memcpy(big + RING_TEXT_MAX - 1, "\xe2\x82\xac", 3);
+        CHECK_OK(stream_push_text(s, 8, big, sizeof(big)));
+        CHECK(ring_client_next(&rc, &rec, payload, &derr) == 1);
+        CHECK(rec.size == RING_RECORD_PAYLOAD_MAX - 1);
+        CHECK(ring_client_next(&rc, &rec, payload, &derr) == 1);
+        CHECK(rec.size == sizeof(RingText) + 101 && memcmp(payload + sizeof(t), "\xe2\x82\xac", 3) == 0);
+
         StreamEnd e = { .tokens_generated = 2, .prompt_tokens = 3, .stop_reason = RING_STOP_MAX_TOKENS };
         CHECK_OK(stream_push_end(s, &e));
         CHECK(fd_readable(rc.client_wakeup_fd)); /* the last record always wakes the client */
