@@ -315,6 +315,13 @@ class Pty:
         lflag = termios.tcgetattr(self.fd)[3]
         return bool(lflag & termios.ICANON) and bool(lflag & termios.ECHO)
 
+    def wait_raw(self, timeout=10):
+        """Waits until the line editor has put the terminal in its own mode: a key sent before
+        that may be dropped by its mode switch (as for a user, who would press it again)."""
+        end = time.monotonic() + timeout
+        while self.cooked() and time.monotonic() < end:
+            time.sleep(0.01)
+
     def close(self):
         try:
             os.kill(self.pid, signal.SIGKILL)
@@ -356,6 +363,7 @@ def case_chat_tty(e):
     try:
         t.expect(b"Resuming session 't-tty'")
         t.expect(b"User: ")
+        t.wait_raw()
         t.send(b"\x04")
         st = t.wait()
         check(os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0 and t.cooked(), "Ctrl-D: status %r" % st)
