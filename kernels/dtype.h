@@ -7,9 +7,8 @@
  * only Q8_0X16): its rows are encoded together in groups of that many (a matrix of it has a
  * multiple of 16 rows, group g is the 16 * dtype_row_bytes() bytes at g times that), so threads
  * split on group boundaries and a row is read through dtype_rows_to_f32(). Native types have fast
- * kernels on x86 (Q8_0X16: the scalar reference on NEON); the GGML_* types are rwkv.cpp's block
- * formats, read in place from .bin files with generic kernels only (`rwkvctl model convert` turns
- * them into native types). */
+ * kernels on every ISA; the GGML_* types are rwkv.cpp's block formats, read in place from .bin files
+ * with generic kernels only (`rwkvctl model convert` turns them into native types). */
 #pragma once
 
 #include <stdbool.h>

@@ -92,6 +92,191 @@ static inline __m256i i8dot32(__m256i xa, __m256i ws) {
 
 #include "kernels/simd-template.h"
 
+/* ---- Q8_0X16 (16 rows interleaved, kernels/quant.h) in integers ----
+ * x is quantized like the integer q8_0 matvec (quantize_x: blocks of 32, scale amax/127, the same
+ * error bound) and kept twice, signed and absolute. A 32-byte load of a line holds 4 bytes of 8 rows;
+ * a 4-byte broadcast of x meets all of them, so a group costs no horizontal sums and no shuffles:
+ * per load an xor (stored +128 to signed), a sign transfer onto the weights (maddubs wants its
+ * unsigned operand to be |x|), maddubs, madd and an add, 8 rows at a time. int16 pairs cannot be
+ * added before the madd (2 * 2 * 127 * 127 overflows). Several vectors share each weight load.
+ *
+ * The block sums of a group are kept (as floats) until its quants are done and only then scaled:
+ * reading the scales block by block, 12 KB ahead of the quants (0.1B), made the hardware prefetcher
+ * lose the stream at every group and halved the matvec's bandwidth (11 against 24 GB/s from memory
+ * on Zen 4; software prefetch did not recover it). */
+#define Q16_XBYTES 16384 /* stack: int8 x of a column pass, as many bytes of |x| */
+#define Q16_VC 32        /* vectors quantized together: each weight byte is read once per 32 vectors */
+#ifndef Q16_TILE
+#define Q16_TILE 4 /* vectors per pass over a group: 2 int accumulators each (5 spill) */
+#endif
+/* stack: the block sums of a tile, blocks x vectors <= Q16_XBYTES / QK (see matmul_q8_0x16_avx2) */
+#define Q16_SUMS (Q16_XBYTES / QK * 16)
+
+/* Blocks [0, nb) of a group (q: its quants, d: its scales, both at the pass's first block) against
+ * nv vectors (xs/xa/dx: a vector every xld bytes / dld scales): y[v * ldy + i] for its 16 rows,
+ * added to what y holds when add (the passes after the first). */
+static inline __attribute__((always_inline)) void q8_0x16_tile_avx2(const uint8_t *q, const uint8_t *d, size_t nb,
+                                                                    const int8_t *xs, const uint8_t *xa,
+                                                                    const float *dx, size_t xld, size_t dld, int nv,
+                                                                    float *y, size_t ldy, bool add, float *sums,
+                                                                    const uint8_t *pq, const uint8_t *pd) {
+        const __m256i bias = _mm256_set1_epi8((char)0x80);
+        float *sp = sums;
+        for (size_t b = 0; b < nb; b++, q += 512, xs += QK, xa += QK) {
+                __m256i i0[Q16_TILE], i1[Q16_TILE];
+                for (int v = 0; v < nv; v++)
+                        i0[v] = i1[v] = _mm256_setzero_si256();
+                if (pq)
+                        for (int j = 0; j < 8; j++)
+                                __builtin_prefetch(pq + 512 * b + 64 * j, 0, 3);
+                for (int j = 0; j < 8; j++) {
+                        __m256i w0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(q + 64 * j)), bias);
+                        __m256i w1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(q + 64 * j + 32)), bias);
+                        for (int v = 0; v < nv; v++) {
+                                __m256i s = _mm256_set1_epi32((int)load_u32(xs + v * xld + 4 * j));
+                                __m256i a = _mm256_set1_epi32((int)load_u32(xa + v * xld + 4 * j));
+                                i0[v] = _mm256_add_epi32(i0[v], i8dot32(a, _mm256_sign_epi8(w0, s)));
+                                i1[v] = _mm256_add_epi32(i1[v], i8dot32(a, _mm256_sign_epi8(w1, s)));
+                        }
+                }
+                for (int v = 0; v < nv; v++, sp += 16) {
+                        _mm256_store_ps(sp, _mm256_cvtepi32_ps(i0[v]));
+                        _mm256_store_ps(sp + 8, _mm256_cvtepi32_ps(i1[v]));
+                }
+        }
+        __m256 f0[Q16_TILE], f1[Q16_TILE];
+        for (int v = 0; v < nv; v++)
+                f0[v] = f1[v] = _mm256_setzero_ps();
+        sp = sums;
+        for (size_t b = 0; b < nb; b++) {
+                if (pd && b % 2 == 0)
+                        __builtin_prefetch(pd + 32 * b, 0, 3);
+                __m256 d0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + 32 * b)));
+                __m256 d1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + 32 * b + 16)));
+                for (int v = 0; v < nv; v++, sp += 16) {
+                        __m256 s = _mm256_broadcast_ss(dx + v * dld + b);
+                        f0[v] = _mm256_fmadd_ps(_mm256_load_ps(sp), _mm256_mul_ps(d0, s), f0[v]);
+                        f1[v] = _mm256_fmadd_ps(_mm256_load_ps(sp + 8), _mm256_mul_ps(d1, s), f1[v]);
+                }
+        }
+        for (int v = 0; v < nv; v++) {
+                float *yv = y + v * ldy;
+                if (add) {
+                        f0[v] = _mm256_add_ps(f0[v], _mm256_loadu_ps(yv));
+                        f1[v] = _mm256_add_ps(f1[v], _mm256_loadu_ps(yv + 8));
+                }
+                _mm256_storeu_ps(yv, f0[v]);
+                _mm256_storeu_ps(yv + 8, f1[v]);
+        }
+}
+
+/* One instance per vector count, so that the accumulators stay in registers. */
+#define DEFINE_Q16_TILE_NV(n)                                                                                          \
+        static void q8_0x16_tile##n##_avx2(const uint8_t *q, const uint8_t *d, size_t nb, const int8_t *xs,            \
+                                           const uint8_t *xa, const float *dx, size_t xld, size_t dld, float *y,       \
+                                           size_t ldy, bool add, float *sums, const uint8_t *pq, const uint8_t *pd) {  \
+                q8_0x16_tile_avx2(q, d, nb, xs, xa, dx, xld, dld, n, y, ldy, add, sums, pq, pd);                       \
+        }
+DEFINE_Q16_TILE_NV(1)
+#if Q16_TILE > 1
+DEFINE_Q16_TILE_NV(2)
+#endif
+#if Q16_TILE > 2
+DEFINE_Q16_TILE_NV(3)
+#endif
+#if Q16_TILE > 3
+DEFINE_Q16_TILE_NV(4)
+#endif
+_Static_assert(Q16_TILE <= 4, "add tile instances");
+
+typedef void (*Q16TileFn)(const uint8_t *q, const uint8_t *d, size_t nb, const int8_t *xs, const uint8_t *xa,
+                          const float *dx, size_t xld, size_t dld, float *y, size_t ldy, bool add, float *sums,
+                          const uint8_t *pq, const uint8_t *pd);
+static const Q16TileFn q8_0x16_tiles_avx2[Q16_TILE + 1] = {
+        NULL,
+        q8_0x16_tile1_avx2,
+#if Q16_TILE > 1
+        q8_0x16_tile2_avx2,
+#endif
+#if Q16_TILE > 2
+        q8_0x16_tile3_avx2,
+#endif
+#if Q16_TILE > 3
+        q8_0x16_tile4_avx2,
+#endif
+};
+
+/* Whole groups with the int8 tiles; the rows of a partial group at either end (only callers other
+ * than the threaded wrappers split groups) and the vectors with a non-finite activation (IEEE
+ * result) go to the scalar kernel. Vectors in chunks of Q16_VC, columns in passes that fit the
+ * stack buffers (Q16_XBYTES / chunk columns: 16384 for one vector, 512 for 32). */
+static void matmul_q8_0x16_avx2(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
+                                size_t ldy, size_t r0, size_t r1) {
+        size_t g0 = (r0 + 15) / 16, g1 = r1 / 16;
+        if (g0 >= g1) {
+                matmul_q8_0x16_generic(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+                return;
+        }
+        if (r0 < 16 * g0)
+                matmul_q8_0x16_generic(w, rb, K, x, ldx, n_vec, y, ldy, r0, 16 * g0);
+        if (16 * g1 < r1)
+                matmul_q8_0x16_generic(w, rb, K, x, ldx, n_vec, y, ldy, 16 * g1, r1);
+
+        _Alignas(32) int8_t xs[Q16_XBYTES];
+        _Alignas(32) uint8_t xa[Q16_XBYTES];
+        _Alignas(32) float sums[Q16_SUMS];
+        float dx[Q16_XBYTES / QK];
+        size_t nb = K / QK, G = 16 * rb, so = q8_0x16_scales_offset(K);
+        const uint8_t *wb = w;
+        for (size_t v0 = 0; v0 < n_vec; v0 += Q16_VC) {
+                /* pb blocks x vc vectors fill xs; a tile's sums take pb x (at most vc) blocks of 16 */
+                size_t vc = FN(min_sz)(Q16_VC, n_vec - v0), pb = Q16_XBYTES / QK / vc;
+                /* tiles of even size: 5 vectors as 3 + 2, not 4 + 1 */
+                size_t n_tiles = (vc + Q16_TILE - 1) / Q16_TILE, per = (vc + n_tiles - 1) / n_tiles;
+                uint32_t bad = 0; /* vectors with a non-finite activation */
+                _Static_assert(Q16_VC <= 32, "bad is a 32-bit mask");
+                for (size_t b0 = 0; b0 < nb; b0 += pb) {
+                        size_t pn = FN(min_sz)(pb, nb - b0), xld = pn * QK;
+                        for (size_t v = 0; v < vc; v++) {
+                                int8_t *s = xs + v * xld;
+                                uint8_t *a = xa + v * xld;
+                                if (!(bad >> v & 1) &&
+                                    FN(quantize_x)(x + (v0 + v) * ldx + b0 * QK, xld, s, a, dx + v * pn))
+                                        continue;
+                                bad |= (uint32_t)1 << v;
+                                memset(s, 0, xld);
+                                memset(a, 0, xld);
+                                memset(dx + v * pn, 0, pn * sizeof(float));
+                        }
+                        for (size_t g = g0; g < g1; g++) {
+                                const uint8_t *grp = wb + g * G;
+                                /* the last tile asks for the next group while it computes from cache
+                                 * (with one tile the hardware prefetcher keeps up alone) */
+                                const uint8_t *next = vc > per && g + 1 < g1 ? grp + G : NULL;
+                                for (size_t v = 0; v < vc; v += per) {
+                                        size_t nv = FN(min_sz)(per, vc - v);
+                                        bool last = v + per >= vc;
+                                        q8_0x16_tiles_avx2[nv](grp + 512 * b0, grp + so + 32 * b0, pn, xs + v * xld,
+                                                               xa + v * xld, dx + v * pn, xld, pn,
+                                                               y + (v0 + v) * ldy + 16 * g, ldy, b0 > 0, sums,
+                                                               last && next ? next + 512 * b0 : NULL,
+                                                               last && next ? next + so + 32 * b0 : NULL);
+                                }
+                        }
+                }
+                for (; bad; bad &= bad - 1) {
+                        size_t v = v0 + (size_t)__builtin_ctz(bad);
+                        matvec_q8_0x16_generic(w, rb, K, x + v * ldx, y + v * ldy, 16 * g0, 16 * g1);
+                }
+        }
+}
+
+static void matvec_q8_0x16_avx2(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
+        matmul_q8_0x16_avx2(w, rb, K, x, K, 1, y, 0, r0, r1);
+}
+
 void kernels_fill_avx2(Kernels *k) {
         simd_fill(k);
+        k->matvec[DTYPE_Q8_0X16] = matvec_q8_0x16_avx2;
+        k->matmul[DTYPE_Q8_0X16] = matmul_q8_0x16_avx2;
 }

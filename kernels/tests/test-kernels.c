@@ -76,9 +76,9 @@ static bool x_quantized(const Kernels *k, DType t, size_t n_vec) {
          * at most 8192 columns, the limit of that path) */
         if (t == DTYPE_Q8_0 && avx512 && cpu_features()->avx512vnni)
                 return true;
-        /* Q8_0X16 on x86 runs in integers for every vector count */
+        /* Q8_0X16 on x86 and NEON runs in integers for every vector count */
         if (t == DTYPE_Q8_0X16)
-                return strcmp(k->isa, "avx2") == 0 || avx512;
+                return strcmp(k->isa, "avx2") == 0 || avx512 || strcmp(k->isa, "neon") == 0;
         return ((t == DTYPE_Q8_0 && n_vec <= 8) || (t == DTYPE_Q4_0 && n_vec <= 3)) &&
                (strcmp(k->isa, "avx2") == 0 || avx512);
 }
