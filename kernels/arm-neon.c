@@ -217,15 +217,9 @@ _Static_assert(Q16_TILE == 2, "the tile instances are for 1-2 vectors");
  * stack buffers (Q16_XBYTES / chunk columns: 16384 for one vector, 512 for 32). */
 static void matmul_q8_0x16_neon(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
                                 size_t ldy, size_t r0, size_t r1) {
-        size_t g0 = (r0 + 15) / 16, g1 = r1 / 16;
-        if (g0 >= g1) {
-                matmul_q8_0x16_generic(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+        size_t g0, g1;
+        if (!q8_0x16_split_groups(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1, &g0, &g1))
                 return;
-        }
-        if (r0 < 16 * g0)
-                matmul_q8_0x16_generic(w, rb, K, x, ldx, n_vec, y, ldy, r0, 16 * g0);
-        if (16 * g1 < r1)
-                matmul_q8_0x16_generic(w, rb, K, x, ldx, n_vec, y, ldy, 16 * g1, r1);
 
         _Alignas(16) int8_t xs[Q16_XBYTES];
         _Alignas(16) float sums[Q16_SUMS];

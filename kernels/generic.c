@@ -229,6 +229,22 @@ void matmul_q8_0x16_generic(const void *w, size_t row_bytes, size_t n_cols, cons
         }
 }
 
+bool q8_0x16_split_groups(const void *w, size_t row_bytes, size_t n_cols, const float *x, size_t ldx, size_t n_vec,
+                          float *y, size_t ldy, size_t r0, size_t r1, size_t *ret_g0, size_t *ret_g1) {
+        size_t g0 = (r0 + 15) / 16, g1 = r1 / 16;
+        if (g0 >= g1) {
+                matmul_q8_0x16_generic(w, row_bytes, n_cols, x, ldx, n_vec, y, ldy, r0, r1);
+                return false;
+        }
+        if (r0 < 16 * g0)
+                matmul_q8_0x16_generic(w, row_bytes, n_cols, x, ldx, n_vec, y, ldy, r0, 16 * g0);
+        if (16 * g1 < r1)
+                matmul_q8_0x16_generic(w, row_bytes, n_cols, x, ldx, n_vec, y, ldy, 16 * g1, r1);
+        *ret_g0 = g0;
+        *ret_g1 = g1;
+        return true;
+}
+
 void layer_norm_generic(const float *x, const float *w, const float *b, float *y, size_t n, float eps) {
         /* Two passes in double: the reference must not lose the variance of large-mean inputs. */
         double mean = 0, var = 0;

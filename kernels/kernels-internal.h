@@ -25,6 +25,10 @@ void matvec_q8_0x16_generic(const void *w, size_t row_bytes, size_t n_cols, cons
                             size_t r1);
 void matmul_q8_0x16_generic(const void *w, size_t row_bytes, size_t n_cols, const float *x, size_t ldx, size_t n_vec,
                             float *y, size_t ldy, size_t r0, size_t r1);
+/* The part of rows [r0, r1) that cuts a group (never from the threaded wrappers: only direct calls)
+ * goes to the reference; true with the whole groups [*g0, *g1) left for the caller's SIMD path. */
+bool q8_0x16_split_groups(const void *w, size_t row_bytes, size_t n_cols, const float *x, size_t ldx, size_t n_vec,
+                          float *y, size_t ldy, size_t r0, size_t r1, size_t *ret_g0, size_t *ret_g1);
 
 /* Fill every entry with the scalar *_generic reference. */
 void kernels_fill_generic(Kernels *k);

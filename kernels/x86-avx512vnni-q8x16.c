@@ -181,18 +181,13 @@ static void run_groups(const uint8_t *w, size_t rb, size_t K, const PackedX *chu
 
 static void matmul_q8_0x16_vnni(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
                                 size_t ldy, size_t r0, size_t r1) {
-        size_t nb = K / QK;
-        /* whole groups here; a range that cuts a group (never from the threaded wrappers) has its
-         * partial groups done by the reference */
-        size_t g0 = (r0 + 15) / 16, g1 = r1 / 16;
-        if (K % QK != 0 || K > QX_MAX_COLS || g0 >= g1) {
+        size_t nb = K / QK, g0, g1;
+        if (K % QK != 0 || K > QX_MAX_COLS) {
                 matmul_q8_0x16_generic(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
                 return;
         }
-        if (r0 < 16 * g0)
-                matmul_q8_0x16_generic(w, rb, K, x, ldx, n_vec, y, ldy, r0, 16 * g0);
-        if (16 * g1 < r1)
-                matmul_q8_0x16_generic(w, rb, K, x, ldx, n_vec, y, ldy, 16 * g1, r1);
+        if (!q8_0x16_split_groups(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1, &g0, &g1))
+                return;
 
         _Alignas(64) uint8_t buf[QX_PACK_BYTES];
         size_t per_chunk = packed_bytes(QX_CHUNK, nb), batch = QX_PACK_BYTES / per_chunk;
