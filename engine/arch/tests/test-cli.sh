@@ -89,5 +89,26 @@ assert abs(a["perplexity"] - 2 ** a["bits_per_token"]) < 1e-3 * a["perplexity"]
 assert 0 < a["bits_per_token"] < 8
 assert abs(a["bits_per_token"] - b["bits_per_token"]) < 0.05, (a, b)
 EOF
+# q8_0x16 (16-row groups, its own kernels on every ISA) end to end: converted, loaded, evaluated in
+# both modes (prefill chunks and one token at a time), it scores as q8_0 does (the same values).
+"$ctl" model convert "$m7" "$tmp/x16.rwkv" --type q8_0x16 >/dev/null
+"$ctl" model convert "$m7" "$tmp/q8.rwkv" --type q8_0 >/dev/null
+"$ctl" model info "$tmp/x16.rwkv" | grep -q "q8_0x16: " || fail "model convert --type q8_0x16 wrote no q8_0x16 tensor"
+"$ctl" perplexity --model "$tmp/x16.rwkv" --json <"$text" >"$tmp/px16"
+"$ctl" perplexity --model "$tmp/q8.rwkv" --json <"$text" >"$tmp/pq8"
+"$ctl" eval --model "$tmp/x16.rwkv" --tokens 34,105,110 --logits >"$tmp/ex16"
+"$ctl" eval --model "$tmp/x16.rwkv" --tokens 34,105,110 --logits --sequence >"$tmp/ex16s"
+paste "$tmp/serial" "$tmp/ex16" | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d }
+        END { printf "q8_0x16 eval: max abs diff to FP32 %.3g\n", m; exit !(m <= 0.05) }' || fail "q8_0x16 logits"
+paste "$tmp/ex16" "$tmp/ex16s" | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d } END { exit !(m <= 0.01) }' ||
+        fail "q8_0x16 eval --sequence differs from serial"
+python3 - "$tmp/p32" "$tmp/pq8" "$tmp/px16" <<'EOF' || fail "q8_0x16 perplexity"
+import json, sys
+a, q, x = (json.load(open(p)) for p in sys.argv[1:4])
+print("perplexity: fp32 %.4f, q8_0 %.4f, q8_0x16 %.4f" % (a["perplexity"], q["perplexity"], x["perplexity"]))
+assert abs(x["perplexity"] - q["perplexity"]) < 2e-3 * q["perplexity"], (q, x)
+assert abs(x["perplexity"] - a["perplexity"]) < 5e-3 * a["perplexity"], (a, x)
+EOF
+
 printf 'x' | "$ctl" perplexity --model "$m7" >/dev/null 2>&1 && fail "perplexity of one token succeeded"
 echo "ok"
