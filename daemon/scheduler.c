@@ -80,9 +80,7 @@ static int job_flush_out(Job *j) {
                 /* Larger than half the ring: send it in pieces that fit (never split a character). */
                 size_t off = 0;
                 while (off < j->out_len) {
-                        size_t n = MIN(j->out_len - off, (size_t) RING_TEXT_MAX);
-                        while (n > 0 && off + n < j->out_len && (j->out[off + n] & 0xC0) == 0x80)
-                                n--;
+                        size_t n = stream_text_piece(j->out + off, j->out_len - off, RING_TEXT_MAX);
                         r = stream_push_text(j->stream, off == 0 ? j->out_token : RING_TOKEN_NONE, j->out + off, n);
                         if (r < 0)
                                 break;

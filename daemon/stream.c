@@ -191,13 +191,13 @@ static void out_publish(Stream *s, uint32_t bytes) {
                 eventfd_signal(s->client_wakeup_fd);
 }
 
-/* The next piece of text from done: at most RING_TEXT_MAX bytes, ending on a character boundary
- * (each record is whole characters: a client may print or convert every record on its own). */
-static uint32_t text_piece(const uint8_t *utf8, size_t len, size_t done) {
-        size_t n = MIN(len - done, (size_t)RING_TEXT_MAX);
-        while (n > 4 && done + n < len && (utf8[done + n] & 0xC0) == 0x80)
+size_t stream_text_piece(const void *utf8, size_t len, size_t max) {
+        const uint8_t *p = utf8;
+        size_t n = MIN(len, max);
+        /* a character is at most 4 bytes: at most 3 continuation bytes to step back over */
+        for (int k = 0; k < 3 && n < len && (p[n] & 0xC0) == 0x80; k++)
                 n--;
-        return (uint32_t)n;
+        return n;
 }
 
 int stream_push_text(Stream *s, uint32_t token, const void *utf8, size_t len) {
@@ -217,7 +217,7 @@ int stream_push_text(Stream *s, uint32_t token, const void *utf8, size_t len) {
 
         /* All pieces at once or nothing: a parked job retries the whole call. */
         do {
-                uint32_t piece = text_piece(utf8, len, done);
+                uint32_t piece = (uint32_t)stream_text_piece((const uint8_t *)utf8 + done, len - done, RING_TEXT_MAX);
                 need += ring_record_span((uint32_t)sizeof(RingText) + piece);
                 done += piece;
         } while (done < len);
@@ -229,7 +229,7 @@ int stream_push_text(Stream *s, uint32_t token, const void *utf8, size_t len) {
         RingText t = { .token = token, .time_ns = now_ns() };
         done = 0;
         do {
-                uint32_t piece = text_piece(utf8, len, done);
+                uint32_t piece = (uint32_t)stream_text_piece((const uint8_t *)utf8 + done, len - done, RING_TEXT_MAX);
                 off += ring_record_write(&s->out, off, RING_RECORD_TEXT, &t, sizeof(t),
                                          piece ? (const uint8_t *)utf8 + done : NULL, piece);
                 done += piece;

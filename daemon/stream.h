@@ -62,6 +62,10 @@ int stream_process_wakeup(Stream *s);
  * len may exceed one record; the piece is then split, all-or-nothing. Returns 0, -EAGAIN, -EPIPE,
  * -EBADMSG, -EMSGSIZE (len larger than half the ring), -ESHUTDOWN (already ended). */
 int stream_push_text(Stream *s, uint32_t token, const void *utf8, size_t len);
+/* How many of the len bytes at utf8 to send as one piece of at most max (max >= 4): all of them when
+ * they fit, else the most that end on a character boundary (every record holds whole characters:
+ * a client may print or convert each on its own). Pure: any thread. */
+size_t stream_text_piece(const void *utf8, size_t len, size_t max);
 
 /* 0 when the out ring has room for any last record (end, or error with the longest message), so
  * that one pushed later cannot meet -EAGAIN: only the client frees room, never takes it. Else as
