@@ -72,15 +72,15 @@ typedef struct MultiJob {
         const MatvecSeg *segs;
         size_t n_segs;
         size_t n;                    /* vectors: 1 = matvec */
-        size_t block_bytes[SEG_MAX]; /* bytes of SEG_BLOCK rows (matvec: tasks share the bytes) */
-        size_t start[SEG_MAX];       /* bytes of the segments before */
+        size_t block_bytes[SEG_MAX]; /* matvec only: bytes of SEG_BLOCK rows */
+        size_t start[SEG_MAX];       /* matvec only: bytes of the segments before */
         size_t total;
-        bool each; /* every task takes its share of each segment (else of the bytes of all of them) */
         void (*after)(void *ctx, size_t seg, size_t r0, size_t r1);
         void *after_ctx;
 } MultiJob;
 
-/* Task t owns the blocks that start in its share [total*t/T, total*(t+1)/T) of the bytes. */
+/* Matvec: task t owns the blocks that start in its share [total*t/T, total*(t+1)/T) of the bytes.
+ * Several vectors: task t owns its share of the blocks of every segment. */
 static void multi_task(void *ctx, unsigned task, unsigned n_tasks) {
         const MultiJob *j = ctx;
         size_t lo = j->total * task / n_tasks, hi = j->total * (task + 1) / n_tasks;
@@ -88,11 +88,11 @@ static void multi_task(void *ctx, unsigned task, unsigned n_tasks) {
                 const MatvecSeg *g = &j->segs[s];
                 size_t rows = mat_rows(g->w), bb = j->block_bytes[s], st = j->start[s];
                 size_t n_blocks = (rows + SEG_BLOCK - 1) / SEG_BLOCK, b0, b1;
-                if (j->each) {
+                if (j->n > 1) { /* a share of each matrix (pass_matmul_multi says why) */
                         b0 = n_blocks * task / n_tasks;
                         b1 = n_blocks * (task + 1) / n_tasks;
-                } else {
-                        /* first block starting at or after lo, first starting at or after hi */
+                } else { /* a share of the bytes of all: the first block starting at or after lo, and
+                          * the first starting at or after hi */
                         b0 = lo <= st ? 0 : (lo - st + bb - 1) / bb;
                         b1 = hi <= st ? 0 : (hi - st + bb - 1) / bb;
                 }
@@ -141,13 +141,7 @@ void pass_matmul_multi(const EvalPass *p, const MatvecSeg *segs, size_t n_segs,
          * at 8 vectors an int8 matrix's (VNNI) is several times cheaper than a bf16 LoRA factor's
          * (f32 FMA). A share of the multiply-adds of all segments gave one task the int8 matrices
          * and the other the LoRA factors; a share of each segment is even whatever the types. */
-        MultiJob j = { .k = p->k,
-                       .segs = segs,
-                       .n_segs = n_segs,
-                       .n = p->n,
-                       .each = true,
-                       .after = after,
-                       .after_ctx = after_ctx };
+        MultiJob j = { .k = p->k, .segs = segs, .n_segs = n_segs, .n = p->n, .after = after, .after_ctx = after_ctx };
         threadpool_run(p->pool, multi_task, &j, threadpool_size(p->pool));
 }
 
