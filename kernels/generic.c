@@ -198,23 +198,8 @@ DEFINE_GENERIC_MATRIX_KERNELS(ggml_q5_1)
 DEFINE_GENERIC_MATRIX_KERNELS(ggml_q8_0)
 
 /* Q8_0X16: a row is lane r % 16 of group r / 16 (kernels/quant.h). */
-void matvec_q8_0x16_generic(const void *w, size_t row_bytes, size_t n_cols, const float *x, float *y, size_t r0,
-                                   size_t r1) {
-        float buf[CHUNK];
-        for (size_t r = r0; r < r1; r++) {
-                const uint8_t *group = (const uint8_t *)w + r / 16 * 16 * row_bytes;
-                float acc = 0.f;
-                for (size_t i = 0; i < n_cols; i += CHUNK) {
-                        size_t len = MIN_(CHUNK, n_cols - i);
-                        q8_0x16_decode_range(group, r % 16, n_cols, i, buf, len);
-                        acc += dot_f32(buf, x + i, len);
-                }
-                y[r] = acc;
-        }
-}
-
-void matmul_q8_0x16_generic(const void *w, size_t row_bytes, size_t n_cols, const float *x, size_t ldx,
-                                   size_t n_vec, float *y, size_t ldy, size_t r0, size_t r1) {
+void matmul_q8_0x16_generic(const void *w, size_t row_bytes, size_t n_cols, const float *x, size_t ldx, size_t n_vec,
+                            float *y, size_t ldy, size_t r0, size_t r1) {
         float buf[CHUNK];
         for (size_t r = r0; r < r1; r++) {
                 const uint8_t *group = (const uint8_t *)w + r / 16 * 16 * row_bytes;
@@ -243,6 +228,11 @@ bool q8_0x16_split_groups(const void *w, size_t row_bytes, size_t n_cols, const 
         *ret_g0 = g0;
         *ret_g1 = g1;
         return true;
+}
+
+void matvec_q8_0x16_generic(const void *w, size_t row_bytes, size_t n_cols, const float *x, float *y, size_t r0,
+                            size_t r1) {
+        matmul_q8_0x16_generic(w, row_bytes, n_cols, x, n_cols, 1, y, 0, r0, r1);
 }
 
 void layer_norm_generic(const float *x, const float *w, const float *b, float *y, size_t n, float eps) {

@@ -19,6 +19,7 @@
 
 #include "kernels/kernels-internal.h"
 #include "kernels/quant.h"
+#include "kernels/x86-avx512-quantx.h"
 
 #define QX_MAX_COLS 8192 /* columns a packed x takes on the stack; wider matrices use the reference */
 #define QX_CHUNK 8       /* vectors per tile */
@@ -51,26 +52,13 @@ static bool pack_chunk(const float *x, size_t ldx, size_t nv, size_t K, uint8_t 
         float *d = (float *)(c + nb * nv);
         for (size_t v = 0; v < nv; v++)
                 for (size_t b = 0; b < nb; b++) {
-                        const float *xb = x + v * ldx + b * QK;
-                        __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
-                        /* x * 0 is NaN exactly when x is inf or NaN */
-                        __m512 z = _mm512_add_ps(_mm512_mul_ps(v0, _mm512_setzero_ps()),
-                                                 _mm512_mul_ps(v1, _mm512_setzero_ps()));
-                        if (_mm512_cmp_ps_mask(z, z, _CMP_UNORD_Q))
+                        __m512i i0, i1;
+                        if (!quantize_block_i32(x + v * ldx + b * QK, &i0, &i1, d + b * nv + v))
                                 return false;
-                        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-                        float dd = amax / 127.f, id = dd > 0.f ? 1.f / dd : 0.f;
-                        __m512 vid = _mm512_set1_ps(id);
-                        /* |x * id| <= 127 up to rounding, which the saturating conversion absorbs */
-                        __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)),
-                                i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
-                        i0 = _mm512_max_epi32(_mm512_min_epi32(i0, _mm512_set1_epi32(127)), _mm512_set1_epi32(-127));
-                        i1 = _mm512_max_epi32(_mm512_min_epi32(i1, _mm512_set1_epi32(127)), _mm512_set1_epi32(-127));
                         uint32_t *dst = q + (b * nv + v) * 8;
-                        _mm_storeu_si128((__m128i *)dst, _mm512_cvtepi32_epi8(i0));
-                        _mm_storeu_si128((__m128i *)(dst + 4), _mm512_cvtepi32_epi8(i1));
+                        _mm_storeu_si128((__m128i *)dst, _mm512_cvtsepi32_epi8(i0));
+                        _mm_storeu_si128((__m128i *)(dst + 4), _mm512_cvtsepi32_epi8(i1));
                         c[b * nv + v] = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
-                        d[b * nv + v] = dd;
                 }
         *ret = (PackedX){ .q = q, .c = c, .d = d, .nv = nv };
         return true;

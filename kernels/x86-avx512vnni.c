@@ -17,6 +17,7 @@
 
 #include "kernels/kernels-internal.h"
 #include "kernels/quant.h"
+#include "kernels/x86-avx512-quantx.h"
 
 #define VNNI_MAX_COLS 8192 /* stack: K/32 x 8 zmm of packed x (128 KiB at most) */
 #define VNNI_MAX_VEC 16
@@ -30,21 +31,14 @@
 
 static MatmulFn fallback_q8_0; /* the AVX-512 entry this one replaces, for what it does not handle */
 
-/* x to int8 blocks of 32: d = amax/127 per block. Returns false on non-finite input (the f32 path
- * then gives the IEEE result). */
+/* x to int8 blocks of 32 (x86-avx512-quantx.h), as bytes. */
 static inline __attribute__((always_inline)) bool quantize_block_regs(const float *x, __m128i *q0, __m128i *q1,
                                                                       float *d) {
-        __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
-        __m512 z = _mm512_add_ps(_mm512_mul_ps(v0, _mm512_setzero_ps()), _mm512_mul_ps(v1, _mm512_setzero_ps()));
-        if (_mm512_cmp_ps_mask(z, z, _CMP_UNORD_Q))
+        __m512i i0, i1;
+        if (!quantize_block_i32(x, &i0, &i1, d))
                 return false;
-        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-        float dd = amax / 127.f, id = dd > 0.f ? 1.f / dd : 0.f;
-        __m512 vid = _mm512_set1_ps(id);
-        /* |x * id| <= 127 up to rounding, which the saturating conversion absorbs */
-        *q0 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)));
-        *q1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, vid)));
-        *d = dd;
+        *q0 = _mm512_cvtsepi32_epi8(i0);
+        *q1 = _mm512_cvtsepi32_epi8(i1);
         return true;
 }
 
