@@ -299,6 +299,54 @@ void v7_gates_generic(float *w, const float *w0, float *a, const float *a0, floa
         }
 }
 
+void v7_keys_generic(float *k, float *kk, float *b, const float *a, const float *k_k, const float *k_a, size_t H,
+                     size_t N) {
+        for (size_t h = 0; h < H; h++) {
+                size_t o = h * N;
+                float ss = 0;
+                for (size_t i = o; i < o + N; i++) {
+                        kk[i] = k[i] * k_k[i];
+                        ss += kk[i] * kk[i];
+                }
+                float inv = 1.0f / fmaxf(sqrtf(ss), 1e-12f);
+                for (size_t i = o; i < o + N; i++) {
+                        float q = kk[i] * inv;
+                        b[i] = q * a[i];
+                        kk[i] = -q;
+                        k[i] *= 1.0f + (a[i] - 1.0f) * k_a[i];
+                }
+        }
+}
+
+void v7_bonus_generic(float *y, const float *r, const float *k, const float *v, const float *g, const float *r_k,
+                      size_t H, size_t N) {
+        for (size_t h = 0; h < H; h++) {
+                size_t o = h * N;
+                float s = 0;
+                for (size_t i = o; i < o + N; i++)
+                        s += r[i] * k[i] * r_k[i];
+                for (size_t i = o; i < o + N; i++)
+                        y[i] = (y[i] + s * v[i]) * g[i];
+        }
+}
+
+void add_generic(float *y, const float *x, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                y[i] += x[i];
+}
+
+void relu_sq_generic(float *x, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                float v = x[i] < 0 ? 0.0f : x[i];
+                x[i] = v * v;
+        }
+}
+
+void mix_generic(float *y, const float *x, const float *d, const float *m, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                y[i] = x[i] + d[i] * m[i];
+}
+
 void kernels_fill_generic(Kernels *k) {
         k->isa = "scalar";
 #define SET(T, name)                                                                                                   \
@@ -323,4 +371,9 @@ void kernels_fill_generic(Kernels *k) {
         k->wkv7 = wkv7_generic;
         k->wkv7_seq = wkv7_seq_generic;
         k->v7_gates = v7_gates_generic;
+        k->v7_keys = v7_keys_generic;
+        k->v7_bonus = v7_bonus_generic;
+        k->add = add_generic;
+        k->relu_sq = relu_sq_generic;
+        k->mix = mix_generic;
 }

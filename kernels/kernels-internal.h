@@ -52,6 +52,13 @@ void wkv7_seq_generic(float *state, const float *r, const float *w, const float 
                       const float *b, float *y, size_t ld, size_t n_tok, size_t H, size_t N);
 void v7_gates_generic(float *w, const float *w0, float *a, const float *a0, float *v, const float *vf, const float *v0,
                       const float *t, size_t n);
+void v7_keys_generic(float *k, float *kk, float *b, const float *a, const float *k_k, const float *k_a, size_t H,
+                     size_t N);
+void v7_bonus_generic(float *y, const float *r, const float *k, const float *v, const float *g, const float *r_k,
+                      size_t H, size_t N);
+void add_generic(float *y, const float *x, size_t n);
+void relu_sq_generic(float *x, size_t n);
+void mix_generic(float *y, const float *x, const float *d, const float *m, size_t n);
 
 static inline uint16_t load_u16(const void *p) {
         uint16_t v;

@@ -48,6 +48,25 @@ typedef struct Kernels {
          * expf (arguments clamped to [-87.3, 88.3]: results below 1e-38 become about 1e-38). */
         void (*v7_gates)(float *w, const float *w0, float *a, const float *a0, float *v, const float *vf,
                          const float *v0, const float *t, size_t n);
+        /* The next two: the SIMD versions sum in another order and may fuse a multiply-add.
+         * RWKV-7 keys of H heads of size N, in place (after the gates, before the WKV step):
+         *   kk = k * k_k, normalized per head (L2 norm, floored at 1e-12)
+         *   b = kk * a;  kk = -kk;  k = k * (1 + (a - 1) * k_a) */
+        void (*v7_keys)(float *k, float *kk, float *b, const float *a, const float *k_k, const float *k_a, size_t H,
+                        size_t N);
+        /* RWKV-7 output of H heads of size N (after ln_x): the bonus and the gate,
+         *   y = (y + s * v) * g  with s = sum over the head of r * k * r_k */
+        void (*v7_bonus)(float *y, const float *r, const float *k, const float *v, const float *g, const float *r_k,
+                         size_t H, size_t N);
+
+        /* Element-wise work of the forward passes, n elements. add and relu_sq give the scalar's values
+         * bit for bit; mix may fuse its multiply-add (within an ulp of the scalar's two roundings).
+         *   add:     y += x
+         *   relu_sq: x = (x < 0 ? 0 : x)^2, in place (NaN stays NaN)
+         *   mix:     y = x + d * m (the token shift's interpolation; y may be x or d) */
+        void (*add)(float *y, const float *x, size_t n);
+        void (*relu_sq)(float *x, size_t n);
+        void (*mix)(float *y, const float *x, const float *d, const float *m, size_t n);
 } Kernels;
 
 /* The table for this CPU, resolved on first call (thread-safe) and honouring RWKV_ISA. */

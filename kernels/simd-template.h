@@ -639,31 +639,53 @@ static void FN(group_norm)(const float *x, const float *w, const float *b, float
         }
 }
 
-/* ---- RWKV-7 state update: one row of the state (value index i) at a time, all in registers ---- */
-
+/* ---- RWKV-7 state update: rows of the state (value index i) in registers, WKV_ROWS at a time ----
+ * Each row is two dependent chains (sa, then the update and y) ending in a horizontal sum; one row at a
+ * time left the core waiting on those latencies (AVX-512 no faster than AVX2). Four rows side by side
+ * overlap them and share the loads of a, w, b, k and r. A row's sums are the same as one at a time. */
+#define WKV_ROWS 4
 static void FN(wkv7)(float *state, const float *r, const float *w, const float *k, const float *v, const float *a,
                      const float *b, float *y, size_t H, size_t N) {
-        if (N % VL != 0) {
+        if (N % VL != 0 || N % WKV_ROWS != 0) {
                 wkv7_generic(state, r, w, k, v, a, b, y, H, N);
                 return;
         }
         for (size_t h = 0; h < H; h++) {
                 float *S = state + h * N * N;
                 size_t o = h * N;
-                for (size_t i = 0; i < N; i++) {
+                for (size_t i = 0; i < N; i += WKV_ROWS) {
                         float *Si = S + i * N;
-                        VEC sa = vzero();
-                        for (size_t j = 0; j < N; j += VL)
-                                sa = vfma(vload(Si + j), vload(a + o + j), sa);
-                        VEC sab = vset1(vhsum(sa)), vi = vset1(v[o + i]), yi = vzero();
+                        VEC sa[WKV_ROWS], yi[WKV_ROWS], sab[WKV_ROWS], vi[WKV_ROWS];
+#pragma GCC unroll 4
+                        for (int u = 0; u < WKV_ROWS; u++)
+                                sa[u] = yi[u] = vzero();
                         for (size_t j = 0; j < N; j += VL) {
-                                VEC s = vmul(vload(Si + j), vload(w + o + j));
-                                s = vfma(sab, vload(b + o + j), s);
-                                s = vfma(vi, vload(k + o + j), s);
-                                vstore(Si + j, s);
-                                yi = vfma(s, vload(r + o + j), yi);
+                                VEC aj = vload(a + o + j);
+#pragma GCC unroll 4
+                                for (int u = 0; u < WKV_ROWS; u++)
+                                        sa[u] = vfma(vload(Si + (size_t)u * N + j), aj, sa[u]);
                         }
-                        y[o + i] = vhsum(yi);
+#pragma GCC unroll 4
+                        for (int u = 0; u < WKV_ROWS; u++) {
+                                sab[u] = vset1(vhsum(sa[u]));
+                                vi[u] = vset1(v[o + i + (size_t)u]);
+                        }
+                        for (size_t j = 0; j < N; j += VL) {
+                                VEC wj = vload(w + o + j), bj = vload(b + o + j), kj = vload(k + o + j),
+                                    rj = vload(r + o + j);
+#pragma GCC unroll 4
+                                for (int u = 0; u < WKV_ROWS; u++) {
+                                        float *p = Si + (size_t)u * N + j;
+                                        VEC s = vmul(vload(p), wj);
+                                        s = vfma(sab[u], bj, s);
+                                        s = vfma(vi[u], kj, s);
+                                        vstore(p, s);
+                                        yi[u] = vfma(s, rj, yi[u]);
+                                }
+                        }
+#pragma GCC unroll 4
+                        for (int u = 0; u < WKV_ROWS; u++)
+                                y[o + i + (size_t)u] = vhsum(yi[u]);
                 }
         }
 }
@@ -773,6 +795,75 @@ static void FN(v7_gates)(float *w, const float *w0, float *a, const float *a0, f
                                  v0 ? v0 + nv : NULL, v0 ? t + nv : NULL, n - nv);
 }
 
+/* ---- RWKV-7 keys and output, per head (N a multiple of VL, else the scalar reference) ---- */
+
+static void FN(v7_keys)(float *k, float *kk, float *b, const float *a, const float *k_k, const float *k_a, size_t H,
+                        size_t N) {
+        if (N % VL != 0) {
+                v7_keys_generic(k, kk, b, a, k_k, k_a, H, N);
+                return;
+        }
+        VEC one = vset1(1.0f);
+        for (size_t h = 0; h < H; h++) {
+                size_t o = h * N;
+                VEC ss = vzero();
+                for (size_t i = o; i < o + N; i += VL) {
+                        VEC q = vmul(vload(k + i), vload(k_k + i));
+                        vstore(kk + i, q);
+                        ss = vfma(q, q, ss);
+                }
+                VEC inv = vset1(1.0f / fmaxf(sqrtf(vhsum(ss)), 1e-12f));
+                for (size_t i = o; i < o + N; i += VL) {
+                        VEC q = vmul(vload(kk + i), inv), ai = vload(a + i);
+                        vstore(b + i, vmul(q, ai));
+                        vstore(kk + i, vmul(q, vset1(-1.0f))); /* -q exactly, as the scalar (-0 for +0) */
+                        vstore(k + i, vmul(vload(k + i), vfma(vsub(ai, one), vload(k_a + i), one)));
+                }
+        }
+}
+
+static void FN(v7_bonus)(float *y, const float *r, const float *k, const float *v, const float *g, const float *r_k,
+                         size_t H, size_t N) {
+        if (N % VL != 0) {
+                v7_bonus_generic(y, r, k, v, g, r_k, H, N);
+                return;
+        }
+        for (size_t h = 0; h < H; h++) {
+                size_t o = h * N;
+                VEC acc = vzero();
+                for (size_t i = o; i < o + N; i += VL)
+                        acc = vfma(vmul(vload(r + i), vload(k + i)), vload(r_k + i), acc);
+                VEC s = vset1(vhsum(acc));
+                for (size_t i = o; i < o + N; i += VL)
+                        vstore(y + i, vmul(vfma(s, vload(v + i), vload(y + i)), vload(g + i)));
+        }
+}
+
+/* ---- element-wise ---- */
+
+static void FN(add)(float *y, const float *x, size_t n) {
+        size_t nv = n / VL * VL;
+        for (size_t i = 0; i < nv; i += VL)
+                vstore(y + i, vadd(vload(y + i), vload(x + i)));
+        add_generic(y + nv, x + nv, n - nv);
+}
+
+static void FN(relu_sq)(float *x, size_t n) {
+        size_t nv = n / VL * VL;
+        for (size_t i = 0; i < nv; i += VL) {
+                VEC v = vmax(vzero(), vload(x + i)); /* NaN: the second operand, or NaN (NEON) */
+                vstore(x + i, vmul(v, v));
+        }
+        relu_sq_generic(x + nv, n - nv);
+}
+
+static void FN(mix)(float *y, const float *x, const float *d, const float *m, size_t n) {
+        size_t nv = n / VL * VL;
+        for (size_t i = 0; i < nv; i += VL)
+                vstore(y + i, vfma(vload(d + i), vload(m + i), vload(x + i)));
+        mix_generic(y + nv, x + nv, d + nv, m + nv, n - nv);
+}
+
 static void simd_fill(Kernels *k) {
         k->isa = ISA_NAME;
 #ifndef SIMD_KEEP_FLOAT_MATVEC
@@ -806,4 +897,9 @@ static void simd_fill(Kernels *k) {
         k->wkv7 = FN(wkv7);
         k->wkv7_seq = FN(wkv7_seq);
         k->v7_gates = FN(v7_gates);
+        k->v7_keys = FN(v7_keys);
+        k->v7_bonus = FN(v7_bonus);
+        k->add = FN(add);
+        k->relu_sq = FN(relu_sq);
+        k->mix = FN(mix);
 }

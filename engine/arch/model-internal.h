@@ -194,16 +194,6 @@ void pass_matmul_multi(const EvalPass *p, const MatvecSeg *segs, size_t n_segs,
                        void (*after)(void *ctx, size_t seg, size_t r0, size_t r1), void *after_ctx);
 void mat_matmul_rows(const Kernels *k, const Mat *w, const float *x, size_t n, float *y, size_t r0, size_t r1);
 
-/* relu(x)^2 without a branch: the sign of the channel-mix keys is random, and a mispredicted branch
- * per element cost more than the arithmetic (the sign bit turns into an all-ones clearing mask). */
-static inline float relu_sq(float x) {
-        uint32_t u;
-        memcpy(&u, &x, sizeof(u));
-        u &= ~(uint32_t)((int32_t)u >> 31);
-        memcpy(&x, &u, sizeof(x));
-        return x * x;
-}
-
 static inline float sigmoidf(float x) {
         return 1.0f / (1.0f + expf(-x));
 }

@@ -145,11 +145,15 @@ void pass_matmul_multi(const EvalPass *p, const MatvecSeg *segs, size_t n_segs,
         threadpool_run(p->pool, multi_task, &j, threadpool_size(p->pool));
 }
 
+typedef struct CmixRelu {
+        const Kernels *k;
+        float *hid;
+} CmixRelu;
+
 static void after_rk(void *ctx, size_t seg, size_t r0, size_t r1) {
-        float *hid = ctx;
+        const CmixRelu *j = ctx;
         if (seg == 1)
-                for (size_t i = r0; i < r1; i++)
-                        hid[i] = relu_sq(hid[i]);
+                j->k->relu_sq(j->hid + r0, r1 - r0);
 }
 
 typedef struct CmixAdd {
@@ -194,7 +198,8 @@ void channel_mix_rkv(EvalPass *p, uint32_t l, const float *ln_w, const float *ln
                 /* one dispatch for the receptance and the key (relu^2 on the task's rows), one for
                  * the value (adding into x): same arithmetic, a third of the hand-offs saved */
                 MatvecSeg rk[2] = { { wr, xr, r }, { wk, xk, hid } };
-                pass_matvec_multi(p, rk, 2, after_rk, hid);
+                CmixRelu relu = { .k = p->k, .hid = hid };
+                pass_matvec_multi(p, rk, 2, after_rk, &relu);
                 CmixAdd add = { .x = p->x, .r = r, .out = out };
                 MatvecSeg value = { wv, hid, out };
                 pass_matvec_multi(p, &value, 1, after_gated_add, &add);
@@ -202,8 +207,7 @@ void channel_mix_rkv(EvalPass *p, uint32_t l, const float *ln_w, const float *ln
         }
         pass_matmul(p, wr, xr, n, r);
         pass_matmul(p, wk, xk, n, hid);
-        for (size_t i = 0; i < n * F; i++)
-                hid[i] = relu_sq(hid[i]);
+        p->k->relu_sq(hid, n * F);
         pass_matmul(p, wv, hid, n, out);
         for (size_t i = 0; i < n * C; i++)
                 p->x[i] += sigmoidf(r[i]) * out[i];

@@ -151,15 +151,11 @@ static void prefix_rows(void *ctx, size_t t0, size_t t1) {
                         memcpy(prev, j->xn + (t - 1) * C, C * sizeof(float));
         }
         float *xn = j->xn + t0 * C, *d = j->prev + t0 * C;
-        for (size_t i = 0; i < (t1 - t0) * C; i++)
+        for (size_t i = 0, n = (t1 - t0) * C; i < n; i++)
                 d[i] -= xn[i];
         for (size_t m = 0; m < j->n_mix; m++)
-                for (size_t t = t0; t < t1; t++) {
-                        const float *x = j->xn + t * C, *dt = j->prev + t * C, *mix = j->mix[m];
-                        float *dst = j->dst[m] + t * C;
-                        for (size_t c = 0; c < C; c++)
-                                dst[c] = x[c] + dt[c] * mix[c];
-                }
+                for (size_t t = t0; t < t1; t++)
+                        p->k->mix(j->dst[m] + t * C, j->xn + t * C, j->prev + t * C, j->mix[m], C);
 }
 
 static void prefix(PrefixJob *j) {
@@ -228,41 +224,17 @@ static void heads_in(const SeqJob *j, size_t o, size_t h0, size_t h1) {
         float *w = j->w + o, *aa = j->aa + o, *v = j->v + o, *k = j->k + o, *kk = j->kk + o, *bb = j->bb + o;
         j->p->k->v7_gates(w + c0, a->w0 + c0, aa + c0, a->a0 + c0, v + c0, j->v_first + o + c0,
                           j->l > 0 ? a->v0 + c0 : NULL, j->tmp + o + c0, c1 - c0);
-        for (size_t c = c0; c < c1; c++)
-                kk[c] = k[c] * a->k_k[c];
-        for (size_t hh = h0; hh < h1; hh++) {
-                float *q = kk + hh * N;
-                float ss = 0;
-                for (size_t i = 0; i < N; i++)
-                        ss += q[i] * q[i];
-                float inv = 1.0f / fmaxf(sqrtf(ss), 1e-12f);
-                for (size_t i = 0; i < N; i++)
-                        q[i] *= inv;
-        }
-        for (size_t c = c0; c < c1; c++) {
-                bb[c] = kk[c] * aa[c];
-                kk[c] = -kk[c];
-                k[c] *= 1.0f + (aa[c] - 1.0f) * a->k_a[c];
-        }
+        j->p->k->v7_keys(k + c0, kk + c0, bb + c0, aa + c0, a->k_k + c0, a->k_a + c0, h1 - h0, N);
 }
 
 /* One row of heads [h0, h1), after the WKV step: ln_x, the bonus (r . k . r_k) v and the gate. */
 static void heads_out(const SeqJob *j, size_t o, size_t h0, size_t h1) {
         const LayerV7 *a = &j->p->m->layers[j->l].v7;
-        size_t N = j->p->m->info.head_size, c0 = h0 * N, c1 = h1 * N;
+        size_t N = j->p->m->info.head_size, c0 = h0 * N;
         const float *r = j->r + o, *k = j->k + o, *v = j->v + o, *g = j->g + o;
         float *y = j->y + o;
         j->p->k->group_norm(y + c0, a->ln_x_w + c0, a->ln_x_b + c0, y + c0, h1 - h0, N, V7_GN_EPS);
-        for (size_t hh = h0; hh < h1; hh++) {
-                size_t b = hh * N;
-                float s = 0;
-                for (size_t i = 0; i < N; i++)
-                        s += r[b + i] * k[b + i] * a->r_k[b + i];
-                for (size_t i = 0; i < N; i++)
-                        y[b + i] += s * v[b + i];
-        }
-        for (size_t c = c0; c < c1; c++)
-                y[c] *= g[c];
+        j->p->k->v7_bonus(y + c0, r + c0, k + c0, v + c0, g + c0, a->r_k + c0, h1 - h0, N);
 }
 
 static void seq_heads(void *ctx, size_t h0, size_t h1) {
@@ -303,6 +275,7 @@ static void seq_heads(void *ctx, size_t h0, size_t h1) {
 }
 
 typedef struct RowsAdd {
+        const Kernels *k;
         float *x;
         const float *add;
         size_t n, ld;
@@ -312,11 +285,11 @@ typedef struct RowsAdd {
 static void after_add_rows(void *ctx, size_t seg, size_t r0, size_t r1) {
         const RowsAdd *j = ctx;
         for (size_t t = 0; t < j->n; t++)
-                for (size_t i = r0; i < r1; i++)
-                        j->x[t * j->ld + i] += j->add[t * j->ld + i];
+                j->k->add(j->x + t * j->ld + r0, j->add + t * j->ld + r0, r1 - r0);
 }
 
 typedef struct RowsRelu {
+        const Kernels *k;
         float *h;
         size_t n, ld;
 } RowsRelu;
@@ -324,8 +297,7 @@ typedef struct RowsRelu {
 static void after_relu_rows(void *ctx, size_t seg, size_t r0, size_t r1) {
         const RowsRelu *j = ctx;
         for (size_t t = 0; t < j->n; t++)
-                for (size_t i = r0; i < r1; i++)
-                        j->h[t * j->ld + i] = relu_sq(j->h[t * j->ld + i]);
+                j->k->relu_sq(j->h + t * j->ld + r0, r1 - r0);
 }
 
 static void time_mix(EvalPass *p, uint32_t l) {
@@ -359,7 +331,7 @@ static void time_mix(EvalPass *p, uint32_t l) {
 
         pass_parallel(p, H, seq_heads, &j);
 
-        RowsAdd add = { .x = p->x, .add = j.tmp, .n = n, .ld = C };
+        RowsAdd add = { .k = p->k, .x = p->x, .add = j.tmp, .n = n, .ld = C };
         MatvecSeg out = { &a->att_o, j.y, j.tmp };
         pass_matmul_multi(p, &out, 1, after_add_rows, &add);
 }
@@ -383,10 +355,10 @@ static void channel_mix(EvalPass *p, uint32_t l) {
                           .n_mix = 1 };
         prefix(&pre);
 
-        RowsRelu relu = { .h = hid, .n = n, .ld = F };
+        RowsRelu relu = { .k = p->k, .h = hid, .n = n, .ld = F };
         MatvecSeg key = { &L->v7.ffn_k, xk, hid };
         pass_matmul_multi(p, &key, 1, after_relu_rows, &relu);
-        RowsAdd add = { .x = p->x, .add = out, .n = n, .ld = C };
+        RowsAdd add = { .k = p->k, .x = p->x, .add = out, .n = n, .ld = C };
         MatvecSeg value = { &L->v7.ffn_v, hid, out };
         pass_matmul_multi(p, &value, 1, after_add_rows, &add);
 }
@@ -422,22 +394,6 @@ static void one_heads(void *ctx, size_t h0, size_t h1) {
         heads_out(j, 0, h0, h1);
 }
 
-typedef struct AddJob {
-        float *x;
-        const float *add;
-} AddJob;
-
-static void after_add(void *ctx, size_t seg, size_t r0, size_t r1) {
-        const AddJob *j = ctx;
-        for (size_t i = r0; i < r1; i++)
-                j->x[i] += j->add[i];
-}
-
-static void after_relu_sq(void *ctx, size_t seg, size_t r0, size_t r1) {
-        float *h = ctx;
-        for (size_t i = r0; i < r1; i++)
-                h[i] = relu_sq(h[i]);
-}
 
 static void time_mix_one(EvalPass *p, uint32_t l) {
         const Model *m = p->m;
@@ -454,12 +410,8 @@ static void time_mix_one(EvalPass *p, uint32_t l) {
         pass_shift_store(p, l, 0, xn);
         for (size_t i = 0; i < C; i++)
                 prev[i] -= xn[i];
-        for (size_t s = 0; s < 6; s++) {
-                const float *mix = a->x[s];
-                float *dst = xs[s];
-                for (size_t c = 0; c < C; c++)
-                        dst[c] = xn[c] + prev[c] * mix[c];
-        }
+        for (size_t s = 0; s < 6; s++)
+                p->k->mix(xs[s], xn, prev, a->x[s], C);
 
         MatvecSeg down[7] = {
                 { &a->att_r, xs[X_R], j.r }, { &a->att_k, xs[X_K], j.k }, { &a->att_v, xs[X_V], j.v },
@@ -474,9 +426,9 @@ static void time_mix_one(EvalPass *p, uint32_t l) {
 
         pass_parallel(p, H, one_heads, &j);
 
-        AddJob add = { .x = p->x, .add = j.tmp };
+        RowsAdd add = { .k = p->k, .x = p->x, .add = j.tmp, .n = 1, .ld = C };
         MatvecSeg out = { &a->att_o, j.y, j.tmp };
-        pass_matvec_multi(p, &out, 1, after_add, &add);
+        pass_matvec_multi(p, &out, 1, after_add_rows, &add);
 }
 
 static void channel_mix_one(EvalPass *p, uint32_t l) {
@@ -490,13 +442,15 @@ static void channel_mix_one(EvalPass *p, uint32_t l) {
         pass_shift_prev(p, l, C, xn, prev);
         pass_shift_store(p, l, C, xn);
         for (size_t c = 0; c < C; c++)
-                xk[c] = xn[c] + (prev[c] - xn[c]) * L->v7.ffn_x_k[c];
+                prev[c] -= xn[c];
+        p->k->mix(xk, xn, prev, L->v7.ffn_x_k, C);
 
+        RowsRelu relu = { .k = p->k, .h = hid, .n = 1, .ld = m->info.n_ffn };
         MatvecSeg key = { &L->v7.ffn_k, xk, hid };
-        pass_matvec_multi(p, &key, 1, after_relu_sq, hid);
-        AddJob add = { .x = p->x, .add = out };
+        pass_matvec_multi(p, &key, 1, after_relu_rows, &relu);
+        RowsAdd add = { .k = p->k, .x = p->x, .add = out, .n = 1, .ld = C };
         MatvecSeg value = { &L->v7.ffn_v, hid, out };
-        pass_matvec_multi(p, &value, 1, after_add, &add);
+        pass_matvec_multi(p, &value, 1, after_add_rows, &add);
 }
 
 static void layer(EvalPass *p, uint32_t l) {

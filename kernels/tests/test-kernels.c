@@ -398,6 +398,94 @@ static void test_v7_gates(const Kernels *k) {
                 CHECK(isnan(w[i]) && fabsf(a[i] - (float)ref_sigmoid(1.0)) < 1e-6f);
 }
 
+/* v7_keys and v7_bonus against double precision, head sizes on and off the vector width. */
+static void test_v7_heads(const Kernels *k) {
+        static const size_t shapes[][2] = { { 1, 4 }, { 2, 64 }, { 3, 16 }, { 1, 7 }, { 12, 64 } };
+        for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+                size_t H = shapes[s][0], N = shapes[s][1], C = H * N;
+                float kv[768], kk[768], b[768], a[768], k_k[768], k_a[768], y[768], r[768], v[768], g[768],
+                      r_k[768], kin[768], yin[768];
+                for (size_t i = 0; i < C; i++) {
+                        kin[i] = kv[i] = test_randf();
+                        a[i] = 0.5f + 0.5f * test_randf();
+                        k_k[i] = test_randf();
+                        k_a[i] = test_randf();
+                        yin[i] = y[i] = test_randf();
+                        r[i] = test_randf();
+                        v[i] = test_randf();
+                        g[i] = test_randf();
+                        r_k[i] = test_randf();
+                }
+                if (s == 0) /* a head of zero keys: the norm's floor, no NaN */
+                        for (size_t i = 0; i < N; i++)
+                                kin[i] = kv[i] = 0;
+                k->v7_keys(kv, kk, b, a, k_k, k_a, H, N);
+                k->v7_bonus(y, r, kin, v, g, r_k, H, N);
+                for (size_t h = 0; h < H; h++) {
+                        size_t o = h * N;
+                        double ss = 0, bonus = 0;
+                        for (size_t i = o; i < o + N; i++) {
+                                ss += (double)kin[i] * k_k[i] * kin[i] * k_k[i];
+                                bonus += (double)r[i] * kin[i] * r_k[i];
+                        }
+                        double inv = 1.0 / fmax(sqrt(ss), 1e-12);
+                        for (size_t i = o; i < o + N; i++) {
+                                double q = (double)kin[i] * k_k[i] * inv;
+                                CHECK_NEAR(kk[i], -q, 1e-6);
+                                CHECK_NEAR(b[i], q * a[i], 1e-6);
+                                CHECK_NEAR(kv[i], kin[i] * (1.0 + ((double)a[i] - 1.0) * k_a[i]), 1e-6);
+                                CHECK_NEAR(y[i], (yin[i] + bonus * v[i]) * g[i], 1e-5);
+                        }
+                }
+        }
+}
+
+/* add and relu_sq equal the scalar reference bit for bit (NaN included), mix within an ulp of it;
+ * every length up to a few vectors plus a tail, and mix writing over its inputs. */
+static void test_elementwise(const Kernels *k) {
+        const Kernels *ref = kernels_get_isa("scalar");
+        for (size_t n = 0; n <= 70; n += n < 20 ? 1 : 7) {
+                float x[70], y[70], yr[70], d[70], m[70], h[70], hr[70];
+                for (size_t i = 0; i < n; i++) {
+                        x[i] = test_randf();
+                        yr[i] = y[i] = test_randf();
+                        d[i] = test_randf();
+                        m[i] = test_randf();
+                        hr[i] = h[i] = test_randf();
+                }
+                if (n > 5) {
+                        hr[3] = h[3] = NAN;
+                        hr[4] = h[4] = -0.0f;
+                        hr[5] = h[5] = -INFINITY;
+                }
+                k->add(y, x, n);
+                ref->add(yr, x, n);
+                CHECK(memcmp(y, yr, n * sizeof(float)) == 0);
+                k->relu_sq(h, n);
+                ref->relu_sq(hr, n);
+                for (size_t i = 0; i < n; i++)
+                        CHECK(isnan(h[i]) ? isnan(hr[i]) : memcmp(&h[i], &hr[i], sizeof(float)) == 0);
+                if (n > 5)
+                        CHECK(isnan(h[3]) && h[4] == 0 && h[5] == 0);
+
+                k->mix(y, x, d, m, n);
+                float *alias_x = malloc((n + 1) * sizeof(float)), *alias_d = malloc((n + 1) * sizeof(float));
+                CHECK(alias_x && alias_d);
+                memcpy(alias_x, x, n * sizeof(float));
+                memcpy(alias_d, d, n * sizeof(float));
+                k->mix(alias_x, alias_x, d, m, n);
+                k->mix(alias_d, x, alias_d, m, n);
+                for (size_t i = 0; i < n; i++) {
+                        double want = x[i] + (double)d[i] * m[i];
+                        double tol = 0x1p-23 * (fabs(x[i]) + fabs((double)d[i] * m[i]));
+                        CHECK_NEAR(y[i], want, tol);
+                        CHECK(alias_x[i] == y[i] && alias_d[i] == y[i]);
+                }
+                free(alias_x);
+                free(alias_d);
+        }
+}
+
 /* The threaded wrappers give the same result as the direct kernel, for 1..3 threads. */
 static void test_wrappers(const Kernels *k) {
         const size_t cols = 512;
@@ -471,13 +559,16 @@ int main(void) {
                 CHECK_STREQ(k->isa, isas[i]);
                 for (size_t t = 0; t < sizeof(all_types) / sizeof(all_types[0]); t++)
                         CHECK(k->matvec[all_types[t]] && k->matmul[all_types[t]]);
-                CHECK(k->layer_norm && k->group_norm && k->wkv7 && k->wkv7_seq && k->v7_gates);
+                CHECK(k->layer_norm && k->group_norm && k->wkv7 && k->wkv7_seq && k->v7_gates && k->v7_keys &&
+                      k->v7_bonus && k->add && k->relu_sq && k->mix);
                 test_seed(42);
                 test_matrix(k);
                 test_norms(k);
                 test_wkv7(k);
                 test_wkv7_seq(k);
                 test_v7_gates(k);
+                test_v7_heads(k);
+                test_elementwise(k);
                 test_wrappers(k);
                 fprintf(stderr, "%s: ok\n", isas[i]);
         }
