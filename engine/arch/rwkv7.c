@@ -365,7 +365,8 @@ static void channel_mix(EvalPass *p, uint32_t l) {
 
 /* ---- single-row decode: the same arithmetic in five pool dispatches per layer instead of fifteen ----
  *
- * 1. r, k, v and the four LoRA down-projections (one matvec each, all in one dispatch);
+ * 1. r, k, v and the four LoRA down-projections (one matvec each, all in one dispatch; tanh and
+ *    sigmoid on the bottlenecks ride in it, on the rows a task computed);
  * 2. per range of heads: the LoRA up-projections of those heads' channels, the element-wise work,
  *    the WKV step, ln_x, the bonus and the gate (heads are independent from the up-projections on);
  * 3. att.output, adding into x;  4. ffn.key with relu^2;  5. ffn.value, adding into x.
@@ -418,11 +419,7 @@ static void time_mix_one(EvalPass *p, uint32_t l) {
                 { &a->w1, xs[X_W], j.hw },   { &a->a1, xs[X_A], j.ha },   { &a->g1, xs[X_G], j.hg },
                 { &a->v1, xs[X_V], j.hv },
         };
-        pass_matvec_multi(p, down, l > 0 ? 7 : 6, NULL, NULL);
-        for (size_t i = 0; i < mat_rows(&a->w1); i++)
-                j.hw[i] = tanhf(j.hw[i]);
-        for (size_t i = 0; i < mat_rows(&a->g1); i++)
-                j.hg[i] = sigmoidf(j.hg[i]);
+        pass_matvec_multi(p, down, l > 0 ? 7 : 6, after_down, &j);
 
         pass_parallel(p, H, one_heads, &j);
 
