@@ -40,6 +40,9 @@ void kernels_fill_avx512(Kernels *k);
 void kernels_fill_avx512vnni(Kernels *k);
 /* The same CPUs: Q8_0X16 matvec and matmul (x86-avx512vnni-q8x16.c). */
 void kernels_fill_avx512vnni_q8x16(Kernels *k);
+/* The same CPUs: Q4_0 matvec and matmul (x86-avx512vnni-q4.c); after the AVX2 / AVX-512 fills,
+ * whose Q4_0 kernels it keeps for the rows it refuses. */
+void kernels_fill_avx512vnni_q4(Kernels *k);
 void kernels_fill_neon(Kernels *k);
 
 /* The scalar references, also used by ISA files for their tails. */

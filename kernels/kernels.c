@@ -49,6 +49,7 @@ static void tables_init(void) {
                 if (f->avx512vnni) {
                         kernels_fill_avx512vnni(&tables[ISA_AVX512]);
                         kernels_fill_avx512vnni_q8x16(&tables[ISA_AVX512]);
+                        kernels_fill_avx512vnni_q4(&tables[ISA_AVX512]);
                 }
 #endif
                 table_ok[ISA_AVX512] = true;

@@ -72,9 +72,9 @@ static double tolerance(double abs_sum) {
  * top of the f32 tolerance. */
 static bool x_quantized(const Kernels *k, DType t, size_t n_vec) {
         bool avx512 = strcmp(k->isa, "avx512") == 0;
-        /* with avx512_vnni, q8_0 matmul of any vector count (x86-avx512vnni.c; the shapes here have
-         * at most 8192 columns, the limit of that path) */
-        if (t == DTYPE_Q8_0 && avx512 && cpu_features()->avx512vnni)
+        /* with avx512_vnni, q8_0 and q4_0 of any vector count (x86-avx512vnni.c, x86-avx512vnni-q4.c;
+         * the shapes here have at most 8192 columns, the limit of those paths) */
+        if ((t == DTYPE_Q8_0 || t == DTYPE_Q4_0) && avx512 && cpu_features()->avx512vnni)
                 return true;
         /* Q8_0X16 on x86 and NEON runs in integers for every vector count */
         if (t == DTYPE_Q8_0X16)
