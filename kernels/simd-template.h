@@ -644,6 +644,18 @@ static void FN(group_norm)(const float *x, const float *w, const float *b, float
  * time left the core waiting on those latencies (AVX-512 no faster than AVX2). Four rows side by side
  * overlap them and share the loads of a, w, b, k and r. A row's sums are the same as one at a time. */
 #define WKV_ROWS 4
+
+/* One vector of state cells: S = S * w + sa * b + v * k, stored, and y += S * r (each operand is
+ * the row's broadcast or the columns' vector, depending on the layout). */
+static inline __attribute__((always_inline)) void FN(wkv_cells)(float *p, VEC w, VEC sa, VEC b, VEC v, VEC k, VEC r,
+                                                                VEC *y) {
+        VEC s = vmul(vload(p), w);
+        s = vfma(sa, b, s);
+        s = vfma(v, k, s);
+        vstore(p, s);
+        *y = vfma(s, r, *y);
+}
+
 static void FN(wkv7)(float *state, const float *r, const float *w, const float *k, const float *v, const float *a,
                      const float *b, float *y, size_t H, size_t N) {
         if (N % VL != 0 || N % WKV_ROWS != 0) {
@@ -674,14 +686,8 @@ static void FN(wkv7)(float *state, const float *r, const float *w, const float *
                                 VEC wj = vload(w + o + j), bj = vload(b + o + j), kj = vload(k + o + j),
                                     rj = vload(r + o + j);
 #pragma GCC unroll 4
-                                for (int u = 0; u < WKV_ROWS; u++) {
-                                        float *p = Si + (size_t)u * N + j;
-                                        VEC s = vmul(vload(p), wj);
-                                        s = vfma(sab[u], bj, s);
-                                        s = vfma(vi[u], kj, s);
-                                        vstore(p, s);
-                                        yi[u] = vfma(s, rj, yi[u]);
-                                }
+                                for (int u = 0; u < WKV_ROWS; u++)
+                                        FN(wkv_cells)(Si + (size_t)u * N + j, wj, sab[u], bj, vi[u], kj, rj, &yi[u]);
                         }
 #pragma GCC unroll 4
                         for (int u = 0; u < WKV_ROWS; u++)
@@ -735,14 +741,8 @@ static void FN(wkv7_seq)(float *state, const float *r, const float *w, const flo
                                 VEC wj = vset1(w[o + j]), bj = vset1(b[o + j]), kj = vset1(k[o + j]),
                                     rj = vset1(r[o + j]);
 #pragma GCC unroll 16
-                                for (int u = 0; u < WKV_SEQ_V; u++) {
-                                        float *Tj = T + j * N + (size_t)u * VL;
-                                        VEC st = vmul(vload(Tj), wj);
-                                        st = vfma(s0[u], bj, st);
-                                        st = vfma(vv[u], kj, st);
-                                        vstore(Tj, st);
-                                        yy[u] = vfma(st, rj, yy[u]);
-                                }
+                                for (int u = 0; u < WKV_SEQ_V; u++)
+                                        FN(wkv_cells)(T + j * N + (size_t)u * VL, wj, s0[u], bj, vv[u], kj, rj, &yy[u]);
                         }
 #pragma GCC unroll 16
                         for (int u = 0; u < WKV_SEQ_V; u++)
