@@ -259,7 +259,89 @@ static inline __m256i FN(wq_q4_0)(const uint8_t *qs) {
         }
 
 DEFINE_MATVEC_I8(q8_0, QK)
-DEFINE_MATVEC_I8(q4_0, QK / 2)
+
+/* Q4_0 without VNNI: one 32-byte load holds two blocks of a row, and a mask and a shift make two
+ * registers of unsigned nibbles (elements 0-15 and 16-31 of both blocks) that go straight into
+ * maddubs as its unsigned operand, against x repacked per call in the same order: no unpacking to
+ * signed bytes and no sign transfer (15 * 127 * 4 fits in int16). The stored nibble is the weight +
+ * 8; the 8 * sum(x) this adds is computed per call and added before the conversion. The weight
+ * scales are converted 8 at a time and multiplied by x's there. */
+/* Blocks 2p and 2p+1 (only 2p when half) of a row against x's pair: the 8 int32 block partials. */
+static inline __attribute__((always_inline)) __m256i FN(q4_pair)(const uint8_t *q, const int8_t *xl, const int8_t *xh,
+                                                                 const int32_t *corr, bool half) {
+        const __m256i m4 = _mm256_set1_epi8(0x0f), ones16 = _mm256_set1_epi16(1);
+        __m256i v = half ? _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)q))
+                         : _mm256_loadu_si256((const __m256i *)q);
+        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)xl)),
+                                     _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)xh)));
+        return _mm256_add_epi32(_mm256_madd_epi16(s, ones16), _mm256_load_si256((const __m256i *)corr));
+}
+
+static void FN(matvec_i8_q4_0)(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
+        _Alignas(32) int8_t xq[I8MV_MAX_COLS];
+        _Alignas(32) uint8_t xa[I8MV_MAX_COLS];
+        float dx[I8MV_MAX_COLS / QK + 8];
+        if (K > I8MV_MAX_COLS || !FN(quantize_x)(x, K, xq, xa, dx)) {
+                FN(matvec_q4_0)(w, rb, K, x, y, r0, r1);
+                return;
+        }
+        size_t nb = K / QK, np = (nb + 1) / 2, qo = q_row_quants_offset(K);
+        /* pair p = blocks 2p and 2p+1: xl = elements 0-15 of each, xh = 16-31; corr lane 4j+m = -8 x
+         * the 8 elements that lane multiplies (a missing block 2p+1 is zero) */
+        _Alignas(32) int8_t xl[I8MV_MAX_COLS / 2], xh[I8MV_MAX_COLS / 2];
+        _Alignas(32) int32_t corr[I8MV_MAX_COLS / 8];
+        const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+        for (size_t p = 0; p < np; p++) {
+                __m256i a = _mm256_load_si256((const __m256i *)(xq + 64 * p));
+                __m256i b = 2 * p + 1 < nb ? _mm256_load_si256((const __m256i *)(xq + 64 * p + 32))
+                                           : _mm256_setzero_si256();
+                __m256i lo = _mm256_permute2x128_si256(a, b, 0x20), hi = _mm256_permute2x128_si256(a, b, 0x31);
+                _mm256_store_si256((__m256i *)(xl + 32 * p), lo);
+                _mm256_store_si256((__m256i *)(xh + 32 * p), hi);
+                __m256i sum = _mm256_add_epi16(_mm256_maddubs_epi16(ones8, lo), _mm256_maddubs_epi16(ones8, hi));
+                _mm256_store_si256((__m256i *)(corr + 8 * p),
+                                   _mm256_mullo_epi32(_mm256_madd_epi16(sum, ones16), _mm256_set1_epi32(-8)));
+        }
+        for (size_t b = nb; b < nb + 8; b++)
+                dx[b] = 0;
+        const __m256i spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+        for (size_t r = r0; r < r1; r++) {
+                const uint8_t *p0 = (const uint8_t *)w + r * rb, *q = p0 + qo;
+                __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+                size_t p = 0;
+                /* 8 blocks (4 pairs, one scale load) at a time while they are whole, then the rest */
+                for (; 2 * p + 8 <= nb; p += 4) {
+                        __m256 s8 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p0 + 4 * p))),
+                                                  _mm256_loadu_ps(dx + 2 * p));
+                        __builtin_prefetch(q + 32 * p + I8MV_PREFETCH, 0, 0);
+                        __builtin_prefetch(q + 32 * p + 64 + I8MV_PREFETCH, 0, 0);
+#pragma GCC unroll 4
+                        for (int k = 0; k < 4; k++) {
+                                __m256i t = FN(q4_pair)(q + 32 * (p + k), xl + 32 * (p + k), xh + 32 * (p + k),
+                                                        corr + 8 * (p + k), false);
+                                __m256 sc = _mm256_permutevar8x32_ps(s8, _mm256_add_epi32(spread, _mm256_set1_epi32(2 * k)));
+                                if (k % 2 == 0)
+                                        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), sc, acc0);
+                                else
+                                        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), sc, acc1);
+                        }
+                }
+                for (; p < np; p++) {
+                        size_t left = nb - 2 * p < 2 ? nb - 2 * p : 2;
+                        _Alignas(16) uint16_t tmp[8] = { 0 };
+                        memcpy(tmp, p0 + 4 * p, 2 * left);
+                        __m256 s8 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128((const __m128i *)tmp)),
+                                                  _mm256_loadu_ps(dx + 2 * p));
+                        __m256i t = FN(q4_pair)(q + 32 * p, xl + 32 * p, xh + 32 * p, corr + 8 * p, left < 2);
+                        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_permutevar8x32_ps(s8, spread), acc0);
+                }
+                __m256 a = _mm256_add_ps(acc0, acc1);
+                __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+                h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+                y[r] = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+        }
+}
 
 /* Batched decode (a few vectors): each row is read from memory once and every block of it is
  * applied to all the int8-quantized vectors, in groups of 4 accumulators, in integers like the
