@@ -260,12 +260,6 @@ static inline __m256i FN(wq_q4_0)(const uint8_t *qs) {
 
 DEFINE_MATVEC_I8(q8_0, QK)
 
-/* Q4_0 without VNNI: one 32-byte load holds two blocks of a row, and a mask and a shift make two
- * registers of unsigned nibbles (elements 0-15 and 16-31 of both blocks) that go straight into
- * maddubs as its unsigned operand, against x repacked per call in the same order: no unpacking to
- * signed bytes and no sign transfer (15 * 127 * 4 fits in int16). The stored nibble is the weight +
- * 8; the 8 * sum(x) this adds is computed per call and added before the conversion. The weight
- * scales are converted 8 at a time and multiplied by x's there. */
 /* Blocks 2p and 2p+1 (only 2p when half) of a row against x's pair: the 8 int32 block partials. */
 static inline __attribute__((always_inline)) __m256i FN(q4_pair)(const uint8_t *q, const int8_t *xl, const int8_t *xh,
                                                                  const int32_t *corr, bool half) {
@@ -278,6 +272,12 @@ static inline __attribute__((always_inline)) __m256i FN(q4_pair)(const uint8_t *
         return _mm256_add_epi32(_mm256_madd_epi16(s, ones16), _mm256_load_si256((const __m256i *)corr));
 }
 
+/* Q4_0 without VNNI: one 32-byte load holds two blocks of a row, and a mask and a shift make two
+ * registers of unsigned nibbles (elements 0-15 and 16-31 of both blocks) that go straight into
+ * maddubs as its unsigned operand, against x repacked per call in the same order: no unpacking to
+ * signed bytes and no sign transfer (15 * 127 * 4 fits in int16). The stored nibble is the weight +
+ * 8; the 8 * sum(x) this adds is computed per call and added before the conversion. The weight
+ * scales are converted 8 at a time and multiplied by x's there. */
 static void FN(matvec_i8_q4_0)(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
         _Alignas(32) int8_t xq[I8MV_MAX_COLS];
         _Alignas(32) uint8_t xa[I8MV_MAX_COLS];
@@ -320,7 +320,8 @@ static void FN(matvec_i8_q4_0)(const void *w, size_t rb, size_t K, const float *
                         for (int k = 0; k < 4; k++) {
                                 __m256i t = FN(q4_pair)(q + 32 * (p + k), xl + 32 * (p + k), xh + 32 * (p + k),
                                                         corr + 8 * (p + k), false);
-                                __m256 sc = _mm256_permutevar8x32_ps(s8, _mm256_add_epi32(spread, _mm256_set1_epi32(2 * k)));
+                                __m256 sc = _mm256_permutevar8x32_ps(
+                                        s8, _mm256_add_epi32(spread, _mm256_set1_epi32(2 * k)));
                                 if (k % 2 == 0)
                                         acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), sc, acc0);
                                 else

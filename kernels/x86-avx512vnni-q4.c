@@ -23,12 +23,12 @@
 #include "kernels/quant.h"
 #include "kernels/x86-avx512-quantx.h"
 
-#define QX4_BLOCKS 4                        /* blocks per 64-byte load of a row's quants */
-#define QX4_GROUP (QX4_BLOCKS * QK)         /* 128 elements */
-#define QX4_MAX_COLS 8192                   /* wider rows take the AVX2 integer path */
-#define QX4_CHUNK 8                         /* vectors per register tile */
-#define QX4_PACK_BYTES (192u * 1024u)       /* packed x per pass (on the stack) */
-#define QX4_ROWS 2                          /* rows per register tile */
+#define QX4_BLOCKS 4                  /* blocks per 64-byte load of a row's quants */
+#define QX4_GROUP (QX4_BLOCKS * QK)   /* 128 elements */
+#define QX4_MAX_COLS 8192             /* wider rows take the AVX2 integer path */
+#define QX4_CHUNK 8                   /* vectors per register tile */
+#define QX4_PACK_BYTES (192u * 1024u) /* packed x per pass (on the stack) */
+#define QX4_ROWS 2                    /* rows per register tile */
 /* Bytes ahead in the row stream, prefetched into L2. One core streaming a matrix from memory: 8 KiB
  * 20 GB/s, 4 KiB 17.5, 16 KiB 18; 4 KiB non-temporal (what the AVX2 integer matvec does) 14. */
 #define QX4_PREFETCH 8192

@@ -395,7 +395,6 @@ static void one_heads(void *ctx, size_t h0, size_t h1) {
         heads_out(j, 0, h0, h1);
 }
 
-
 static void time_mix_one(EvalPass *p, uint32_t l) {
         const Model *m = p->m;
         const Layer *L = &m->layers[l];

@@ -18,8 +18,8 @@
 static const char *const isas[] = { "scalar", "avx2", "avx512", "neon" };
 
 static const DType all_types[] = {
-        DTYPE_F32,       DTYPE_F16,       DTYPE_BF16,      DTYPE_Q8_0,      DTYPE_Q4_0,
-        DTYPE_GGML_Q4_0, DTYPE_GGML_Q4_1, DTYPE_GGML_Q5_0, DTYPE_GGML_Q5_1, DTYPE_GGML_Q8_0, DTYPE_Q8_0X16,
+        DTYPE_F32,       DTYPE_F16,       DTYPE_BF16,      DTYPE_Q8_0,      DTYPE_Q4_0,    DTYPE_GGML_Q4_0,
+        DTYPE_GGML_Q4_1, DTYPE_GGML_Q5_0, DTYPE_GGML_Q5_1, DTYPE_GGML_Q8_0, DTYPE_Q8_0X16,
 };
 
 /* Rows a matrix of `rows` rows takes in memory: a grouped type (Q8_0X16) encodes whole groups of
@@ -403,8 +403,8 @@ static void test_v7_heads(const Kernels *k) {
         static const size_t shapes[][2] = { { 1, 4 }, { 2, 64 }, { 3, 16 }, { 1, 7 }, { 12, 64 } };
         for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
                 size_t H = shapes[s][0], N = shapes[s][1], C = H * N;
-                float kv[768], kk[768], b[768], a[768], k_k[768], k_a[768], y[768], r[768], v[768], g[768],
-                      r_k[768], kin[768], yin[768];
+                float kv[768], kk[768], b[768], a[768], k_k[768], k_a[768], y[768], r[768], v[768], g[768], r_k[768],
+                        kin[768], yin[768];
                 for (size_t i = 0; i < C; i++) {
                         kin[i] = kv[i] = test_randf();
                         a[i] = 0.5f + 0.5f * test_randf();
