@@ -278,19 +278,15 @@ static inline __attribute__((always_inline)) __m256i FN(q4_pair)(const uint8_t *
  * signed bytes and no sign transfer (15 * 127 * 4 fits in int16). The stored nibble is the weight +
  * 8; the 8 * sum(x) this adds is computed per call and added before the conversion. The weight
  * scales are converted 8 at a time and multiplied by x's there. */
-static void FN(matvec_i8_q4_0)(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
-        _Alignas(32) int8_t xq[I8MV_MAX_COLS];
-        _Alignas(32) uint8_t xa[I8MV_MAX_COLS];
-        float dx[I8MV_MAX_COLS / QK + 8];
-        if (K > I8MV_MAX_COLS || !FN(quantize_x)(x, K, xq, xa, dx)) {
-                FN(matvec_q4_0)(w, rb, K, x, y, r0, r1);
-                return;
-        }
-        size_t nb = K / QK, np = (nb + 1) / 2, qo = q_row_quants_offset(K);
-        /* pair p = blocks 2p and 2p+1: xl = elements 0-15 of each, xh = 16-31; corr lane 4j+m = -8 x
-         * the 8 elements that lane multiplies (a missing block 2p+1 is zero) */
-        _Alignas(32) int8_t xl[I8MV_MAX_COLS / 2], xh[I8MV_MAX_COLS / 2];
-        _Alignas(32) int32_t corr[I8MV_MAX_COLS / 8];
+/* x for the Q4_0 pairs: pair p = blocks 2p and 2p+1; xl = elements 0-15 of each, xh = 16-31; corr
+ * lane 4j+m = -8 x the 8 elements that lane multiplies (a missing block 2p+1 is zero); dx[b] = block
+ * b's scale, zero from nb to nb + 8. xq: K bytes of scratch. False on a non-finite value. */
+static bool FN(q4_pack_x)(const float *x, size_t K, int8_t *xq, int8_t *xl, int8_t *xh, int32_t *corr, float *dx) {
+        _Alignas(32) uint8_t xa[QK];
+        size_t nb = K / QK, np = (nb + 1) / 2;
+        for (size_t b = 0; b < nb; b++)
+                if (!FN(quantize_x)(x + b * QK, QK, xq + b * QK, xa, dx + b))
+                        return false;
         const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
         for (size_t p = 0; p < np; p++) {
                 __m256i a = _mm256_load_si256((const __m256i *)(xq + 64 * p));
@@ -305,6 +301,28 @@ static void FN(matvec_i8_q4_0)(const void *w, size_t rb, size_t K, const float *
         }
         for (size_t b = nb; b < nb + 8; b++)
                 dx[b] = 0;
+        return true;
+}
+
+/* The scales of blocks 2p .. 2p+7 of a row (zero past its nb blocks). */
+static inline __m256 FN(q4_scales8)(const uint8_t *row, size_t nb, size_t p) {
+        size_t left = nb - 2 * p;
+        if (left >= 8)
+                return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 4 * p)));
+        _Alignas(16) uint16_t tmp[8] = { 0 };
+        memcpy(tmp, row + 4 * p, 2 * left);
+        return _mm256_cvtph_ps(_mm_load_si128((const __m128i *)tmp));
+}
+
+static void FN(matvec_i8_q4_0)(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
+        _Alignas(32) int8_t xq[I8MV_MAX_COLS], xl[I8MV_MAX_COLS / 2], xh[I8MV_MAX_COLS / 2];
+        _Alignas(32) int32_t corr[I8MV_MAX_COLS / 8];
+        float dx[I8MV_MAX_COLS / QK + 8];
+        if (K > I8MV_MAX_COLS || !FN(q4_pack_x)(x, K, xq, xl, xh, corr, dx)) {
+                FN(matvec_q4_0)(w, rb, K, x, y, r0, r1);
+                return;
+        }
+        size_t nb = K / QK, np = (nb + 1) / 2, qo = q_row_quants_offset(K);
         const __m256i spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
         for (size_t r = r0; r < r1; r++) {
                 const uint8_t *p0 = (const uint8_t *)w + r * rb, *q = p0 + qo;
@@ -329,12 +347,8 @@ static void FN(matvec_i8_q4_0)(const void *w, size_t rb, size_t K, const float *
                         }
                 }
                 for (; p < np; p++) {
-                        size_t left = nb - 2 * p < 2 ? nb - 2 * p : 2;
-                        _Alignas(16) uint16_t tmp[8] = { 0 };
-                        memcpy(tmp, p0 + 4 * p, 2 * left);
-                        __m256 s8 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128((const __m128i *)tmp)),
-                                                  _mm256_loadu_ps(dx + 2 * p));
-                        __m256i t = FN(q4_pair)(q + 32 * p, xl + 32 * p, xh + 32 * p, corr + 8 * p, left < 2);
+                        __m256 s8 = _mm256_mul_ps(FN(q4_scales8)(p0, nb, p), _mm256_loadu_ps(dx + 2 * p));
+                        __m256i t = FN(q4_pair)(q + 32 * p, xl + 32 * p, xh + 32 * p, corr + 8 * p, 2 * p + 1 == nb);
                         acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_permutevar8x32_ps(s8, spread), acc0);
                 }
                 __m256 a = _mm256_add_ps(acc0, acc1);
@@ -678,10 +692,127 @@ DEFINE_MATMUL_STREAM(bf16, 2)
 #endif
 
 #ifdef SIMD_INT8_MATVEC
-/* q4_0 pays more per block (nibble unpacking per vector group): measured faster than the f32
- * matmul only up to 3 vectors, q8_0 up to 8. */
+/* q8_0 in integers up to 8 vectors; q4_0 has its own pairs below (up to 16). */
 DEFINE_MATMUL_I8(q8_0, QK, I8MM_MAX_VEC)
-DEFINE_MATMUL_I8(q4_0, QK / 2, 3)
+
+/* Q4_0, 2-8 vectors (batched decode) without VNNI: the pairs of the matvec above, each pair's nibbles
+ * unpacked once for every vector. */
+#define Q4MM_MAX_VEC 8
+static inline __attribute__((always_inline)) void FN(q4_pair_nv)(const uint8_t *q, bool half, __m256 scw,
+                                                                 const int8_t *xl, const int8_t *xh,
+                                                                 const int32_t *corr, const float *dxe, size_t p,
+                                                                 size_t xs, size_t cs, const int NV, __m256 *acc) {
+        const __m256i m4 = _mm256_set1_epi8(0x0f), ones16 = _mm256_set1_epi16(1);
+        __m256i v = half ? _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)q))
+                         : _mm256_loadu_si256((const __m256i *)q);
+        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+#pragma GCC unroll 8
+        for (int u = 0; u < NV; u++) {
+                __m256i s = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)(xl + u * xs + 32 * p))),
+                        _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)(xh + u * xs + 32 * p))));
+                __m256i t = _mm256_add_epi32(_mm256_madd_epi16(s, ones16),
+                                             _mm256_load_si256((const __m256i *)(corr + u * cs + 8 * p)));
+                acc[u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t),
+                                         _mm256_mul_ps(scw, _mm256_load_ps(dxe + u * cs + 8 * p)), acc[u]);
+        }
+}
+
+static inline __attribute__((always_inline)) void
+FN(q4_rows_nv)(const uint8_t *w, size_t rb, size_t K, const int8_t *xl, const int8_t *xh, const int32_t *corr,
+               const float *dxe, size_t xs, size_t cs, const int NV, float *y, size_t ldy, size_t r0, size_t r1) {
+        size_t nb = K / QK, np = (nb + 1) / 2, qo = q_row_quants_offset(K);
+        const __m256i spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+        for (size_t r = r0; r < r1; r++) {
+                const uint8_t *p0 = (const uint8_t *)w + r * rb, *q = p0 + qo;
+                __m256 acc[Q4MM_MAX_VEC];
+#pragma GCC unroll 8
+                for (int u = 0; u < NV; u++)
+                        acc[u] = _mm256_setzero_ps();
+                __m256 s8 = _mm256_setzero_ps();
+                for (size_t p = 0; p < np; p++) {
+                        if (p % 4 == 0) {
+                                s8 = FN(q4_scales8)(p0, nb, p);
+                                __builtin_prefetch(q + 32 * p + I8MV_PREFETCH, 0, 0);
+                                __builtin_prefetch(q + 32 * p + 64 + I8MV_PREFETCH, 0, 0);
+                        }
+                        __m256 scw = _mm256_permutevar8x32_ps(
+                                s8, _mm256_add_epi32(spread, _mm256_set1_epi32((int)(2 * (p % 4)))));
+                        FN(q4_pair_nv)(q + 32 * p, 2 * p + 1 == nb, scw, xl, xh, corr, dxe, p, xs, cs, NV, acc);
+                }
+#pragma GCC unroll 8
+                for (int u = 0; u < NV; u++) {
+                        __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[u]), _mm256_extractf128_ps(acc[u], 1));
+                        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+                        y[(size_t)u * ldy + r] = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+                }
+        }
+}
+
+#define Q4MM_CASE(n)                                                                                                   \
+        case n:                                                                                                        \
+                FN(q4_rows_nv)(w, rb, K, xl, xh, corr, dxe, xs, cs, n, y, ldy, r0, r1);                                \
+                break;
+
+/* Rows [r0, r1) against n packed vectors (<= Q4MM_MAX_VEC), through the instance for n. */
+static void FN(q4_rows_any)(const uint8_t *w, size_t rb, size_t K, const int8_t *xl, const int8_t *xh,
+                            const int32_t *corr, const float *dxe, size_t xs, size_t cs, size_t n_vec, float *y,
+                            size_t ldy, size_t r0, size_t r1) {
+        switch (n_vec) {
+                Q4MM_CASE(1)
+                Q4MM_CASE(2)
+                Q4MM_CASE(3)
+                Q4MM_CASE(4)
+                Q4MM_CASE(5)
+                Q4MM_CASE(6)
+                Q4MM_CASE(7)
+                Q4MM_CASE(8)
+        default:
+                break;
+        }
+}
+
+/* Up to 16 vectors (two chunks over each block of Q4MM_ROWS rows, which the second finds in cache)
+ * while vectors x columns <= Q4MM_PACK (the packed x is 2 bytes a column and vector, on the stack);
+ * beyond, the f32 path. */
+#define Q4MM_PACK 65536
+#define Q4MM_ROWS 16
+static void FN(matmul_i8_q4_0)(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
+                               size_t ldy, size_t r0, size_t r1) {
+        /* prefill chunks, and rows too long for the stack: the tiled f32 matmul */
+        if (n_vec > 2 * Q4MM_MAX_VEC || n_vec * K > Q4MM_PACK || K > Q4MM_PACK / 2) {
+                FN(matmul_q4_0)(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+                return;
+        }
+        size_t nb = K / QK, np = (nb + 1) / 2, xs = 32 * np, cs = 8 * np;
+        _Alignas(32) int8_t xq[Q4MM_PACK / 2], xl[Q4MM_PACK / 2], xh[Q4MM_PACK / 2];
+        _Alignas(32) int32_t corr[Q4MM_PACK / 8];
+        _Alignas(32) float dxe[Q4MM_PACK / 8];
+        float dx[Q4MM_PACK / 2 / QK + 8];
+        for (size_t u = 0; u < n_vec; u++) {
+                if (!FN(q4_pack_x)(x + u * ldx, K, xq, xl + u * xs, xh + u * xs, corr + u * cs, dx)) {
+                        /* non-finite input: the f32 path gives the IEEE result */
+                        FN(matmul_q4_0)(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+                        return;
+                }
+                /* each pair's two x scales spread to its 4 + 4 lanes */
+                for (size_t p = 0; p < np; p++)
+                        for (size_t l = 0; l < 8; l++)
+                                dxe[u * cs + 8 * p + l] = dx[2 * p + l / 4];
+        }
+        if (n_vec <= Q4MM_MAX_VEC) {
+                FN(q4_rows_any)(w, rb, K, xl, xh, corr, dxe, xs, cs, n_vec, y, ldy, r0, r1);
+                return;
+        }
+        size_t n1 = (n_vec + 1) / 2, n2 = n_vec - n1;
+        for (size_t r = r0; r < r1; r += Q4MM_ROWS) {
+                size_t re = r + Q4MM_ROWS < r1 ? r + Q4MM_ROWS : r1;
+                FN(q4_rows_any)(w, rb, K, xl, xh, corr, dxe, xs, cs, n1, y, ldy, r, re);
+                FN(q4_rows_any)
+                (w, rb, K, xl + n1 * xs, xh + n1 * xs, corr + n1 * cs, dxe + n1 * cs, xs, cs, n2, y + n1 * ldy, ldy, r,
+                 re);
+        }
+}
 #endif
 
 /* ---- norms ---- */

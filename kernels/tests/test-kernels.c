@@ -67,10 +67,10 @@ static double tolerance(double abs_sum) {
         return 1e-5 * abs_sum + 1e-6;
 }
 
-/* The x86 matvec of the native block types (and their matmul for up to 8 / 3 vectors) quantizes x to
- * int8 blocks (simd-template.h): its error bound is sum over blocks of amax(x_b)/254 * sum|w_b|, on
- * top of the f32 tolerance. */
-static bool x_quantized(const Kernels *k, DType t, size_t n_vec) {
+/* The x86 matvec of the native block types (and their matmul for up to 8 vectors, q4_0 up to 16 while
+ * vectors x columns <= 65536) quantizes x to int8 blocks (simd-template.h): its error bound is sum over
+ * blocks of amax(x_b)/254 * sum|w_b|, on top of the f32 tolerance. */
+static bool x_quantized(const Kernels *k, DType t, size_t n_vec, size_t cols) {
         bool avx512 = strcmp(k->isa, "avx512") == 0;
         /* with avx512_vnni, q8_0 and q4_0 of any vector count (x86-avx512vnni.c, x86-avx512vnni-q4.c;
          * the shapes here have at most 8192 columns, the limit of those paths) */
@@ -79,7 +79,9 @@ static bool x_quantized(const Kernels *k, DType t, size_t n_vec) {
         /* Q8_0X16 on x86 and NEON runs in integers for every vector count */
         if (t == DTYPE_Q8_0X16)
                 return strcmp(k->isa, "avx2") == 0 || avx512 || strcmp(k->isa, "neon") == 0;
-        return ((t == DTYPE_Q8_0 && n_vec <= 8) || (t == DTYPE_Q4_0 && n_vec <= 3)) &&
+        return ((t == DTYPE_Q8_0 && n_vec <= 8) ||
+                (t == DTYPE_Q4_0 && n_vec <= 16 && n_vec * cols <= 65536 && cols <= 32768) ||
+                (t == DTYPE_Q4_0 && n_vec == 1)) &&
                (strcmp(k->isa, "avx2") == 0 || avx512);
 }
 
@@ -117,7 +119,7 @@ static void check_matrix(const Kernels *k, DType t, size_t rows, size_t cols, si
                                 ref += p;
                                 abs_sum += fabs(p);
                         }
-                        if (x_quantized(k, t, n_vec))
+                        if (x_quantized(k, t, n_vec, cols))
                                 for (size_t b = 0; b < cols / QK; b++) {
                                         double amax = 0, wsum = 0;
                                         for (size_t i = b * QK; i < (b + 1) * QK; i++) {
