@@ -29,11 +29,17 @@ static void save(uid_t uid, const char *id, uint64_t seed) {
         session_record_free(r);
 }
 
+/* The file of session id of uid. */
+static void session_file(char *p, size_t n, uid_t uid, const char *id) {
+        char name[128];
+        snprintf(name, sizeof(name), "%s.session", id);
+        path_of(p, n, uid, name);
+}
+
 /* Load must fail with EBADMSG, name the problem, and leave the file at *.corrupt. */
 static void expect_corrupt(uid_t uid, const char *id, const char *why) {
-        char p[4096], q[4200], name[128];
-        snprintf(name, sizeof(name), "%s.session", id);
-        path_of(p, sizeof(p), uid, name);
+        char p[4096], q[4200];
+        session_file(p, sizeof(p), uid, id);
         snprintf(q, sizeof(q), "%s.corrupt", p);
         CHECK(!exists(q));
         RwkvError err = {};
@@ -53,9 +59,8 @@ static void expect_corrupt(uid_t uid, const char *id, const char *why) {
 }
 
 static void patch(uid_t uid, const char *id, long off, const void *bytes, size_t n) {
-        char p[4096], name[128];
-        snprintf(name, sizeof(name), "%s.session", id);
-        path_of(p, sizeof(p), uid, name);
+        char p[4096];
+        session_file(p, sizeof(p), uid, id);
         int fd = open(p, O_WRONLY | O_CLOEXEC);
         CHECK(fd >= 0);
         if (off < 0)
@@ -67,10 +72,9 @@ static void patch(uid_t uid, const char *id, long off, const void *bytes, size_t
 /* Inverts the byte at off: a fixed value written over ciphertext (random bytes) left the file
  * unchanged once in 256 saves, and the test failed without a cause. */
 static void flip(uid_t uid, const char *id, long off) {
-        char p[4096], name[128];
+        char p[4096];
         uint8_t b;
-        snprintf(name, sizeof(name), "%s.session", id);
-        path_of(p, sizeof(p), uid, name);
+        session_file(p, sizeof(p), uid, id);
         int fd = open(p, O_RDONLY | O_CLOEXEC);
         CHECK(fd >= 0);
         if (off < 0)
@@ -82,9 +86,8 @@ static void flip(uid_t uid, const char *id, long off) {
 }
 
 static void truncate_to(uid_t uid, const char *id, long size) {
-        char p[4096], name[128];
-        snprintf(name, sizeof(name), "%s.session", id);
-        path_of(p, sizeof(p), uid, name);
+        char p[4096];
+        session_file(p, sizeof(p), uid, id);
         if (size < 0)
                 size += (long)file_size(p);
         CHECK(truncate(p, size) == 0);
