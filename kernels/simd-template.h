@@ -207,11 +207,12 @@ static inline bool FN(quantize_x_only)(const float *x, size_t K, int8_t *xq, flo
 static inline __m256i FN(wq_q8_0)(const uint8_t *q) {
         return _mm256_loadu_si256((const __m256i *)q);
 }
-static inline __m256i FN(wq_q4_0)(const uint8_t *qs) {
-        const __m128i m4 = _mm_set1_epi8(0x0f);
-        __m128i v = _mm_loadu_si128((const __m128i *)qs);
-        __m256i w = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
-        return _mm256_sub_epi8(w, _mm256_set1_epi8(8));
+
+/* The sum of the 8 lanes of a. */
+static inline float FN(hsum8)(__m256 a) {
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
 }
 
 #define DEFINE_MATVEC_I8(name, qbytes)                                                                                 \
@@ -251,25 +252,35 @@ static inline __m256i FN(wq_q4_0)(const uint8_t *qs) {
                                 acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0),                                         \
                                                        _mm256_set1_ps(scalar_f16(p0 + 2 * b) * dx[b]), acc0);          \
                         }                                                                                              \
-                        __m256 a = _mm256_add_ps(acc0, acc1);                                                          \
-                        __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));                 \
-                        h = _mm_add_ps(h, _mm_movehl_ps(h, h));                                                        \
-                        y[r] = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));                                       \
+                        y[r] = FN(hsum8)(_mm256_add_ps(acc0, acc1));                                                   \
                 }                                                                                                      \
         }
 
 DEFINE_MATVEC_I8(q8_0, QK)
 
-/* Blocks 2p and 2p+1 (only 2p when half) of a row against x's pair: the 8 int32 block partials. */
-static inline __attribute__((always_inline)) __m256i FN(q4_pair)(const uint8_t *q, const int8_t *xl, const int8_t *xh,
-                                                                 const int32_t *corr, bool half) {
-        const __m256i m4 = _mm256_set1_epi8(0x0f), ones16 = _mm256_set1_epi16(1);
+/* The nibbles of blocks 2p and 2p+1 of a row (only 2p when half): elements 0-15 of both in lo,
+ * 16-31 in hi, unsigned. */
+static inline __attribute__((always_inline)) void FN(q4_unpack)(const uint8_t *q, bool half, __m256i *lo, __m256i *hi) {
+        const __m256i m4 = _mm256_set1_epi8(0x0f);
         __m256i v = half ? _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)q))
                          : _mm256_loadu_si256((const __m256i *)q);
-        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        *lo = _mm256_and_si256(v, m4);
+        *hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+}
+
+/* A pair's nibbles against x's pair: the 8 int32 block partials, bias included. */
+static inline __attribute__((always_inline)) __m256i FN(q4_dot)(__m256i lo, __m256i hi, const int8_t *xl,
+                                                                const int8_t *xh, const int32_t *corr) {
         __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)xl)),
                                      _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)xh)));
-        return _mm256_add_epi32(_mm256_madd_epi16(s, ones16), _mm256_load_si256((const __m256i *)corr));
+        return _mm256_add_epi32(_mm256_madd_epi16(s, _mm256_set1_epi16(1)), _mm256_load_si256((const __m256i *)corr));
+}
+
+static inline __attribute__((always_inline)) __m256i FN(q4_pair)(const uint8_t *q, const int8_t *xl, const int8_t *xh,
+                                                                 const int32_t *corr, bool half) {
+        __m256i lo, hi;
+        FN(q4_unpack)(q, half, &lo, &hi);
+        return FN(q4_dot)(lo, hi, xl, xh, corr);
 }
 
 /* Q4_0 without VNNI: one 32-byte load holds two blocks of a row, and a mask and a shift make two
@@ -351,10 +362,7 @@ static void FN(matvec_i8_q4_0)(const void *w, size_t rb, size_t K, const float *
                         __m256i t = FN(q4_pair)(q + 32 * p, xl + 32 * p, xh + 32 * p, corr + 8 * p, 2 * p + 1 == nb);
                         acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_permutevar8x32_ps(s8, spread), acc0);
                 }
-                __m256 a = _mm256_add_ps(acc0, acc1);
-                __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-                h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-                y[r] = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+                y[r] = FN(hsum8)(_mm256_add_ps(acc0, acc1));
         }
 }
 
@@ -384,11 +392,8 @@ static void FN(matvec_i8_q4_0)(const void *w, size_t rb, size_t K, const float *
                                 acc[v] = _mm256_fmadd_ps(t, dw, acc[v]);                                               \
                         }                                                                                              \
                 }                                                                                                      \
-                for (int v = 0; v < nv; v++) {                                                                         \
-                        __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[v]), _mm256_extractf128_ps(acc[v], 1));       \
-                        h = _mm_add_ps(h, _mm_movehl_ps(h, h));                                                        \
-                        y[(size_t)v * ldy] = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));                         \
-                }                                                                                                      \
+                for (int v = 0; v < nv; v++)                                                                           \
+                        y[(size_t)v * ldy] = FN(hsum8)(acc[v]);                                                        \
         }                                                                                                              \
         static void FN(matmul_i8_##name)(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, \
                                          float *y, size_t ldy, size_t r0, size_t r1) {                                 \
@@ -702,17 +707,11 @@ static inline __attribute__((always_inline)) void FN(q4_pair_nv)(const uint8_t *
                                                                  const int8_t *xl, const int8_t *xh,
                                                                  const int32_t *corr, const float *dxe, size_t p,
                                                                  size_t xs, size_t cs, const int NV, __m256 *acc) {
-        const __m256i m4 = _mm256_set1_epi8(0x0f), ones16 = _mm256_set1_epi16(1);
-        __m256i v = half ? _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)q))
-                         : _mm256_loadu_si256((const __m256i *)q);
-        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        __m256i lo, hi;
+        FN(q4_unpack)(q, half, &lo, &hi);
 #pragma GCC unroll 8
         for (int u = 0; u < NV; u++) {
-                __m256i s = _mm256_add_epi16(
-                        _mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)(xl + u * xs + 32 * p))),
-                        _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)(xh + u * xs + 32 * p))));
-                __m256i t = _mm256_add_epi32(_mm256_madd_epi16(s, ones16),
-                                             _mm256_load_si256((const __m256i *)(corr + u * cs + 8 * p)));
+                __m256i t = FN(q4_dot)(lo, hi, xl + u * xs + 32 * p, xh + u * xs + 32 * p, corr + u * cs + 8 * p);
                 acc[u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t),
                                          _mm256_mul_ps(scw, _mm256_load_ps(dxe + u * cs + 8 * p)), acc[u]);
         }
@@ -741,11 +740,8 @@ FN(q4_rows_nv)(const uint8_t *w, size_t rb, size_t K, const int8_t *xl, const in
                         FN(q4_pair_nv)(q + 32 * p, 2 * p + 1 == nb, scw, xl, xh, corr, dxe, p, xs, cs, NV, acc);
                 }
 #pragma GCC unroll 8
-                for (int u = 0; u < NV; u++) {
-                        __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[u]), _mm256_extractf128_ps(acc[u], 1));
-                        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-                        y[(size_t)u * ldy + r] = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
-                }
+                for (int u = 0; u < NV; u++)
+                        y[(size_t)u * ldy + r] = FN(hsum8)(acc[u]);
         }
 }
 
