@@ -1,8 +1,8 @@
 /* x86-avx512vnni-q4.c: Q4_0 matvec and matmul on CPUs with AVX-512 VNNI (row layout, quant.h).
  *
- * The AVX2 integer path (simd-template.h) unpacks every block's nibbles to 32 bytes, applies a
- * sign transfer and two multiply-adds per block and vector: it streamed 13-14 GB/s on one core (so
- * a 4-bit model decoded barely faster than q8_0), and it pays the unpacking again for every vector
+ * The integer path this replaced unpacked every block's nibbles to signed bytes and applied a sign
+ * transfer and two multiply-adds per block and vector: it streamed 13-14 GB/s on one core (so a
+ * 4-bit model decoded barely faster than q8_0), and paid the unpacking again for every vector
  * (batched decode of 8 sessions 1.5x one session's matvecs). Here one 64-byte load holds four
  * blocks of a row; a mask and a shift turn it into two zmm of unsigned nibbles (elements 0-15 and
  * 16-31 of each block), each multiplied with `vpdpbusd` by x quantized to int8 (the same rule and
