@@ -97,7 +97,7 @@ static inline void block_q4_0_neon(const uint8_t *qs, VEC *out) {
 
 #include "kernels/simd-template.h"
 
-/* ---- Q8_0X16 (16 rows interleaved, kernels/quant.h) in integers ----
+/* ---- Q8_0X16 and Q4_0X16 (16 rows interleaved, kernels/quant.h) in integers ----
  * x is quantized per call to int8 blocks of 32 (scale amax/127, rounding to nearest even: the x86
  * integer kernels' rounding and error bound). A 16-byte load of a line holds 4 bytes of 4 rows; a
  * 4-byte broadcast of x meets all of them (vmull_s8 of the low / high halves: 2 rows x 4 products
@@ -105,7 +105,10 @@ static inline void block_q4_0_neon(const uint8_t *qs, VEC *out) {
  * pairwise add into int32, so a block of 16 rows costs 8 multiplies, 8 multiply-adds and 8 pairwise
  * adds per vector; baseline armv8-a, no dot-product extension. Several vectors share each weight
  * load. The block sums of a group wait (as floats) until its quants are done, and only then meet
- * the scales, so that the group is read in address order (quants, then scales; see x86-avx2.c). */
+ * the scales, so that the group is read in address order (quants, then scales; see x86-avx2.c).
+ * Q4_0X16 runs the same loop over 8 "lines" of a block too: line j < 4 is the low nibbles of the
+ * stored line j, line j >= 4 the high nibbles of line j - 4 (elements 4j.. of the block either way),
+ * made signed by subtracting the +8. */
 #define Q16_XBYTES 16384                /* stack: int8 x of a column pass */
 #define Q16_VC 32                       /* vectors quantized together: each weight byte is read once per 32 vectors */
 #define Q16_TILE 2                      /* vectors per pass over a group: 8 int32x4 accumulators each */
@@ -138,16 +141,25 @@ static bool q8_0x16_quantize_neon(const float *x, size_t K, int8_t *xq, float *d
         return true;
 }
 
+/* Bytes 4j..4j+3 of block elements for rows 4k..4k+3 of a group's block at q, as signed values. */
+static inline __attribute__((always_inline)) int8x16_t x16_line_neon(const uint8_t *q, int j, int k, const int Q4) {
+        if (!Q4)
+                return vreinterpretq_s8_u8(veorq_u8(vld1q_u8(q + 64 * j + 16 * k), vdupq_n_u8(0x80)));
+        uint8x16_t raw = vld1q_u8(q + 64 * (j & 3) + 16 * k);
+        uint8x16_t nib = j < 4 ? vandq_u8(raw, vdupq_n_u8(0x0F)) : vshrq_n_u8(raw, 4);
+        return vsubq_s8(vreinterpretq_s8_u8(nib), vdupq_n_s8(8));
+}
+
 /* Blocks [0, nb) of a group (q: its quants, d: its scales, both at the pass's first block) against
  * nv vectors (xs/dx: a vector every xld bytes / dld scales): y[v * ldy + i] for its 16 rows, added
  * to what y holds when add (the passes after the first). */
-static inline __attribute__((always_inline)) void q8_0x16_tile_neon(const uint8_t *q, const uint8_t *d, size_t nb,
-                                                                    const int8_t *xs, const float *dx, size_t xld,
-                                                                    size_t dld, int nv, float *y, size_t ldy, bool add,
-                                                                    float *sums) {
-        const uint8x16_t bias = vdupq_n_u8(0x80);
+static inline __attribute__((always_inline)) void x16_tile_neon(const uint8_t *q, const uint8_t *d, size_t nb,
+                                                                const int8_t *xs, const float *dx, size_t xld,
+                                                                size_t dld, int nv, const int Q4, float *y, size_t ldy,
+                                                                bool add, float *sums) {
+        const size_t QB = Q4 ? 256 : 512; /* quant bytes of a block */
         float *sp = sums;
-        for (size_t b = 0; b < nb; b++, q += 512, xs += QK) {
+        for (size_t b = 0; b < nb; b++, q += QB, xs += QK) {
                 /* [vector][rows 4k..4k+3][rows 4k, 4k+1 | 4k+2, 4k+3]: pairwise sums of 2 products */
                 int32x4_t acc[Q16_TILE][4][2];
                 for (int v = 0; v < nv; v++)
@@ -160,8 +172,7 @@ static inline __attribute__((always_inline)) void q8_0x16_tile_neon(const uint8_
                                 x1[v] = vreinterpretq_s8_u32(vdupq_n_u32(load_u32(xs + v * xld + 4 * j + 4)));
                         }
                         for (int k = 0; k < 4; k++) {
-                                int8x16_t w0 = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(q + 64 * j + 16 * k), bias));
-                                int8x16_t w1 = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(q + 64 * j + 64 + 16 * k), bias));
+                                int8x16_t w0 = x16_line_neon(q, j, k, Q4), w1 = x16_line_neon(q, j + 1, k, Q4);
                                 for (int v = 0; v < nv; v++) {
                                         int16x8_t lo = vmull_s8(vget_low_s8(w0), vget_low_s8(x0[v]));
                                         lo = vmlal_s8(lo, vget_low_s8(w1), vget_low_s8(x1[v]));
@@ -201,13 +212,20 @@ static inline __attribute__((always_inline)) void q8_0x16_tile_neon(const uint8_
         }
 }
 
-static void q8_0x16_tile1_neon(const uint8_t *q, const uint8_t *d, size_t nb, const int8_t *xs, const float *dx,
-                               size_t xld, size_t dld, float *y, size_t ldy, bool add, float *sums) {
-        q8_0x16_tile_neon(q, d, nb, xs, dx, xld, dld, 1, y, ldy, add, sums);
+/* One instance per vector count, so that the accumulators stay in registers. */
+static void x16_tile1_neon(const uint8_t *q, const uint8_t *d, size_t nb, const int8_t *xs, const float *dx, size_t xld,
+                           size_t dld, bool q4, float *y, size_t ldy, bool add, float *sums) {
+        if (q4)
+                x16_tile_neon(q, d, nb, xs, dx, xld, dld, 1, 1, y, ldy, add, sums);
+        else
+                x16_tile_neon(q, d, nb, xs, dx, xld, dld, 1, 0, y, ldy, add, sums);
 }
-static void q8_0x16_tile2_neon(const uint8_t *q, const uint8_t *d, size_t nb, const int8_t *xs, const float *dx,
-                               size_t xld, size_t dld, float *y, size_t ldy, bool add, float *sums) {
-        q8_0x16_tile_neon(q, d, nb, xs, dx, xld, dld, 2, y, ldy, add, sums);
+static void x16_tile2_neon(const uint8_t *q, const uint8_t *d, size_t nb, const int8_t *xs, const float *dx, size_t xld,
+                           size_t dld, bool q4, float *y, size_t ldy, bool add, float *sums) {
+        if (q4)
+                x16_tile_neon(q, d, nb, xs, dx, xld, dld, 2, 1, y, ldy, add, sums);
+        else
+                x16_tile_neon(q, d, nb, xs, dx, xld, dld, 2, 0, y, ldy, add, sums);
 }
 _Static_assert(Q16_TILE == 2, "the tile instances are for 1-2 vectors");
 
@@ -215,16 +233,18 @@ _Static_assert(Q16_TILE == 2, "the tile instances are for 1-2 vectors");
  * than the threaded wrappers split groups) and the vectors with a non-finite activation (IEEE
  * result) go to the scalar kernel. Vectors in chunks of Q16_VC, columns in passes that fit the
  * stack buffers (Q16_XBYTES / chunk columns: 16384 for one vector, 512 for 32). */
-static void matmul_q8_0x16_neon(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
-                                size_t ldy, size_t r0, size_t r1) {
+static void matmul_x16_neon(DType t, const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec,
+                            float *y, size_t ldy, size_t r0, size_t r1) {
         size_t g0, g1;
-        if (!q8_0x16_split_groups(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1, &g0, &g1))
+        if (!x16_split_groups(t, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1, &g0, &g1))
                 return;
 
         _Alignas(16) int8_t xs[Q16_XBYTES];
         _Alignas(16) float sums[Q16_SUMS];
         float dx[Q16_XBYTES / QK];
-        size_t nb = K / QK, G = 16 * rb, so = q8_0x16_scales_offset(K);
+        bool q4 = t == DTYPE_Q4_0X16;
+        size_t nb = K / QK, G = 16 * rb, so = q4 ? q4_0x16_scales_offset(K) : q8_0x16_scales_offset(K);
+        size_t QB = q4 ? 256 : 512;
         const uint8_t *wb = w;
         for (size_t v0 = 0; v0 < n_vec; v0 += Q16_VC) {
                 /* pb blocks x vc vectors fill xs; a tile's sums take pb x (at most vc) blocks of 16 */
@@ -247,27 +267,43 @@ static void matmul_q8_0x16_neon(const void *w, size_t rb, size_t K, const float 
                                 for (size_t v = 0; v < vc; v += Q16_TILE) {
                                         float *yv = y + (v0 + v) * ldy + 16 * g;
                                         if (v + 1 < vc)
-                                                q8_0x16_tile2_neon(grp + 512 * b0, grp + so + 32 * b0, pn, xs + v * xld,
-                                                                   dx + v * pn, xld, pn, yv, ldy, b0 > 0, sums);
+                                                x16_tile2_neon(grp + QB * b0, grp + so + 32 * b0, pn, xs + v * xld,
+                                                               dx + v * pn, xld, pn, q4, yv, ldy, b0 > 0, sums);
                                         else
-                                                q8_0x16_tile1_neon(grp + 512 * b0, grp + so + 32 * b0, pn, xs + v * xld,
-                                                                   dx + v * pn, xld, pn, yv, ldy, b0 > 0, sums);
+                                                x16_tile1_neon(grp + QB * b0, grp + so + 32 * b0, pn, xs + v * xld,
+                                                               dx + v * pn, xld, pn, q4, yv, ldy, b0 > 0, sums);
                                 }
                         }
                 }
                 for (; bad; bad &= bad - 1) {
                         size_t v = v0 + (size_t)__builtin_ctz(bad);
-                        matvec_q8_0x16_generic(w, rb, K, x + v * ldx, y + v * ldy, 16 * g0, 16 * g1);
+                        matmul_x16_generic(t, w, rb, K, x + v * ldx, K, 1, y + v * ldy, 0, 16 * g0, 16 * g1);
                 }
         }
 }
 
+static void matmul_q8_0x16_neon(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
+                                size_t ldy, size_t r0, size_t r1) {
+        matmul_x16_neon(DTYPE_Q8_0X16, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+}
+
 static void matvec_q8_0x16_neon(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
-        matmul_q8_0x16_neon(w, rb, K, x, K, 1, y, 0, r0, r1);
+        matmul_x16_neon(DTYPE_Q8_0X16, w, rb, K, x, K, 1, y, 0, r0, r1);
+}
+
+static void matmul_q4_0x16_neon(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
+                                size_t ldy, size_t r0, size_t r1) {
+        matmul_x16_neon(DTYPE_Q4_0X16, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+}
+
+static void matvec_q4_0x16_neon(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
+        matmul_x16_neon(DTYPE_Q4_0X16, w, rb, K, x, K, 1, y, 0, r0, r1);
 }
 
 void kernels_fill_neon(Kernels *k) {
         simd_fill(k);
         k->matvec[DTYPE_Q8_0X16] = matvec_q8_0x16_neon;
         k->matmul[DTYPE_Q8_0X16] = matmul_q8_0x16_neon;
+        k->matvec[DTYPE_Q4_0X16] = matvec_q4_0x16_neon;
+        k->matmul[DTYPE_Q4_0X16] = matmul_q4_0x16_neon;
 }

@@ -21,6 +21,7 @@ static const struct {
         [DTYPE_Q8_0] = { "q8_0", QK, 34, true },
         [DTYPE_Q4_0] = { "q4_0", QK, 18, true },
         [DTYPE_Q8_0X16] = { "q8_0x16", QK, 34, true }, /* plus 2 per row when nb is odd (quant.h) */
+        [DTYPE_Q4_0X16] = { "q4_0x16", QK, 18, true }, /* plus 2 per row when nb is odd (quant.h) */
         [DTYPE_GGML_Q4_0] = { "ggml_q4_0", QK, sizeof(GgmlBlockQ4_0), false },
         [DTYPE_GGML_Q4_1] = { "ggml_q4_1", QK, sizeof(GgmlBlockQ4_1), false },
         [DTYPE_GGML_Q5_0] = { "ggml_q5_0", QK, sizeof(GgmlBlockQ5_0), false },
@@ -67,13 +68,15 @@ size_t dtype_row_bytes(DType t, size_t n) {
                 return 0;
         if (t == DTYPE_Q8_0X16)
                 return q8_0x16_row_bytes(n);
+        if (t == DTYPE_Q4_0X16)
+                return q4_0x16_row_bytes(n);
         return n / be * bb;
 }
 
 size_t dtype_group_rows(DType t) {
         if (!dtype_is_valid(t))
                 return 0;
-        return t == DTYPE_Q8_0X16 ? 16 : 1;
+        return t == DTYPE_Q8_0X16 || t == DTYPE_Q4_0X16 ? 16 : 1;
 }
 
 /* ---- scalar conversions ---- */
@@ -186,31 +189,58 @@ static void q8_0x16_encode_group(const float *in, uint8_t *group, size_t n) {
                 memset(scales + 32 * nb, 0, 32);
 }
 
+/* One block of 32 to its f16 scale and 32 stored nibbles (the value + 8, in 0..15). */
+static void q4_0_quantize_block(const float *x, uint16_t *ret_d, uint8_t q[QK]) {
+        /* The element of largest magnitude maps to -8 exactly, as in ggml: the asymmetric
+         * range [-8, 7] then spends its extra level on the side that needs it. */
+        float amax = 0.f, vmax = 0.f;
+        for (size_t j = 0; j < QK; j++)
+                if (fabsf(x[j]) > amax) {
+                        amax = fabsf(x[j]);
+                        vmax = x[j];
+                }
+        float d = fmaxf(-65504.f, fminf(65504.f, vmax / -8.f));
+        uint16_t dh = f32_to_f16(d);
+        float dr = f16_to_f32(dh), id = dr != 0.f ? 1.f / dr : 0.f;
+        for (size_t j = 0; j < QK; j++) {
+                float v = x[j] * id + 8.f;
+                v = isnan(v) ? 8.f : fmaxf(0.f, fminf(15.f, v));
+                q[j] = (uint8_t)lrintf(v);
+        }
+        *ret_d = dh;
+}
+
 static void q4_0_encode(const float *in, uint8_t *row, size_t n) {
         uint8_t *qs = row + q_row_quants_offset(n);
 
         for (size_t b = 0; b < n / QK; b++) {
-                const float *x = in + b * QK;
-                /* The element of largest magnitude maps to -8 exactly, as in ggml: the asymmetric
-                 * range [-8, 7] then spends its extra level on the side that needs it. */
-                float amax = 0.f, vmax = 0.f;
-                for (size_t j = 0; j < QK; j++)
-                        if (fabsf(x[j]) > amax) {
-                                amax = fabsf(x[j]);
-                                vmax = x[j];
-                        }
-                float d = fmaxf(-65504.f, fminf(65504.f, vmax / -8.f));
-                uint16_t dh = f32_to_f16(d);
-                float dr = f16_to_f32(dh), id = dr != 0.f ? 1.f / dr : 0.f;
+                uint16_t dh;
+                uint8_t q[QK];
+                q4_0_quantize_block(in + b * QK, &dh, q);
                 memcpy(row + 2 * b, &dh, 2);
-                for (size_t j = 0; j < QK / 2; j++) {
-                        float v0 = x[j] * id + 8.f, v1 = x[j + QK / 2] * id + 8.f;
-                        v0 = isnan(v0) ? 8.f : fmaxf(0.f, fminf(15.f, v0));
-                        v1 = isnan(v1) ? 8.f : fmaxf(0.f, fminf(15.f, v1));
-                        uint8_t q0 = (uint8_t)lrintf(v0), q1 = (uint8_t)lrintf(v1);
-                        qs[b * (QK / 2) + j] = (uint8_t)(q0 | (q1 << 4));
-                }
+                for (size_t j = 0; j < QK / 2; j++)
+                        qs[b * (QK / 2) + j] = (uint8_t)(q[j] | (q[j + QK / 2] << 4));
         }
+}
+
+/* 16 rows of n elements into one Q4_0X16 group (layout in quant.h). */
+static void q4_0x16_encode_group(const float *in, uint8_t *group, size_t n) {
+        size_t nb = n / QK;
+        uint8_t *scales = group + q4_0x16_scales_offset(n);
+
+        for (size_t i = 0; i < 16; i++)
+                for (size_t b = 0; b < nb; b++) {
+                        uint16_t dh;
+                        uint8_t q[QK];
+                        q4_0_quantize_block(in + i * n + b * QK, &dh, q);
+                        memcpy(scales + 32 * b + 2 * i, &dh, 2);
+                        for (size_t j = 0; j < 4; j++)
+                                for (size_t k = 0; k < 4; k++)
+                                        group[256 * b + 64 * j + 4 * i + k] =
+                                                (uint8_t)(q[4 * j + k] | q[16 + 4 * j + k] << 4);
+                }
+        if (nb & 1)
+                memset(scales + 32 * nb, 0, 32);
 }
 
 int dtype_row_from_f32(DType t, const float *in, void *row, size_t n) {
@@ -253,6 +283,8 @@ int dtype_rows_from_f32(DType t, const float *in, void *data, size_t n, size_t n
                 uint8_t *dst = (uint8_t *)data + r * rb;
                 if (t == DTYPE_Q8_0X16)
                         q8_0x16_encode_group(in + r * n, dst, n);
+                else if (t == DTYPE_Q4_0X16)
+                        q4_0x16_encode_group(in + r * n, dst, n);
                 else {
                         int k = dtype_row_from_f32(t, in + r * n, dst, n);
                         if (k < 0)
@@ -270,10 +302,20 @@ void dtype_row_to_f32(DType t, const void *row, float *out, size_t n) {
         dtype_decode_range(t, row, n, 0, out, n);
 }
 
-void q8_0x16_decode_range(const uint8_t *group, size_t lane, size_t n, size_t i0, float *out, size_t len) {
-        const uint8_t *scales = group + q8_0x16_scales_offset(n);
+void x16_decode_range(DType t, const uint8_t *group, size_t lane, size_t n, size_t i0, float *out, size_t len) {
+        bool q4 = t == DTYPE_Q4_0X16;
+        const uint8_t *scales = group + (q4 ? q4_0x16_scales_offset(n) : q8_0x16_scales_offset(n));
         for (size_t b = i0 / QK; b < (i0 + len) / QK; b++) {
                 float d = f16_to_f32(load_u16(scales + 32 * b + 2 * lane));
+                if (q4) {
+                        const uint8_t *q = group + 256 * b + 4 * lane;
+                        for (size_t j = 0; j < 16; j++)
+                                out[j] = d * (float)((q[64 * (j / 4) + j % 4] & 0xF) - 8);
+                        for (size_t j = 0; j < 16; j++)
+                                out[16 + j] = d * (float)((q[64 * (j / 4) + j % 4] >> 4) - 8);
+                        out += QK;
+                        continue;
+                }
                 for (size_t j = 0; j < 8; j++)
                         for (size_t k = 0; k < 4; k++)
                                 *out++ = d * (float)((int)group[512 * b + 64 * j + 4 * lane + k] - 128);
@@ -285,8 +327,8 @@ void dtype_rows_to_f32(DType t, const void *data, size_t n, size_t r0, size_t n_
         if (rb == 0)
                 return;
         for (size_t r = r0; r < r0 + n_rows; r++, out += n) {
-                if (t == DTYPE_Q8_0X16)
-                        q8_0x16_decode_range((const uint8_t *)data + (r / 16) * 16 * rb, r % 16, n, 0, out, n);
+                if (dtype_group_rows(t) == 16)
+                        x16_decode_range(t, (const uint8_t *)data + (r / 16) * 16 * rb, r % 16, n, 0, out, n);
                 else
                         dtype_decode_range(t, (const uint8_t *)data + r * rb, n, 0, out, n);
         }

@@ -3,8 +3,8 @@
  * CONTRACT (kernels/ owns the layouts; the numeric values are stored in .rwkv files, never renumber):
  * a weight matrix is stored row by row (row = one output feature, PyTorch's (out, in) order), every
  * row independently encoded in dtype_row_bytes(dtype, cols) bytes, so threads split by rows and an
- * embedding lookup decodes one row. The one exception is a grouped type (dtype_group_rows() > 1,
- * only Q8_0X16): its rows are encoded together in groups of that many (a matrix of it has a
+ * embedding lookup decodes one row. The one exception is a grouped type (dtype_group_rows() > 1:
+ * Q8_0X16 and Q4_0X16): its rows are encoded together in groups of that many (a matrix of it has a
  * multiple of 16 rows, group g is the 16 * dtype_row_bytes() bytes at g times that), so threads
  * split on group boundaries and a row is read through dtype_rows_to_f32(). Native types have fast
  * kernels on every ISA; the GGML_* types are rwkv.cpp's block formats, read in place from .bin files
@@ -19,9 +19,10 @@ typedef enum DType {
         DTYPE_F32 = 0,
         DTYPE_F16 = 1,
         DTYPE_BF16 = 2,
-        DTYPE_Q8_0 = 3,      /* native 8-bit, blocks of 32 (layout in kernels/quant.h) */
-        DTYPE_Q4_0 = 4,      /* native 4-bit, blocks of 32 (layout in kernels/quant.h) */
-        DTYPE_Q8_0X16 = 5,   /* Q8_0's values, 16 rows interleaved (layout in kernels/quant.h) */
+        DTYPE_Q8_0 = 3,       /* native 8-bit, blocks of 32 (layout in kernels/quant.h) */
+        DTYPE_Q4_0 = 4,       /* native 4-bit, blocks of 32 (layout in kernels/quant.h) */
+        DTYPE_Q8_0X16 = 5,    /* Q8_0's values, 16 rows interleaved (layout in kernels/quant.h) */
+        DTYPE_Q4_0X16 = 6,    /* Q4_0's values, 16 rows interleaved (layout in kernels/quant.h) */
         DTYPE_GGML_Q4_0 = 16, /* rwkv.cpp / ggml block formats, 32 elements per block */
         DTYPE_GGML_Q4_1 = 17,
         DTYPE_GGML_Q5_0 = 18,
@@ -39,7 +40,7 @@ size_t dtype_block_elems(DType t);               /* 1 for float types, 32 for bl
 /* Bytes of one row of n elements; 0 when n is not a multiple of the block size (caller must reject).
  * For a grouped type, a group's bytes divided by its rows. */
 size_t dtype_row_bytes(DType t, size_t n);
-/* Rows encoded together: 16 for Q8_0X16, 1 for every other valid type, 0 for an invalid one. */
+/* Rows encoded together: 16 for Q8_0X16 and Q4_0X16, 1 for every other valid type, 0 for an invalid one. */
 size_t dtype_group_rows(DType t);
 
 /* Decode one row of n elements to f32 (row types only: a grouped type leaves out untouched). */

@@ -197,9 +197,9 @@ DEFINE_GENERIC_MATRIX_KERNELS(ggml_q5_0)
 DEFINE_GENERIC_MATRIX_KERNELS(ggml_q5_1)
 DEFINE_GENERIC_MATRIX_KERNELS(ggml_q8_0)
 
-/* Q8_0X16: a row is lane r % 16 of group r / 16 (kernels/quant.h). */
-void matmul_q8_0x16_generic(const void *w, size_t row_bytes, size_t n_cols, const float *x, size_t ldx, size_t n_vec,
-                            float *y, size_t ldy, size_t r0, size_t r1) {
+/* Q8_0X16, Q4_0X16: a row is lane r % 16 of group r / 16 (kernels/quant.h). */
+void matmul_x16_generic(DType t, const void *w, size_t row_bytes, size_t n_cols, const float *x, size_t ldx,
+                        size_t n_vec, float *y, size_t ldy, size_t r0, size_t r1) {
         float buf[CHUNK];
         for (size_t r = r0; r < r1; r++) {
                 const uint8_t *group = (const uint8_t *)w + r / 16 * 16 * row_bytes;
@@ -207,33 +207,40 @@ void matmul_q8_0x16_generic(const void *w, size_t row_bytes, size_t n_cols, cons
                         y[v * ldy + r] = 0.f;
                 for (size_t i = 0; i < n_cols; i += CHUNK) {
                         size_t len = MIN_(CHUNK, n_cols - i);
-                        q8_0x16_decode_range(group, r % 16, n_cols, i, buf, len);
+                        x16_decode_range(t, group, r % 16, n_cols, i, buf, len);
                         for (size_t v = 0; v < n_vec; v++)
                                 y[v * ldy + r] += dot_f32(buf, x + v * ldx + i, len);
                 }
         }
 }
 
-bool q8_0x16_split_groups(const void *w, size_t row_bytes, size_t n_cols, const float *x, size_t ldx, size_t n_vec,
-                          float *y, size_t ldy, size_t r0, size_t r1, size_t *ret_g0, size_t *ret_g1) {
+bool x16_split_groups(DType t, const void *w, size_t row_bytes, size_t n_cols, const float *x, size_t ldx, size_t n_vec,
+                      float *y, size_t ldy, size_t r0, size_t r1, size_t *ret_g0, size_t *ret_g1) {
         size_t g0 = (r0 + 15) / 16, g1 = r1 / 16;
         if (g0 >= g1) {
-                matmul_q8_0x16_generic(w, row_bytes, n_cols, x, ldx, n_vec, y, ldy, r0, r1);
+                matmul_x16_generic(t, w, row_bytes, n_cols, x, ldx, n_vec, y, ldy, r0, r1);
                 return false;
         }
         if (r0 < 16 * g0)
-                matmul_q8_0x16_generic(w, row_bytes, n_cols, x, ldx, n_vec, y, ldy, r0, 16 * g0);
+                matmul_x16_generic(t, w, row_bytes, n_cols, x, ldx, n_vec, y, ldy, r0, 16 * g0);
         if (16 * g1 < r1)
-                matmul_q8_0x16_generic(w, row_bytes, n_cols, x, ldx, n_vec, y, ldy, 16 * g1, r1);
+                matmul_x16_generic(t, w, row_bytes, n_cols, x, ldx, n_vec, y, ldy, 16 * g1, r1);
         *ret_g0 = g0;
         *ret_g1 = g1;
         return true;
 }
 
-void matvec_q8_0x16_generic(const void *w, size_t row_bytes, size_t n_cols, const float *x, float *y, size_t r0,
-                            size_t r1) {
-        matmul_q8_0x16_generic(w, row_bytes, n_cols, x, n_cols, 1, y, 0, r0, r1);
-}
+#define DEFINE_X16_GENERIC(name, T)                                                                                    \
+        static void matmul_##name##_generic(const void *w, size_t rb, size_t n_cols, const float *x, size_t ldx,       \
+                                            size_t n_vec, float *y, size_t ldy, size_t r0, size_t r1) {                \
+                matmul_x16_generic(T, w, rb, n_cols, x, ldx, n_vec, y, ldy, r0, r1);                                   \
+        }                                                                                                              \
+        static void matvec_##name##_generic(const void *w, size_t rb, size_t n_cols, const float *x, float *y,         \
+                                            size_t r0, size_t r1) {                                                    \
+                matmul_x16_generic(T, w, rb, n_cols, x, n_cols, 1, y, 0, r0, r1);                                      \
+        }
+DEFINE_X16_GENERIC(q8_0x16, DTYPE_Q8_0X16)
+DEFINE_X16_GENERIC(q4_0x16, DTYPE_Q4_0X16)
 
 void layer_norm_generic(const float *x, const float *w, const float *b, float *y, size_t n, float eps) {
         /* Two passes in double: the reference must not lose the variance of large-mean inputs. */
@@ -360,6 +367,7 @@ void kernels_fill_generic(Kernels *k) {
         SET(DTYPE_Q8_0, q8_0);
         SET(DTYPE_Q4_0, q4_0);
         SET(DTYPE_Q8_0X16, q8_0x16);
+        SET(DTYPE_Q4_0X16, q4_0x16);
         SET(DTYPE_GGML_Q4_0, ggml_q4_0);
         SET(DTYPE_GGML_Q4_1, ggml_q4_1);
         SET(DTYPE_GGML_Q5_0, ggml_q5_0);

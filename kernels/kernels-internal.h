@@ -16,19 +16,18 @@ typedef void (*MatmulFn)(const void *w, size_t row_bytes, size_t n_cols, const f
 /* Decode elements [i0, i0+len) of a row of n elements. For block types i0 and len are multiples of 32. */
 void dtype_decode_range(DType t, const void *row, size_t n, size_t i0, float *out, size_t len);
 
-/* Elements [i0, i0+len) (multiples of 32) of row `lane` (0-15) of a Q8_0X16 group of n-element rows. */
-void q8_0x16_decode_range(const uint8_t *group, size_t lane, size_t n, size_t i0, float *out, size_t len);
+/* Elements [i0, i0+len) (multiples of 32) of row `lane` (0-15) of a group of n-element rows of a
+ * grouped type t (Q8_0X16 or Q4_0X16). */
+void x16_decode_range(DType t, const uint8_t *group, size_t lane, size_t n, size_t i0, float *out, size_t len);
 
-/* The scalar Q8_0X16 kernels: ISA files hand them what their int8 paths cannot take (a non-finite
- * activation, a row range that does not start or end on a group). */
-void matvec_q8_0x16_generic(const void *w, size_t row_bytes, size_t n_cols, const float *x, float *y, size_t r0,
-                            size_t r1);
-void matmul_q8_0x16_generic(const void *w, size_t row_bytes, size_t n_cols, const float *x, size_t ldx, size_t n_vec,
-                            float *y, size_t ldy, size_t r0, size_t r1);
+/* The scalar kernels of the grouped types: ISA files hand them what their int8 paths cannot take (a
+ * non-finite activation, a row range that does not start or end on a group). */
+void matmul_x16_generic(DType t, const void *w, size_t row_bytes, size_t n_cols, const float *x, size_t ldx,
+                        size_t n_vec, float *y, size_t ldy, size_t r0, size_t r1);
 /* The part of rows [r0, r1) that cuts a group (never from the threaded wrappers: only direct calls)
  * goes to the reference; true with the whole groups [*g0, *g1) left for the caller's SIMD path. */
-bool q8_0x16_split_groups(const void *w, size_t row_bytes, size_t n_cols, const float *x, size_t ldx, size_t n_vec,
-                          float *y, size_t ldy, size_t r0, size_t r1, size_t *ret_g0, size_t *ret_g1);
+bool x16_split_groups(DType t, const void *w, size_t row_bytes, size_t n_cols, const float *x, size_t ldx, size_t n_vec,
+                      float *y, size_t ldy, size_t r0, size_t r1, size_t *ret_g0, size_t *ret_g1);
 
 /* Fill every entry with the scalar *_generic reference. */
 void kernels_fill_generic(Kernels *k);
@@ -38,8 +37,8 @@ void kernels_fill_avx2(Kernels *k);
 void kernels_fill_avx512(Kernels *k);
 /* Called after kernels_fill_avx512 on CPUs with avx512_vnni: overrides the batched q8_0 matmul. */
 void kernels_fill_avx512vnni(Kernels *k);
-/* The same CPUs: Q8_0X16 matvec and matmul (x86-avx512vnni-q8x16.c). */
-void kernels_fill_avx512vnni_q8x16(Kernels *k);
+/* The same CPUs: Q8_0X16 and Q4_0X16 matvec and matmul (x86-avx512vnni-x16.c). */
+void kernels_fill_avx512vnni_x16(Kernels *k);
 /* The same CPUs: Q4_0 matvec and matmul (x86-avx512vnni-q4.c); after the AVX2 / AVX-512 fills,
  * whose Q4_0 kernels it keeps for the rows it refuses. */
 void kernels_fill_avx512vnni_q4(Kernels *k);

@@ -48,7 +48,7 @@ static void tables_init(void) {
 #ifdef RWKV_KERNELS_AVX512VNNI
                 if (f->avx512vnni) {
                         kernels_fill_avx512vnni(&tables[ISA_AVX512]);
-                        kernels_fill_avx512vnni_q8x16(&tables[ISA_AVX512]);
+                        kernels_fill_avx512vnni_x16(&tables[ISA_AVX512]);
                         kernels_fill_avx512vnni_q4(&tables[ISA_AVX512]);
                 }
 #endif

@@ -1,4 +1,4 @@
-/* quant.h: the native block-quantized row layouts (DTYPE_Q8_0, DTYPE_Q4_0).
+/* quant.h: the native block-quantized layouts (DTYPE_Q8_0, DTYPE_Q4_0 and their 16-row groups).
  *
  * CONTRACT (stored in .rwkv files; never change a layout without a new dtype number): a row of n
  * elements (n a multiple of QK = 32) is self-contained and holds its nb = n/32 block scales FIRST,
@@ -24,7 +24,20 @@
  *   with +128 (vpdpbusd multiplies unsigned by signed bytes): one full-width load feeds a
  *   multiply-add of 16 rows by a 4-byte broadcast of each activation vector, where a row layout
  *   needs one weight load for every vpdpbusd. The same quantization as Q8_0 (rounding, scales), so
- *   a Q8_0 row and its Q8_0X16 copy hold equal values. */
+ *   a Q8_0 row and its Q8_0X16 copy hold equal values.
+ *
+ *   Q4_0X16 (the same values as Q4_0, 16 rows interleaved; a matrix has a multiple of 16 rows):
+ *              group g = rows 16g .. 16g+15, G = 16 * row_bytes bytes at g * G, where row_bytes =
+ *              18*nb + 2*(nb odd) (G a multiple of 64 again)
+ *              uint8 q[nb][4][16][4] | uint16 d[nb][16] (f16) | 32 zero bytes when nb is odd
+ *              x[row 16g+i][32*b + 4*j + k]      = d[b][i] * ((q[b][j][i][k] & 0xF) - 8)
+ *              x[row 16g+i][32*b + 16 + 4*j + k] = d[b][i] * ((q[b][j][i][k] >> 4)  - 8)
+ *   Line j of block b (64 bytes) holds 4 bytes of each of the 16 rows: low nibbles are elements
+ *   4j..4j+3 of the block, high nibbles elements 16+4j..16+4j+3 (Q4_0's split of a block into
+ *   halves). A mask and a shift of one full-width load give two multiply-adds of 16 rows by 4-byte
+ *   broadcasts of the activations in their natural order, so the activations are packed exactly
+ *   as for Q8_0X16. The same quantization as Q4_0: a Q4_0 row and its Q4_0X16 copy hold equal
+ *   values. */
 #pragma once
 
 #include <stddef.h>
@@ -45,6 +58,14 @@ static inline size_t q8_0x16_row_bytes(size_t n) {
 /* Offset of the scales inside a Q8_0X16 group (the quants come first). */
 static inline size_t q8_0x16_scales_offset(size_t n) {
         return n / QK * 512;
+}
+static inline size_t q4_0x16_row_bytes(size_t n) {
+        size_t nb = n / QK;
+        return nb * 18 + (nb & 1) * 2;
+}
+/* Offset of the scales inside a Q4_0X16 group (the quants come first). */
+static inline size_t q4_0x16_scales_offset(size_t n) {
+        return n / QK * 256;
 }
 /* Offset of the quants inside a native Q8_0/Q4_0 row (the scales come first). */
 static inline size_t q_row_quants_offset(size_t n) {

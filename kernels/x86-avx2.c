@@ -92,7 +92,7 @@ static inline __m256i i8dot32(__m256i xa, __m256i ws) {
 
 #include "kernels/simd-template.h"
 
-/* ---- Q8_0X16 (16 rows interleaved, kernels/quant.h) in integers ----
+/* ---- Q8_0X16 and Q4_0X16 (16 rows interleaved, kernels/quant.h) in integers ----
  * x is quantized like the integer q8_0 matvec (quantize_x: blocks of 32, scale amax/127, the same
  * error bound) and kept twice, signed and absolute. A 32-byte load of a line holds 4 bytes of 8 rows;
  * a 4-byte broadcast of x meets all of them, so a group costs no horizontal sums and no shuffles:
@@ -103,7 +103,13 @@ static inline __m256i i8dot32(__m256i xa, __m256i ws) {
  * The block sums of a group are kept (as floats) until its quants are done and only then scaled:
  * reading the scales block by block, 12 KB ahead of the quants (0.1B), made the hardware prefetcher
  * lose the stream at every group and halved the matvec's bandwidth (11 against 24 GB/s from memory
- * on Zen 4; software prefetch did not recover it). */
+ * on Zen 4; software prefetch did not recover it).
+ *
+ * Q4_0X16: a mask and a shift of a 32-byte load give the stored nibbles (the weights + 8, 0..15) of
+ * elements 4j.. and 16+4j.. of the block for 8 rows; they are maddubs's unsigned operand as they
+ * are, against the signed x, so there is no sign transfer. A block's 8 int16 products of a row pair
+ * add up in int16 (8 x 2 x 15 x 127 = 30480 fits) before one madd into int32, and the bias
+ * (8 x the block's sum of x, computed per call) is subtracted there. */
 #define Q16_XBYTES 16384 /* stack: int8 x of a column pass, as many bytes of |x| */
 #define Q16_VC 32        /* vectors quantized together: each weight byte is read once per 32 vectors */
 #ifndef Q16_TILE
@@ -112,23 +118,58 @@ static inline __m256i i8dot32(__m256i xa, __m256i ws) {
 /* stack: the block sums of a tile, blocks x vectors <= Q16_XBYTES / QK (see matmul_q8_0x16_avx2) */
 #define Q16_SUMS (Q16_XBYTES / QK * 16)
 
+/* The sums of block b of a Q4_0X16 group against nv vectors (xc: minus 8 x each block's sum of x,
+ * a vector every dld blocks) to sp, 16 floats a vector. */
+static inline __attribute__((always_inline)) void
+q4_0x16_block_avx2(const uint8_t *q, const int8_t *xs, const int32_t *xc, size_t xld, size_t dld, int nv, float *sp) {
+        const __m256i m = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+        __m256i a0[Q16_TILE], a1[Q16_TILE];
+        for (int v = 0; v < nv; v++)
+                a0[v] = a1[v] = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+                __m256i w0 = _mm256_loadu_si256((const __m256i *)(q + 64 * j));
+                __m256i w1 = _mm256_loadu_si256((const __m256i *)(q + 64 * j + 32));
+                __m256i l0 = _mm256_and_si256(w0, m), h0 = _mm256_and_si256(_mm256_srli_epi16(w0, 4), m);
+                __m256i l1 = _mm256_and_si256(w1, m), h1 = _mm256_and_si256(_mm256_srli_epi16(w1, 4), m);
+                for (int v = 0; v < nv; v++) {
+                        __m256i xl = _mm256_set1_epi32((int)load_u32(xs + v * xld + 4 * j));
+                        __m256i xh = _mm256_set1_epi32((int)load_u32(xs + v * xld + 16 + 4 * j));
+                        a0[v] = _mm256_add_epi16(
+                                a0[v], _mm256_add_epi16(_mm256_maddubs_epi16(l0, xl), _mm256_maddubs_epi16(h0, xh)));
+                        a1[v] = _mm256_add_epi16(
+                                a1[v], _mm256_add_epi16(_mm256_maddubs_epi16(l1, xl), _mm256_maddubs_epi16(h1, xh)));
+                }
+        }
+        for (int v = 0; v < nv; v++, sp += 16) {
+                __m256i c = _mm256_set1_epi32(xc[v * dld]);
+                _mm256_store_ps(sp, _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(a0[v], ones), c)));
+                _mm256_store_ps(sp + 8, _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(a1[v], ones), c)));
+        }
+}
+
 /* Blocks [0, nb) of a group (q: its quants, d: its scales, both at the pass's first block) against
- * nv vectors (xs/xa/dx: a vector every xld bytes / dld scales): y[v * ldy + i] for its 16 rows,
- * added to what y holds when add (the passes after the first). */
-static inline __attribute__((always_inline)) void q8_0x16_tile_avx2(const uint8_t *q, const uint8_t *d, size_t nb,
-                                                                    const int8_t *xs, const uint8_t *xa,
-                                                                    const float *dx, size_t xld, size_t dld, int nv,
-                                                                    float *y, size_t ldy, bool add, float *sums,
-                                                                    const uint8_t *pq, const uint8_t *pd) {
+ * nv vectors (xs/xa/dx: a vector every xld bytes / dld scales; xc for Q4 only, see above):
+ * y[v * ldy + i] for its 16 rows, added to what y holds when add (the passes after the first). */
+static inline __attribute__((always_inline)) void x16_tile_avx2(const uint8_t *q, const uint8_t *d, size_t nb,
+                                                                const int8_t *xs, const uint8_t *xa, const int32_t *xc,
+                                                                const float *dx, size_t xld, size_t dld, int nv,
+                                                                const int Q4, float *y, size_t ldy, bool add,
+                                                                float *sums, const uint8_t *pq, const uint8_t *pd) {
         const __m256i bias = _mm256_set1_epi8((char)0x80);
+        const size_t QB = Q4 ? 256 : 512; /* quant bytes of a block */
         float *sp = sums;
-        for (size_t b = 0; b < nb; b++, q += 512, xs += QK, xa += QK) {
+        for (size_t b = 0; b < nb; b++, q += QB, xs += QK, xa += QK) {
+                if (pq)
+                        for (size_t o = 0; o < QB; o += 64)
+                                __builtin_prefetch(pq + QB * b + o, 0, 3);
+                if (Q4) {
+                        q4_0x16_block_avx2(q, xs, xc + b, xld, dld, nv, sp);
+                        sp += 16 * nv;
+                        continue;
+                }
                 __m256i i0[Q16_TILE], i1[Q16_TILE];
                 for (int v = 0; v < nv; v++)
                         i0[v] = i1[v] = _mm256_setzero_si256();
-                if (pq)
-                        for (int j = 0; j < 8; j++)
-                                __builtin_prefetch(pq + 512 * b + 64 * j, 0, 3);
                 for (int j = 0; j < 8; j++) {
                         __m256i w0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(q + 64 * j)), bias);
                         __m256i w1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(q + 64 * j + 32)), bias);
@@ -170,12 +211,16 @@ static inline __attribute__((always_inline)) void q8_0x16_tile_avx2(const uint8_
         }
 }
 
-/* One instance per vector count, so that the accumulators stay in registers. */
+/* One instance per type and vector count, so that the accumulators stay in registers. */
 #define DEFINE_Q16_TILE_NV(n)                                                                                          \
-        static void q8_0x16_tile##n##_avx2(const uint8_t *q, const uint8_t *d, size_t nb, const int8_t *xs,            \
-                                           const uint8_t *xa, const float *dx, size_t xld, size_t dld, float *y,       \
-                                           size_t ldy, bool add, float *sums, const uint8_t *pq, const uint8_t *pd) {  \
-                q8_0x16_tile_avx2(q, d, nb, xs, xa, dx, xld, dld, n, y, ldy, add, sums, pq, pd);                       \
+        static void x16_tile##n##_avx2(const uint8_t *q, const uint8_t *d, size_t nb, const int8_t *xs,                \
+                                       const uint8_t *xa, const int32_t *xc, const float *dx, size_t xld, size_t dld,  \
+                                       bool q4, float *y, size_t ldy, bool add, float *sums, const uint8_t *pq,        \
+                                       const uint8_t *pd) {                                                            \
+                if (q4)                                                                                                \
+                        x16_tile_avx2(q, d, nb, xs, xa, xc, dx, xld, dld, n, 1, y, ldy, add, sums, pq, pd);            \
+                else                                                                                                   \
+                        x16_tile_avx2(q, d, nb, xs, xa, xc, dx, xld, dld, n, 0, y, ldy, add, sums, pq, pd);            \
         }
 DEFINE_Q16_TILE_NV(1)
 #if Q16_TILE > 1
@@ -190,19 +235,18 @@ DEFINE_Q16_TILE_NV(4)
 _Static_assert(Q16_TILE <= 4, "add tile instances");
 
 typedef void (*Q16TileFn)(const uint8_t *q, const uint8_t *d, size_t nb, const int8_t *xs, const uint8_t *xa,
-                          const float *dx, size_t xld, size_t dld, float *y, size_t ldy, bool add, float *sums,
-                          const uint8_t *pq, const uint8_t *pd);
-static const Q16TileFn q8_0x16_tiles_avx2[Q16_TILE + 1] = {
-        NULL,
-        q8_0x16_tile1_avx2,
+                          const int32_t *xc, const float *dx, size_t xld, size_t dld, bool q4, float *y, size_t ldy,
+                          bool add, float *sums, const uint8_t *pq, const uint8_t *pd);
+static const Q16TileFn x16_tiles_avx2[Q16_TILE + 1] = {
+        NULL,           x16_tile1_avx2,
 #if Q16_TILE > 1
-        q8_0x16_tile2_avx2,
+        x16_tile2_avx2,
 #endif
 #if Q16_TILE > 2
-        q8_0x16_tile3_avx2,
+        x16_tile3_avx2,
 #endif
 #if Q16_TILE > 3
-        q8_0x16_tile4_avx2,
+        x16_tile4_avx2,
 #endif
 };
 
@@ -210,17 +254,20 @@ static const Q16TileFn q8_0x16_tiles_avx2[Q16_TILE + 1] = {
  * than the threaded wrappers split groups) and the vectors with a non-finite activation (IEEE
  * result) go to the scalar kernel. Vectors in chunks of Q16_VC, columns in passes that fit the
  * stack buffers (Q16_XBYTES / chunk columns: 16384 for one vector, 512 for 32). */
-static void matmul_q8_0x16_avx2(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
-                                size_t ldy, size_t r0, size_t r1) {
+static void matmul_x16_avx2(DType t, const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec,
+                            float *y, size_t ldy, size_t r0, size_t r1) {
         size_t g0, g1;
-        if (!q8_0x16_split_groups(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1, &g0, &g1))
+        if (!x16_split_groups(t, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1, &g0, &g1))
                 return;
 
         _Alignas(32) int8_t xs[Q16_XBYTES];
         _Alignas(32) uint8_t xa[Q16_XBYTES];
         _Alignas(32) float sums[Q16_SUMS];
         float dx[Q16_XBYTES / QK];
-        size_t nb = K / QK, G = 16 * rb, so = q8_0x16_scales_offset(K);
+        int32_t xc[Q16_XBYTES / QK];
+        bool q4 = t == DTYPE_Q4_0X16;
+        size_t nb = K / QK, G = 16 * rb, so = q4 ? q4_0x16_scales_offset(K) : q8_0x16_scales_offset(K);
+        size_t QB = q4 ? 256 : 512;
         const uint8_t *wb = w;
         for (size_t v0 = 0; v0 < n_vec; v0 += Q16_VC) {
                 /* pb blocks x vc vectors fill xs; a tile's sums take pb x (at most vc) blocks of 16 */
@@ -235,12 +282,20 @@ static void matmul_q8_0x16_avx2(const void *w, size_t rb, size_t K, const float 
                                 int8_t *s = xs + v * xld;
                                 uint8_t *a = xa + v * xld;
                                 if (!(bad >> v & 1) &&
-                                    FN(quantize_x)(x + (v0 + v) * ldx + b0 * QK, xld, s, a, dx + v * pn))
+                                    FN(quantize_x)(x + (v0 + v) * ldx + b0 * QK, xld, s, a, dx + v * pn)) {
+                                        for (size_t b = 0; q4 && b < pn; b++) {
+                                                int32_t sum = 0;
+                                                for (size_t i = 0; i < QK; i++)
+                                                        sum += s[b * QK + i];
+                                                xc[v * pn + b] = -8 * sum;
+                                        }
                                         continue;
+                                }
                                 bad |= (uint32_t)1 << v;
                                 memset(s, 0, xld);
                                 memset(a, 0, xld);
                                 memset(dx + v * pn, 0, pn * sizeof(float));
+                                memset(xc + v * pn, 0, pn * sizeof(int32_t));
                         }
                         for (size_t g = g0; g < g1; g++) {
                                 const uint8_t *grp = wb + g * G;
@@ -250,27 +305,43 @@ static void matmul_q8_0x16_avx2(const void *w, size_t rb, size_t K, const float 
                                 for (size_t v = 0; v < vc; v += per) {
                                         size_t nv = FN(min_sz)(per, vc - v);
                                         bool last = v + per >= vc;
-                                        q8_0x16_tiles_avx2[nv](grp + 512 * b0, grp + so + 32 * b0, pn, xs + v * xld,
-                                                               xa + v * xld, dx + v * pn, xld, pn,
-                                                               y + (v0 + v) * ldy + 16 * g, ldy, b0 > 0, sums,
-                                                               last && next ? next + 512 * b0 : NULL,
-                                                               last && next ? next + so + 32 * b0 : NULL);
+                                        x16_tiles_avx2[nv](grp + QB * b0, grp + so + 32 * b0, pn, xs + v * xld,
+                                                           xa + v * xld, xc + v * pn, dx + v * pn, xld, pn, q4,
+                                                           y + (v0 + v) * ldy + 16 * g, ldy, b0 > 0, sums,
+                                                           last && next ? next + QB * b0 : NULL,
+                                                           last && next ? next + so + 32 * b0 : NULL);
                                 }
                         }
                 }
                 for (; bad; bad &= bad - 1) {
                         size_t v = v0 + (size_t)__builtin_ctz(bad);
-                        matvec_q8_0x16_generic(w, rb, K, x + v * ldx, y + v * ldy, 16 * g0, 16 * g1);
+                        matmul_x16_generic(t, w, rb, K, x + v * ldx, K, 1, y + v * ldy, 0, 16 * g0, 16 * g1);
                 }
         }
 }
 
+static void matmul_q8_0x16_avx2(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
+                                size_t ldy, size_t r0, size_t r1) {
+        matmul_x16_avx2(DTYPE_Q8_0X16, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+}
+
 static void matvec_q8_0x16_avx2(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
-        matmul_q8_0x16_avx2(w, rb, K, x, K, 1, y, 0, r0, r1);
+        matmul_x16_avx2(DTYPE_Q8_0X16, w, rb, K, x, K, 1, y, 0, r0, r1);
+}
+
+static void matmul_q4_0x16_avx2(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
+                                size_t ldy, size_t r0, size_t r1) {
+        matmul_x16_avx2(DTYPE_Q4_0X16, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+}
+
+static void matvec_q4_0x16_avx2(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
+        matmul_x16_avx2(DTYPE_Q4_0X16, w, rb, K, x, K, 1, y, 0, r0, r1);
 }
 
 void kernels_fill_avx2(Kernels *k) {
         simd_fill(k);
         k->matvec[DTYPE_Q8_0X16] = matvec_q8_0x16_avx2;
         k->matmul[DTYPE_Q8_0X16] = matmul_q8_0x16_avx2;
+        k->matvec[DTYPE_Q4_0X16] = matvec_q4_0x16_avx2;
+        k->matmul[DTYPE_Q4_0X16] = matmul_q4_0x16_avx2;
 }

@@ -1,5 +1,5 @@
 /* x86-avx512-quantx.h: activations to int8 blocks of 32 for the AVX-512 VNNI kernels
- * (x86-avx512vnni.c, x86-avx512vnni-q8x16.c): one rule, one error bound, d = amax/127 per block
+ * (x86-avx512vnni.c, x86-avx512vnni-x16.c): one rule, one error bound, d = amax/127 per block
  * (the bound of the integer matvec in simd-template.h). Include only from files built with
  * AVX-512F flags. */
 #pragma once

@@ -32,12 +32,14 @@ static DType exact_type(const Tensor *src, int type) {
         return DTYPE_F32;
 }
 
-/* Q8_0X16 is for the matrices the forward pass multiplies. The embedding is read one row per
- * token, which the row layout does from one stretch of memory. */
+/* The grouped types are for the matrices the forward pass multiplies. The embedding is read one row
+ * per token, which the row layout does from one stretch of memory. */
 DType convert_matrix_type(const char *name, uint64_t rows, DType type) {
-        if (type != DTYPE_Q8_0X16)
+        if (type != DTYPE_Q8_0X16 && type != DTYPE_Q4_0X16)
                 return type;
-        return rows % 16 == 0 && strcmp(name, "emb.weight") != 0 ? DTYPE_Q8_0X16 : DTYPE_Q8_0;
+        if (rows % 16 == 0 && strcmp(name, "emb.weight") != 0)
+                return type;
+        return type == DTYPE_Q8_0X16 ? DTYPE_Q8_0 : DTYPE_Q4_0;
 }
 
 DType convert_target_type(const char *name, const Tensor *src, int type) {
@@ -108,7 +110,7 @@ int model_convert(TensorTable *src, const char *out_path, const ConvertOptions *
         ConvertOptions none = { .type = -1 };
         const ConvertOptions *o = opts ? opts : &none;
         if (o->type >= 0 && (!dtype_is_valid(o->type) || !is_native((DType)o->type)))
-                return error_set(err, EINVAL, "the target type must be f32, f16, bf16, q8_0, q8_0x16 or q4_0");
+                return error_set(err, EINVAL, "the target type must be f32, f16, bf16, q8_0, q8_0x16, q4_0 or q4_0x16");
 
         /* A native source is copied mostly as is: a corrupt one must not become a new file with a
          * freshly computed (so valid-looking) hash. Loading never reads the whole file; this does. */

@@ -21,8 +21,8 @@ typedef struct ConvertOptions {
  * (bit-identical), ggml q8_0 becomes q8_0 and the other ggml block types f16. */
 DType convert_target_type(const char *name, const Tensor *src, int type);
 /* The type a weight matrix of `rows` rows gets when `type` is asked: type itself, except that
- * q8_0x16 (16 rows a group) falls back to q8_0 for the embedding (read one row per token) and for a
- * row count that is not whole groups. */
+ * q8_0x16 and q4_0x16 (16 rows a group) fall back to q8_0 and q4_0 for the embedding (read one row
+ * per token) and for a row count that is not whole groups. */
 DType convert_matrix_type(const char *name, uint64_t rows, DType type);
 
 int model_convert(TensorTable *src, const char *out_path, const ConvertOptions *opts, uint8_t ret_hash[32],

@@ -18,7 +18,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(NativeWriter *, native_writer_free);
 void native_writer_set_meta(NativeWriter *w, const TensorTableMeta *meta, ParamConvention convention);
 /* World vocabulary text to embed (copied); sets the tokenizer kind to world. */
 int native_writer_set_vocab(NativeWriter *w, const char *text, size_t len, RwkvError *err);
-/* Native types only (f32, f16, bf16, q8_0, q4_0, q8_0x16). */
+/* Native types only (f32, f16, bf16, q8_0, q4_0, q8_0x16, q4_0x16). */
 int native_writer_add_tensor(NativeWriter *w, const char *name, DType dtype, uint32_t n_dims, const uint64_t *shape,
                              RwkvError *err);
 

@@ -198,7 +198,7 @@ int model_write_random(const RandomModelOptions *o, const char *out_path, uint8_
                 return error_set(err, EINVAL, "vocabulary size must be 1 to 16777216");
         int wt = o->type < 0 ? DTYPE_F32 : o->type;
         if (!dtype_is_native((DType)wt))
-                return error_set(err, EINVAL, "the weight type must be f32, f16, bf16, q8_0, q8_0x16 or q4_0");
+                return error_set(err, EINVAL, "the weight type must be f32, f16, bf16, q8_0, q8_0x16, q4_0 or q4_0x16");
         DType wtype = (DType)wt;
 
         _cleanup_(freep) Spec *specs = NULL;

@@ -40,13 +40,15 @@ int64_t format_first_nonfinite(const Tensor *x) {
                                         return (int64_t)(r * cols + b * 32);
                 return -1;
         }
-        case DTYPE_Q8_0X16: {
+        case DTYPE_Q8_0X16:
+        case DTYPE_Q4_0X16: {
                 /* groups of 16 rows: all quants, then the nb x 16 f16 scales (kernels/quant.h) */
                 size_t group = 16 * format_row_bytes(x->dtype, cols), nb = cols / 32;
+                size_t quants = (x->dtype == DTYPE_Q8_0X16 ? 512 : 256) * nb;
                 for (uint64_t g = 0; g < x->nbytes / group; g++)
                         for (size_t b = 0; b < nb; b++)
                                 for (size_t i = 0; i < 16; i++)
-                                        if (!f16_finite(read_le16(p + g * group + 512 * nb + 32 * b + 2 * i)))
+                                        if (!f16_finite(read_le16(p + g * group + quants + 32 * b + 2 * i)))
                                                 return (int64_t)((16 * g + i) * cols + b * 32);
                 return -1;
         }

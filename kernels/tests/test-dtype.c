@@ -25,7 +25,7 @@ static float from_bits(uint32_t u) {
 static void test_names(void) {
         DType t;
         for (int i = -2; i < _DTYPE_MAX + 2; i++) {
-                bool valid = (i >= 0 && i <= 5) || (i >= 16 && i <= 20);
+                bool valid = (i >= 0 && i <= 6) || (i >= 16 && i <= 20);
                 CHECK(dtype_is_valid(i) == valid);
                 if (!valid)
                         continue;
@@ -33,11 +33,12 @@ static void test_names(void) {
                 CHECK(n);
                 CHECK_OK(dtype_from_name(n, &t));
                 CHECK((int)t == i);
-                CHECK(dtype_is_native((DType)i) == (i <= 5));
-                CHECK(dtype_group_rows((DType)i) == (i == DTYPE_Q8_0X16 ? 16u : 1u));
+                CHECK(dtype_is_native((DType)i) == (i <= 6));
+                CHECK(dtype_group_rows((DType)i) == (i == DTYPE_Q8_0X16 || i == DTYPE_Q4_0X16 ? 16u : 1u));
         }
         CHECK(dtype_group_rows((DType)7) == 0);
         CHECK_STREQ(dtype_name(DTYPE_Q8_0X16), "q8_0x16");
+        CHECK_STREQ(dtype_name(DTYPE_Q4_0X16), "q4_0x16");
         CHECK(dtype_name((DType)7) == NULL);
         CHECK_STREQ(dtype_name(DTYPE_GGML_Q5_1), "ggml_q5_1");
         CHECK_STREQ(dtype_name(DTYPE_BF16), "bf16");
@@ -73,6 +74,13 @@ static void test_row_bytes(void) {
         CHECK(dtype_row_bytes(DTYPE_Q8_0X16, 48) == 0);
         for (size_t n = 32; n <= 4096; n += 32)
                 CHECK(16 * dtype_row_bytes(DTYPE_Q8_0X16, n) % 64 == 0);
+        /* Q4_0X16: the same for Q4_0's 18 bytes a block */
+        CHECK(dtype_row_bytes(DTYPE_Q4_0X16, 64) == 36);
+        CHECK(dtype_row_bytes(DTYPE_Q4_0X16, 96) == 56);
+        CHECK(dtype_row_bytes(DTYPE_Q4_0X16, 768) == 432);
+        CHECK(dtype_row_bytes(DTYPE_Q4_0X16, 48) == 0);
+        for (size_t n = 32; n <= 4096; n += 32)
+                CHECK(16 * dtype_row_bytes(DTYPE_Q4_0X16, n) % 64 == 0);
         CHECK(dtype_row_bytes((DType)9, 32) == 0);
         CHECK(dtype_row_bytes((DType)-1, 32) == 0);
 }
@@ -291,9 +299,12 @@ static void test_ggml(void) {
                 CHECK(y[j] == 0.125f * (float)(j * 8 - 128));
 }
 
-/* Q8_0X16 holds Q8_0's values exactly, at the places quant.h gives, and encodes whole groups only. */
-static void test_q8_0x16(size_t rows, size_t n) {
-        size_t nb = n / QK, rb = dtype_row_bytes(DTYPE_Q8_0X16, n), qb = dtype_row_bytes(DTYPE_Q8_0, n);
+/* A grouped type (Q8_0X16 / Q4_0X16) holds its row type's values exactly, at the places quant.h
+ * gives, and encodes whole groups only. */
+static void test_x16(DType t, size_t rows, size_t n) {
+        bool q4 = t == DTYPE_Q4_0X16;
+        DType rt = q4 ? DTYPE_Q4_0 : DTYPE_Q8_0;
+        size_t nb = n / QK, rb = dtype_row_bytes(t, n), qb = dtype_row_bytes(rt, n), QB = q4 ? 256 : 512;
         float *x = malloc(rows * n * sizeof(float)), *y = malloc(rows * n * sizeof(float)),
               *ref = malloc(n * sizeof(float));
         uint8_t *g = malloc(rows * rb), *q = malloc(qb);
@@ -301,29 +312,33 @@ static void test_q8_0x16(size_t rows, size_t n) {
         for (size_t i = 0; i < rows * n; i++)
                 x[i] = test_randf() * (i % 7 == 0 ? 100.f : 1.f);
         memset(g, 0xee, rows * rb);
-        CHECK_OK(dtype_rows_from_f32(DTYPE_Q8_0X16, x, g, n, rows));
-        dtype_rows_to_f32(DTYPE_Q8_0X16, g, n, 0, rows, y);
+        CHECK_OK(dtype_rows_from_f32(t, x, g, n, rows));
+        dtype_rows_to_f32(t, g, n, 0, rows, y);
         for (size_t r = 0; r < rows; r++) {
-                CHECK_OK(dtype_row_from_f32(DTYPE_Q8_0, x + r * n, q, n));
-                dtype_row_to_f32(DTYPE_Q8_0, q, ref, n);
+                CHECK_OK(dtype_row_from_f32(rt, x + r * n, q, n));
+                dtype_row_to_f32(rt, q, ref, n);
                 CHECK(memcmp(ref, y + r * n, n * sizeof(float)) == 0);
                 /* one row alone, from any place in its group */
                 float one[4096];
-                dtype_rows_to_f32(DTYPE_Q8_0X16, g, n, r, 1, one);
+                dtype_rows_to_f32(t, g, n, r, 1, one);
                 CHECK(memcmp(one, ref, n * sizeof(float)) == 0);
-                /* the layout itself: element 32b + 4j + k of row 16G + i */
+                /* the layout itself: element 32b + 4j + k of row 16G + i (for Q4_0X16 the byte is Q4_0's
+                 * byte 16b + 4j + k, whose high nibble is element 16 + 4j + k) */
                 const uint8_t *grp = g + r / 16 * 16 * rb;
-                size_t i = r % 16, b = nb - 1, j = 5, k = 2;
-                int8_t qv = (int8_t)q[q_row_quants_offset(n) + 32 * b + 4 * j + k];
-                CHECK(grp[512 * b + 64 * j + 4 * i + k] == (uint8_t)(qv + 128));
-                CHECK(memcmp(grp + 512 * nb + 32 * b + 2 * i, q + 2 * b, 2) == 0);
+                size_t i = r % 16, b = nb - 1, k = 2;
+                for (size_t j = 0; j < (q4 ? 4u : 8u); j++) {
+                        const uint8_t *qs = q + q_row_quants_offset(n);
+                        uint8_t want = q4 ? qs[16 * b + 4 * j + k] : (uint8_t)((int8_t)qs[32 * b + 4 * j + k] + 128);
+                        CHECK(grp[QB * b + 64 * j + 4 * i + k] == want);
+                }
+                CHECK(memcmp(grp + QB * nb + 32 * b + 2 * i, q + 2 * b, 2) == 0);
                 if (nb & 1)
                         for (size_t p = 0; p < 32; p++)
-                                CHECK(grp[512 * nb + 32 * nb + p] == 0);
+                                CHECK(grp[QB * nb + 32 * nb + p] == 0);
         }
-        CHECK_ERR(dtype_rows_from_f32(DTYPE_Q8_0X16, x, g, n, rows - 1), EINVAL);
-        CHECK_ERR(dtype_row_from_f32(DTYPE_Q8_0X16, x, g, n), EINVAL);
-        CHECK_ERR(dtype_rows_from_f32(DTYPE_Q8_0X16, x, g, n + 16, rows), EINVAL);
+        CHECK_ERR(dtype_rows_from_f32(t, x, g, n, rows - 1), EINVAL);
+        CHECK_ERR(dtype_row_from_f32(t, x, g, n), EINVAL);
+        CHECK_ERR(dtype_rows_from_f32(t, x, g, n + 16, rows), EINVAL);
         free(x);
         free(y);
         free(ref);
@@ -347,9 +362,12 @@ int main(void) {
         test_native_roundtrip(DTYPE_BF16, 1);
         test_native_exact();
         test_ggml();
-        test_q8_0x16(16, 32);
-        test_q8_0x16(32, 96);
-        test_q8_0x16(48, 768);
-        test_q8_0x16(16, 4096);
+        for (int q4 = 0; q4 < 2; q4++) {
+                DType t = q4 ? DTYPE_Q4_0X16 : DTYPE_Q8_0X16;
+                test_x16(t, 16, 32);
+                test_x16(t, 32, 96);
+                test_x16(t, 48, 768);
+                test_x16(t, 16, 4096);
+        }
         return 0;
 }

@@ -19,10 +19,10 @@ static const char *const isas[] = { "scalar", "avx2", "avx512", "neon" };
 
 static const DType all_types[] = {
         DTYPE_F32,       DTYPE_F16,       DTYPE_BF16,      DTYPE_Q8_0,      DTYPE_Q4_0,    DTYPE_GGML_Q4_0,
-        DTYPE_GGML_Q4_1, DTYPE_GGML_Q5_0, DTYPE_GGML_Q5_1, DTYPE_GGML_Q8_0, DTYPE_Q8_0X16,
+        DTYPE_GGML_Q4_1, DTYPE_GGML_Q5_0, DTYPE_GGML_Q5_1, DTYPE_GGML_Q8_0, DTYPE_Q8_0X16, DTYPE_Q4_0X16,
 };
 
-/* Rows a matrix of `rows` rows takes in memory: a grouped type (Q8_0X16) encodes whole groups of
+/* Rows a matrix of `rows` rows takes in memory: a grouped type (Q8_0X16, Q4_0X16) encodes whole groups of
  * 16; the kernels may still be asked for any row range inside the matrix. */
 static size_t stored_rows(DType t, size_t rows) {
         size_t g = dtype_group_rows(t);
@@ -76,8 +76,8 @@ static bool x_quantized(const Kernels *k, DType t, size_t n_vec, size_t cols) {
          * the shapes here have at most 8192 columns, the limit of those paths) */
         if ((t == DTYPE_Q8_0 || t == DTYPE_Q4_0) && avx512 && cpu_features()->avx512vnni)
                 return true;
-        /* Q8_0X16 on x86 and NEON runs in integers for every vector count */
-        if (t == DTYPE_Q8_0X16)
+        /* the grouped types on x86 and NEON run in integers for every vector count */
+        if (dtype_group_rows(t) > 1)
                 return strcmp(k->isa, "avx2") == 0 || avx512 || strcmp(k->isa, "neon") == 0;
         return ((t == DTYPE_Q8_0 && n_vec <= 8) ||
                 (t == DTYPE_Q4_0 && n_vec <= 16 && n_vec * cols <= 65536 && cols <= 32768) ||

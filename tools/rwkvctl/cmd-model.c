@@ -309,7 +309,8 @@ static int model_info_verb(int argc, char *argv[]) {
 /* ---- convert ---- */
 
 static void help_convert(void) {
-        printf("rwkvctl model convert IN OUT [--type f32|f16|bf16|q8_0|q8_0x16|q4_0] [--vocab FILE] [--json]\n\n"
+        printf("rwkvctl model convert IN OUT [--type f32|f16|bf16|q8_0|q8_0x16|q4_0|q4_0x16] [--vocab FILE] "
+               "[--json]\n\n"
                "Write IN (.rwkv, rwkv.cpp .bin or PyTorch .pth) as a native .rwkv file.\n\n"
                "  --type T      type of the weight matrices (2-D *.weight with rows of whole 32-blocks);\n"
                "                every other tensor stays exact: f16/bf16 as they are (f32 with --type\n"
@@ -317,7 +318,7 @@ static void help_convert(void) {
                "                (rwkv.cpp q8_0 -> q8_0, other rwkv.cpp block types -> f16).\n"
                "                q8_0x16: q8_0's values with 16 rows interleaved (faster batched decode\n"
                "                and prefill with AVX-512 VNNI); the embedding and matrices whose rows\n"
-               "                are not a multiple of 16 get q8_0\n"
+               "                are not a multiple of 16 get q8_0; q4_0x16 is the same for q4_0\n"
                "  --vocab FILE  embed this World vocabulary (rwkv_vocab_v20230424.txt format)\n"
                "  --json        print {\"file\", \"size\", \"hash\"}\n");
 }
@@ -343,7 +344,8 @@ static int model_convert_verb(int argc, char *argv[]) {
                         return 0;
                 case OPT_TYPE:
                         if (parse_type(optarg, &type) < 0)
-                                return fail("model convert: unknown type '%s' (f32, f16, bf16, q8_0, q8_0x16, q4_0)",
+                                return fail("model convert: unknown type '%s' (f32, f16, bf16, q8_0, q8_0x16, q4_0, "
+                                            "q4_0x16)",
                                             optarg);
                         break;
                 case OPT_VOCAB:
@@ -442,7 +444,8 @@ static void help_random(void) {
                "  --embd C      embedding size, a multiple of 64 (head size 64)\n"
                "  --vocab V     vocabulary size (256: byte-level)\n"
                "  --seed S      random seed (default 0): the same options give the same file\n"
-               "  --type T      type of the weight matrices: f32 (default), f16, bf16, q8_0, q8_0x16, q4_0\n"
+               "  --type T      type of the weight matrices: f32 (default), f16, bf16, q8_0, q8_0x16,\n"
+               "                q4_0, q4_0x16\n"
                "  --json        print {\"file\", \"size\", \"hash\"}\n");
 }
 

@@ -231,7 +231,8 @@ static void test_random(const char *ref) {
         tensor_table_free(r);
 
         /* numerically sane in every type: finite, non-degenerate logits */
-        static const int types[] = { DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q8_0X16 };
+        static const int types[] = { DTYPE_F32,  DTYPE_F16,     DTYPE_BF16,   DTYPE_Q8_0,
+                                     DTYPE_Q4_0, DTYPE_Q8_0X16, DTYPE_Q4_0X16 };
         static const uint32_t tokens[] = { 1, 2, 3, 250, 255, 0, 17 };
         for (size_t k = 0; k < ELEMENTSOF(types); k++) {
                 write_random(out, 3, 128, 256, 1, types[k], NULL);
@@ -258,31 +259,32 @@ static void test_random(const char *ref) {
         unlink(out2);
 }
 
-/* Q8_0X16: the matrices the forward pass multiplies get it, the embedding keeps the row layout;
- * the values are q8_0's exactly (random writes and conversion alike), and a model of it computes
- * the q8_0 model's logits up to the order of the sums and the rounding of x. */
-static void test_q8_0x16(void) {
+/* A grouped type (Q8_0X16, Q4_0X16): the matrices the forward pass multiplies get it, the embedding
+ * keeps the row layout (rt: q8_0, q4_0); the values are rt's exactly (random writes and conversion
+ * alike), and a model of it computes the rt model's logits up to the order of the sums and the
+ * rounding of x. */
+static void test_x16(DType t, DType rt) {
         char f32[4096], q8[4096], x16[4096], conv[4096];
         path_in(f32, sizeof(f32), "f32.rwkv");
         path_in(q8, sizeof(q8), "q8.rwkv");
         path_in(x16, sizeof(x16), "x16.rwkv");
         path_in(conv, sizeof(conv), "conv.rwkv");
         write_random(f32, 2, 128, 256, 5, DTYPE_F32, NULL);
-        write_random(q8, 2, 128, 256, 5, DTYPE_Q8_0, NULL);
-        write_random(x16, 2, 128, 256, 5, DTYPE_Q8_0X16, NULL);
-        convert_or_die(f32, conv, DTYPE_Q8_0X16, NULL);
+        write_random(q8, 2, 128, 256, 5, rt, NULL);
+        write_random(x16, 2, 128, 256, 5, t, NULL);
+        convert_or_die(f32, conv, t, NULL);
         TensorTable *a = open_or_die(q8), *b = open_or_die(x16), *c = open_or_die(conv);
         size_t grouped = 0;
         for (size_t i = 0; i < tensor_table_count(a); i++) {
                 const char *name = tensor_table_name_at(a, i);
                 const Tensor *x = tensor_table_at(a, i), *y = tensor_table_get(b, name), *z = tensor_table_get(c, name);
                 CHECK(y && z);
-                if (x->dtype != DTYPE_Q8_0) {
+                if (x->dtype != rt) {
                         CHECK(y->dtype == x->dtype);
                         continue;
                 }
                 bool emb = strcmp(name, "emb.weight") == 0;
-                CHECK(y->dtype == (emb ? DTYPE_Q8_0 : DTYPE_Q8_0X16) && z->dtype == y->dtype);
+                CHECK(y->dtype == (emb ? rt : t) && z->dtype == y->dtype);
                 CHECK(y->nbytes == x->nbytes && z->nbytes == y->nbytes);
                 grouped += !emb;
                 uint64_t cols = tensor_cols(x), rows = tensor_nelem(x) / cols;
@@ -308,7 +310,8 @@ static void test_q8_0x16(void) {
                 amax = fmax(amax, fabs(la[i]));
                 dmax = fmax(dmax, fabs(la[i] - lb[i]));
         }
-        fprintf(stderr, "q8_0x16 vs q8_0 logits: max |diff| %.2g (max |logit| %.3g)\n", dmax, amax);
+        fprintf(stderr, "%s vs %s logits: max |diff| %.2g (max |logit| %.3g)\n", dtype_name(t), dtype_name(rt), dmax,
+                amax);
         CHECK(dmax <= 0.02 * amax + 1e-4);
         free(la);
         free(lb);
@@ -317,10 +320,10 @@ static void test_q8_0x16(void) {
         RwkvError err = {};
         NativeWriter *w = NULL;
         CHECK_OK(native_writer_new(conv, &w, &err));
-        CHECK(native_writer_add_tensor(w, "m.weight", DTYPE_Q8_0X16, 2, (uint64_t[]){ 24, 64 }, &err) == -EBADMSG);
-        CHECK(native_writer_add_tensor(w, "v.weight", DTYPE_Q8_0X16, 1, (uint64_t[]){ 64 }, &err) == -EBADMSG);
-        CHECK(native_writer_add_tensor(w, "t.weight", DTYPE_Q8_0X16, 3, (uint64_t[]){ 2, 16, 64 }, &err) == -EBADMSG);
-        CHECK_OK(native_writer_add_tensor(w, "ok.weight", DTYPE_Q8_0X16, 2, (uint64_t[]){ 32, 96 }, &err));
+        CHECK(native_writer_add_tensor(w, "m.weight", t, 2, (uint64_t[]){ 24, 64 }, &err) == -EBADMSG);
+        CHECK(native_writer_add_tensor(w, "v.weight", t, 1, (uint64_t[]){ 64 }, &err) == -EBADMSG);
+        CHECK(native_writer_add_tensor(w, "t.weight", t, 3, (uint64_t[]){ 2, 16, 64 }, &err) == -EBADMSG);
+        CHECK_OK(native_writer_add_tensor(w, "ok.weight", t, 2, (uint64_t[]){ 32, 96 }, &err));
         native_writer_free(w);
         unlink(f32);
         unlink(q8);
@@ -397,7 +400,8 @@ int main(void) {
                 test_bin(ref);
         }
         test_random(ref);
-        test_q8_0x16();
+        test_x16(DTYPE_Q8_0X16, DTYPE_Q8_0);
+        test_x16(DTYPE_Q4_0X16, DTYPE_Q4_0);
         test_nonfinite();
         CHECK(rmdir(dir) == 0);
         return 0;

@@ -1,5 +1,5 @@
-/* x86-avx512vnni-q8x16.c: Q8_0X16 matvec and matmul (decode, batched decode, prefill) with AVX-512
- * VNNI. Built with the VNNI file's flags and entered only when cpu.c found avx512_vnni.
+/* x86-avx512vnni-x16.c: Q8_0X16 and Q4_0X16 matvec and matmul (decode, batched decode, prefill)
+ * with AVX-512 VNNI. Built with the VNNI file's flags and entered only when cpu.c found avx512_vnni.
  *
  * Layout (kernels/quant.h): 16 rows interleaved, so one 64-byte line of a block holds 4 weight bytes
  * of each of 16 rows, already biased to unsigned (+128). Here the ROWS are the lanes: one full load
@@ -12,6 +12,13 @@
  * while x is packed and starts each block's accumulators (negated). The sums are then exact and
  * the result differs from the f32 reference only by the rounding of x to int8 (amax/127 per block
  * of 32: the bound of the integer matvec in simd-template.h).
+ *
+ * Q4_0X16 is the same loop with half the bytes: a line holds 4 nibble pairs of each of 16 rows, and
+ * a mask and a shift give the two unsigned operands (elements 4j.. and 16+4j.. of the block, stored
+ * +8) for two vpdpbusd with the same packed x; the bias is 8 * sum(x_b). Per vpdpbusd that is one
+ * load for two and 1.5 bit operations; the scale work per vpdpbusd is Q8_0X16's (a block of 32
+ * columns is 8 vpdpbusd in both). In the row layout (x86-avx512vnni-q4.c) every vector pays its own
+ * conversion and scale multiply per 4 blocks of a row, and batched decode stayed compute-bound.
  *
  * Tiles are 2 groups (32 rows) x up to 8 vectors, the vectors in passes of 4 while the block's lines
  * sit in L1: 16 int32 + 16 float accumulators would not fit 32 registers with 8 vectors at once. */
@@ -32,7 +39,8 @@
 #endif
 
 /* A chunk of up to 8 packed vectors: for block b and vector v, q[(b*nv + v)*8 + j] = bytes 4j..4j+3
- * of its int8 block, c[b*nv + v] = -128 * the block's sum, d[b*nv + v] = its scale. */
+ * of its int8 block, c[b*nv + v] = -bias * the block's sum (128 for Q8_0X16, 8 for Q4_0X16),
+ * d[b*nv + v] = its scale. */
 typedef struct PackedX {
         const uint32_t *q;
         const int32_t *c;
@@ -45,7 +53,7 @@ static size_t packed_bytes(size_t nv, size_t nb) {
 }
 
 /* Quantizes vectors [0, nv) of x (row stride ldx) into buf. False on a non-finite value. */
-static bool pack_chunk(const float *x, size_t ldx, size_t nv, size_t K, uint8_t *buf, PackedX *ret) {
+static bool pack_chunk(const float *x, size_t ldx, size_t nv, size_t K, int bias, uint8_t *buf, PackedX *ret) {
         size_t nb = K / QK;
         uint32_t *q = (uint32_t *)buf;
         int32_t *c = (int32_t *)(q + nb * nv * 8);
@@ -58,16 +66,17 @@ static bool pack_chunk(const float *x, size_t ldx, size_t nv, size_t K, uint8_t 
                         uint32_t *dst = q + (b * nv + v) * 8;
                         _mm_storeu_si128((__m128i *)dst, _mm512_cvtsepi32_epi8(i0));
                         _mm_storeu_si128((__m128i *)(dst + 4), _mm512_cvtsepi32_epi8(i1));
-                        c[b * nv + v] = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+                        c[b * nv + v] = -bias * _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
                 }
         *ret = (PackedX){ .q = q, .c = c, .d = d, .nv = nv };
         return true;
 }
 
-/* NV (1-4) vectors from v0 of one block against NG (1-2) groups; adds into f0/f1[v0 ..]. */
+/* NV (1-4) vectors from v0 of one block against NG (1-2) groups (Q4_0X16 when Q4); adds into
+ * f0/f1[v0 ..]. */
 static inline __attribute__((always_inline)) void block_pass(const uint8_t *A, const uint8_t *B, __m512 dA, __m512 dB,
                                                              const PackedX *px, size_t b, size_t v0, const int NV,
-                                                             const int NG, __m512 *f0, __m512 *f1) {
+                                                             const int NG, const int Q4, __m512 *f0, __m512 *f1) {
         __m512i i0[4], i1[4];
         const uint32_t *xq = px->q + (b * px->nv + v0) * 8;
         const int32_t *xc = px->c + b * px->nv + v0;
@@ -75,17 +84,44 @@ static inline __attribute__((always_inline)) void block_pass(const uint8_t *A, c
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++)
                 i0[v] = i1[v] = _mm512_set1_epi32(xc[v]);
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
-                __m512i wa = _mm512_loadu_si512(A + 64 * j), wb = wa;
-                if (NG == 2)
-                        wb = _mm512_loadu_si512(B + 64 * j);
+        if (Q4) {
+                const __m512i m = _mm512_set1_epi8(0x0F);
 #pragma GCC unroll 4
-                for (int v = 0; v < NV; v++) {
-                        __m512i xb = _mm512_set1_epi32((int)xq[v * 8 + j]);
-                        i0[v] = _mm512_dpbusd_epi32(i0[v], wa, xb);
+                for (int j = 0; j < 4; j++) {
+                        __m512i wa = _mm512_loadu_si512(A + 64 * j), wb = wa;
                         if (NG == 2)
-                                i1[v] = _mm512_dpbusd_epi32(i1[v], wb, xb);
+                                wb = _mm512_loadu_si512(B + 64 * j);
+                        __m512i la = _mm512_and_si512(wa, m), ha = _mm512_and_si512(_mm512_srli_epi16(wa, 4), m);
+                        __m512i lb = la, hb = ha;
+                        if (NG == 2) {
+                                lb = _mm512_and_si512(wb, m);
+                                hb = _mm512_and_si512(_mm512_srli_epi16(wb, 4), m);
+                        }
+#pragma GCC unroll 4
+                        for (int v = 0; v < NV; v++) {
+                                __m512i xl = _mm512_set1_epi32((int)xq[v * 8 + j]);
+                                __m512i xh = _mm512_set1_epi32((int)xq[v * 8 + 4 + j]);
+                                i0[v] = _mm512_dpbusd_epi32(i0[v], la, xl);
+                                i0[v] = _mm512_dpbusd_epi32(i0[v], ha, xh);
+                                if (NG == 2) {
+                                        i1[v] = _mm512_dpbusd_epi32(i1[v], lb, xl);
+                                        i1[v] = _mm512_dpbusd_epi32(i1[v], hb, xh);
+                                }
+                        }
+                }
+        } else {
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) {
+                        __m512i wa = _mm512_loadu_si512(A + 64 * j), wb = wa;
+                        if (NG == 2)
+                                wb = _mm512_loadu_si512(B + 64 * j);
+#pragma GCC unroll 4
+                        for (int v = 0; v < NV; v++) {
+                                __m512i xb = _mm512_set1_epi32((int)xq[v * 8 + j]);
+                                i0[v] = _mm512_dpbusd_epi32(i0[v], wa, xb);
+                                if (NG == 2)
+                                        i1[v] = _mm512_dpbusd_epi32(i1[v], wb, xb);
+                        }
                 }
         }
 #pragma GCC unroll 4
@@ -100,10 +136,11 @@ static inline __attribute__((always_inline)) void block_pass(const uint8_t *A, c
 /* NG groups (at A and B = A + G) x the chunk's vectors (NV1 in the first pass of 4, NV2 in the
  * second); y[v*ldy + row] for the 16*NG rows. */
 static inline __attribute__((always_inline)) void tile(const uint8_t *A, size_t G, size_t K, const PackedX *px,
-                                                       const int NG, const int NV1, const int NV2, float *y,
-                                                       size_t ldy) {
-        size_t nb = K / QK;
-        const uint8_t *B = A + G, *sA = A + q8_0x16_scales_offset(K), *sB = B + q8_0x16_scales_offset(K);
+                                                       const int NG, const int Q4, const int NV1, const int NV2,
+                                                       float *y, size_t ldy) {
+        size_t nb = K / QK, so = Q4 ? q4_0x16_scales_offset(K) : q8_0x16_scales_offset(K);
+        const size_t QB = Q4 ? 256 : 512; /* quant bytes of a block */
+        const uint8_t *B = A + G, *sA = A + so, *sB = B + so;
         /* the next tile's lines, one share per block: hardware prefetch alone left the loop waiting */
         const uint8_t *next = A + (size_t)NG * G;
         size_t pf_step = ((size_t)NG * G / nb + 63) & ~(size_t)63;
@@ -115,13 +152,13 @@ static inline __attribute__((always_inline)) void tile(const uint8_t *A, size_t 
                 if (QX_PREFETCH)
                         for (size_t o = 0; o < pf_step; o += 64)
                                 __builtin_prefetch(next + b * pf_step + o, 0, 2);
-                const uint8_t *qa = A + 512 * b, *qb = B + 512 * b;
+                const uint8_t *qa = A + QB * b, *qb = B + QB * b;
                 __m512 dA = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sA + 32 * b))), dB = dA;
                 if (NG == 2)
                         dB = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sB + 32 * b)));
-                block_pass(qa, qb, dA, dB, px, b, 0, NV1, NG, f0, f1);
+                block_pass(qa, qb, dA, dB, px, b, 0, NV1, NG, Q4, f0, f1);
                 if (NV2)
-                        block_pass(qa, qb, dA, dB, px, b, 4, NV2, NG, f0, f1);
+                        block_pass(qa, qb, dA, dB, px, b, 4, NV2, NG, Q4, f0, f1);
         }
 #pragma GCC unroll 8
         for (int v = 0; v < NV1 + NV2; v++) {
@@ -131,16 +168,20 @@ static inline __attribute__((always_inline)) void tile(const uint8_t *A, size_t 
         }
 }
 
-/* One entry per (vector count, group count), so that every loop above unrolls with constants. */
+/* One entry per (type, vector count, group count), so that every loop above unrolls with constants. */
 #define TILE_CASE(n, a, b)                                                                                             \
         case n:                                                                                                        \
-                if (ng == 2)                                                                                           \
-                        tile(A, G, K, px, 2, a, b, y, ldy);                                                            \
+                if (ng == 2 && q4)                                                                                     \
+                        tile(A, G, K, px, 2, 1, a, b, y, ldy);                                                         \
+                else if (ng == 2)                                                                                      \
+                        tile(A, G, K, px, 2, 0, a, b, y, ldy);                                                         \
+                else if (q4)                                                                                           \
+                        tile(A, G, K, px, 1, 1, a, b, y, ldy);                                                         \
                 else                                                                                                   \
-                        tile(A, G, K, px, 1, a, b, y, ldy);                                                            \
+                        tile(A, G, K, px, 1, 0, a, b, y, ldy);                                                         \
                 break;
 
-static void tile_any(const uint8_t *A, size_t G, size_t K, const PackedX *px, int ng, float *y, size_t ldy) {
+static void tile_any(const uint8_t *A, size_t G, size_t K, const PackedX *px, int ng, bool q4, float *y, size_t ldy) {
         switch (px->nv) {
                 TILE_CASE(1, 1, 0)
                 TILE_CASE(2, 2, 0)
@@ -156,25 +197,26 @@ static void tile_any(const uint8_t *A, size_t G, size_t K, const PackedX *px, in
 }
 
 /* Rows [r0, r1) on group boundaries against packed chunks; y[v*ldy + r]. */
-static void run_groups(const uint8_t *w, size_t rb, size_t K, const PackedX *chunks, size_t n_chunks, float *y,
+static void run_groups(const uint8_t *w, size_t rb, size_t K, bool q4, const PackedX *chunks, size_t n_chunks, float *y,
                        size_t ldy, size_t g0, size_t g1) {
         size_t G = 16 * rb;
         for (size_t g = g0; g < g1;) {
                 int ng = g + 2 <= g1 ? 2 : 1;
                 for (size_t c = 0; c < n_chunks; c++)
-                        tile_any(w + g * G, G, K, &chunks[c], ng, y + c * QX_CHUNK * ldy + 16 * g, ldy);
+                        tile_any(w + g * G, G, K, &chunks[c], ng, q4, y + c * QX_CHUNK * ldy + 16 * g, ldy);
                 g += (size_t)ng;
         }
 }
 
-static void matmul_q8_0x16_vnni(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
-                                size_t ldy, size_t r0, size_t r1) {
+static void matmul_x16_vnni(DType t, const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec,
+                            float *y, size_t ldy, size_t r0, size_t r1) {
         size_t nb = K / QK, g0, g1;
+        bool q4 = t == DTYPE_Q4_0X16;
         if (K % QK != 0 || K > QX_MAX_COLS) {
-                matmul_q8_0x16_generic(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+                matmul_x16_generic(t, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
                 return;
         }
-        if (!q8_0x16_split_groups(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1, &g0, &g1))
+        if (!x16_split_groups(t, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1, &g0, &g1))
                 return;
 
         _Alignas(64) uint8_t buf[QX_PACK_BYTES];
@@ -186,21 +228,38 @@ static void matmul_q8_0x16_vnni(const void *w, size_t rb, size_t K, const float 
                 size_t n_chunks = 0;
                 for (size_t v = v0; v < n_vec && n_chunks < batch; v += QX_CHUNK, n_chunks++) {
                         size_t nv = n_vec - v < QX_CHUNK ? n_vec - v : QX_CHUNK;
-                        if (!pack_chunk(x + v * ldx, ldx, nv, K, buf + n_chunks * per_chunk, &chunks[n_chunks])) {
+                        if (!pack_chunk(x + v * ldx, ldx, nv, K, q4 ? 8 : 128, buf + n_chunks * per_chunk,
+                                        &chunks[n_chunks])) {
                                 /* non-finite input: the reference gives the IEEE result */
-                                matmul_q8_0x16_generic(w, rb, K, x, ldx, n_vec, y, ldy, 16 * g0, 16 * g1);
+                                matmul_x16_generic(t, w, rb, K, x, ldx, n_vec, y, ldy, 16 * g0, 16 * g1);
                                 return;
                         }
                 }
-                run_groups(w, rb, K, chunks, n_chunks, y + v0 * ldy, ldy, g0, g1);
+                run_groups(w, rb, K, q4, chunks, n_chunks, y + v0 * ldy, ldy, g0, g1);
         }
 }
 
-static void matvec_q8_0x16_vnni(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
-        matmul_q8_0x16_vnni(w, rb, K, x, K, 1, y, 0, r0, r1);
+static void matmul_q8_0x16_vnni(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
+                                size_t ldy, size_t r0, size_t r1) {
+        matmul_x16_vnni(DTYPE_Q8_0X16, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
 }
 
-void kernels_fill_avx512vnni_q8x16(Kernels *k) {
+static void matvec_q8_0x16_vnni(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
+        matmul_x16_vnni(DTYPE_Q8_0X16, w, rb, K, x, K, 1, y, 0, r0, r1);
+}
+
+static void matmul_q4_0x16_vnni(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
+                                size_t ldy, size_t r0, size_t r1) {
+        matmul_x16_vnni(DTYPE_Q4_0X16, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+}
+
+static void matvec_q4_0x16_vnni(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
+        matmul_x16_vnni(DTYPE_Q4_0X16, w, rb, K, x, K, 1, y, 0, r0, r1);
+}
+
+void kernels_fill_avx512vnni_x16(Kernels *k) {
         k->matvec[DTYPE_Q8_0X16] = matvec_q8_0x16_vnni;
         k->matmul[DTYPE_Q8_0X16] = matmul_q8_0x16_vnni;
+        k->matvec[DTYPE_Q4_0X16] = matvec_q4_0x16_vnni;
+        k->matmul[DTYPE_Q4_0X16] = matmul_q4_0x16_vnni;
 }
