@@ -157,7 +157,7 @@ static inline __attribute__((always_inline)) void x16_tile_neon(const uint8_t *q
                                                                 const int8_t *xs, const float *dx, size_t xld,
                                                                 size_t dld, int nv, const int Q4, float *y, size_t ldy,
                                                                 bool add, float *sums) {
-        const size_t QB = Q4 ? 256 : 512; /* quant bytes of a block */
+        const size_t QB = x16_block_quant_bytes(Q4);
         float *sp = sums;
         for (size_t b = 0; b < nb; b++, q += QB, xs += QK) {
                 /* [vector][rows 4k..4k+3][rows 4k, 4k+1 | 4k+2, 4k+3]: pairwise sums of 2 products */
@@ -243,8 +243,7 @@ static void matmul_x16_neon(DType t, const void *w, size_t rb, size_t K, const f
         _Alignas(16) float sums[Q16_SUMS];
         float dx[Q16_XBYTES / QK];
         bool q4 = t == DTYPE_Q4_0X16;
-        size_t nb = K / QK, G = 16 * rb, so = q4 ? q4_0x16_scales_offset(K) : q8_0x16_scales_offset(K);
-        size_t QB = q4 ? 256 : 512;
+        size_t nb = K / QK, G = 16 * rb, so = x16_scales_offset(q4, K), QB = x16_block_quant_bytes(q4);
         const uint8_t *wb = w;
         for (size_t v0 = 0; v0 < n_vec; v0 += Q16_VC) {
                 /* pb blocks x vc vectors fill xs; a tile's sums take pb x (at most vc) blocks of 16 */
@@ -282,28 +281,9 @@ static void matmul_x16_neon(DType t, const void *w, size_t rb, size_t K, const f
         }
 }
 
-static void matmul_q8_0x16_neon(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
-                                size_t ldy, size_t r0, size_t r1) {
-        matmul_x16_neon(DTYPE_Q8_0X16, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
-}
-
-static void matvec_q8_0x16_neon(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
-        matmul_x16_neon(DTYPE_Q8_0X16, w, rb, K, x, K, 1, y, 0, r0, r1);
-}
-
-static void matmul_q4_0x16_neon(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
-                                size_t ldy, size_t r0, size_t r1) {
-        matmul_x16_neon(DTYPE_Q4_0X16, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
-}
-
-static void matvec_q4_0x16_neon(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
-        matmul_x16_neon(DTYPE_Q4_0X16, w, rb, K, x, K, 1, y, 0, r0, r1);
-}
+DEFINE_X16_ENTRIES(matmul_x16_neon, neon)
 
 void kernels_fill_neon(Kernels *k) {
         simd_fill(k);
-        k->matvec[DTYPE_Q8_0X16] = matvec_q8_0x16_neon;
-        k->matmul[DTYPE_Q8_0X16] = matmul_q8_0x16_neon;
-        k->matvec[DTYPE_Q4_0X16] = matvec_q4_0x16_neon;
-        k->matmul[DTYPE_Q4_0X16] = matmul_q4_0x16_neon;
+        x16_fill_neon(k);
 }

@@ -173,7 +173,7 @@ static void q8_0_encode(const float *in, uint8_t *row, size_t n) {
 /* 16 rows of n elements into one Q8_0X16 group (layout in quant.h). */
 static void q8_0x16_encode_group(const float *in, uint8_t *group, size_t n) {
         size_t nb = n / QK;
-        uint8_t *scales = group + q8_0x16_scales_offset(n);
+        uint8_t *scales = group + x16_scales_offset(0, n);
 
         for (size_t i = 0; i < 16; i++)
                 for (size_t b = 0; b < nb; b++) {
@@ -226,7 +226,7 @@ static void q4_0_encode(const float *in, uint8_t *row, size_t n) {
 /* 16 rows of n elements into one Q4_0X16 group (layout in quant.h). */
 static void q4_0x16_encode_group(const float *in, uint8_t *group, size_t n) {
         size_t nb = n / QK;
-        uint8_t *scales = group + q4_0x16_scales_offset(n);
+        uint8_t *scales = group + x16_scales_offset(1, n);
 
         for (size_t i = 0; i < 16; i++)
                 for (size_t b = 0; b < nb; b++) {
@@ -304,7 +304,7 @@ void dtype_row_to_f32(DType t, const void *row, float *out, size_t n) {
 
 void x16_decode_range(DType t, const uint8_t *group, size_t lane, size_t n, size_t i0, float *out, size_t len) {
         bool q4 = t == DTYPE_Q4_0X16;
-        const uint8_t *scales = group + (q4 ? q4_0x16_scales_offset(n) : q8_0x16_scales_offset(n));
+        const uint8_t *scales = group + x16_scales_offset(q4, n);
         for (size_t b = i0 / QK; b < (i0 + len) / QK; b++) {
                 float d = f16_to_f32(load_u16(scales + 32 * b + 2 * lane));
                 if (q4) {

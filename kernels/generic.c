@@ -230,17 +230,7 @@ bool x16_split_groups(DType t, const void *w, size_t row_bytes, size_t n_cols, c
         return true;
 }
 
-#define DEFINE_X16_GENERIC(name, T)                                                                                    \
-        static void matmul_##name##_generic(const void *w, size_t rb, size_t n_cols, const float *x, size_t ldx,       \
-                                            size_t n_vec, float *y, size_t ldy, size_t r0, size_t r1) {                \
-                matmul_x16_generic(T, w, rb, n_cols, x, ldx, n_vec, y, ldy, r0, r1);                                   \
-        }                                                                                                              \
-        static void matvec_##name##_generic(const void *w, size_t rb, size_t n_cols, const float *x, float *y,         \
-                                            size_t r0, size_t r1) {                                                    \
-                matmul_x16_generic(T, w, rb, n_cols, x, n_cols, 1, y, 0, r0, r1);                                      \
-        }
-DEFINE_X16_GENERIC(q8_0x16, DTYPE_Q8_0X16)
-DEFINE_X16_GENERIC(q4_0x16, DTYPE_Q4_0X16)
+DEFINE_X16_ENTRIES(matmul_x16_generic, generic)
 
 void layer_norm_generic(const float *x, const float *w, const float *b, float *y, size_t n, float eps) {
         /* Two passes in double: the reference must not lose the variance of large-mean inputs. */
@@ -366,14 +356,13 @@ void kernels_fill_generic(Kernels *k) {
         SET(DTYPE_BF16, bf16);
         SET(DTYPE_Q8_0, q8_0);
         SET(DTYPE_Q4_0, q4_0);
-        SET(DTYPE_Q8_0X16, q8_0x16);
-        SET(DTYPE_Q4_0X16, q4_0x16);
         SET(DTYPE_GGML_Q4_0, ggml_q4_0);
         SET(DTYPE_GGML_Q4_1, ggml_q4_1);
         SET(DTYPE_GGML_Q5_0, ggml_q5_0);
         SET(DTYPE_GGML_Q5_1, ggml_q5_1);
         SET(DTYPE_GGML_Q8_0, ggml_q8_0);
 #undef SET
+        x16_fill_generic(k);
         k->layer_norm = layer_norm_generic;
         k->group_norm = group_norm_generic;
         k->wkv7 = wkv7_generic;

@@ -29,6 +29,32 @@ void matmul_x16_generic(DType t, const void *w, size_t row_bytes, size_t n_cols,
 bool x16_split_groups(DType t, const void *w, size_t row_bytes, size_t n_cols, const float *x, size_t ldx, size_t n_vec,
                       float *y, size_t ldy, size_t r0, size_t r1, size_t *ret_g0, size_t *ret_g1);
 
+/* The table entries of the two grouped types over one implementation impl(DType t, <MatmulFn's
+ * arguments>): matvec_/matmul_q8_0x16_<sfx>, matvec_/matmul_q4_0x16_<sfx> and x16_fill_<sfx>(k). */
+#define DEFINE_X16_ENTRIES(impl, sfx)                                                                                  \
+        static void matmul_q8_0x16_##sfx(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, \
+                                         float *y, size_t ldy, size_t r0, size_t r1) {                                 \
+                impl(DTYPE_Q8_0X16, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);                                          \
+        }                                                                                                              \
+        static void matvec_q8_0x16_##sfx(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0,      \
+                                         size_t r1) {                                                                  \
+                impl(DTYPE_Q8_0X16, w, rb, K, x, K, 1, y, 0, r0, r1);                                                  \
+        }                                                                                                              \
+        static void matmul_q4_0x16_##sfx(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, \
+                                         float *y, size_t ldy, size_t r0, size_t r1) {                                 \
+                impl(DTYPE_Q4_0X16, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);                                          \
+        }                                                                                                              \
+        static void matvec_q4_0x16_##sfx(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0,      \
+                                         size_t r1) {                                                                  \
+                impl(DTYPE_Q4_0X16, w, rb, K, x, K, 1, y, 0, r0, r1);                                                  \
+        }                                                                                                              \
+        static inline void x16_fill_##sfx(Kernels *k) {                                                                \
+                k->matvec[DTYPE_Q8_0X16] = matvec_q8_0x16_##sfx;                                                       \
+                k->matmul[DTYPE_Q8_0X16] = matmul_q8_0x16_##sfx;                                                       \
+                k->matvec[DTYPE_Q4_0X16] = matvec_q4_0x16_##sfx;                                                       \
+                k->matmul[DTYPE_Q4_0X16] = matmul_q4_0x16_##sfx;                                                       \
+        }
+
 /* Fill every entry with the scalar *_generic reference. */
 void kernels_fill_generic(Kernels *k);
 

@@ -55,17 +55,17 @@ static inline size_t q8_0x16_row_bytes(size_t n) {
         size_t nb = n / QK;
         return nb * 34 + (nb & 1) * 2;
 }
-/* Offset of the scales inside a Q8_0X16 group (the quants come first). */
-static inline size_t q8_0x16_scales_offset(size_t n) {
-        return n / QK * 512;
-}
 static inline size_t q4_0x16_row_bytes(size_t n) {
         size_t nb = n / QK;
         return nb * 18 + (nb & 1) * 2;
 }
-/* Offset of the scales inside a Q4_0X16 group (the quants come first). */
-static inline size_t q4_0x16_scales_offset(size_t n) {
-        return n / QK * 256;
+/* Bytes of quants of one block of a group: 8 lines (Q8_0X16) or 4 (Q4_0X16, when q4). */
+static inline size_t x16_block_quant_bytes(int q4) {
+        return q4 ? 256 : 512;
+}
+/* Offset of the scales inside a group (the quants come first). */
+static inline size_t x16_scales_offset(int q4, size_t n) {
+        return n / QK * x16_block_quant_bytes(q4);
 }
 /* Offset of the quants inside a native Q8_0/Q4_0 row (the scales come first). */
 static inline size_t q_row_quants_offset(size_t n) {

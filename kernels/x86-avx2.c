@@ -115,7 +115,7 @@ static inline __m256i i8dot32(__m256i xa, __m256i ws) {
 #ifndef Q16_TILE
 #define Q16_TILE 4 /* vectors per pass over a group: 2 int accumulators each (5 spill) */
 #endif
-/* stack: the block sums of a tile, blocks x vectors <= Q16_XBYTES / QK (see matmul_q8_0x16_avx2) */
+/* stack: the block sums of a tile, blocks x vectors <= Q16_XBYTES / QK (see matmul_x16_avx2) */
 #define Q16_SUMS (Q16_XBYTES / QK * 16)
 
 /* The sums of block b of a Q4_0X16 group against nv vectors (xc: minus 8 x each block's sum of x,
@@ -156,7 +156,7 @@ static inline __attribute__((always_inline)) void x16_tile_avx2(const uint8_t *q
                                                                 const int Q4, float *y, size_t ldy, bool add,
                                                                 float *sums, const uint8_t *pq, const uint8_t *pd) {
         const __m256i bias = _mm256_set1_epi8((char)0x80);
-        const size_t QB = Q4 ? 256 : 512; /* quant bytes of a block */
+        const size_t QB = x16_block_quant_bytes(Q4);
         float *sp = sums;
         for (size_t b = 0; b < nb; b++, q += QB, xs += QK, xa += QK) {
                 if (pq)
@@ -238,7 +238,8 @@ typedef void (*Q16TileFn)(const uint8_t *q, const uint8_t *d, size_t nb, const i
                           const int32_t *xc, const float *dx, size_t xld, size_t dld, bool q4, float *y, size_t ldy,
                           bool add, float *sums, const uint8_t *pq, const uint8_t *pd);
 static const Q16TileFn x16_tiles_avx2[Q16_TILE + 1] = {
-        NULL,           x16_tile1_avx2,
+        NULL, /* no tile of 0 vectors */
+        x16_tile1_avx2,
 #if Q16_TILE > 1
         x16_tile2_avx2,
 #endif
@@ -266,8 +267,7 @@ static void matmul_x16_avx2(DType t, const void *w, size_t rb, size_t K, const f
         float dx[Q16_XBYTES / QK];
         int32_t xc[Q16_XBYTES / QK];
         bool q4 = t == DTYPE_Q4_0X16;
-        size_t nb = K / QK, G = 16 * rb, so = q4 ? q4_0x16_scales_offset(K) : q8_0x16_scales_offset(K);
-        size_t QB = q4 ? 256 : 512;
+        size_t nb = K / QK, G = 16 * rb, so = x16_scales_offset(q4, K), QB = x16_block_quant_bytes(q4);
         const uint8_t *wb = w;
         for (size_t v0 = 0; v0 < n_vec; v0 += Q16_VC) {
                 /* pb blocks x vc vectors fill xs; a tile's sums take pb x (at most vc) blocks of 16 */
@@ -320,28 +320,9 @@ static void matmul_x16_avx2(DType t, const void *w, size_t rb, size_t K, const f
         }
 }
 
-static void matmul_q8_0x16_avx2(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
-                                size_t ldy, size_t r0, size_t r1) {
-        matmul_x16_avx2(DTYPE_Q8_0X16, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
-}
-
-static void matvec_q8_0x16_avx2(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
-        matmul_x16_avx2(DTYPE_Q8_0X16, w, rb, K, x, K, 1, y, 0, r0, r1);
-}
-
-static void matmul_q4_0x16_avx2(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
-                                size_t ldy, size_t r0, size_t r1) {
-        matmul_x16_avx2(DTYPE_Q4_0X16, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
-}
-
-static void matvec_q4_0x16_avx2(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
-        matmul_x16_avx2(DTYPE_Q4_0X16, w, rb, K, x, K, 1, y, 0, r0, r1);
-}
+DEFINE_X16_ENTRIES(matmul_x16_avx2, avx2)
 
 void kernels_fill_avx2(Kernels *k) {
         simd_fill(k);
-        k->matvec[DTYPE_Q8_0X16] = matvec_q8_0x16_avx2;
-        k->matmul[DTYPE_Q8_0X16] = matmul_q8_0x16_avx2;
-        k->matvec[DTYPE_Q4_0X16] = matvec_q4_0x16_avx2;
-        k->matmul[DTYPE_Q4_0X16] = matmul_q4_0x16_avx2;
+        x16_fill_avx2(k);
 }

@@ -138,8 +138,8 @@ static inline __attribute__((always_inline)) void block_pass(const uint8_t *A, c
 static inline __attribute__((always_inline)) void tile(const uint8_t *A, size_t G, size_t K, const PackedX *px,
                                                        const int NG, const int Q4, const int NV1, const int NV2,
                                                        float *y, size_t ldy) {
-        size_t nb = K / QK, so = Q4 ? q4_0x16_scales_offset(K) : q8_0x16_scales_offset(K);
-        const size_t QB = Q4 ? 256 : 512; /* quant bytes of a block */
+        size_t nb = K / QK, so = x16_scales_offset(Q4, K);
+        const size_t QB = x16_block_quant_bytes(Q4);
         const uint8_t *B = A + G, *sA = A + so, *sB = B + so;
         /* a later tile's lines, one share per block: hardware prefetch alone left the loop waiting. The
          * next tile for Q8_0X16; for Q4_0X16 the one after, about as many bytes ahead (bench-kernels
@@ -242,27 +242,8 @@ static void matmul_x16_vnni(DType t, const void *w, size_t rb, size_t K, const f
         }
 }
 
-static void matmul_q8_0x16_vnni(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
-                                size_t ldy, size_t r0, size_t r1) {
-        matmul_x16_vnni(DTYPE_Q8_0X16, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
-}
-
-static void matvec_q8_0x16_vnni(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
-        matmul_x16_vnni(DTYPE_Q8_0X16, w, rb, K, x, K, 1, y, 0, r0, r1);
-}
-
-static void matmul_q4_0x16_vnni(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
-                                size_t ldy, size_t r0, size_t r1) {
-        matmul_x16_vnni(DTYPE_Q4_0X16, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
-}
-
-static void matvec_q4_0x16_vnni(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0, size_t r1) {
-        matmul_x16_vnni(DTYPE_Q4_0X16, w, rb, K, x, K, 1, y, 0, r0, r1);
-}
+DEFINE_X16_ENTRIES(matmul_x16_vnni, vnni)
 
 void kernels_fill_avx512vnni_x16(Kernels *k) {
-        k->matvec[DTYPE_Q8_0X16] = matvec_q8_0x16_vnni;
-        k->matmul[DTYPE_Q8_0X16] = matmul_q8_0x16_vnni;
-        k->matvec[DTYPE_Q4_0X16] = matvec_q4_0x16_vnni;
-        k->matmul[DTYPE_Q4_0X16] = matmul_q4_0x16_vnni;
+        x16_fill_vnni(k);
 }

@@ -304,7 +304,7 @@ static void test_ggml(void) {
 static void test_x16(DType t, size_t rows, size_t n) {
         bool q4 = t == DTYPE_Q4_0X16;
         DType rt = q4 ? DTYPE_Q4_0 : DTYPE_Q8_0;
-        size_t nb = n / QK, rb = dtype_row_bytes(t, n), qb = dtype_row_bytes(rt, n), QB = q4 ? 256 : 512;
+        size_t nb = n / QK, rb = dtype_row_bytes(t, n), qb = dtype_row_bytes(rt, n), QB = x16_block_quant_bytes(q4);
         float *x = malloc(rows * n * sizeof(float)), *y = malloc(rows * n * sizeof(float)),
               *ref = malloc(n * sizeof(float));
         uint8_t *g = malloc(rows * rb), *q = malloc(qb);

@@ -111,8 +111,9 @@ static void gen_rwkv(const char *tmpdir) {
                 CHECK_OK(native_writer_add_tensor(w, "q8.weight", DTYPE_Q8_0, 2, (uint64_t[]){ 2, 32 }, &err));
                 CHECK_OK(native_writer_add_tensor(w, "q4.weight", DTYPE_Q4_0, 2, (uint64_t[]){ 2, 32 }, &err));
                 CHECK_OK(native_writer_add_tensor(w, "x16.weight", DTYPE_Q8_0X16, 2, (uint64_t[]){ 16, 32 }, &err));
+                CHECK_OK(native_writer_add_tensor(w, "q4x16.weight", DTYPE_Q4_0X16, 2, (uint64_t[]){ 16, 32 }, &err));
                 CHECK_OK(native_writer_begin(w, &err));
-                uint8_t bytes[256 + 64 + 64 + 68 + 36 + 16 * 36];
+                uint8_t bytes[256 + 64 + 64 + 68 + 36 + 16 * 36 + 16 * 20];
                 for (size_t i = 0; i < sizeof(bytes); i++)
                         bytes[i] = (uint8_t)(i % 2 ? 0x30 : i);
                 CHECK_OK(native_writer_write(w, bytes, sizeof(bytes), &err));
