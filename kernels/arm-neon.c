@@ -213,20 +213,17 @@ static inline __attribute__((always_inline)) void x16_tile_neon(const uint8_t *q
 }
 
 /* One instance per vector count, so that the accumulators stay in registers. */
-static void x16_tile1_neon(const uint8_t *q, const uint8_t *d, size_t nb, const int8_t *xs, const float *dx, size_t xld,
-                           size_t dld, bool q4, float *y, size_t ldy, bool add, float *sums) {
-        if (q4)
-                x16_tile_neon(q, d, nb, xs, dx, xld, dld, 1, 1, y, ldy, add, sums);
-        else
-                x16_tile_neon(q, d, nb, xs, dx, xld, dld, 1, 0, y, ldy, add, sums);
-}
-static void x16_tile2_neon(const uint8_t *q, const uint8_t *d, size_t nb, const int8_t *xs, const float *dx, size_t xld,
-                           size_t dld, bool q4, float *y, size_t ldy, bool add, float *sums) {
-        if (q4)
-                x16_tile_neon(q, d, nb, xs, dx, xld, dld, 2, 1, y, ldy, add, sums);
-        else
-                x16_tile_neon(q, d, nb, xs, dx, xld, dld, 2, 0, y, ldy, add, sums);
-}
+#define DEFINE_X16_TILE_NEON(n)                                                                                        \
+        static void x16_tile##n##_neon(const uint8_t *q, const uint8_t *d, size_t nb, const int8_t *xs,                \
+                                       const float *dx, size_t xld, size_t dld, bool q4, float *y, size_t ldy,         \
+                                       bool add, float *sums) {                                                        \
+                if (q4)                                                                                                \
+                        x16_tile_neon(q, d, nb, xs, dx, xld, dld, n, 1, y, ldy, add, sums);                            \
+                else                                                                                                   \
+                        x16_tile_neon(q, d, nb, xs, dx, xld, dld, n, 0, y, ldy, add, sums);                            \
+        }
+DEFINE_X16_TILE_NEON(1)
+DEFINE_X16_TILE_NEON(2)
 _Static_assert(Q16_TILE == 2, "the tile instances are for 1-2 vectors");
 
 /* Whole groups with the int8 tiles; the rows of a partial group at either end (only callers other

@@ -170,25 +170,6 @@ static void q8_0_encode(const float *in, uint8_t *row, size_t n) {
         }
 }
 
-/* 16 rows of n elements into one Q8_0X16 group (layout in quant.h). */
-static void q8_0x16_encode_group(const float *in, uint8_t *group, size_t n) {
-        size_t nb = n / QK;
-        uint8_t *scales = group + x16_scales_offset(0, n);
-
-        for (size_t i = 0; i < 16; i++)
-                for (size_t b = 0; b < nb; b++) {
-                        uint16_t dh;
-                        int8_t q[QK];
-                        q8_0_quantize_block(in + i * n + b * QK, &dh, q);
-                        memcpy(scales + 32 * b + 2 * i, &dh, 2);
-                        for (size_t j = 0; j < 8; j++)
-                                for (size_t k = 0; k < 4; k++)
-                                        group[512 * b + 64 * j + 4 * i + k] = (uint8_t)(q[4 * j + k] + 128);
-                }
-        if (nb & 1)
-                memset(scales + 32 * nb, 0, 32);
-}
-
 /* One block of 32 to its f16 scale and 32 stored nibbles (the value + 8, in 0..15). */
 static void q4_0_quantize_block(const float *x, uint16_t *ret_d, uint8_t q[QK]) {
         /* The element of largest magnitude maps to -8 exactly, as in ggml: the asymmetric
@@ -223,21 +204,29 @@ static void q4_0_encode(const float *in, uint8_t *row, size_t n) {
         }
 }
 
-/* 16 rows of n elements into one Q4_0X16 group (layout in quant.h). */
-static void q4_0x16_encode_group(const float *in, uint8_t *group, size_t n) {
-        size_t nb = n / QK;
-        uint8_t *scales = group + x16_scales_offset(1, n);
+/* 16 rows of n elements into one Q8_0X16 group, or Q4_0X16 when q4 (layouts in quant.h). */
+static void x16_encode_group(bool q4, const float *in, uint8_t *group, size_t n) {
+        size_t nb = n / QK, qb = x16_block_quant_bytes(q4);
+        uint8_t *scales = group + x16_scales_offset(q4, n);
 
         for (size_t i = 0; i < 16; i++)
                 for (size_t b = 0; b < nb; b++) {
                         uint16_t dh;
-                        uint8_t q[QK];
-                        q4_0_quantize_block(in + i * n + b * QK, &dh, q);
+                        uint8_t *line = group + qb * b + 4 * i; /* line j at 64 j */
+                        if (q4) {
+                                uint8_t q[QK];
+                                q4_0_quantize_block(in + i * n + b * QK, &dh, q);
+                                for (size_t j = 0; j < 4; j++)
+                                        for (size_t k = 0; k < 4; k++)
+                                                line[64 * j + k] = (uint8_t)(q[4 * j + k] | q[16 + 4 * j + k] << 4);
+                        } else {
+                                int8_t q[QK];
+                                q8_0_quantize_block(in + i * n + b * QK, &dh, q);
+                                for (size_t j = 0; j < 8; j++)
+                                        for (size_t k = 0; k < 4; k++)
+                                                line[64 * j + k] = (uint8_t)(q[4 * j + k] + 128);
+                        }
                         memcpy(scales + 32 * b + 2 * i, &dh, 2);
-                        for (size_t j = 0; j < 4; j++)
-                                for (size_t k = 0; k < 4; k++)
-                                        group[256 * b + 64 * j + 4 * i + k] =
-                                                (uint8_t)(q[4 * j + k] | q[16 + 4 * j + k] << 4);
                 }
         if (nb & 1)
                 memset(scales + 32 * nb, 0, 32);
@@ -281,10 +270,8 @@ int dtype_rows_from_f32(DType t, const float *in, void *data, size_t n, size_t n
                 return -EINVAL;
         for (size_t r = 0; r < n_rows; r += g) {
                 uint8_t *dst = (uint8_t *)data + r * rb;
-                if (t == DTYPE_Q8_0X16)
-                        q8_0x16_encode_group(in + r * n, dst, n);
-                else if (t == DTYPE_Q4_0X16)
-                        q4_0x16_encode_group(in + r * n, dst, n);
+                if (g > 1)
+                        x16_encode_group(t == DTYPE_Q4_0X16, in + r * n, dst, n);
                 else {
                         int k = dtype_row_from_f32(t, in + r * n, dst, n);
                         if (k < 0)

@@ -31,23 +31,18 @@ bool x16_split_groups(DType t, const void *w, size_t row_bytes, size_t n_cols, c
 
 /* The table entries of the two grouped types over one implementation impl(DType t, <MatmulFn's
  * arguments>): matvec_/matmul_q8_0x16_<sfx>, matvec_/matmul_q4_0x16_<sfx> and x16_fill_<sfx>(k). */
+#define DEFINE_X16_ENTRY(impl, sfx, name, T)                                                                           \
+        static void matmul_##name##_##sfx(const void *w, size_t rb, size_t K, const float *x, size_t ldx,              \
+                                          size_t n_vec, float *y, size_t ldy, size_t r0, size_t r1) {                  \
+                impl(T, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);                                                      \
+        }                                                                                                              \
+        static void matvec_##name##_##sfx(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0,     \
+                                          size_t r1) {                                                                 \
+                impl(T, w, rb, K, x, K, 1, y, 0, r0, r1);                                                              \
+        }
 #define DEFINE_X16_ENTRIES(impl, sfx)                                                                                  \
-        static void matmul_q8_0x16_##sfx(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, \
-                                         float *y, size_t ldy, size_t r0, size_t r1) {                                 \
-                impl(DTYPE_Q8_0X16, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);                                          \
-        }                                                                                                              \
-        static void matvec_q8_0x16_##sfx(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0,      \
-                                         size_t r1) {                                                                  \
-                impl(DTYPE_Q8_0X16, w, rb, K, x, K, 1, y, 0, r0, r1);                                                  \
-        }                                                                                                              \
-        static void matmul_q4_0x16_##sfx(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, \
-                                         float *y, size_t ldy, size_t r0, size_t r1) {                                 \
-                impl(DTYPE_Q4_0X16, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);                                          \
-        }                                                                                                              \
-        static void matvec_q4_0x16_##sfx(const void *w, size_t rb, size_t K, const float *x, float *y, size_t r0,      \
-                                         size_t r1) {                                                                  \
-                impl(DTYPE_Q4_0X16, w, rb, K, x, K, 1, y, 0, r0, r1);                                                  \
-        }                                                                                                              \
+        DEFINE_X16_ENTRY(impl, sfx, q8_0x16, DTYPE_Q8_0X16)                                                            \
+        DEFINE_X16_ENTRY(impl, sfx, q4_0x16, DTYPE_Q4_0X16)                                                            \
         static inline void x16_fill_##sfx(Kernels *k) {                                                                \
                 k->matvec[DTYPE_Q8_0X16] = matvec_q8_0x16_##sfx;                                                       \
                 k->matmul[DTYPE_Q8_0X16] = matmul_q8_0x16_##sfx;                                                       \
