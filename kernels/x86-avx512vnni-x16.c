@@ -15,9 +15,9 @@
  *
  * Q4_0X16 is the same loop with half the bytes: a line holds 4 nibble pairs of each of 16 rows, and
  * a mask and a shift give the two unsigned operands (elements 4j.. and 16+4j.. of the block, stored
- * +8) for two vpdpbusd with the same packed x; the bias is 8 * sum(x_b). Per vpdpbusd that is one
- * load for two and 1.5 bit operations; the scale work per vpdpbusd is Q8_0X16's (a block of 32
- * columns is 8 vpdpbusd in both). In the row layout (x86-avx512vnni-q4.c) every vector pays its own
+ * +8) for two vpdpbusd with the same packed x; the bias is 8 * sum(x_b). A line's load and three
+ * bit operations feed two vpdpbusd per vector; the scale work per vpdpbusd is Q8_0X16's (a block of
+ * 32 columns is 8 vpdpbusd in both). In the row layout (x86-avx512vnni-q4.c) every vector pays its own
  * conversion and scale multiply per 4 blocks of a row, and batched decode stayed compute-bound.
  *
  * Tiles are 2 groups (32 rows) x up to 8 vectors, the vectors in passes of 4 while the block's lines
