@@ -137,22 +137,19 @@ static inline __attribute__((always_inline)) void block_pass(const uint8_t *A, c
  * second); y[v*ldy + row] for the 16*NG rows. */
 static inline __attribute__((always_inline)) void tile(const uint8_t *A, size_t G, size_t K, const PackedX *px,
                                                        const int NG, const int Q4, const int NV1, const int NV2,
-                                                       float *y, size_t ldy) {
+                                                       float *y, size_t ldy, const uint8_t *next) {
         size_t nb = K / QK, so = x16_scales_offset(Q4, K);
         const size_t QB = x16_block_quant_bytes(Q4);
         const uint8_t *B = A + G, *sA = A + so, *sB = B + so;
-        /* a later tile's lines, one share per block: hardware prefetch alone left the loop waiting. The
-         * next tile for Q8_0X16; for Q4_0X16 the one after, about as many bytes ahead (bench-kernels
-         * 0.4B matvec, alternating binaries: 43-45 GB/s with the next tile, 46-51 two ahead, 43-44
-         * four ahead) */
-        const uint8_t *next = A + (size_t)(Q4 ? 2 : 1) * NG * G;
+        /* the NG * G bytes at next (the caller's choice, below) are prefetched one share per block:
+         * hardware prefetch alone left the loop waiting */
         size_t pf_step = ((size_t)NG * G / nb + 63) & ~(size_t)63;
         __m512 f0[QX_CHUNK], f1[QX_CHUNK];
 #pragma GCC unroll 8
         for (int v = 0; v < NV1 + NV2; v++)
                 f0[v] = f1[v] = _mm512_setzero_ps();
         for (size_t b = 0; b < nb; b++) {
-                if (QX_PREFETCH)
+                if (QX_PREFETCH && next)
                         for (size_t o = 0; o < pf_step; o += 64)
                                 __builtin_prefetch(next + b * pf_step + o, 0, 2);
                 const uint8_t *qa = A + QB * b, *qb = B + QB * b;
@@ -175,16 +172,17 @@ static inline __attribute__((always_inline)) void tile(const uint8_t *A, size_t 
 #define TILE_CASE(n, a, b)                                                                                             \
         case n:                                                                                                        \
                 if (ng == 2 && q4)                                                                                     \
-                        tile(A, G, K, px, 2, 1, a, b, y, ldy);                                                         \
+                        tile(A, G, K, px, 2, 1, a, b, y, ldy, next);                                                   \
                 else if (ng == 2)                                                                                      \
-                        tile(A, G, K, px, 2, 0, a, b, y, ldy);                                                         \
+                        tile(A, G, K, px, 2, 0, a, b, y, ldy, next);                                                   \
                 else if (q4)                                                                                           \
-                        tile(A, G, K, px, 1, 1, a, b, y, ldy);                                                         \
+                        tile(A, G, K, px, 1, 1, a, b, y, ldy, next);                                                   \
                 else                                                                                                   \
-                        tile(A, G, K, px, 1, 0, a, b, y, ldy);                                                         \
+                        tile(A, G, K, px, 1, 0, a, b, y, ldy, next);                                                   \
                 break;
 
-static void tile_any(const uint8_t *A, size_t G, size_t K, const PackedX *px, int ng, bool q4, float *y, size_t ldy) {
+static void tile_any(const uint8_t *A, size_t G, size_t K, const PackedX *px, int ng, bool q4, float *y, size_t ldy,
+                     const uint8_t *next) {
         switch (px->nv) {
                 TILE_CASE(1, 1, 0)
                 TILE_CASE(2, 2, 0)
@@ -205,15 +203,34 @@ static void run_groups(const uint8_t *w, size_t rb, size_t K, bool q4, const Pac
         size_t G = 16 * rb;
         for (size_t g = g0; g < g1;) {
                 int ng = g + 2 <= g1 ? 2 : 1;
+                /* the next tile for Q8_0X16; for Q4_0X16 the one after, about as many bytes ahead
+                 * (bench-kernels 0.4B matvec, alternating binaries: 43-45 GB/s with the next tile, 46-51
+                 * two ahead, 43-44 four ahead) */
+                const uint8_t *next = w + (g + (size_t)(q4 ? 2 : 1) * (size_t)ng) * G;
                 for (size_t c = 0; c < n_chunks; c++)
-                        tile_any(w + g * G, G, K, &chunks[c], ng, q4, y + c * QX_CHUNK * ldy + 16 * g, ldy);
+                        tile_any(w + g * G, G, K, &chunks[c], ng, q4, y + c * QX_CHUNK * ldy + 16 * g, ldy, next);
                 g += (size_t)ng;
         }
 }
 
+/* Vectors from v0 of x quantized into buf, as many chunks of QX_CHUNK as it holds; the number of
+ * chunks, 0 on a non-finite value. */
+static size_t pack_pass(const float *x, size_t ldx, size_t n_vec, size_t v0, size_t K, int bias, uint8_t *buf,
+                        PackedX *chunks) {
+        size_t per_chunk = packed_bytes(QX_CHUNK, K / QK), batch = QX_PACK_BYTES / per_chunk, n = 0;
+        if (batch > QX_MAX_CHUNKS)
+                batch = QX_MAX_CHUNKS;
+        for (size_t v = v0; v < n_vec && n < batch; v += QX_CHUNK, n++) {
+                size_t nv = n_vec - v < QX_CHUNK ? n_vec - v : QX_CHUNK;
+                if (!pack_chunk(x + v * ldx, ldx, nv, K, bias, buf + n * per_chunk, &chunks[n]))
+                        return 0;
+        }
+        return n;
+}
+
 static void matmul_x16_vnni(DType t, const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec,
                             float *y, size_t ldy, size_t r0, size_t r1) {
-        size_t nb = K / QK, g0, g1;
+        size_t g0, g1;
         bool q4 = t == DTYPE_Q4_0X16;
         if (K % QK != 0 || K > QX_MAX_COLS) {
                 matmul_x16_generic(t, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
@@ -223,23 +240,99 @@ static void matmul_x16_vnni(DType t, const void *w, size_t rb, size_t K, const f
                 return;
 
         _Alignas(64) uint8_t buf[QX_PACK_BYTES];
-        size_t per_chunk = packed_bytes(QX_CHUNK, nb), batch = QX_PACK_BYTES / per_chunk;
-        if (batch > QX_MAX_CHUNKS)
-                batch = QX_MAX_CHUNKS;
         PackedX chunks[QX_MAX_CHUNKS];
-        for (size_t v0 = 0; v0 < n_vec; v0 += batch * QX_CHUNK) {
-                size_t n_chunks = 0;
-                for (size_t v = v0; v < n_vec && n_chunks < batch; v += QX_CHUNK, n_chunks++) {
-                        size_t nv = n_vec - v < QX_CHUNK ? n_vec - v : QX_CHUNK;
-                        if (!pack_chunk(x + v * ldx, ldx, nv, K, q4 ? 8 : 128, buf + n_chunks * per_chunk,
-                                        &chunks[n_chunks])) {
-                                /* non-finite input: the reference gives the IEEE result */
-                                matmul_x16_generic(t, w, rb, K, x, ldx, n_vec, y, ldy, 16 * g0, 16 * g1);
-                                return;
-                        }
+        for (size_t v0 = 0; v0 < n_vec;) {
+                size_t n_chunks = pack_pass(x, ldx, n_vec, v0, K, q4 ? 8 : 128, buf, chunks);
+                if (n_chunks == 0) {
+                        /* non-finite input: the reference gives the IEEE result */
+                        matmul_x16_generic(t, w, rb, K, x, ldx, n_vec, y, ldy, 16 * g0, 16 * g1);
+                        return;
                 }
                 run_groups(w, rb, K, q4, chunks, n_chunks, y + v0 * ldy, ldy, g0, g1);
+                v0 += n_chunks * QX_CHUNK;
         }
+}
+
+/* ---- q8_0 prefill through this kernel ----
+ * Q8_0 rows (kernels/quant.h) hold the same bytes as a Q8_0X16 group, in another order. For a
+ * prefill chunk the row-layout VNNI kernel (x86-avx512vnni.c) spends one weight broadcast per
+ * vpdpbusd; here 16 rows are copied into one group in L1/L2 (a transpose of 16 x 8 dwords a block,
+ * about 50 shuffles for 512 weight bytes) and the tiles above run on the copy, paid once for up to
+ * QX_CHUNK x QX_MAX_CHUNKS vectors. */
+#define QX_REPACK_COLS 3072 /* two groups' copy on the stack: 102 KiB at this K */
+
+/* 8 x 8 qwords: q[k] qword j becomes q[j] qword k. */
+static inline __attribute__((always_inline)) void transpose8_epi64(__m512i *q) {
+        __m512i u[8], v[4], w[4];
+        for (int k = 0; k < 4; k++) {
+                u[2 * k] = _mm512_unpacklo_epi64(q[2 * k], q[2 * k + 1]);     /* lane m: q2k[2m], q2k+1[2m] */
+                u[2 * k + 1] = _mm512_unpackhi_epi64(q[2 * k], q[2 * k + 1]); /* the same at 2m + 1 */
+        }
+        for (int p = 0; p < 2; p++) {
+                v[2 * p] = _mm512_shuffle_i64x2(u[p], u[2 + p], 0x88);     /* lanes 0, 2 of u_p, of u_2+p */
+                v[2 * p + 1] = _mm512_shuffle_i64x2(u[p], u[2 + p], 0xDD); /* lanes 1, 3 */
+                w[2 * p] = _mm512_shuffle_i64x2(u[4 + p], u[6 + p], 0x88);
+                w[2 * p + 1] = _mm512_shuffle_i64x2(u[4 + p], u[6 + p], 0xDD);
+        }
+        for (int p = 0; p < 2; p++) {
+                q[p] = _mm512_shuffle_i64x2(v[2 * p], w[2 * p], 0x88);             /* j = p: lane 0 of each */
+                q[4 + p] = _mm512_shuffle_i64x2(v[2 * p], w[2 * p], 0xDD);         /* j = 4 + p: lane 2 */
+                q[2 + p] = _mm512_shuffle_i64x2(v[2 * p + 1], w[2 * p + 1], 0x88); /* j = 2 + p: lane 1 */
+                q[6 + p] = _mm512_shuffle_i64x2(v[2 * p + 1], w[2 * p + 1], 0xDD); /* j = 6 + p: lane 3 */
+        }
+}
+
+/* 16 Q8_0 rows (rb bytes apart) of K elements as one Q8_0X16 group (its padding left out). */
+static void repack_q8_0(const uint8_t *rows, size_t rb, size_t K, uint8_t *grp) {
+        size_t nb = K / QK, so = x16_scales_offset(0, K);
+        const uint8_t *q = rows + q_row_quants_offset(K);
+        /* dwords j of rows 2k and 2k+1 side by side: qword j */
+        const __m512i pair = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+        const __m512i bias = _mm512_set1_epi8((char)0x80);
+        for (size_t b = 0; b < nb; b++) {
+                __m512i l[8];
+                for (int k = 0; k < 8; k++) {
+                        __m256i r0 = _mm256_loadu_si256((const __m256i *)(q + 2 * k * rb + 32 * b));
+                        __m256i r1 = _mm256_loadu_si256((const __m256i *)(q + (2 * k + 1) * rb + 32 * b));
+                        l[k] = _mm512_permutexvar_epi32(pair, _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1));
+                }
+                transpose8_epi64(l); /* line j: dword j of rows 0..15 */
+                for (int j = 0; j < 8; j++)
+                        _mm512_storeu_si512(grp + 512 * b + 64 * j, _mm512_xor_si512(l[j], bias));
+                for (size_t i = 0; i < 16; i++)
+                        memcpy(grp + so + 32 * b + 2 * i, rows + i * rb + 2 * b, 2);
+        }
+}
+
+size_t matmul_q8_0_as_x16_vnni(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
+                               size_t ldy, size_t r0, size_t r1) {
+        size_t n_rows = (r1 - r0) / 16 * 16;
+        if (K % QK != 0 || K > QX_REPACK_COLS || n_rows == 0)
+                return 0;
+        size_t G = 16 * q8_0x16_row_bytes(K);
+        _Alignas(64) uint8_t grp[2 * 16 * (34 * (QX_REPACK_COLS / QK) + 2)];
+        _Alignas(64) uint8_t buf[QX_PACK_BYTES];
+        PackedX chunks[QX_MAX_CHUNKS];
+        const uint8_t *wb = w;
+        for (size_t v0 = 0; v0 < n_vec;) {
+                size_t n_chunks = pack_pass(x, ldx, n_vec, v0, K, 128, buf, chunks);
+                if (n_chunks == 0)
+                        return 0; /* non-finite input: the caller's kernel gives the IEEE result */
+                for (size_t r = r0; r < r0 + n_rows;) {
+                        int ng = r + 32 <= r0 + n_rows ? 2 : 1;
+                        for (int g = 0; g < ng; g++)
+                                repack_q8_0(wb + (r + 16 * (size_t)g) * rb, rb, K, grp + (size_t)g * G);
+                        /* the rows of the next copy, from memory while the tiles compute on this one */
+                        size_t rn = r + 16 * (size_t)ng;
+                        const uint8_t *next = rn < r0 + n_rows ? wb + rn * rb : NULL;
+                        for (size_t c = 0; c < n_chunks; c++)
+                                tile_any(grp, G, K, &chunks[c], ng, false, y + (v0 + c * QX_CHUNK) * ldy + r, ldy,
+                                         next);
+                        r += 16 * (size_t)ng;
+                }
+                v0 += n_chunks * QX_CHUNK;
+        }
+        return n_rows;
 }
 
 DEFINE_X16_ENTRIES(matmul_x16_vnni, vnni)
