@@ -60,11 +60,12 @@ void kernels_fill_avx512(Kernels *k);
 void kernels_fill_avx512vnni(Kernels *k);
 /* The same CPUs: Q8_0X16 and Q4_0X16 matvec and matmul (x86-avx512vnni-x16.c). */
 void kernels_fill_avx512vnni_x16(Kernels *k);
-/* The same CPUs: Q8_0 rows [r0, r0 + 16k) (k as large as fits) through the Q8_0X16 kernel, 16 rows
- * at a time copied into a group; the rows done (a multiple of 16), 0 when it declined (K over 3072
- * or not whole blocks, a non-finite x). For prefill chunks, where one copy serves many vectors. */
-size_t matmul_q8_0_as_x16_vnni(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
-                               size_t ldy, size_t r0, size_t r1);
+/* The same CPUs: Q8_0 or Q4_0 (t) rows [r0, r0 + 16k) (k as large as fits) through the grouped
+ * kernel, 16 rows at a time copied into a group; the rows done (a multiple of 16), 0 when it
+ * declined (another type, K over 8192 or not whole blocks, a non-finite x). For prefill chunks,
+ * where one copy serves many vectors. */
+size_t matmul_rows_as_x16_vnni(DType t, const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec,
+                               float *y, size_t ldy, size_t r0, size_t r1);
 /* The same CPUs: Q4_0 matvec and matmul (x86-avx512vnni-q4.c); after the AVX2 / AVX-512 fills,
  * whose Q4_0 kernels it keeps for the rows it refuses. */
 void kernels_fill_avx512vnni_q4(Kernels *k);

@@ -184,6 +184,11 @@ static void matmul_q4_0_vnni(const void *w, size_t rb, size_t K, const float *x,
                 prev_matmul(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
                 return;
         }
+        if (n_vec > 16) { /* prefill chunks: whole 16-row groups through a Q4_0X16 copy (x86-avx512vnni-x16.c) */
+                r0 += matmul_rows_as_x16_vnni(DTYPE_Q4_0, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+                if (r0 == r1)
+                        return;
+        }
         _Alignas(64) PackedGroup buf[QX4_PACK_BYTES / sizeof(PackedGroup)];
         size_t per_pass = QX4_PACK_BYTES / sizeof(PackedGroup) / ng;
         per_pass = per_pass / QX4_CHUNK * QX4_CHUNK;

@@ -253,13 +253,16 @@ static void matmul_x16_vnni(DType t, const void *w, size_t rb, size_t K, const f
         }
 }
 
-/* ---- q8_0 prefill through this kernel ----
- * Q8_0 rows (kernels/quant.h) hold the same bytes as a Q8_0X16 group, in another order. For a
- * prefill chunk the row-layout VNNI kernel (x86-avx512vnni.c) spends one weight broadcast per
- * vpdpbusd; here 16 rows are copied into one group in L1/L2 (a transpose of 16 x 8 dwords a block,
- * about 50 shuffles for 512 weight bytes) and the tiles above run on the copy, paid once for up to
- * QX_CHUNK x QX_MAX_CHUNKS vectors. */
-#define QX_REPACK_COLS 3072 /* two groups' copy on the stack: 102 KiB at this K */
+/* ---- q8_0 and q4_0 prefill through this kernel ----
+ * Q8_0 and Q4_0 rows (kernels/quant.h) hold the same bytes as a group of their x16 type, in
+ * another order (Q8_0X16 adds the +128). For a prefill chunk their row-layout VNNI kernels
+ * (x86-avx512vnni.c, x86-avx512vnni-q4.c) ran at about half this one's rate; here 16 rows are
+ * copied into one group (a transpose of 16 x 8 dwords a block for q8_0, 16 x 4 for q4_0) and the
+ * tiles above run on the copy, paid once for up to QX_CHUNK x QX_MAX_CHUNKS vectors. The rows of
+ * the next copy are prefetched while the tiles compute: without it the copy waited on memory and
+ * the model-level prefill did not gain. */
+/* the copy on the stack: two groups up to 4096 columns, one up to QX_MAX_COLS (a q8_0 group of 8192) */
+#define QX_REPACK_BYTES (2u * 16u * 34u * (4096u / QK))
 
 /* 8 x 8 qwords: q[k] qword j becomes q[j] qword k. */
 static inline __attribute__((always_inline)) void transpose8_epi64(__m512i *q) {
@@ -282,6 +285,41 @@ static inline __attribute__((always_inline)) void transpose8_epi64(__m512i *q) {
         }
 }
 
+/* The 16 f16 scales of block b of 16 rows into a group's scales. */
+static inline void copy_scales(const uint8_t *rows, size_t rb, size_t b, uint8_t *dst) {
+        for (size_t i = 0; i < 16; i++)
+                memcpy(dst + 2 * i, rows + i * rb + 2 * b, 2);
+}
+
+/* 16 Q4_0 rows (rb bytes apart) of K elements as one Q4_0X16 group (its padding left out): line j of
+ * block b is dword j of each row's 16 quant bytes of the block. */
+static void repack_q4_0(const uint8_t *rows, size_t rb, size_t K, uint8_t *grp) {
+        size_t nb = K / QK, so = x16_scales_offset(1, K);
+        const uint8_t *q = rows + q_row_quants_offset(K);
+        /* 4 rows' 16 bytes to 128-bit lane j = dword j of the 4 rows */
+        const __m512i by_dword = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        for (size_t b = 0; b < nb; b++) {
+                __m512i R[4];
+                for (int m = 0; m < 4; m++) {
+                        const uint8_t *p = q + 4 * (size_t)m * rb + 16 * b;
+                        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p));
+                        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + rb)), 1);
+                        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 2 * rb)), 2);
+                        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 3 * rb)), 3);
+                        R[m] = _mm512_permutexvar_epi32(by_dword, v);
+                }
+                /* line j = lane j of R0..R3: a 4 x 4 transpose of 128-bit lanes */
+                __m512i t0 = _mm512_shuffle_i32x4(R[0], R[1], 0x44), t1 = _mm512_shuffle_i32x4(R[0], R[1], 0xEE);
+                __m512i t2 = _mm512_shuffle_i32x4(R[2], R[3], 0x44), t3 = _mm512_shuffle_i32x4(R[2], R[3], 0xEE);
+                uint8_t *dst = grp + 256 * b;
+                _mm512_storeu_si512(dst, _mm512_shuffle_i32x4(t0, t2, 0x88));
+                _mm512_storeu_si512(dst + 64, _mm512_shuffle_i32x4(t0, t2, 0xDD));
+                _mm512_storeu_si512(dst + 128, _mm512_shuffle_i32x4(t1, t3, 0x88));
+                _mm512_storeu_si512(dst + 192, _mm512_shuffle_i32x4(t1, t3, 0xDD));
+                copy_scales(rows, rb, b, grp + so + 32 * b);
+        }
+}
+
 /* 16 Q8_0 rows (rb bytes apart) of K elements as one Q8_0X16 group (its padding left out). */
 static void repack_q8_0(const uint8_t *rows, size_t rb, size_t K, uint8_t *grp) {
         size_t nb = K / QK, so = x16_scales_offset(0, K);
@@ -299,35 +337,37 @@ static void repack_q8_0(const uint8_t *rows, size_t rb, size_t K, uint8_t *grp) 
                 transpose8_epi64(l); /* line j: dword j of rows 0..15 */
                 for (int j = 0; j < 8; j++)
                         _mm512_storeu_si512(grp + 512 * b + 64 * j, _mm512_xor_si512(l[j], bias));
-                for (size_t i = 0; i < 16; i++)
-                        memcpy(grp + so + 32 * b + 2 * i, rows + i * rb + 2 * b, 2);
+                copy_scales(rows, rb, b, grp + so + 32 * b);
         }
 }
 
-size_t matmul_q8_0_as_x16_vnni(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
-                               size_t ldy, size_t r0, size_t r1) {
+size_t matmul_rows_as_x16_vnni(DType t, const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec,
+                               float *y, size_t ldy, size_t r0, size_t r1) {
         size_t n_rows = (r1 - r0) / 16 * 16;
-        if (K % QK != 0 || K > QX_REPACK_COLS || n_rows == 0)
+        bool q4 = t == DTYPE_Q4_0;
+        if (K % QK != 0 || K > QX_MAX_COLS || n_rows == 0 || (t != DTYPE_Q8_0 && !q4))
                 return 0;
-        size_t G = 16 * q8_0x16_row_bytes(K);
-        _Alignas(64) uint8_t grp[2 * 16 * (34 * (QX_REPACK_COLS / QK) + 2)];
+        size_t G = 16 * (q4 ? q4_0x16_row_bytes(K) : q8_0x16_row_bytes(K)), max_ng = QX_REPACK_BYTES / G;
+        if (max_ng == 0)
+                return 0;
+        _Alignas(64) uint8_t grp[QX_REPACK_BYTES];
         _Alignas(64) uint8_t buf[QX_PACK_BYTES];
         PackedX chunks[QX_MAX_CHUNKS];
         const uint8_t *wb = w;
         for (size_t v0 = 0; v0 < n_vec;) {
-                size_t n_chunks = pack_pass(x, ldx, n_vec, v0, K, 128, buf, chunks);
+                size_t n_chunks = pack_pass(x, ldx, n_vec, v0, K, q4 ? 8 : 128, buf, chunks);
                 if (n_chunks == 0)
                         return 0; /* non-finite input: the caller's kernel gives the IEEE result */
                 for (size_t r = r0; r < r0 + n_rows;) {
-                        int ng = r + 32 <= r0 + n_rows ? 2 : 1;
+                        int ng = max_ng >= 2 && r + 32 <= r0 + n_rows ? 2 : 1;
                         for (int g = 0; g < ng; g++)
-                                repack_q8_0(wb + (r + 16 * (size_t)g) * rb, rb, K, grp + (size_t)g * G);
+                                (q4 ? repack_q4_0 : repack_q8_0)(wb + (r + 16 * (size_t)g) * rb, rb, K,
+                                                                 grp + (size_t)g * G);
                         /* the rows of the next copy, from memory while the tiles compute on this one */
                         size_t rn = r + 16 * (size_t)ng;
                         const uint8_t *next = rn < r0 + n_rows ? wb + rn * rb : NULL;
                         for (size_t c = 0; c < n_chunks; c++)
-                                tile_any(grp, G, K, &chunks[c], ng, false, y + (v0 + c * QX_CHUNK) * ldy + r, ldy,
-                                         next);
+                                tile_any(grp, G, K, &chunks[c], ng, q4, y + (v0 + c * QX_CHUNK) * ldy + r, ldy, next);
                         r += 16 * (size_t)ng;
                 }
                 v0 += n_chunks * QX_CHUNK;

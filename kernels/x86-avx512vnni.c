@@ -406,7 +406,7 @@ static void matmul_q8_0_vnni(const void *w, size_t rb, size_t K, const float *x,
                              size_t ldy, size_t r0, size_t r1) {
         if (n_vec > VNNI_MAX_VEC && K <= VNNI_MAX_COLS && K % QK == 0 && K / QK * 8 <= VNNI_MANY_ZMM) {
                 /* whole 16-row groups through a Q8_0X16 copy (x86-avx512vnni-x16.c), the rest here */
-                size_t done = matmul_q8_0_as_x16_vnni(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+                size_t done = matmul_rows_as_x16_vnni(DTYPE_Q8_0, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
                 if (r0 + done < r1)
                         matmul_q8_0_vnni_many(w, rb, K, x, ldx, n_vec, y, ldy, r0 + done, r1);
                 return;

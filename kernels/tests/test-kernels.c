@@ -164,11 +164,12 @@ static void test_matrix(const Kernels *k) {
                         check_matrix(k, all_types[ti], 6, 8192, nv);
                 }
         /* prefill chunks: more than 16 vectors (VNNI: groups of up to 15, packed x in several passes
-         * once the columns are many; q8_0 through 16-row copies for the grouped kernel up to 3072
-         * columns, the rows left over by the row kernel), odd row counts and odd block counts */
+         * once the columns are many; q8_0 and q4_0 through 16-row copies for the grouped kernel, two
+         * groups a tile up to 4096 columns and one beyond, with the rows left over by the row
+         * kernels), odd row counts and odd block counts */
         static const size_t chunks[][3] = {
                 { 19, 96, 17 },  { 33, 160, 31 },  { 5, 768, 64 },   { 40, 4096, 64 },
-                { 9, 8192, 65 }, { 70, 1056, 47 }, { 48, 3072, 64 },
+                { 9, 8192, 65 }, { 70, 1056, 47 }, { 48, 3072, 64 }, { 20, 8192, 33 },
         };
         for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++)
                 for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++)
