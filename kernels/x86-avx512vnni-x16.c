@@ -158,7 +158,7 @@ static inline __attribute__((always_inline)) void tile(const uint8_t *A, size_t 
                         dB = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sB + 32 * b)));
                 block_pass(qa, qb, dA, dB, px, b, 0, NV1, NG, Q4, f0, f1);
                 if (NV2)
-                        block_pass(qa, qb, dA, dB, px, b, 4, NV2, NG, Q4, f0, f1);
+                        block_pass(qa, qb, dA, dB, px, b, NV1, NV2, NG, Q4, f0, f1);
         }
 #pragma GCC unroll 8
         for (int v = 0; v < NV1 + NV2; v++) {

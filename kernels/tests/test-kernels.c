@@ -151,10 +151,14 @@ static void test_matrix(const Kernels *k) {
                         check_matrix(k, all_types[ti], shapes[s][0], shapes[s][1], 1);
                         check_matrix(k, all_types[ti], shapes[s][0], shapes[s][1], 1 + (s * 5) % 17);
                 }
-        /* every n_vec 1..17 on one shape, for the register tiling of matmul */
+        /* every n_vec 1..17 for the register tiling of matmul: on 19 rows, and on 50, where the rows
+         * 1..48 the check asks for hold whole 16-row groups (the grouped types' tiles of 2 groups x
+         * up to 8 vectors in passes of up to 4, and q4_0's copies into groups) */
         for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++)
-                for (size_t nv = 1; nv <= 17; nv++)
+                for (size_t nv = 1; nv <= 17; nv++) {
                         check_matrix(k, all_types[ti], 19, 128, nv);
+                        check_matrix(k, all_types[ti], 50, 96, nv);
+                }
         /* batched decode of 2-8 and 16 vectors (VNNI: 8 vectors x 2 groups of 4 bytes a zmm, 16 as two
          * such groups) on wide rows, odd block counts (1056 = 33 blocks) and the largest packed x (8192
          * columns) */
