@@ -184,7 +184,11 @@ static void matmul_q4_0_vnni(const void *w, size_t rb, size_t K, const float *x,
                 prev_matmul(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
                 return;
         }
-        if (n_vec > 16) { /* prefill chunks: whole 16-row groups through a Q4_0X16 copy (x86-avx512vnni-x16.c) */
+        /* 4 vectors or more: whole 16-row groups through a Q4_0X16 copy (x86-avx512vnni-x16.c). Its
+         * tiles ran faster than these from 4 vectors on, copy included (0.4B, alternating rounds:
+         * B=4 224-286 -> 239-310 tok/s, B=8 317-318 -> 406-413, B=16 320-325 -> 476-485; B=2 fell
+         * from 178-207 to 153-167, B=3 was even) */
+        if (n_vec >= 4) {
                 r0 += matmul_rows_as_x16_vnni(DTYPE_Q4_0, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
                 if (r0 == r1)
                         return;

@@ -253,12 +253,14 @@ static void matmul_x16_vnni(DType t, const void *w, size_t rb, size_t K, const f
         }
 }
 
-/* ---- q8_0 and q4_0 prefill through this kernel ----
+/* ---- q8_0 prefill and q4_0 batches through this kernel ----
  * Q8_0 and Q4_0 rows (kernels/quant.h) hold the same bytes as a group of their x16 type, in
- * another order (Q8_0X16 adds the +128). For a prefill chunk their row-layout VNNI kernels
+ * another order (Q8_0X16 adds the +128). On many vectors their row-layout VNNI kernels
  * (x86-avx512vnni.c, x86-avx512vnni-q4.c) ran at about half this one's rate; here 16 rows are
  * copied into one group (a transpose of 16 x 8 dwords a block for q8_0, 16 x 4 for q4_0) and the
- * tiles above run on the copy, paid once for up to QX_CHUNK x QX_MAX_CHUNKS vectors. The rows of
+ * tiles above run on the copy, paid once for up to QX_CHUNK x QX_MAX_CHUNKS vectors: for q8_0 on
+ * prefill chunks only (at 8 batched vectors the copy cost more than it saved: 0.1B B=8 900-998 ->
+ * 705-757 tok/s), for q4_0 from 4 vectors (x86-avx512vnni-q4.c). The rows of
  * the next copy are prefetched while the tiles compute: without it the copy waited on memory and
  * the model-level prefill did not gain. */
 /* the copy on the stack: two groups up to 4096 columns, one up to QX_MAX_COLS (a q8_0 group of 8192) */
