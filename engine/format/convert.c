@@ -35,7 +35,7 @@ static DType exact_type(const Tensor *src, int type) {
 /* The grouped types are for the matrices the forward pass multiplies. The embedding is read one row
  * per token, which the row layout does from one stretch of memory. */
 DType convert_matrix_type(const char *name, uint64_t rows, DType type) {
-        if (type != DTYPE_Q8_0X16 && type != DTYPE_Q4_0X16)
+        if (dtype_group_rows(type) <= 1)
                 return type;
         if (rows % 16 == 0 && strcmp(name, "emb.weight") != 0)
                 return type;

@@ -10,17 +10,16 @@
 #include "engine/format/tensor-table-private.h"
 
 /* ggml/rwkv.cpp block layouts (32 elements each): an fp16 scale d, for *_1 also an fp16 minimum m,
- * for Q5_* 4 bytes of fifth bits, then the packed quants. Fixed by the .bin file format. */
+ * for Q5_* 4 bytes of fifth bits, then the packed quants. Fixed by the .bin file format.
+ * The grouped types (kernels/quant.h) add 2 bytes a row when the block count is odd. */
 size_t format_row_bytes(DType t, uint64_t n) {
         static const struct {
                 uint32_t elems, bytes;
         } sizes[_DTYPE_MAX] = {
                 [DTYPE_F32] = { 1, 4 },         [DTYPE_F16] = { 1, 2 },         [DTYPE_BF16] = { 1, 2 },
                 [DTYPE_Q8_0] = { 32, 34 },      [DTYPE_Q4_0] = { 32, 18 },      [DTYPE_GGML_Q4_0] = { 32, 18 },
-                [DTYPE_Q8_0X16] = { 32, 34 }, /* + 2 a row when the block count is odd (kernels/quant.h) */
-                [DTYPE_Q4_0X16] = { 32, 18 }, /* the same */
-                [DTYPE_GGML_Q4_1] = { 32, 20 }, [DTYPE_GGML_Q5_0] = { 32, 22 }, [DTYPE_GGML_Q5_1] = { 32, 24 },
-                [DTYPE_GGML_Q8_0] = { 32, 34 },
+                [DTYPE_Q8_0X16] = { 32, 34 },   [DTYPE_Q4_0X16] = { 32, 18 },   [DTYPE_GGML_Q4_1] = { 32, 20 },
+                [DTYPE_GGML_Q5_0] = { 32, 22 }, [DTYPE_GGML_Q5_1] = { 32, 24 }, [DTYPE_GGML_Q8_0] = { 32, 34 },
         };
         if ((int)t < 0 || t >= _DTYPE_MAX || sizes[t].elems == 0)
                 return 0;
@@ -29,31 +28,13 @@ size_t format_row_bytes(DType t, uint64_t n) {
         uint64_t blocks = n / sizes[t].elems, bytes;
         if (__builtin_mul_overflow(blocks, (uint64_t)sizes[t].bytes, &bytes) || bytes > SIZE_MAX - 2)
                 return 0;
-        if ((t == DTYPE_Q8_0X16 || t == DTYPE_Q4_0X16) && (blocks & 1))
+        if (dtype_group_rows(t) > 1 && (blocks & 1))
                 bytes += 2;
         return (size_t)bytes;
 }
 
 size_t format_dtype_align(DType t) {
         return t == DTYPE_F32 ? 4 : 2;
-}
-
-static const char *type_label(DType t) {
-        static const char *const names[_DTYPE_MAX] = {
-                [DTYPE_F32] = "f32",
-                [DTYPE_F16] = "f16",
-                [DTYPE_BF16] = "bf16",
-                [DTYPE_Q8_0] = "q8_0",
-                [DTYPE_Q4_0] = "q4_0",
-                [DTYPE_Q8_0X16] = "q8_0x16",
-                [DTYPE_Q4_0X16] = "q4_0x16",
-                [DTYPE_GGML_Q4_0] = "ggml_q4_0",
-                [DTYPE_GGML_Q4_1] = "ggml_q4_1",
-                [DTYPE_GGML_Q5_0] = "ggml_q5_0",
-                [DTYPE_GGML_Q5_1] = "ggml_q5_1",
-                [DTYPE_GGML_Q8_0] = "ggml_q8_0",
-        };
-        return (int)t >= 0 && t < _DTYPE_MAX && names[t] ? names[t] : "?";
 }
 
 int format_tensor_shape(Tensor *tensor, DType dtype, uint32_t n_dims, const uint64_t *shape, RwkvError *err) {
@@ -74,10 +55,12 @@ int format_tensor_shape(Tensor *tensor, DType dtype, uint32_t n_dims, const uint
                 return error_set(err, EOVERFLOW, "tensor size overflows");
         if (row == 0)
                 return error_set(err, EBADMSG, "a row of %" PRIu64 " elements is not a whole number of %s blocks", cols,
-                                 type_label(dtype));
+                                 dtype_name(dtype));
         /* a grouped type encodes whole groups of rows of one matrix (kernels/quant.h) */
-        if ((dtype == DTYPE_Q8_0X16 || dtype == DTYPE_Q4_0X16) && (n_dims != 2 || rows % 16 != 0))
-                return error_set(err, EBADMSG, "a %s tensor is a matrix with a multiple of 16 rows", type_label(dtype));
+        size_t group = dtype_group_rows(dtype);
+        if (group > 1 && (n_dims != 2 || rows % group != 0))
+                return error_set(err, EBADMSG, "a %s tensor is a matrix with a multiple of %zu rows", dtype_name(dtype),
+                                 group);
         uint64_t nbytes;
         if (__builtin_mul_overflow(rows, (uint64_t)row, &nbytes) || nbytes > (uint64_t)SSIZE_MAX)
                 return error_set(err, EOVERFLOW, "tensor size overflows");

@@ -6,6 +6,7 @@
 
 #include "engine/format/native-format.h"
 #include "engine/format/tensor-table-private.h"
+#include "kernels/quant.h"
 
 static bool f16_finite(uint16_t h) {
         return (h & 0x7c00) != 0x7c00;
@@ -44,7 +45,7 @@ int64_t format_first_nonfinite(const Tensor *x) {
         case DTYPE_Q4_0X16: {
                 /* groups of 16 rows: all quants, then the nb x 16 f16 scales (kernels/quant.h) */
                 size_t group = 16 * format_row_bytes(x->dtype, cols), nb = cols / 32;
-                size_t quants = (x->dtype == DTYPE_Q8_0X16 ? 512 : 256) * nb;
+                size_t quants = x16_scales_offset(x->dtype == DTYPE_Q4_0X16, cols);
                 for (uint64_t g = 0; g < x->nbytes / group; g++)
                         for (size_t b = 0; b < nb; b++)
                                 for (size_t i = 0; i < 16; i++)

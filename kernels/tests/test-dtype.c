@@ -66,21 +66,22 @@ static void test_row_bytes(void) {
         CHECK(dtype_row_bytes(DTYPE_F32, 0) == 0);
         CHECK(dtype_row_bytes(DTYPE_F32, SIZE_MAX / 2) == 0);
         CHECK(dtype_row_bytes(DTYPE_Q8_0, SIZE_MAX / 64 * 32) == 0);
-        /* Q8_0X16: Q8_0's bytes, plus 2 a row when the block count is odd (a group is whole lines) */
-        CHECK(dtype_row_bytes(DTYPE_Q8_0X16, 64) == 68);
-        CHECK(dtype_row_bytes(DTYPE_Q8_0X16, 96) == 104);
-        CHECK(dtype_row_bytes(DTYPE_Q8_0X16, 768) == 816);
-        CHECK(dtype_row_bytes(DTYPE_Q8_0X16, 1056) == 1124);
-        CHECK(dtype_row_bytes(DTYPE_Q8_0X16, 48) == 0);
-        for (size_t n = 32; n <= 4096; n += 32)
+        /* the grouped types: their row type's bytes, plus 2 a row when the block count is odd (a
+         * group is whole lines) */
+        static const struct {
+                DType t;
+                size_t n, bytes;
+        } grouped[] = {
+                { DTYPE_Q8_0X16, 64, 68 },     { DTYPE_Q8_0X16, 96, 104 },  { DTYPE_Q8_0X16, 768, 816 },
+                { DTYPE_Q8_0X16, 1056, 1124 }, { DTYPE_Q8_0X16, 48, 0 },    { DTYPE_Q4_0X16, 64, 36 },
+                { DTYPE_Q4_0X16, 96, 56 },     { DTYPE_Q4_0X16, 768, 432 }, { DTYPE_Q4_0X16, 48, 0 },
+        };
+        for (size_t i = 0; i < sizeof(grouped) / sizeof(grouped[0]); i++)
+                CHECK(dtype_row_bytes(grouped[i].t, grouped[i].n) == grouped[i].bytes);
+        for (size_t n = 32; n <= 4096; n += 32) {
                 CHECK(16 * dtype_row_bytes(DTYPE_Q8_0X16, n) % 64 == 0);
-        /* Q4_0X16: the same for Q4_0's 18 bytes a block */
-        CHECK(dtype_row_bytes(DTYPE_Q4_0X16, 64) == 36);
-        CHECK(dtype_row_bytes(DTYPE_Q4_0X16, 96) == 56);
-        CHECK(dtype_row_bytes(DTYPE_Q4_0X16, 768) == 432);
-        CHECK(dtype_row_bytes(DTYPE_Q4_0X16, 48) == 0);
-        for (size_t n = 32; n <= 4096; n += 32)
                 CHECK(16 * dtype_row_bytes(DTYPE_Q4_0X16, n) % 64 == 0);
+        }
         CHECK(dtype_row_bytes((DType)9, 32) == 0);
         CHECK(dtype_row_bytes((DType)-1, 32) == 0);
 }
