@@ -1,5 +1,7 @@
 /* x86-avx2.c: AVX2 + FMA + F16C kernels (8 lanes). Built with those flags for this file only and
- * entered only when cpu.c found the CPU and the OS support them. The code is simd-template.h. */
+ * entered only when cpu.c found the CPU and the OS support them. Most of the code is
+ * simd-template.h; here are the grouped types (Q8_0X16, Q4_0X16) in integers, and the Q8_0 and Q4_0
+ * matmuls that run through copies into their groups. */
 #include <immintrin.h>
 #include <math.h>
 
@@ -115,8 +117,34 @@ static inline __m256i i8dot32(__m256i xa, __m256i ws) {
 #ifndef Q16_TILE
 #define Q16_TILE 4 /* vectors per pass over a group: 2 int accumulators each (5 spill) */
 #endif
-/* stack: the block sums of a tile, blocks x vectors <= Q16_XBYTES / QK (see matmul_x16_avx2) */
+/* stack: the block sums of a tile, blocks x vectors <= Q16_XBYTES / QK (see x16_run_avx2) */
 #define Q16_SUMS (Q16_XBYTES / QK * 16)
+
+/* What a tile prefetches for the group after it, one share per block: the next group's lines (q:
+ * its quants, d: its scales, both at the pass's first block), or, for copies of Q8_0/Q4_0 rows
+ * (rows), what the next copy reads of its 16 rows: qb bytes of quants a block from q + i * rb and
+ * dseg bytes of scales at d + i * rb for row i. */
+typedef struct X16Pf {
+        const uint8_t *q, *d;
+        bool rows;
+        size_t rb, qb, dseg;
+} X16Pf;
+
+static inline __attribute__((always_inline)) void x16_prefetch(const X16Pf *pf, size_t b, size_t QB) {
+        if (!pf->rows) {
+                for (size_t o = 0; o < QB; o += 64)
+                        __builtin_prefetch(pf->q + QB * b + o, 0, 3);
+                if (b % 2 == 0)
+                        __builtin_prefetch(pf->d + 32 * b, 0, 3);
+                return;
+        }
+        /* block b's bytes of each row (every line of a row's segment holds the start of a block's
+         * 16 or 32 bytes), and row b's scales */
+        for (size_t i = 0; i < 16; i++)
+                __builtin_prefetch(pf->q + i * pf->rb + pf->qb * b, 0, 2);
+        for (size_t o = 0; b < 16 && o < pf->dseg; o += 64)
+                __builtin_prefetch(pf->d + b * pf->rb + o, 0, 2);
+}
 
 /* The sums of block b of a Q4_0X16 group against nv vectors (xc: minus 8 x each block's sum of x,
  * a vector every dld blocks) to sp, 16 floats a vector. */
@@ -154,14 +182,13 @@ static inline __attribute__((always_inline)) void x16_tile_avx2(const uint8_t *q
                                                                 const int8_t *xs, const uint8_t *xa, const int32_t *xc,
                                                                 const float *dx, size_t xld, size_t dld, int nv,
                                                                 const int Q4, float *y, size_t ldy, bool add,
-                                                                float *sums, const uint8_t *pq, const uint8_t *pd) {
+                                                                float *sums, const X16Pf *pf) {
         const __m256i bias = _mm256_set1_epi8((char)0x80);
         const size_t QB = x16_block_quant_bytes(Q4);
         float *sp = sums;
         for (size_t b = 0; b < nb; b++, q += QB, xs += QK, xa += QK) {
-                if (pq)
-                        for (size_t o = 0; o < QB; o += 64)
-                                __builtin_prefetch(pq + QB * b + o, 0, 3);
+                if (pf)
+                        x16_prefetch(pf, b, QB);
                 if (Q4) {
                         q4_0x16_block_avx2(q, xs, xc + b, xld, dld, nv, sp);
                         sp += 16 * nv;
@@ -190,8 +217,6 @@ static inline __attribute__((always_inline)) void x16_tile_avx2(const uint8_t *q
                 f0[v] = f1[v] = _mm256_setzero_ps();
         sp = sums;
         for (size_t b = 0; b < nb; b++) {
-                if (pd && b % 2 == 0)
-                        __builtin_prefetch(pd + 32 * b, 0, 3);
                 __m256 d0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + 32 * b)));
                 __m256 d1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + 32 * b + 16)));
                 for (int v = 0; v < nv; v++, sp += 16) {
@@ -215,12 +240,11 @@ static inline __attribute__((always_inline)) void x16_tile_avx2(const uint8_t *q
 #define DEFINE_Q16_TILE_NV(n)                                                                                          \
         static void x16_tile##n##_avx2(const uint8_t *q, const uint8_t *d, size_t nb, const int8_t *xs,                \
                                        const uint8_t *xa, const int32_t *xc, const float *dx, size_t xld, size_t dld,  \
-                                       bool q4, float *y, size_t ldy, bool add, float *sums, const uint8_t *pq,        \
-                                       const uint8_t *pd) {                                                            \
+                                       bool q4, float *y, size_t ldy, bool add, float *sums, const X16Pf *pf) {        \
                 if (q4)                                                                                                \
-                        x16_tile_avx2(q, d, nb, xs, xa, xc, dx, xld, dld, n, 1, y, ldy, add, sums, pq, pd);            \
+                        x16_tile_avx2(q, d, nb, xs, xa, xc, dx, xld, dld, n, 1, y, ldy, add, sums, pf);                \
                 else                                                                                                   \
-                        x16_tile_avx2(q, d, nb, xs, xa, xc, dx, xld, dld, n, 0, y, ldy, add, sums, pq, pd);            \
+                        x16_tile_avx2(q, d, nb, xs, xa, xc, dx, xld, dld, n, 0, y, ldy, add, sums, pf);                \
         }
 DEFINE_Q16_TILE_NV(1)
 #if Q16_TILE > 1
@@ -236,7 +260,7 @@ _Static_assert(Q16_TILE <= 4, "add tile instances");
 
 typedef void (*Q16TileFn)(const uint8_t *q, const uint8_t *d, size_t nb, const int8_t *xs, const uint8_t *xa,
                           const int32_t *xc, const float *dx, size_t xld, size_t dld, bool q4, float *y, size_t ldy,
-                          bool add, float *sums, const uint8_t *pq, const uint8_t *pd);
+                          bool add, float *sums, const X16Pf *pf);
 static const Q16TileFn x16_tiles_avx2[Q16_TILE + 1] = {
         NULL, /* no tile of 0 vectors */
         x16_tile1_avx2,
@@ -251,27 +275,162 @@ static const Q16TileFn x16_tiles_avx2[Q16_TILE + 1] = {
 #endif
 };
 
-/* Whole groups with the int8 tiles; the rows of a partial group at either end (only callers other
- * than the threaded wrappers split groups) and the vectors with a non-finite activation (IEEE
- * result) go to the scalar kernel. Vectors in chunks of Q16_VC, columns in passes that fit the
- * stack buffers (Q16_XBYTES / chunk columns: 16384 for one vector, 512 for 32). */
-static void matmul_x16_avx2(DType t, const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec,
-                            float *y, size_t ldy, size_t r0, size_t r1) {
-        size_t g0, g1;
-        if (!x16_split_groups(t, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1, &g0, &g1))
-                return;
+/* ---- Q8_0 and Q4_0 rows through these tiles (copies into groups) ----
+ * A Q8_0 or Q4_0 row holds the bytes of its grouped type's group in another order (kernels/quant.h;
+ * Q8_0X16 adds +128), so 16 rows at a time are copied into a group on the stack and the tiles run
+ * on the copy, which serves every vector of the call; the tiles prefetch the next copy's rows. The
+ * row kernels above pay their decoding (q4_0: the nibble unpacking, q8_0: a sign transfer against
+ * both x operands) per row and vector, where a group's tile shares each weight load among 8 rows and
+ * up to 4 vectors. The copy is an 8 x 8 dword transpose per 8 rows of a Q8_0 block, 8 x 4 for
+ * Q4_0: in-lane unpacks, and a lane permute for Q8_0. */
+#define X16_COPY_BLOCKS 128 /* blocks of a column pass a copy holds: QB + 32 bytes each, 68 KiB */
 
+/* Elements j of 8 rows of 8 16-bit values per 128-bit lane: r[j] becomes lane-wise column j. */
+static inline __attribute__((always_inline)) void transpose8_epi16_lanes(__m256i *r) {
+        __m256i a[8], b[8];
+#pragma GCC unroll 4
+        for (int m = 0; m < 8; m += 2) { /* elements 0-3 and 4-7 of rows m, m+1 interleaved */
+                a[m] = _mm256_unpacklo_epi16(r[m], r[m + 1]);
+                a[m + 1] = _mm256_unpackhi_epi16(r[m], r[m + 1]);
+        }
+#pragma GCC unroll 2
+        for (int m = 0; m < 8; m += 4) { /* elements 2k, 2k+1 of rows m..m+3 */
+                b[m] = _mm256_unpacklo_epi32(a[m], a[m + 2]);
+                b[m + 1] = _mm256_unpackhi_epi32(a[m], a[m + 2]);
+                b[m + 2] = _mm256_unpacklo_epi32(a[m + 1], a[m + 3]);
+                b[m + 3] = _mm256_unpackhi_epi32(a[m + 1], a[m + 3]);
+        }
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+                r[2 * k] = _mm256_unpacklo_epi64(b[k], b[4 + k]);
+                r[2 * k + 1] = _mm256_unpackhi_epi64(b[k], b[4 + k]);
+        }
+}
+
+/* The f16 scales of blocks [b0, b0 + pn) of 16 rows (rb bytes apart, scales first) as a group's:
+ * d[32 * b + 2 * i] = row i's scale of block b0 + b. 16 blocks at a time as a 16 x 16 transpose of
+ * 16-bit values (16 two-byte moves a block cost as much as the quants' transpose). */
+static void copy_scales(const uint8_t *rows, size_t rb, size_t b0, size_t pn, uint8_t *d) {
+        size_t b = 0;
+        for (; b + 16 <= pn; b += 16) {
+                __m256i lo[8], hi[8]; /* rows 0-7 and 8-15, blocks b..b+7 | b+8..b+15 */
+#pragma GCC unroll 8
+                for (int m = 0; m < 8; m++) {
+                        lo[m] = _mm256_loadu_si256((const __m256i *)(rows + m * rb + 2 * (b0 + b)));
+                        hi[m] = _mm256_loadu_si256((const __m256i *)(rows + (m + 8) * rb + 2 * (b0 + b)));
+                }
+                transpose8_epi16_lanes(lo);
+                transpose8_epi16_lanes(hi);
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) {
+                        _mm256_storeu_si256((__m256i *)(d + 32 * (b + j)),
+                                            _mm256_permute2x128_si256(lo[j], hi[j], 0x20));
+                        _mm256_storeu_si256((__m256i *)(d + 32 * (b + 8 + j)),
+                                            _mm256_permute2x128_si256(lo[j], hi[j], 0x31));
+                }
+        }
+        for (; b < pn; b++)
+                for (size_t i = 0; i < 16; i++)
+                        memcpy(d + 32 * b + 2 * i, rows + i * rb + 2 * (b0 + b), 2);
+}
+
+/* Blocks [b0, b0 + pn) of 16 Q8_0 rows (rb bytes apart) as a Q8_0X16 group's quants (q) and scales
+ * (d) for those blocks. */
+static void copy_q8_0_rows(const uint8_t *rows, size_t rb, size_t K, size_t b0, size_t pn, uint8_t *q, uint8_t *d) {
+        const uint8_t *src = rows + q_row_quants_offset(K);
+        const __m256i bias = _mm256_set1_epi8((char)0x80);
+        for (size_t b = 0; b < pn; b++) {
+#pragma GCC unroll 2
+                for (size_t h = 0; h < 2; h++) { /* rows 8h .. 8h+7: the half h of each line */
+                        __m256i r[8], t[8], u[8];
+#pragma GCC unroll 8
+                        for (int m = 0; m < 8; m++)
+                                r[m] = _mm256_loadu_si256((const __m256i *)(src + (8 * h + m) * rb + 32 * (b0 + b)));
+#pragma GCC unroll 4
+                        for (int m = 0; m < 8; m += 2) { /* dwords 0,1 | 4,5 and 2,3 | 6,7 of rows m, m+1 */
+                                t[m] = _mm256_unpacklo_epi32(r[m], r[m + 1]);
+                                t[m + 1] = _mm256_unpackhi_epi32(r[m], r[m + 1]);
+                        }
+#pragma GCC unroll 2
+                        for (int m = 0; m < 8; m += 4) { /* dword j | j+4 of rows m..m+3, j = 0..3 */
+                                u[m] = _mm256_unpacklo_epi64(t[m], t[m + 2]);
+                                u[m + 1] = _mm256_unpackhi_epi64(t[m], t[m + 2]);
+                                u[m + 2] = _mm256_unpacklo_epi64(t[m + 1], t[m + 3]);
+                                u[m + 3] = _mm256_unpackhi_epi64(t[m + 1], t[m + 3]);
+                        }
+                        uint8_t *line = q + 512 * b + 32 * h;
+#pragma GCC unroll 4
+                        for (int j = 0; j < 4; j++) {
+                                __m256i lo = _mm256_permute2x128_si256(u[j], u[4 + j], 0x20); /* dword j */
+                                __m256i hi = _mm256_permute2x128_si256(u[j], u[4 + j], 0x31); /* dword j + 4 */
+                                _mm256_storeu_si256((__m256i *)(line + 64 * j), _mm256_xor_si256(lo, bias));
+                                _mm256_storeu_si256((__m256i *)(line + 64 * (j + 4)), _mm256_xor_si256(hi, bias));
+                        }
+                }
+        }
+        copy_scales(rows, rb, b0, pn, d);
+}
+
+/* The same for 16 Q4_0 rows as a Q4_0X16 group: line j of a block is dword j of each row's 16 quant
+ * bytes. */
+static void copy_q4_0_rows(const uint8_t *rows, size_t rb, size_t K, size_t b0, size_t pn, uint8_t *q, uint8_t *d) {
+        const uint8_t *src = rows + q_row_quants_offset(K);
+        for (size_t b = 0; b < pn; b++) {
+#pragma GCC unroll 2
+                for (size_t h = 0; h < 2; h++) {
+                        const uint8_t *p = src + 8 * h * rb + 16 * (b0 + b);
+                        __m256i r[4], t[4];
+#pragma GCC unroll 4
+                        for (int m = 0; m < 4; m++) /* rows m | m+4 of the eight */
+                                r[m] = _mm256_inserti128_si256(
+                                        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p + m * rb))),
+                                        _mm_loadu_si128((const __m128i *)(p + (m + 4) * rb)), 1);
+                        t[0] = _mm256_unpacklo_epi32(r[0], r[1]);
+                        t[1] = _mm256_unpackhi_epi32(r[0], r[1]);
+                        t[2] = _mm256_unpacklo_epi32(r[2], r[3]);
+                        t[3] = _mm256_unpackhi_epi32(r[2], r[3]);
+                        uint8_t *line = q + 256 * b + 32 * h;
+                        _mm256_storeu_si256((__m256i *)line, _mm256_unpacklo_epi64(t[0], t[2]));
+                        _mm256_storeu_si256((__m256i *)(line + 64), _mm256_unpackhi_epi64(t[0], t[2]));
+                        _mm256_storeu_si256((__m256i *)(line + 128), _mm256_unpacklo_epi64(t[1], t[3]));
+                        _mm256_storeu_si256((__m256i *)(line + 192), _mm256_unpackhi_epi64(t[1], t[3]));
+                }
+        }
+        copy_scales(rows, rb, b0, pn, d);
+}
+
+/* Where the tiles read: groups of a grouped matrix, or 16-row copies of a Q8_0/Q4_0 one (rows), whose
+ * group g is rows 16g .. 16g+15. A vector with a non-finite activation goes to a kernel that gives
+ * the IEEE result, for the groups' rows: the scalar one of a grouped type, `fallback` for rows. */
+typedef struct X16Src {
+        DType t; /* the grouped type the tiles see */
+        const uint8_t *w;
+        size_t rb;
+        bool rows;
+        MatmulFn fallback;
+} X16Src;
+
+/* Groups [g0, g1) with the int8 tiles, y[v * ldy + 16 * g + i]. Vectors in chunks of Q16_VC, columns
+ * in passes that fit the stack buffers (Q16_XBYTES / chunk columns: 16384 for one vector, 512 for
+ * 32; X16_COPY_BLOCKS blocks at most for copies). */
+static void x16_run_avx2(const X16Src *src, size_t K, const float *x, size_t ldx, size_t n_vec, float *y, size_t ldy,
+                         size_t g0, size_t g1) {
         _Alignas(32) int8_t xs[Q16_XBYTES];
         _Alignas(32) uint8_t xa[Q16_XBYTES];
         _Alignas(32) float sums[Q16_SUMS];
         float dx[Q16_XBYTES / QK];
         int32_t xc[Q16_XBYTES / QK];
-        bool q4 = t == DTYPE_Q4_0X16;
-        size_t nb = K / QK, G = 16 * rb, so = x16_scales_offset(q4, K), QB = x16_block_quant_bytes(q4);
-        const uint8_t *wb = w;
+        bool q4 = src->t == DTYPE_Q4_0X16, rows = src->rows;
+        size_t nb = K / QK, rb = src->rb, G = 16 * rb, so = x16_scales_offset(q4, K), QB = x16_block_quant_bytes(q4);
+        /* per row and block: the quant bytes a copy reads from a row */
+        size_t qb = q4 ? QK / 2 : QK, qo = q_row_quants_offset(K);
+        _Alignas(32) uint8_t copy[X16_COPY_BLOCKS * (512 + 32)];
+        const uint8_t *wb = src->w;
         for (size_t v0 = 0; v0 < n_vec; v0 += Q16_VC) {
                 /* pb blocks x vc vectors fill xs; a tile's sums take pb x (at most vc) blocks of 16 */
                 size_t vc = FN(min_sz)(Q16_VC, n_vec - v0), pb = Q16_XBYTES / QK / vc;
+                if (rows)
+                        pb = FN(min_sz)(pb, X16_COPY_BLOCKS);
                 /* tiles of even size: 5 vectors as 3 + 2, not 4 + 1 */
                 size_t n_tiles = (vc + Q16_TILE - 1) / Q16_TILE, per = (vc + n_tiles - 1) / n_tiles;
                 uint32_t bad = 0; /* vectors with a non-finite activation */
@@ -298,31 +457,108 @@ static void matmul_x16_avx2(DType t, const void *w, size_t rb, size_t K, const f
                                 memset(xc + v * pn, 0, pn * sizeof(int32_t));
                         }
                         for (size_t g = g0; g < g1; g++) {
-                                const uint8_t *grp = wb + g * G;
-                                /* the last tile asks for the next group while it computes from cache
-                                 * (with one tile the hardware prefetcher keeps up alone) */
-                                const uint8_t *next = vc > per && g + 1 < g1 ? grp + G : NULL;
+                                const uint8_t *gq, *gd;
+                                X16Pf pf = { .rows = rows };
+                                bool has_next = g + 1 < g1;
+                                if (rows) {
+                                        /* the next copy's rows always: 16 streams are too many for the
+                                         * hardware prefetcher */
+                                        (q4 ? copy_q4_0_rows : copy_q8_0_rows)(wb + g * G, rb, K, b0, pn, copy,
+                                                                               copy + QB * pn);
+                                        gq = copy;
+                                        gd = copy + QB * pn;
+                                        const uint8_t *next = wb + (g + 1) * G;
+                                        pf = (X16Pf){ .q = next + qo + qb * b0,
+                                                      .d = next + 2 * b0,
+                                                      .rows = true,
+                                                      .rb = rb,
+                                                      .qb = qb,
+                                                      .dseg = 2 * pn };
+                                } else {
+                                        const uint8_t *grp = wb + g * G;
+                                        gq = grp + QB * b0;
+                                        gd = grp + so + 32 * b0;
+                                        /* the last tile asks for the next group while it computes from
+                                         * cache (with one tile the hardware prefetcher keeps up alone) */
+                                        has_next = has_next && vc > per;
+                                        pf.q = grp + G + QB * b0;
+                                        pf.d = grp + G + so + 32 * b0;
+                                }
                                 for (size_t v = 0; v < vc; v += per) {
                                         size_t nv = FN(min_sz)(per, vc - v);
                                         bool last = v + per >= vc;
-                                        x16_tiles_avx2[nv](grp + QB * b0, grp + so + 32 * b0, pn, xs + v * xld,
-                                                           xa + v * xld, xc + v * pn, dx + v * pn, xld, pn, q4,
-                                                           y + (v0 + v) * ldy + 16 * g, ldy, b0 > 0, sums,
-                                                           last && next ? next + QB * b0 : NULL,
-                                                           last && next ? next + so + 32 * b0 : NULL);
+                                        x16_tiles_avx2[nv](gq, gd, pn, xs + v * xld, xa + v * xld, xc + v * pn,
+                                                           dx + v * pn, xld, pn, q4, y + (v0 + v) * ldy + 16 * g, ldy,
+                                                           b0 > 0, sums, last && has_next ? &pf : NULL);
                                 }
                         }
                 }
                 for (; bad; bad &= bad - 1) {
                         size_t v = v0 + (size_t)__builtin_ctz(bad);
-                        matmul_x16_generic(t, w, rb, K, x + v * ldx, K, 1, y + v * ldy, 0, 16 * g0, 16 * g1);
+                        if (rows)
+                                src->fallback(wb, rb, K, x + v * ldx, ldx, 1, y + v * ldy, ldy, 16 * g0, 16 * g1);
+                        else
+                                matmul_x16_generic(src->t, wb, rb, K, x + v * ldx, K, 1, y + v * ldy, 0, 16 * g0,
+                                                   16 * g1);
                 }
         }
 }
 
+/* The grouped types: whole groups with the int8 tiles; the rows of a partial group at either end
+ * (only callers other than the threaded wrappers split groups) and the vectors with a non-finite
+ * activation (IEEE result) go to the scalar kernel. */
+static void matmul_x16_avx2(DType t, const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec,
+                            float *y, size_t ldy, size_t r0, size_t r1) {
+        size_t g0, g1;
+        if (!x16_split_groups(t, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1, &g0, &g1))
+                return;
+        X16Src src = { .t = t, .w = w, .rb = rb };
+        x16_run_avx2(&src, K, x, ldx, n_vec, y, ldy, g0, g1);
+}
+
 DEFINE_X16_ENTRIES(matmul_x16_avx2, avx2)
+
+/* The whole 16-row groups of [r0, r1) of Q8_0 or Q4_0 (t) through copies, the rows left over with
+ * `rest` (the row kernels above); `ieee` takes a vector with a non-finite activation. */
+static void matmul_rows_as_x16_avx2(DType t, MatmulFn rest, MatmulFn ieee, const void *w, size_t rb, size_t K,
+                                    const float *x, size_t ldx, size_t n_vec, float *y, size_t ldy, size_t r0,
+                                    size_t r1) {
+        size_t n = K % QK == 0 ? (r1 - r0) / 16 * 16 : 0;
+        if (n > 0) {
+                X16Src src = { .t = t == DTYPE_Q4_0 ? DTYPE_Q4_0X16 : DTYPE_Q8_0X16,
+                               .w = (const uint8_t *)w + r0 * rb,
+                               .rb = rb,
+                               .rows = true,
+                               .fallback = ieee };
+                x16_run_avx2(&src, K, x, ldx, n_vec, y + r0, ldy, 0, n / 16);
+        }
+        if (r0 + n < r1)
+                rest(w, rb, K, x, ldx, n_vec, y, ldy, r0 + n, r1);
+}
+
+/* Where the copies paid, one thread, a matrix streamed from memory (a /tmp loop over the kernel):
+ * q8_0 from 2 vectors (K = 1024: 2 vectors 380-410 against 469 us, 8: 740-780 against 1207, 64:
+ * 5300 against 5450; K = 4096 up to 1.8x), q4_0 from 8 vectors, and from 3 once the row kernel's
+ * packed x (2 bytes a column and vector) outgrows L1 (K = 3072, 4 vectors: 413 against 452 us; K =
+ * 4096, 8 vectors: 495 against 1625; but K = 1024, 4 vectors: 279 against 267). */
+static void matmul_q8_0_copies_avx2(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec,
+                                    float *y, size_t ldy, size_t r0, size_t r1) {
+        matmul_rows_as_x16_avx2(DTYPE_Q8_0, matmul_i8_q8_0_avx2, matmul_q8_0_avx2, w, rb, K, x, ldx, n_vec, y, ldy, r0,
+                                r1);
+}
+
+static void matmul_q4_0_copies_avx2(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec,
+                                    float *y, size_t ldy, size_t r0, size_t r1) {
+        if (n_vec >= 8 || (n_vec >= 3 && n_vec * K >= 12288))
+                matmul_rows_as_x16_avx2(DTYPE_Q4_0, matmul_i8_q4_0_avx2, matmul_q4_0_avx2, w, rb, K, x, ldx, n_vec, y,
+                                        ldy, r0, r1);
+        else
+                matmul_i8_q4_0_avx2(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+}
 
 void kernels_fill_avx2(Kernels *k) {
         simd_fill(k);
         x16_fill_avx2(k);
+        k->matmul[DTYPE_Q8_0] = matmul_q8_0_copies_avx2;
+        k->matmul[DTYPE_Q4_0] = matmul_q4_0_copies_avx2;
 }
