@@ -14,6 +14,15 @@
 #define MM_R 3 /* matmul register tile: 3 rows x 4 vectors = 12 accumulators of 16 */
 #define MM_V 4
 #endif
+#ifndef SM_R
+/* batched decode of float weights (the stream tiles of simd-template.h): 3 rows x 4 vectors, 12
+ * accumulators + 3 weight rows + x in the 16 registers. Before, 2-16 vectors went through the tiled
+ * f32 matmul, whose decoding into a buffer is paid per call: one thread, 4096 x 1024 f16 streamed,
+ * 2 vectors 684-716 -> 359-366 us, 8: 1105-1146 -> 773-784; 2048 x 1024 f32 8: 684 -> 499, bf16
+ * 494 -> 412 (2 x 4 measured slower: 8 vectors 1496 us) */
+#define SM_R 3
+#define SM_V 4
+#endif
 
 typedef __m256 VEC;
 
