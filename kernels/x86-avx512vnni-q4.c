@@ -184,11 +184,13 @@ static void matmul_q4_0_vnni(const void *w, size_t rb, size_t K, const float *x,
                 prev_matmul(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
                 return;
         }
-        /* 4 vectors or more: whole 16-row groups through a Q4_0X16 copy (x86-avx512vnni-x16.c). Its
+        /* 3 vectors or more: whole 16-row groups through a Q4_0X16 copy (x86-avx512vnni-x16.c). Its
          * tiles ran faster than these from 4 vectors on, copy included (0.4B, alternating rounds:
          * B=4 224-286 -> 239-310 tok/s, B=8 317-318 -> 406-413, B=16 320-325 -> 476-485; B=2 fell
-         * from 178-207 to 153-167, B=3 was even) */
-        if (n_vec >= 4) {
+         * from 178-207 to 153-167, B=3 was even); from 3 since the scales are copied as transposes
+         * (kernels-10, 3 alternating rounds: B=3 0.1B 680-689 -> 761-823, 0.4B 239-264 -> 294-303;
+         * B=2 still lost, 0.1B 574-579 -> 544-568, 0.4B 210-214 -> 183-206) */
+        if (n_vec >= 3) {
                 r0 += matmul_rows_as_x16_vnni(DTYPE_Q4_0, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
                 if (r0 == r1)
                         return;

@@ -27,6 +27,7 @@
 #include "kernels/kernels-internal.h"
 #include "kernels/quant.h"
 #include "kernels/x86-avx512-quantx.h"
+#include "kernels/x86-x16-copy.h"
 
 #define QX_MAX_COLS 8192 /* columns a packed x takes on the stack; wider matrices use the reference */
 #define QX_CHUNK 8       /* vectors per tile */
@@ -260,7 +261,7 @@ static void matmul_x16_vnni(DType t, const void *w, size_t rb, size_t K, const f
  * copied into one group (a transpose of 16 x 8 dwords a block for q8_0, 16 x 4 for q4_0) and the
  * tiles above run on the copy, paid once for up to QX_CHUNK x QX_MAX_CHUNKS vectors: for q8_0 on
  * prefill chunks only (at 8 batched vectors the copy cost more than it saved: 0.1B B=8 900-998 ->
- * 705-757 tok/s), for q4_0 from 4 vectors (x86-avx512vnni-q4.c). The rows of
+ * 705-757 tok/s), for q4_0 from 3 vectors (x86-avx512vnni-q4.c). The rows of
  * the next copy are prefetched while the tiles compute: without it the copy waited on memory and
  * the model-level prefill did not gain. */
 /* the copy on the stack: two groups up to 4096 columns, one up to QX_MAX_COLS (a q8_0 group of 8192) */
@@ -285,12 +286,6 @@ static inline __attribute__((always_inline)) void transpose8_epi64(__m512i *q) {
                 q[2 + p] = _mm512_shuffle_i64x2(v[2 * p + 1], w[2 * p + 1], 0x88); /* j = 2 + p: lane 1 */
                 q[6 + p] = _mm512_shuffle_i64x2(v[2 * p + 1], w[2 * p + 1], 0xDD); /* j = 6 + p: lane 3 */
         }
-}
-
-/* The 16 f16 scales of block b of 16 rows into a group's scales. */
-static inline void copy_scales(const uint8_t *rows, size_t rb, size_t b, uint8_t *dst) {
-        for (size_t i = 0; i < 16; i++)
-                memcpy(dst + 2 * i, rows + i * rb + 2 * b, 2);
 }
 
 /* 16 Q4_0 rows (rb bytes apart) of K elements as one Q4_0X16 group (its padding left out): line j of
@@ -318,8 +313,8 @@ static void repack_q4_0(const uint8_t *rows, size_t rb, size_t K, uint8_t *grp) 
                 _mm512_storeu_si512(dst + 64, _mm512_shuffle_i32x4(t0, t2, 0xDD));
                 _mm512_storeu_si512(dst + 128, _mm512_shuffle_i32x4(t1, t3, 0x88));
                 _mm512_storeu_si512(dst + 192, _mm512_shuffle_i32x4(t1, t3, 0xDD));
-                copy_scales(rows, rb, b, grp + so + 32 * b);
         }
+        x16_copy_scales(rows, rb, 0, nb, grp + so);
 }
 
 /* 16 Q8_0 rows (rb bytes apart) of K elements as one Q8_0X16 group (its padding left out). */
@@ -339,8 +334,8 @@ static void repack_q8_0(const uint8_t *rows, size_t rb, size_t K, uint8_t *grp) 
                 transpose8_epi64(l); /* line j: dword j of rows 0..15 */
                 for (int j = 0; j < 8; j++)
                         _mm512_storeu_si512(grp + 512 * b + 64 * j, _mm512_xor_si512(l[j], bias));
-                copy_scales(rows, rb, b, grp + so + 32 * b);
         }
+        x16_copy_scales(rows, rb, 0, nb, grp + so);
 }
 
 size_t matmul_rows_as_x16_vnni(DType t, const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec,
