@@ -293,74 +293,8 @@ static const Q16TileFn x16_tiles_avx2[Q16_TILE + 1] = {
  * on the copy, which serves every vector of the call; the tiles prefetch the next copy's rows. The
  * row kernels above pay their decoding (q4_0: the nibble unpacking, q8_0: a sign transfer against
  * both x operands) per row and vector, where a group's tile shares each weight load among 8 rows and
- * up to 4 vectors. The copy is an 8 x 8 dword transpose per 8 rows of a Q8_0 block, 8 x 4 for
- * Q4_0: in-lane unpacks, and a lane permute for Q8_0. */
+ * up to 4 vectors. The copies are kernels/x86-x16-copy.h's (shared with the VNNI kernels). */
 #define X16_COPY_BLOCKS 128 /* blocks of a column pass a copy holds: QB + 32 bytes each, 68 KiB */
-
-/* Blocks [b0, b0 + pn) of 16 Q8_0 rows (rb bytes apart) as a Q8_0X16 group's quants (q) and scales
- * (d) for those blocks. */
-static void copy_q8_0_rows(const uint8_t *rows, size_t rb, size_t K, size_t b0, size_t pn, uint8_t *q, uint8_t *d) {
-        const uint8_t *src = rows + q_row_quants_offset(K);
-        const __m256i bias = _mm256_set1_epi8((char)0x80);
-        for (size_t b = 0; b < pn; b++) {
-#pragma GCC unroll 2
-                for (size_t h = 0; h < 2; h++) { /* rows 8h .. 8h+7: the half h of each line */
-                        __m256i r[8], t[8], u[8];
-#pragma GCC unroll 8
-                        for (int m = 0; m < 8; m++)
-                                r[m] = _mm256_loadu_si256((const __m256i *)(src + (8 * h + m) * rb + 32 * (b0 + b)));
-#pragma GCC unroll 4
-                        for (int m = 0; m < 8; m += 2) { /* dwords 0,1 | 4,5 and 2,3 | 6,7 of rows m, m+1 */
-                                t[m] = _mm256_unpacklo_epi32(r[m], r[m + 1]);
-                                t[m + 1] = _mm256_unpackhi_epi32(r[m], r[m + 1]);
-                        }
-#pragma GCC unroll 2
-                        for (int m = 0; m < 8; m += 4) { /* dword j | j+4 of rows m..m+3, j = 0..3 */
-                                u[m] = _mm256_unpacklo_epi64(t[m], t[m + 2]);
-                                u[m + 1] = _mm256_unpackhi_epi64(t[m], t[m + 2]);
-                                u[m + 2] = _mm256_unpacklo_epi64(t[m + 1], t[m + 3]);
-                                u[m + 3] = _mm256_unpackhi_epi64(t[m + 1], t[m + 3]);
-                        }
-                        uint8_t *line = q + 512 * b + 32 * h;
-#pragma GCC unroll 4
-                        for (int j = 0; j < 4; j++) {
-                                __m256i lo = _mm256_permute2x128_si256(u[j], u[4 + j], 0x20); /* dword j */
-                                __m256i hi = _mm256_permute2x128_si256(u[j], u[4 + j], 0x31); /* dword j + 4 */
-                                _mm256_storeu_si256((__m256i *)(line + 64 * j), _mm256_xor_si256(lo, bias));
-                                _mm256_storeu_si256((__m256i *)(line + 64 * (j + 4)), _mm256_xor_si256(hi, bias));
-                        }
-                }
-        }
-        x16_copy_scales(rows, rb, b0, pn, d);
-}
-
-/* The same for 16 Q4_0 rows as a Q4_0X16 group: line j of a block is dword j of each row's 16 quant
- * bytes. */
-static void copy_q4_0_rows(const uint8_t *rows, size_t rb, size_t K, size_t b0, size_t pn, uint8_t *q, uint8_t *d) {
-        const uint8_t *src = rows + q_row_quants_offset(K);
-        for (size_t b = 0; b < pn; b++) {
-#pragma GCC unroll 2
-                for (size_t h = 0; h < 2; h++) {
-                        const uint8_t *p = src + 8 * h * rb + 16 * (b0 + b);
-                        __m256i r[4], t[4];
-#pragma GCC unroll 4
-                        for (int m = 0; m < 4; m++) /* rows m | m+4 of the eight */
-                                r[m] = _mm256_inserti128_si256(
-                                        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p + m * rb))),
-                                        _mm_loadu_si128((const __m128i *)(p + (m + 4) * rb)), 1);
-                        t[0] = _mm256_unpacklo_epi32(r[0], r[1]);
-                        t[1] = _mm256_unpackhi_epi32(r[0], r[1]);
-                        t[2] = _mm256_unpacklo_epi32(r[2], r[3]);
-                        t[3] = _mm256_unpackhi_epi32(r[2], r[3]);
-                        uint8_t *line = q + 256 * b + 32 * h;
-                        _mm256_storeu_si256((__m256i *)line, _mm256_unpacklo_epi64(t[0], t[2]));
-                        _mm256_storeu_si256((__m256i *)(line + 64), _mm256_unpackhi_epi64(t[0], t[2]));
-                        _mm256_storeu_si256((__m256i *)(line + 128), _mm256_unpacklo_epi64(t[1], t[3]));
-                        _mm256_storeu_si256((__m256i *)(line + 192), _mm256_unpackhi_epi64(t[1], t[3]));
-                }
-        }
-        x16_copy_scales(rows, rb, b0, pn, d);
-}
 
 /* Where the tiles read: groups of a grouped matrix, or 16-row copies of a Q8_0/Q4_0 one (rows), whose
  * group g is rows 16g .. 16g+15. A vector with a non-finite activation goes to a kernel that gives
@@ -426,8 +360,8 @@ static void x16_run_avx2(const X16Src *src, size_t K, const float *x, size_t ldx
                                 if (rows) {
                                         /* the next copy's rows always: 16 streams are too many for the
                                          * hardware prefetcher */
-                                        (q4 ? copy_q4_0_rows : copy_q8_0_rows)(wb + g * G, rb, K, b0, pn, copy,
-                                                                               copy + QB * pn);
+                                        (q4 ? x16_copy_q4_0_rows : x16_copy_q8_0_rows)(wb + g * G, rb, K, b0, pn, copy,
+                                                                                       copy + QB * pn);
                                         gq = copy;
                                         gd = copy + QB * pn;
                                         const uint8_t *next = wb + (g + 1) * G;

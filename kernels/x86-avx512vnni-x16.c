@@ -258,85 +258,13 @@ static void matmul_x16_vnni(DType t, const void *w, size_t rb, size_t K, const f
  * Q8_0 and Q4_0 rows (kernels/quant.h) hold the same bytes as a group of their x16 type, in
  * another order (Q8_0X16 adds the +128). On many vectors their row-layout VNNI kernels
  * (x86-avx512vnni.c, x86-avx512vnni-q4.c) ran at about half this one's rate; here 16 rows are
- * copied into one group (a transpose of 16 x 8 dwords a block for q8_0, 16 x 4 for q4_0) and the
- * tiles above run on the copy, paid once for up to QX_CHUNK x QX_MAX_CHUNKS vectors: for q8_0 on
- * prefill chunks only (at 8 batched vectors the copy cost more than it saved: 0.1B B=8 900-998 ->
- * 705-757 tok/s), for q4_0 from 3 vectors (x86-avx512vnni-q4.c). The rows of
- * the next copy are prefetched while the tiles compute: without it the copy waited on memory and
- * the model-level prefill did not gain. */
+ * copied into one group (kernels/x86-x16-copy.h, AVX2's copies) and the tiles above run on the copy, paid once for up
+ * to QX_CHUNK x QX_MAX_CHUNKS vectors: for q8_0 on prefill chunks only (at 8 batched vectors the copy cost more than it
+ * saved: 0.1B B=8 900-998 -> 705-757 tok/s), for q4_0 from 3 vectors (x86-avx512vnni-q4.c). The rows of the next copy
+ * are prefetched while the tiles compute: without it the copy waited on memory and the model-level prefill did not
+ * gain. */
 /* the copy on the stack: two groups up to 4096 columns, one up to QX_MAX_COLS (a q8_0 group of 8192) */
 #define QX_REPACK_BYTES (2u * 16u * 34u * (4096u / QK))
-
-/* 8 x 8 qwords: q[k] qword j becomes q[j] qword k. */
-static inline __attribute__((always_inline)) void transpose8_epi64(__m512i *q) {
-        __m512i u[8], v[4], w[4];
-        for (int k = 0; k < 4; k++) {
-                u[2 * k] = _mm512_unpacklo_epi64(q[2 * k], q[2 * k + 1]);     /* lane m: q2k[2m], q2k+1[2m] */
-                u[2 * k + 1] = _mm512_unpackhi_epi64(q[2 * k], q[2 * k + 1]); /* the same at 2m + 1 */
-        }
-        for (int p = 0; p < 2; p++) {
-                v[2 * p] = _mm512_shuffle_i64x2(u[p], u[2 + p], 0x88);     /* lanes 0, 2 of u_p, of u_2+p */
-                v[2 * p + 1] = _mm512_shuffle_i64x2(u[p], u[2 + p], 0xDD); /* lanes 1, 3 */
-                w[2 * p] = _mm512_shuffle_i64x2(u[4 + p], u[6 + p], 0x88);
-                w[2 * p + 1] = _mm512_shuffle_i64x2(u[4 + p], u[6 + p], 0xDD);
-        }
-        for (int p = 0; p < 2; p++) {
-                q[p] = _mm512_shuffle_i64x2(v[2 * p], w[2 * p], 0x88);             /* j = p: lane 0 of each */
-                q[4 + p] = _mm512_shuffle_i64x2(v[2 * p], w[2 * p], 0xDD);         /* j = 4 + p: lane 2 */
-                q[2 + p] = _mm512_shuffle_i64x2(v[2 * p + 1], w[2 * p + 1], 0x88); /* j = 2 + p: lane 1 */
-                q[6 + p] = _mm512_shuffle_i64x2(v[2 * p + 1], w[2 * p + 1], 0xDD); /* j = 6 + p: lane 3 */
-        }
-}
-
-/* 16 Q4_0 rows (rb bytes apart) of K elements as one Q4_0X16 group (its padding left out): line j of
- * block b is dword j of each row's 16 quant bytes of the block. */
-static void repack_q4_0(const uint8_t *rows, size_t rb, size_t K, uint8_t *grp) {
-        size_t nb = K / QK, so = x16_scales_offset(1, K);
-        const uint8_t *q = rows + q_row_quants_offset(K);
-        /* 4 rows' 16 bytes to 128-bit lane j = dword j of the 4 rows */
-        const __m512i by_dword = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-        for (size_t b = 0; b < nb; b++) {
-                __m512i R[4];
-                for (int m = 0; m < 4; m++) {
-                        const uint8_t *p = q + 4 * (size_t)m * rb + 16 * b;
-                        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p));
-                        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + rb)), 1);
-                        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 2 * rb)), 2);
-                        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 3 * rb)), 3);
-                        R[m] = _mm512_permutexvar_epi32(by_dword, v);
-                }
-                /* line j = lane j of R0..R3: a 4 x 4 transpose of 128-bit lanes */
-                __m512i t0 = _mm512_shuffle_i32x4(R[0], R[1], 0x44), t1 = _mm512_shuffle_i32x4(R[0], R[1], 0xEE);
-                __m512i t2 = _mm512_shuffle_i32x4(R[2], R[3], 0x44), t3 = _mm512_shuffle_i32x4(R[2], R[3], 0xEE);
-                uint8_t *dst = grp + 256 * b;
-                _mm512_storeu_si512(dst, _mm512_shuffle_i32x4(t0, t2, 0x88));
-                _mm512_storeu_si512(dst + 64, _mm512_shuffle_i32x4(t0, t2, 0xDD));
-                _mm512_storeu_si512(dst + 128, _mm512_shuffle_i32x4(t1, t3, 0x88));
-                _mm512_storeu_si512(dst + 192, _mm512_shuffle_i32x4(t1, t3, 0xDD));
-        }
-        x16_copy_scales(rows, rb, 0, nb, grp + so);
-}
-
-/* 16 Q8_0 rows (rb bytes apart) of K elements as one Q8_0X16 group (its padding left out). */
-static void repack_q8_0(const uint8_t *rows, size_t rb, size_t K, uint8_t *grp) {
-        size_t nb = K / QK, so = x16_scales_offset(0, K);
-        const uint8_t *q = rows + q_row_quants_offset(K);
-        /* dwords j of rows 2k and 2k+1 side by side: qword j */
-        const __m512i pair = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-        const __m512i bias = _mm512_set1_epi8((char)0x80);
-        for (size_t b = 0; b < nb; b++) {
-                __m512i l[8];
-                for (int k = 0; k < 8; k++) {
-                        __m256i r0 = _mm256_loadu_si256((const __m256i *)(q + 2 * k * rb + 32 * b));
-                        __m256i r1 = _mm256_loadu_si256((const __m256i *)(q + (2 * k + 1) * rb + 32 * b));
-                        l[k] = _mm512_permutexvar_epi32(pair, _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1));
-                }
-                transpose8_epi64(l); /* line j: dword j of rows 0..15 */
-                for (int j = 0; j < 8; j++)
-                        _mm512_storeu_si512(grp + 512 * b + 64 * j, _mm512_xor_si512(l[j], bias));
-        }
-        x16_copy_scales(rows, rb, 0, nb, grp + so);
-}
 
 size_t matmul_rows_as_x16_vnni(DType t, const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec,
                                float *y, size_t ldy, size_t r0, size_t r1) {
@@ -357,9 +285,12 @@ size_t matmul_rows_as_x16_vnni(DType t, const void *w, size_t rb, size_t K, cons
                         return 0; /* non-finite input: the caller's kernel gives the IEEE result */
                 for (size_t r = r0; r < r0 + n_rows;) {
                         int ng = max_ng >= 2 && r + 32 <= r0 + n_rows ? 2 : 1;
-                        for (int g = 0; g < ng; g++)
-                                (q4 ? repack_q4_0 : repack_q8_0)(wb + (r + 16 * (size_t)g) * rb, rb, K,
-                                                                 grp + (size_t)g * G);
+                        for (int g = 0; g < ng; g++) {
+                                const uint8_t *rows = wb + (r + 16 * (size_t)g) * rb;
+                                uint8_t *dst = grp + (size_t)g * G;
+                                (q4 ? x16_copy_q4_0_rows : x16_copy_q8_0_rows)(rows, rb, K, 0, K / QK, dst,
+                                                                               dst + x16_scales_offset(q4, K));
+                        }
                         /* the rows of the next copy, from memory while the tiles compute on this one */
                         size_t rn = r + 16 * (size_t)ng;
                         const uint8_t *next = rn < r0 + n_rows ? wb + rn * rb : NULL;
