@@ -58,6 +58,10 @@ static inline VEC vpow2i(VEC n) {
 static inline float vhsum(VEC v) {
         return vaddvq_f32(v);
 }
+/* out[0..3] = the sums of a, b, c and d */
+static inline void vhsum4(VEC a, VEC b, VEC c, VEC d, float *out) {
+        vst1q_f32(out, vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d)));
+}
 static inline VEC vloadn(const float *p, size_t n) {
         float tmp[VL] = { 0 };
         memcpy(tmp, p, n * sizeof(float));
