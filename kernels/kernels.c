@@ -7,19 +7,22 @@
 #include "kernels/cpu.h"
 #include "kernels/kernels-internal.h"
 
+/* In order of preference: the last usable one is the default. ISA_AVX512_NOVNNI is the AVX-512 table
+ * without its AVX-512 VNNI kernels, i.e. what a CPU with AVX-512 F/BW/VL but no VNNI (Skylake-SP/X)
+ * runs. It comes before ISA_AVX512 so it is never the default; RWKV_ISA=avx512-novnni selects it,
+ * so that those kernels are tested and measured on CPUs that have VNNI too. */
 enum {
         ISA_SCALAR,
         ISA_AVX2,
+        ISA_AVX512_NOVNNI,
         ISA_AVX512,
         ISA_NEON,
         _ISA_MAX,
 };
 
 static const char *const isa_names[_ISA_MAX] = {
-        [ISA_SCALAR] = "scalar",
-        [ISA_AVX2] = "avx2",
-        [ISA_AVX512] = "avx512",
-        [ISA_NEON] = "neon",
+        [ISA_SCALAR] = "scalar", [ISA_AVX2] = "avx2", [ISA_AVX512_NOVNNI] = "avx512-novnni",
+        [ISA_AVX512] = "avx512", [ISA_NEON] = "neon",
 };
 
 static Kernels tables[_ISA_MAX];
@@ -45,6 +48,9 @@ static void tables_init(void) {
                 /* AVX-512 files fall back to AVX2 kernels for what they do not override */
                 kernels_fill_avx2(&tables[ISA_AVX512]);
                 kernels_fill_avx512(&tables[ISA_AVX512]);
+                tables[ISA_AVX512_NOVNNI] = tables[ISA_AVX512];
+                tables[ISA_AVX512_NOVNNI].isa = isa_names[ISA_AVX512_NOVNNI];
+                table_ok[ISA_AVX512_NOVNNI] = true;
 #ifdef RWKV_KERNELS_AVX512VNNI
                 if (f->avx512vnni) {
                         kernels_fill_avx512vnni(&tables[ISA_AVX512]);

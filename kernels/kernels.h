@@ -12,7 +12,7 @@
 #include "kernels/threadpool.h"
 
 typedef struct Kernels {
-        const char *isa; /* "scalar", "avx2", "avx512", "neon" */
+        const char *isa; /* "scalar", "avx2", "avx512-novnni", "avx512", "neon" */
 
         /* y[r] = dot(row r of W, x) for r in [r0, r1). Rows are row_bytes apart, n_cols elements. */
         void (*matvec[_DTYPE_MAX])(const void *w, size_t row_bytes, size_t n_cols, const float *x, float *y,

@@ -15,7 +15,8 @@
 #include "tests/lib/check.h"
 #include "test-util.h"
 
-static const char *const isas[] = { "scalar", "avx2", "avx512", "neon" };
+/* avx512-novnni: the AVX-512 table without its VNNI kernels (what Skylake-SP runs), testable here */
+static const char *const isas[] = { "scalar", "avx2", "avx512-novnni", "avx512", "neon" };
 
 static const DType all_types[] = {
         DTYPE_F32,       DTYPE_F16,       DTYPE_BF16,      DTYPE_Q8_0,      DTYPE_Q4_0,    DTYPE_GGML_Q4_0,
@@ -71,17 +72,19 @@ static double tolerance(double abs_sum) {
  * vectors x columns <= 65536) quantizes x to int8 blocks (simd-template.h): its error bound is sum over
  * blocks of amax(x_b)/254 * sum|w_b|, on top of the f32 tolerance. */
 static bool x_quantized(const Kernels *k, DType t, size_t n_vec, size_t cols) {
-        bool avx512 = strcmp(k->isa, "avx512") == 0;
+        bool vnni = strcmp(k->isa, "avx512") == 0 && cpu_features()->avx512vnni;
+        bool avx512 = vnni || strncmp(k->isa, "avx512", 6) == 0;
         /* with avx512_vnni, q8_0 and q4_0 of any vector count (x86-avx512vnni.c, x86-avx512vnni-q4.c;
          * the shapes here have at most 8192 columns, the limit of those paths) */
-        if ((t == DTYPE_Q8_0 || t == DTYPE_Q4_0) && avx512 && cpu_features()->avx512vnni)
+        if ((t == DTYPE_Q8_0 || t == DTYPE_Q4_0) && vnni)
                 return true;
         /* the grouped types on x86 and NEON run in integers for every vector count */
         if (dtype_group_rows(t) > 1)
                 return strcmp(k->isa, "avx2") == 0 || avx512 || strcmp(k->isa, "neon") == 0;
-        /* AVX2: q8_0 from 2 vectors and q4_0 from 8 through copies into groups (x86-avx2.c), any
-         * column count */
-        if (((t == DTYPE_Q8_0 && n_vec >= 2) || (t == DTYPE_Q4_0 && n_vec >= 8)) && strcmp(k->isa, "avx2") == 0)
+        /* AVX2 (and AVX-512 without VNNI, which keeps these entries): q8_0 from 2 vectors and q4_0
+         * from 8 through copies into groups (x86-avx2.c), any column count */
+        if (((t == DTYPE_Q8_0 && n_vec >= 2) || (t == DTYPE_Q4_0 && n_vec >= 8)) &&
+            (strcmp(k->isa, "avx2") == 0 || (avx512 && !vnni)))
                 return true;
         return ((t == DTYPE_Q8_0 && n_vec <= 8) ||
                 (t == DTYPE_Q4_0 && n_vec <= 16 && n_vec * cols <= 65536 && cols <= 32768) ||
