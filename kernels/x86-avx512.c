@@ -115,8 +115,8 @@ static inline __m256i i8dot32(__m256i xa, __m256i ws) {
 #include "kernels/simd-template.h"
 
 /* Filled over the AVX2 table (kernels.c). The q8_0 / q4_0 products of 2+ vectors stay AVX2's: its
- * copies into 16-row groups beat this file's row kernels (the same 256-bit integer instructions,
- * since maddubs has no wider form worth it without VNNI) and its f32 tiles for prefill. One thread,
+ * copies into 16-row groups beat this file's integer row kernels (which use the same 256-bit
+ * maddubs / madd, i8dot32 above) and its f32 tiles for more vectors and prefill. One thread,
  * 4096 x 1024 streamed, RWKV_ISA=avx512-novnni against avx2 (us): q8_0 2 vectors 461 / 390, 8 1198 /
  * 777, 64 5603 / 5294; q4_0 8 494 / 484, 16 999 / 875, 64 5368 / 3362. With VNNI these entries are
  * the fallbacks of x86-avx512vnni*.c (non-finite x, more than 8192 columns). */
