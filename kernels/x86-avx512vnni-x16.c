@@ -259,7 +259,7 @@ static void matmul_x16_vnni(DType t, const void *w, size_t rb, size_t K, const f
  * another order (Q8_0X16 adds the +128). On many vectors their row-layout VNNI kernels
  * (x86-avx512vnni.c, x86-avx512vnni-q4.c) ran at about half this one's rate; here 16 rows are
  * copied into one group (kernels/x86-x16-copy.h, AVX2's copies) and the tiles above run on the copy, paid once for up
- * to QX_CHUNK x QX_MAX_CHUNKS vectors: for q8_0 on prefill chunks only (at 8 batched vectors the copy cost more than it
+ * to QX_CHUNK x QX_MAX_CHUNKS vectors: for q8_0 from 9 vectors (x86-avx512vnni.c; at 8 the copy cost more than it
  * saved: 0.1B B=8 900-998 -> 705-757 tok/s), for q4_0 from 3 vectors (x86-avx512vnni-q4.c). The rows of the next copy
  * are prefetched while the tiles compute: without it the copy waited on memory and the model-level prefill did not
  * gain. */

@@ -1,6 +1,8 @@
-/* x86-avx512vnni.c: batched decode of q8_0 (2-16 vectors) with AVX-512 VNNI. Built with its own
- * flags and entered only when cpu.c found avx512_vnni; it overrides one entry of the AVX-512 table.
- * 2 vectors take rows2_q8_0, 3-8 and 16 the "8 vectors x 2 groups" layout (rows8_q8_0), 9-15 this one.
+/* x86-avx512vnni.c: products of q8_0 rows with 2 or more vectors with AVX-512 VNNI. Built with its
+ * own flags and entered only when cpu.c found avx512_vnni; it overrides one entry of the AVX-512
+ * table. 2 vectors take rows2_q8_0, 3-8 the "8 vectors x 2 groups" layout (rows8_q8_0); from 9, whole
+ * 16-row groups go through copies into Q8_0X16 groups (x86-avx512vnni-x16.c) and any other rows
+ * through this one-lane layout (matmul_q8_0_vnni_many).
  *
  * Layout: the VECTORS are the lanes. x is quantized per call to int8 blocks of 32 (like the integer
  * matvec in simd-template.h) and repacked so that one zmm holds, for each of up to 15 vectors, the
@@ -20,7 +22,6 @@
 #include "kernels/x86-avx512-quantx.h"
 
 #define VNNI_MAX_COLS 8192 /* stack: K/32 x 8 zmm of packed x (128 KiB at most) */
-#define VNNI_MAX_VEC 16
 #define VNNI_LANES 16
 #ifndef VNNI_ROWS
 #define VNNI_ROWS 4 /* rows per pass: they share each load of packed x */
@@ -338,31 +339,25 @@ static void matmul_q8_0_vnni2(const void *w, size_t rb, size_t K, const float *x
                 rows2_q8_0(wb, rb, K, xp, nc, dp, 1, y, ldy, r);
 }
 
-/* Up to 16 vectors in groups of at most 8: every tile of rows is applied to each packed group in
- * turn, the later group finds it in L1. */
+/* 3-8 vectors. */
 static void matmul_q8_0_vnni8(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
                               size_t ldy, size_t r0, size_t r1) {
-        _Alignas(64) __m512i xq[2][VNNI_MAX_COLS / QK * 4], xc[2][VNNI_MAX_COLS / QK];
-        _Alignas(64) float dxs[2][VNNI_MAX_COLS / QK * VNNI_LANES];
-        size_t n_groups = (n_vec + 7) / 8, per = (n_vec + n_groups - 1) / n_groups, nv[2];
-        for (size_t g = 0; g < n_groups; g++) {
-                nv[g] = g * per + per <= n_vec ? per : n_vec - g * per;
-                if (!pack_x8(x + g * per * ldx, ldx, nv[g], K, xq[g], xc[g], dxs[g])) {
-                        fallback_q8_0(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
-                        return;
-                }
+        _Alignas(64) __m512i xq[VNNI_MAX_COLS / QK * 4], xc[VNNI_MAX_COLS / QK];
+        _Alignas(64) float dxs[VNNI_MAX_COLS / QK * VNNI_LANES];
+        if (!pack_x8(x, ldx, n_vec, K, xq, xc, dxs)) {
+                fallback_q8_0(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+                return;
         }
         const uint8_t *wb = w;
         size_t r = r0;
         for (; r + VNNI8_ROWS <= r1; r += VNNI8_ROWS)
-                for (size_t g = 0; g < n_groups; g++)
-                        rows8_q8_0(wb, rb, K, xq[g], xc[g], dxs[g], VNNI8_ROWS, nv[g], y + g * per * ldy, ldy, r);
+                rows8_q8_0(wb, rb, K, xq, xc, dxs, VNNI8_ROWS, n_vec, y, ldy, r);
         for (; r < r1; r++)
-                for (size_t g = 0; g < n_groups; g++)
-                        rows8_q8_0(wb, rb, K, xq[g], xc[g], dxs[g], 1, nv[g], y + g * per * ldy, ldy, r);
+                rows8_q8_0(wb, rb, K, xq, xc, dxs, 1, n_vec, y, ldy, r);
 }
 
-/* ---- prefill chunks (more than 16 vectors): groups of up to 15 vectors, each as above ----
+/* ---- more than 8 vectors, the rows that are not whole 16-row groups (and a non-finite x, which the
+ * copies leave to it): groups of up to 15 vectors in the one-lane layout above ----
  * x is packed once per call for as many groups as VNNI_MANY_ZMM allows (all of a 64-vector chunk up
  * to K = 1024, 4 groups at K = 3072, 1 at 8192), then every tile of VNNI_ROWS rows is applied to
  * each packed group in turn while it sits in L1: a weight byte comes from memory once per pass of
@@ -404,37 +399,27 @@ static void matmul_q8_0_vnni_many(const void *w, size_t rb, size_t K, const floa
 
 static void matmul_q8_0_vnni(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
                              size_t ldy, size_t r0, size_t r1) {
-        if (n_vec > VNNI_MAX_VEC && K <= VNNI_MAX_COLS && K % QK == 0 && K / QK * 8 <= VNNI_MANY_ZMM) {
-                /* whole 16-row groups through a Q8_0X16 copy (x86-avx512vnni-x16.c), the rest here */
-                size_t done = matmul_rows_as_x16_vnni(DTYPE_Q8_0, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
-                if (r0 + done < r1)
-                        matmul_q8_0_vnni_many(w, rb, K, x, ldx, n_vec, y, ldy, r0 + done, r1);
-                return;
-        }
-        /* 3-8 vectors, and 16 as 2 x 8 (one-lane passes of 8: 7-10 -> 12-14 GB/s of weights, 2 threads);
-         * 9-15 fit one pass of the one-lane layout, measured faster than two groups of the other */
-        if (n_vec == 2 && K <= VNNI_MAX_COLS && K % QK == 0) {
-                matmul_q8_0_vnni2(w, rb, K, x, ldx, y, ldy, r0, r1);
-                return;
-        }
-        if (((n_vec >= 2 && n_vec <= 8) || n_vec == 16) && K <= VNNI_MAX_COLS && K % QK == 0) {
-                matmul_q8_0_vnni8(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
-                return;
-        }
-        /* 9-15 vectors: one pass, one lane per vector (the last lane is the bias correction) */
-        _Alignas(64) __m512i xu[VNNI_MAX_COLS / QK * 8];
-        _Alignas(64) float dxs[VNNI_MAX_COLS / QK * VNNI_LANES];
-        bool ok = n_vec >= 2 && n_vec < VNNI_LANES && K <= VNNI_MAX_COLS && K % QK == 0;
-        if (!ok || !pack_x(x, ldx, n_vec, K, xu, dxs)) {
+        if (K > VNNI_MAX_COLS || K % QK != 0) {
                 fallback_q8_0(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
                 return;
         }
-        const uint8_t *wb = w;
-        size_t r = r0;
-        for (; r + VNNI_ROWS <= r1; r += VNNI_ROWS)
-                rows_q8_0(wb, rb, K, xu, dxs, VNNI_ROWS, n_vec, y, ldy, r);
-        for (; r < r1; r++)
-                rows_q8_0(wb, rb, K, xu, dxs, 1, n_vec, y, ldy, r);
+        if (n_vec == 2) {
+                matmul_q8_0_vnni2(w, rb, K, x, ldx, y, ldy, r0, r1);
+                return;
+        }
+        if (n_vec <= 8) {
+                matmul_q8_0_vnni8(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+                return;
+        }
+        /* From 9 vectors the copies into groups cost less than they save. One thread, a /tmp loop
+         * over this entry, 4096 x 1024 streamed from memory (us), row kernels against copies: 9
+         * vectors 469 / 392, 12 503 / 432, 16 668 / 541; 3072 x 768 in cache, 9: 258 / 189, 16: 324 /
+         * 279; 1024 x 4096 streamed, 16: 570 / 536. At 8 the row kernel stays ahead (335-338
+         * against 460-470 us at 4096 x 1024). Whole 16-row groups through a Q8_0X16 copy
+         * (x86-avx512vnni-x16.c), the rest (and a non-finite x) through the one-lane layout. */
+        size_t done = matmul_rows_as_x16_vnni(DTYPE_Q8_0, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+        if (r0 + done < r1)
+                matmul_q8_0_vnni_many(w, rb, K, x, ldx, n_vec, y, ldy, r0 + done, r1);
 }
 
 void kernels_fill_avx512vnni(Kernels *k) {
