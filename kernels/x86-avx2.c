@@ -439,12 +439,19 @@ static void matmul_rows_as_x16_avx2(DType t, MatmulFn rest, MatmulFn ieee, const
 }
 
 /* Where the copies paid, one thread, a matrix streamed from memory (a /tmp loop over the kernel):
- * q8_0 from 2 vectors (K = 1024: 2 vectors 380-410 against 469 us, 8: 740-780 against 1207, 64:
- * 5300 against 5450; K = 4096 up to 1.8x), q4_0 from 8 vectors, and from 3 once the row kernel's
- * packed x (2 bytes a column and vector) outgrows L1 (K = 3072, 4 vectors: 413 against 452 us; K =
- * 4096, 8 vectors: 495 against 1625; but K = 1024, 4 vectors: 279 against 267). */
+ * q8_0 from 4 vectors (K = 1024: 8 vectors 740-780 against 1207 us, 64: 5300 against 5450; K =
+ * 4096 up to 1.8x; 2 and 3 vectors take the row kernel since it loads each block once for all of
+ * them and prefetches like the matvec: 245-261 / 334-376 against the copies' 382 / 420, in cache
+ * (3072 x 768) 135 / 181 against 200 / 213; at 4 it lost, 510-517 against 474), q4_0 from 8
+ * vectors, and from 3 once the row kernel's packed x (2 bytes a column and vector) outgrows L1 (K =
+ * 3072, 4 vectors: 413 against 452 us; K = 4096, 8 vectors: 495 against 1625; but K = 1024, 4
+ * vectors: 279 against 267). */
 static void matmul_q8_0_copies_avx2(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec,
                                     float *y, size_t ldy, size_t r0, size_t r1) {
+        if (n_vec <= 3) {
+                matmul_i8_q8_0_avx2(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+                return;
+        }
         matmul_rows_as_x16_avx2(DTYPE_Q8_0, matmul_i8_q8_0_avx2, matmul_q8_0_avx2, w, rb, K, x, ldx, n_vec, y, ldy, r0,
                                 r1);
 }

@@ -188,27 +188,31 @@ static void test_matrix(const Kernels *k) {
         /* a non-finite activation reaches the outputs of its own vector only, as in IEEE arithmetic
          * (the int8 paths hand such a vector to a float kernel; 37 rows: two 16-row groups, which
          * the grouped kernels and the copies into groups take, and 5 rows the row kernels take) */
-        for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++) {
-                const size_t rows = 37, cols = 64, nv = 20, bad = 5;
-                size_t rb;
-                uint8_t *w = random_matrix(all_types[ti], rows, cols, &rb);
-                float *x = malloc(nv * cols * sizeof(float)), *y = malloc(nv * rows * sizeof(float));
-                float wf[64];
-                CHECK(x && y);
-                for (size_t i = 0; i < nv * cols; i++)
-                        x[i] = test_randf();
-                x[bad * cols + 3] = INFINITY;
-                k->matmul[all_types[ti]](w, rb, cols, x, cols, nv, y, rows, 0, rows);
-                for (size_t r = 0; r < rows; r++) {
-                        dtype_rows_to_f32(all_types[ti], w, cols, r, 1, wf);
-                        for (size_t v = 0; v < nv; v++)
-                                CHECK(v == bad ? (wf[3] == 0.f || !isfinite(y[v * rows + r]))
-                                               : isfinite(y[v * rows + r]));
+        /* 3 vectors: the batched row kernels; 9: the copies into groups from 9 (VNNI q8_0); 20: chunks */
+        static const size_t nvs[] = { 3, 9, 20 };
+        for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++)
+                for (size_t ni = 0; ni < sizeof(nvs) / sizeof(nvs[0]); ni++) {
+                        const DType t = all_types[ti];
+                        const size_t rows = 37, cols = 64, nv = nvs[ni], bad = nv / 2;
+                        size_t rb;
+                        uint8_t *w = random_matrix(t, rows, cols, &rb);
+                        float *x = malloc(nv * cols * sizeof(float)), *y = malloc(nv * rows * sizeof(float));
+                        float wf[64];
+                        CHECK(x && y);
+                        for (size_t i = 0; i < nv * cols; i++)
+                                x[i] = test_randf();
+                        x[bad * cols + 3] = INFINITY;
+                        k->matmul[t](w, rb, cols, x, cols, nv, y, rows, 0, rows);
+                        for (size_t r = 0; r < rows; r++) {
+                                dtype_rows_to_f32(t, w, cols, r, 1, wf);
+                                for (size_t v = 0; v < nv; v++)
+                                        CHECK(v == bad ? (wf[3] == 0.f || !isfinite(y[v * rows + r]))
+                                                       : isfinite(y[v * rows + r]));
+                        }
+                        free(w);
+                        free(x);
+                        free(y);
                 }
-                free(w);
-                free(x);
-                free(y);
-        }
         /* float types take any column count */
         const DType ft[] = { DTYPE_F32, DTYPE_F16, DTYPE_BF16 };
         for (size_t ti = 0; ti < 3; ti++)
