@@ -414,8 +414,8 @@ static void matmul_q8_0_vnni(const void *w, size_t rb, size_t K, const float *x,
         /* From 9 vectors the copies into groups cost less than they save. One thread, a /tmp loop
          * over this entry, 4096 x 1024 streamed from memory (us), row kernels against copies: 9
          * vectors 469 / 392, 12 503 / 432, 16 668 / 541; 3072 x 768 in cache, 9: 258 / 189, 16: 324 /
-         * 279; 1024 x 4096 streamed, 16: 570 / 536. At 8 the row kernel stays ahead (335-338
-         * against 460-470 us at 4096 x 1024). Whole 16-row groups through a Q8_0X16 copy
+         * 279; 1024 x 4096 streamed, 16: 570 / 536. At 8 they tie streamed (329-332 / 327-328)
+         * and the row kernel wins in cache (160 / 170). Whole 16-row groups through a Q8_0X16 copy
          * (x86-avx512vnni-x16.c), the rest (and a non-finite x) through the one-lane layout. */
         size_t done = matmul_rows_as_x16_vnni(DTYPE_Q8_0, w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
         if (r0 + done < r1)
