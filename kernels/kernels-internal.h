@@ -63,7 +63,7 @@ void kernels_fill_avx512vnni_x16(Kernels *k);
 /* The same CPUs: Q8_0 or Q4_0 (t) rows [r0, r0 + 16k) (k as large as fits) through the grouped
  * kernel, 16 rows at a time copied into a group; the rows done (a multiple of 16), 0 when it
  * declined (another type, K over 8192 or not whole blocks, a non-finite x). One copy serves every
- * vector: q8_0 uses it for prefill chunks, q4_0 from 3 vectors on (what measured faster). */
+ * vector: q8_0 uses it from 9 vectors on, q4_0 from 3 (what measured faster). */
 size_t matmul_rows_as_x16_vnni(DType t, const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec,
                                float *y, size_t ldy, size_t r0, size_t r1);
 /* The same CPUs: Q4_0 matvec and matmul (x86-avx512vnni-q4.c); after the AVX2 / AVX-512 fills,

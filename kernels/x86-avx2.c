@@ -448,12 +448,11 @@ static void matmul_rows_as_x16_avx2(DType t, MatmulFn rest, MatmulFn ieee, const
  * vectors: 279 against 267). */
 static void matmul_q8_0_copies_avx2(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec,
                                     float *y, size_t ldy, size_t r0, size_t r1) {
-        if (n_vec <= 3) {
+        if (n_vec >= 4)
+                matmul_rows_as_x16_avx2(DTYPE_Q8_0, matmul_i8_q8_0_avx2, matmul_q8_0_avx2, w, rb, K, x, ldx, n_vec, y,
+                                        ldy, r0, r1);
+        else
                 matmul_i8_q8_0_avx2(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
-                return;
-        }
-        matmul_rows_as_x16_avx2(DTYPE_Q8_0, matmul_i8_q8_0_avx2, matmul_q8_0_avx2, w, rb, K, x, ldx, n_vec, y, ldy, r0,
-                                r1);
 }
 
 static void matmul_q4_0_copies_avx2(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec,

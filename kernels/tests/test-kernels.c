@@ -81,8 +81,8 @@ static bool x_quantized(const Kernels *k, DType t, size_t n_vec, size_t cols) {
         /* the grouped types on x86 and NEON run in integers for every vector count */
         if (dtype_group_rows(t) > 1)
                 return strcmp(k->isa, "avx2") == 0 || avx512 || strcmp(k->isa, "neon") == 0;
-        /* AVX2 (and AVX-512 without VNNI, which keeps these entries): q8_0 from 2 vectors and q4_0
-         * from 8 through copies into groups (x86-avx2.c), any column count */
+        /* AVX2 (and AVX-512 without VNNI, which keeps these entries), any column count: q8_0 from 2
+         * vectors (2-3 the row kernel, 4 on copies into groups) and q4_0 from 8 (copies; x86-avx2.c) */
         if (((t == DTYPE_Q8_0 && n_vec >= 2) || (t == DTYPE_Q4_0 && n_vec >= 8)) &&
             (strcmp(k->isa, "avx2") == 0 || (avx512 && !vnni)))
                 return true;
