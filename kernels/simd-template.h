@@ -579,8 +579,12 @@ static inline void FN(prefetch_rows)(const uint8_t *w, size_t rb, size_t r, size
 DEFINE_MATMUL(f32)
 DEFINE_MATMUL(f16)
 DEFINE_MATMUL(bf16)
+/* An ISA file whose q8_0 / q4_0 products of 2+ vectors measured slower than AVX2's defines
+ * SIMD_KEEP_INT8_MATMUL: the table, filled with the AVX2 kernels first (kernels.c), keeps those. */
+#ifndef SIMD_KEEP_INT8_MATMUL
 DEFINE_MATMUL(q8_0)
 DEFINE_MATMUL(q4_0)
+#endif
 #ifdef SM_R
 /* Batched decode of float weights (a few vectors): no f32 buffer. A tile of SM_R rows is read
  * once, each VL columns of it converted in registers and applied to up to SM_V vectors held in
@@ -699,7 +703,7 @@ DEFINE_MATMUL_STREAM(f16, 2)
 DEFINE_MATMUL_STREAM(bf16, 2)
 #endif
 
-#ifdef SIMD_INT8_MATVEC
+#if defined(SIMD_INT8_MATVEC) && !defined(SIMD_KEEP_INT8_MATMUL)
 /* q8_0 in integers up to 8 vectors; q4_0 has its own pairs below (up to 16). */
 DEFINE_MATMUL_I8(q8_0, QK, I8MM_MAX_VEC)
 
@@ -1101,14 +1105,16 @@ static void simd_fill(Kernels *k) {
         k->matmul[DTYPE_F32] = FN(matmul_f32);
         k->matmul[DTYPE_F16] = FN(matmul_f16);
         k->matmul[DTYPE_BF16] = FN(matmul_bf16);
+#ifndef SIMD_KEEP_INT8_MATMUL
         k->matmul[DTYPE_Q8_0] = FN(matmul_q8_0);
         k->matmul[DTYPE_Q4_0] = FN(matmul_q4_0);
+#endif
 #ifdef SM_R
         k->matmul[DTYPE_F32] = FN(matmul_stream_f32);
         k->matmul[DTYPE_F16] = FN(matmul_stream_f16);
         k->matmul[DTYPE_BF16] = FN(matmul_stream_bf16);
 #endif
-#ifdef SIMD_INT8_MATVEC
+#if defined(SIMD_INT8_MATVEC) && !defined(SIMD_KEEP_INT8_MATMUL)
         k->matmul[DTYPE_Q8_0] = FN(matmul_i8_q8_0);
         k->matmul[DTYPE_Q4_0] = FN(matmul_i8_q4_0);
 #endif

@@ -111,18 +111,16 @@ static inline __m256i i8dot32(__m256i xa, __m256i ws) {
  * (0.1B: 23.9 vs 23.7, 23.1 vs 24.3 GB/s), so one loop serves all three. Batched decode and prefill
  * are compute-bound and keep zmm. */
 #define SIMD_KEEP_FLOAT_MATVEC 1
-
-#include "kernels/simd-template.h"
-
-/* Filled over the AVX2 table (kernels.c). The q8_0 / q4_0 products of 2+ vectors stay AVX2's: its
- * copies into 16-row groups beat this file's integer row kernels (which use the same 256-bit
+/* The q8_0 / q4_0 products of 2+ vectors stay AVX2's (the table is filled with them first): its
+ * copies into 16-row groups beat the template's integer row kernels built here (the same 256-bit
  * maddubs / madd, i8dot32 above) and its f32 tiles for more vectors and prefill. One thread,
  * 4096 x 1024 streamed, RWKV_ISA=avx512-novnni against avx2 (us): q8_0 2 vectors 461 / 390, 8 1198 /
  * 777, 64 5603 / 5294; q4_0 8 494 / 484, 16 999 / 875, 64 5368 / 3362. With VNNI these entries are
  * the fallbacks of x86-avx512vnni*.c (non-finite x, more than 8192 columns). */
+#define SIMD_KEEP_INT8_MATMUL 1
+
+#include "kernels/simd-template.h"
+
 void kernels_fill_avx512(Kernels *k) {
-        MatmulFn q8_0 = k->matmul[DTYPE_Q8_0], q4_0 = k->matmul[DTYPE_Q4_0];
         simd_fill(k);
-        k->matmul[DTYPE_Q8_0] = q8_0;
-        k->matmul[DTYPE_Q4_0] = q4_0;
 }
