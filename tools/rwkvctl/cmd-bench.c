@@ -80,7 +80,8 @@ static void help(void) {
                "  --repeat N      run the prefill and the decode N times from the same state and report\n"
                "                  the median (default 3; latency percentiles over every token)\n"
                "  --batch LIST    batch sizes for batched decode, e.g. 1,2,4,8,16 (default 8); each runs\n"
-               "                  min(gen, 32) steps and at least one second\n"
+               "                  min(gen, 32) steps and at least one second in all, spread over the\n"
+               "                  repeat rounds (every size once a round), and reports their median\n"
                "  --json          print one JSON object (one line) instead of the summary\n");
 }
 
@@ -180,8 +181,9 @@ int verb_bench(int argc, char *argv[]) {
         uint32_t *batch_tokens = malloc(max_batch * sizeof(uint32_t));
         double *lat = malloc(gen * repeat * sizeof(double)), *runs = malloc(repeat * sizeof(double));
         float *start = malloc(in->state_floats * sizeof(float));
+        double *batch_runs = malloc(n_batches * repeat * sizeof(double));
         if (!tokens || !logits || !states || !state_ptrs || !logit_ptrs || !batch_logits || !batch_tokens || !lat ||
-            !runs || !start) {
+            !runs || !start || !batch_runs) {
                 fail("bench: out of memory");
                 goto finish;
         }
@@ -245,30 +247,39 @@ int verb_bench(int argc, char *argv[]) {
         res.p50_ms = percentile(lat, gen * repeat, 0.50) * 1e3;
         res.p99_ms = percentile(lat, gen * repeat, 0.99) * 1e3;
 
+        /* Batched decode in --repeat rounds, each size once a round (in reverse order every other
+         * round), the median per size. Single-session decode is bound by memory bandwidth and a
+         * batch of 8 by arithmetic, so a burst of bandwidth on a shared machine moves one and not
+         * the other: measured one after the other, the ratio of two sizes read whichever second
+         * each happened to get; interleaved, both sample the same stretch of time. */
+        size_t min_steps = ((gen < 32 ? gen : 32) + repeat - 1) / repeat; /* a round's share of min(gen, 32) */
+        double min_s = 1.0 / (double)repeat;
+        for (size_t k = 0; k < repeat; k++)
+                for (size_t i = 0; i < n_batches; i++) {
+                        size_t bi = k % 2 ? n_batches - 1 - i : i;
+                        unsigned B = batches[bi];
+                        for (unsigned s = 0; s < B; s++) {
+                                state_ptrs[s] = states + (size_t)s * in->state_floats;
+                                memcpy(state_ptrs[s], start, in->state_floats * sizeof(float));
+                                logit_ptrs[s] = batch_logits + (size_t)s * in->n_vocab;
+                        }
+                        size_t steps = 0;
+                        double elapsed = 0;
+                        t0 = now_s();
+                        while (steps < min_steps || (elapsed < min_s && steps < 100000)) {
+                                for (unsigned s = 0; s < B; s++)
+                                        batch_tokens[s] = tokens[(steps + s) % ntok];
+                                r = model_eval_batch(ctx, state_ptrs, batch_tokens, B, logit_ptrs);
+                                if (r < 0)
+                                        goto eval_failed;
+                                steps++;
+                                elapsed = now_s() - t0;
+                        }
+                        batch_runs[bi * repeat + k] = (double)(B * steps) / elapsed;
+                }
         for (size_t bi = 0; bi < n_batches; bi++) {
-                unsigned B = batches[bi];
-                for (unsigned s = 0; s < B; s++) {
-                        state_ptrs[s] = states + (size_t)s * in->state_floats;
-                        if (s > 0)
-                                memcpy(state_ptrs[s], state, in->state_floats * sizeof(float));
-                        logit_ptrs[s] = batch_logits + (size_t)s * in->n_vocab;
-                }
-                /* At least min(gen, 32) steps (so large B stays quick on big models) and at least
-                 * a second: 32 steps of a small model take ~0.1 s, too short to compare batch
-                 * sizes on a noisy machine. */
-                size_t min_steps = gen < 32 ? gen : 32, steps = 0;
-                t0 = now_s();
-                double elapsed = 0;
-                while (steps < min_steps || (elapsed < 1.0 && steps < 100000)) {
-                        for (unsigned s = 0; s < B; s++)
-                                batch_tokens[s] = tokens[(steps + s) % ntok];
-                        r = model_eval_batch(ctx, state_ptrs, batch_tokens, B, logit_ptrs);
-                        if (r < 0)
-                                goto eval_failed;
-                        steps++;
-                        elapsed = now_s() - t0;
-                }
-                res.batch_tok_s[bi] = (double)(B * steps) / elapsed;
+                qsort(batch_runs + bi * repeat, repeat, sizeof(double), cmp_double);
+                res.batch_tok_s[bi] = percentile(batch_runs + bi * repeat, repeat, 0.50);
         }
 
         struct rusage ru;
@@ -343,5 +354,6 @@ finish:
         free(lat);
         free(runs);
         free(start);
+        free(batch_runs);
         return ret;
 }
