@@ -1,6 +1,7 @@
 /* x86-avx512vnni.c: products of q8_0 rows with 2 or more vectors with AVX-512 VNNI. Built with its
  * own flags and entered only when cpu.c found avx512_vnni; it overrides one entry of the AVX-512
- * table. 2 vectors take rows2_q8_0, 3-8 the "8 vectors x 2 groups" layout (rows8_q8_0); from 9, whole
+ * table. 2 vectors take rows2_q8_0, 3-4 the "4 vectors x 4 groups" layout (rows4_q8_0), 5-8 the "8 vectors
+ * x 2 groups" layout (rows8_q8_0); from 9, whole
  * 16-row groups go through copies into Q8_0X16 groups (x86-avx512vnni-x16.c) and any other rows
  * through this one-lane layout (matmul_q8_0_vnni_many).
  *
@@ -262,7 +263,7 @@ static inline __attribute__((always_inline)) void rows8_q8_0(const uint8_t *w, s
  * row. 2.00 -> 1.36 ns per row-block on one core with the weights in cache (0.1B FFN key),
  * streamed on 2 threads 32.5 -> 34.9 GB/s (the matvec's rate then: it keeps up with memory). For 3
  * or 4 vectors (two such pairs) it measured slower than the 8-vector layout (2.24-2.30 vs 2.02-2.05
- * ns in cache), so they stay there. */
+ * ns in cache); they take the 4-vector layout below. */
 #define VNNI2_ROWS 4
 _Static_assert(VNNI_ROWS == 4 && VNNI8_ROWS == 4 && VNNI2_ROWS == 4, "the accumulators are initialized for 4 rows");
 
@@ -339,7 +340,117 @@ static void matmul_q8_0_vnni2(const void *w, size_t rb, size_t K, const float *x
                 rows2_q8_0(wb, rb, K, xp, nc, dp, 1, y, ldy, r);
 }
 
-/* 3-8 vectors. */
+/* ---- 3 or 4 vectors: the lanes are 4 vectors x 4 groups of 4 bytes ----
+ * The 8-vector layout leaves half its lanes idle at 4 vectors and still pays 4 vpdpbusd per
+ * row-block. Here 128-bit lane v of packed zmm h holds bytes 16h..16h+15 of a block of vector v, and
+ * the row's matching 16 bytes are broadcast to the four lanes: two (broadcast, vpxord, vpdpbusd)
+ * per row-block for up to 4 vectors. Dword lane 4v+g then sums 8 products of (row, vector v, block),
+ * scaled per block in f32 and summed across its 4 lanes once per row. The weights are the unsigned
+ * operand as in the 8-vector layout (w ^ 0x80 = w + 128; -128 * sum(x) starts each accumulator).
+ * One thread, a /tmp loop over this entry, us, 8-vector layout against this one: 4096 x 1024
+ * streamed, 3 vectors 269-271 / 225-227, 4 284-301 / 242-243; 3072 x 768 in cache, 3: 171 / 129,
+ * 4: 150 / 131. Model level, 3 alternating rounds, q8_0 B=4: 0.1B 566-697 -> 618-772 tok/s, 0.4B
+ * 215-253 -> 233-284. At 5-8 vectors two such passes would cost more than the 8-vector layout. */
+#define VNNI4_ROWS 4
+_Static_assert(VNNI4_ROWS == 4, "the accumulators are initialized for 4 rows");
+
+/* xq[b*2 + h]: 128-bit lane v = bytes 16h..16h+15 of block b of vector v (zero beyond nv); xc[b]
+ * dword lane 4v+g = -128 * the sum of the 8 bytes that lane multiplies; dxs[b*16 + 4v+g] = the scale
+ * of block b of vector v (zero beyond nv). */
+static bool pack_x4(const float *x, size_t ldx, size_t nv, size_t K, __m512i *xq, __m512i *xc, float *dxs) {
+        size_t nb = K / QK;
+        const __m512i bias = _mm512_set1_epi8((char)0x80);
+        for (size_t b = 0; b < nb; b++) {
+                __m512i h0 = _mm512_setzero_si512(), h1 = h0;
+                __m512 d = _mm512_setzero_ps();
+                for (size_t v = 0; v < nv; v++) {
+                        __m128i q0, q1;
+                        float dv;
+                        if (!quantize_block_regs(x + v * ldx + b * QK, &q0, &q1, &dv))
+                                return false;
+                        /* lane inserts in registers: no narrow stores read back wide (see pack_x8) */
+                        switch (v) {
+                        case 0:
+                                h0 = _mm512_inserti32x4(h0, q0, 0);
+                                h1 = _mm512_inserti32x4(h1, q1, 0);
+                                break;
+                        case 1:
+                                h0 = _mm512_inserti32x4(h0, q0, 1);
+                                h1 = _mm512_inserti32x4(h1, q1, 1);
+                                break;
+                        case 2:
+                                h0 = _mm512_inserti32x4(h0, q0, 2);
+                                h1 = _mm512_inserti32x4(h1, q1, 2);
+                                break;
+                        default:
+                                h0 = _mm512_inserti32x4(h0, q0, 3);
+                                h1 = _mm512_inserti32x4(h1, q1, 3);
+                                break;
+                        }
+                        d = _mm512_mask_mov_ps(d, (__mmask16)(0xFu << (4 * v)), _mm512_set1_ps(dv));
+                }
+                xq[2 * b] = h0;
+                xq[2 * b + 1] = h1;
+                __m512i c = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, h0), bias, h1);
+                xc[b] = _mm512_sub_epi32(_mm512_setzero_si512(), c);
+                _mm512_store_ps(dxs + b * VNNI_LANES, d);
+        }
+        return true;
+}
+
+static inline __attribute__((always_inline)) void rows4_q8_0(const uint8_t *w, size_t rb, size_t K, const __m512i *xq,
+                                                             const __m512i *xc, const float *dxs, int nr, size_t nv,
+                                                             float *y, size_t ldy, size_t r) {
+        size_t nb = K / QK, qo = q_row_quants_offset(K);
+        const bool l1 = K <= VNNI8_L1_COLS;
+        const __m512i bias = _mm512_set1_epi8((char)0x80);
+        const uint8_t *p[VNNI4_ROWS];
+        __m512 acc[VNNI4_ROWS] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
+        _Alignas(64) float dw[VNNI4_ROWS][VNNI_MAX_COLS / QK];
+        tile_begin(w, rb, K, r, nr, p, dw);
+        for (size_t b = 0; b < nb; b++) {
+                __m512 dxb = _mm512_load_ps(dxs + b * VNNI_LANES);
+                prefetch_next_tile(p[0] + (size_t)nr * rb, b, nr, l1); /* as in rows8_q8_0 */
+#pragma GCC unroll 4
+                for (int i = 0; i < nr; i++) {
+                        const uint8_t *q = p[i] + qo + b * QK;
+                        __m512i w0 =
+                                _mm512_xor_si512(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)q)), bias);
+                        __m512i w1 = _mm512_xor_si512(
+                                _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(q + 16))), bias);
+                        __m512i s = _mm512_dpbusd_epi32(xc[b], w0, xq[2 * b]);
+                        s = _mm512_dpbusd_epi32(s, w1, xq[2 * b + 1]);
+                        __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(s), dxb);
+                        acc[i] = _mm512_fmadd_ps(f, _mm512_set1_ps(dw[i][b]), acc[i]);
+                }
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < nr; i++) {
+                _Alignas(64) float o[VNNI_LANES];
+                _mm512_store_ps(o, acc[i]);
+                for (size_t v = 0; v < nv; v++)
+                        y[v * ldy + r + (size_t)i] = (o[4 * v] + o[4 * v + 1]) + (o[4 * v + 2] + o[4 * v + 3]);
+        }
+}
+
+/* 3 or 4 vectors. */
+static void matmul_q8_0_vnni4(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
+                              size_t ldy, size_t r0, size_t r1) {
+        _Alignas(64) __m512i xq[VNNI_MAX_COLS / QK * 2], xc[VNNI_MAX_COLS / QK];
+        _Alignas(64) float dxs[VNNI_MAX_COLS / QK * VNNI_LANES];
+        if (!pack_x4(x, ldx, n_vec, K, xq, xc, dxs)) {
+                fallback_q8_0(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+                return;
+        }
+        const uint8_t *wb = w;
+        size_t r = r0;
+        for (; r + VNNI4_ROWS <= r1; r += VNNI4_ROWS)
+                rows4_q8_0(wb, rb, K, xq, xc, dxs, VNNI4_ROWS, n_vec, y, ldy, r);
+        for (; r < r1; r++)
+                rows4_q8_0(wb, rb, K, xq, xc, dxs, 1, n_vec, y, ldy, r);
+}
+
+/* 5-8 vectors. */
 static void matmul_q8_0_vnni8(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
                               size_t ldy, size_t r0, size_t r1) {
         _Alignas(64) __m512i xq[VNNI_MAX_COLS / QK * 4], xc[VNNI_MAX_COLS / QK];
@@ -405,6 +516,10 @@ static void matmul_q8_0_vnni(const void *w, size_t rb, size_t K, const float *x,
         }
         if (n_vec == 2) {
                 matmul_q8_0_vnni2(w, rb, K, x, ldx, y, ldy, r0, r1);
+                return;
+        }
+        if (n_vec <= 4) {
+                matmul_q8_0_vnni4(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
                 return;
         }
         if (n_vec <= 8) {
