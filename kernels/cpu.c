@@ -34,13 +34,14 @@ static void detect(CpuFeatures *f) {
         f->avx2 = (b & (1u << 5)) && fma && f16c;
         f->fma = fma;
         f->f16c = f16c;
+        unsigned a1, b1, c1, d1;
+        __cpuid_count(7, 1, a1, b1, c1, d1);
+        f->avxvnni = a1 & (1u << 4);
         if (zmm_ok) {
                 f->avx512f = b & (1u << 16);
                 f->avx512bw = b & (1u << 30);
                 f->avx512vl = b & (1u << 31);
                 f->avx512vnni = c & (1u << 11);
-                unsigned a1, b1, c1, d1;
-                __cpuid_count(7, 1, a1, b1, c1, d1);
                 f->avx512bf16 = a1 & (1u << 5);
         }
 }

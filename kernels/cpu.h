@@ -5,6 +5,7 @@
 
 typedef struct CpuFeatures {
         bool avx2, fma, f16c;             /* and the OS saves YMM state */
+        bool avxvnni;                     /* AVX-VNNI: 256-bit vpdpbusd, VEX-encoded */
         bool avx512f, avx512bw, avx512vl; /* and the OS saves ZMM + opmask state */
         bool avx512vnni, avx512bf16;
         bool neon, asimddp; /* aarch64 */

@@ -55,6 +55,9 @@ void kernels_fill_generic(Kernels *k);
 
 /* ISA files: override what they implement in a table already filled with the generic kernels. */
 void kernels_fill_avx2(Kernels *k);
+/* The AVX2 table with 256-bit vpdpbusd (x86-avx2vnni.c: AVX-VNNI, VEX; -evex: AVX512-VNNI + VL). */
+void kernels_fill_avx2vnni(Kernels *k);
+void kernels_fill_avx2vnni_evex(Kernels *k);
 void kernels_fill_avx512(Kernels *k);
 /* Called after kernels_fill_avx512 on CPUs with avx512_vnni: overrides the batched q8_0 matmul. */
 void kernels_fill_avx512vnni(Kernels *k);

@@ -10,10 +10,13 @@
 /* In order of preference: the last usable one is the default. ISA_AVX512_NOVNNI is the AVX-512 table
  * without its AVX-512 VNNI kernels, i.e. what a CPU with AVX-512 F/BW/VL but no VNNI (Skylake-SP/X)
  * runs. It comes before ISA_AVX512 so it is never the default; RWKV_ISA=avx512-novnni selects it,
- * so that those kernels are tested and measured on CPUs that have VNNI too. */
+ * so that those kernels are tested and measured on CPUs that have VNNI too. ISA_AVX2_VNNI is the
+ * AVX2 table with 256-bit vpdpbusd: the default on CPUs with AVX-VNNI and no AVX-512 (Intel client
+ * cores since Alder Lake); on AVX-512 VNNI CPUs the same code in EVEX encoding, for RWKV_ISA. */
 enum {
         ISA_SCALAR,
         ISA_AVX2,
+        ISA_AVX2_VNNI,
         ISA_AVX512_NOVNNI,
         ISA_AVX512,
         ISA_NEON,
@@ -21,8 +24,9 @@ enum {
 };
 
 static const char *const isa_names[_ISA_MAX] = {
-        [ISA_SCALAR] = "scalar", [ISA_AVX2] = "avx2", [ISA_AVX512_NOVNNI] = "avx512-novnni",
-        [ISA_AVX512] = "avx512", [ISA_NEON] = "neon",
+        [ISA_SCALAR] = "scalar",       [ISA_AVX2] = "avx2",
+        [ISA_AVX2_VNNI] = "avx2-vnni", [ISA_AVX512_NOVNNI] = "avx512-novnni",
+        [ISA_AVX512] = "avx512",       [ISA_NEON] = "neon",
 };
 
 static Kernels tables[_ISA_MAX];
@@ -41,6 +45,18 @@ static void tables_init(void) {
         if (f->avx2 && f->fma && f->f16c) {
                 kernels_fill_avx2(&tables[ISA_AVX2]);
                 table_ok[ISA_AVX2] = true;
+        }
+#endif
+#ifdef RWKV_KERNELS_AVX2VNNI
+        if (f->avx2 && f->fma && f->f16c && f->avxvnni) {
+                kernels_fill_avx2vnni(&tables[ISA_AVX2_VNNI]);
+                table_ok[ISA_AVX2_VNNI] = true;
+        }
+#endif
+#ifdef RWKV_KERNELS_AVX2VNNI_EVEX
+        if (!table_ok[ISA_AVX2_VNNI] && f->avx2 && f->fma && f->f16c && f->avx512f && f->avx512vl && f->avx512vnni) {
+                kernels_fill_avx2vnni_evex(&tables[ISA_AVX2_VNNI]);
+                table_ok[ISA_AVX2_VNNI] = true;
         }
 #endif
 #ifdef RWKV_KERNELS_AVX512

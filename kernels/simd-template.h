@@ -263,9 +263,15 @@ static inline __attribute__((always_inline)) void FN(q4_unpack)(const uint8_t *q
 /* A pair's nibbles against x's pair: the 8 int32 block partials, bias included. */
 static inline __attribute__((always_inline)) __m256i FN(q4_dot)(__m256i lo, __m256i hi, const int8_t *xl,
                                                                 const int8_t *xh, const int32_t *corr) {
+#ifdef AVX2_DPBUSD /* x86-avx2vnni*.c: straight into int32 from the bias */
+        return AVX2_DPBUSD(
+                AVX2_DPBUSD(_mm256_load_si256((const __m256i *)corr), lo, _mm256_load_si256((const __m256i *)xl)), hi,
+                _mm256_load_si256((const __m256i *)xh));
+#else
         __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)xl)),
                                      _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)xh)));
         return _mm256_add_epi32(_mm256_madd_epi16(s, _mm256_set1_epi16(1)), _mm256_load_si256((const __m256i *)corr));
+#endif
 }
 
 static inline __attribute__((always_inline)) __m256i FN(q4_pair)(const uint8_t *q, const int8_t *xl, const int8_t *xh,

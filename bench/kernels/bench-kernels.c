@@ -101,9 +101,11 @@ int main(int argc, char **argv) {
                 }
 
         static const Shape shapes[] = { { "0.1B", 768 }, { "0.4B", 1024 }, { "1.5B", 2048 } };
-        /* without --isa: every path but the scalar reference and avx512-novnni (the AVX-512 table
-         * without its VNNI kernels, a stand-in for Skylake-SP on CPUs that have VNNI) */
-        static const char *const isas[] = { "scalar", "avx2", "avx512-novnni", "avx512", "neon" };
+        /* without --isa: every path but the scalar reference and the tables that are never the
+         * default on a CPU that has them: avx512-novnni (the AVX-512 table without its VNNI
+         * kernels, a stand-in for Skylake-SP on CPUs that have VNNI) and, where AVX-512 is the
+         * default, avx2-vnni (then the EVEX form of what AVX-VNNI CPUs run) */
+        static const char *const isas[] = { "scalar", "avx2", "avx2-vnni", "avx512-novnni", "avx512", "neon" };
         ThreadPool *pool = NULL;
         if (threadpool_new(threads, &pool) < 0) {
                 fprintf(stderr, "threadpool_new failed\n");
@@ -146,7 +148,9 @@ int main(int argc, char **argv) {
                                 const Kernels *k = kernels_get_isa(isas[ii]);
                                 if (!k || (isa_arg ? !in_list(isa_arg, isas[ii])
                                                    : strcmp(isas[ii], "scalar") == 0 ||
-                                                             strcmp(isas[ii], "avx512-novnni") == 0))
+                                                             strcmp(isas[ii], "avx512-novnni") == 0 ||
+                                                             (strcmp(isas[ii], "avx2-vnni") == 0 &&
+                                                              kernels_get_isa("avx512"))))
                                         continue;
                                 Tensor tw = {
                                         .dtype = (DType)t, .n_dims = 2, .shape = { rows, cols }, .nbytes = mbytes
