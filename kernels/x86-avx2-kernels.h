@@ -185,18 +185,54 @@ static inline __attribute__((always_inline)) void x16_prefetch(const X16Pf *pf, 
                 __builtin_prefetch(pf->d + b * pf->rb + o, 0, 2);
 }
 
+/* The grouped tiles' int8 products, with or without vpdpbusd (see above). A Q4_0X16 accumulator
+ * starts at q4x16_start(c) (c: minus 8 x the block's sum of x) and q4x16_end gives its int32 sums;
+ * a Q8_0X16 one starts at q8x16_start(c) (c: minus 128 x that sum, with vpdpbusd only) and is int32
+ * throughout. wq: a line half as stored; s / xa: 4 bytes of x and of |x|, broadcast. */
+#ifdef AVX2_DPBUSD
+static inline __m256i FN(q4x16_start)(int32_t c) {
+        return _mm256_set1_epi32(c);
+}
+static inline __m256i FN(q4x16_acc)(__m256i a, __m256i l, __m256i xl, __m256i h, __m256i xh) {
+        return AVX2_DPBUSD(AVX2_DPBUSD(a, l, xl), h, xh);
+}
+static inline __m256i FN(q4x16_end)(__m256i a, int32_t c) {
+        return a;
+}
+static inline __m256i FN(q8x16_start)(int32_t c) {
+        return _mm256_set1_epi32(c);
+}
+static inline __m256i FN(q8x16_acc)(__m256i a, __m256i wq, __m256i s, __m256i xa) {
+        return AVX2_DPBUSD(a, wq, s);
+}
+#else
+static inline __m256i FN(q4x16_start)(int32_t c) {
+        return _mm256_setzero_si256();
+}
+static inline __m256i FN(q4x16_acc)(__m256i a, __m256i l, __m256i xl, __m256i h, __m256i xh) {
+        return _mm256_add_epi16(a, _mm256_add_epi16(_mm256_maddubs_epi16(l, xl), _mm256_maddubs_epi16(h, xh)));
+}
+static inline __m256i FN(q4x16_end)(__m256i a, int32_t c) {
+        return _mm256_add_epi32(_mm256_madd_epi16(a, _mm256_set1_epi16(1)), _mm256_set1_epi32(c));
+}
+static inline __m256i FN(q8x16_start)(int32_t c) {
+        return _mm256_setzero_si256();
+}
+static inline __m256i FN(q8x16_acc)(__m256i a, __m256i wq, __m256i s, __m256i xa) {
+        __m256i w = _mm256_xor_si256(wq, _mm256_set1_epi8((char)0x80)); /* stored +128 to signed */
+        return _mm256_add_epi32(a, i8dot32(xa, _mm256_sign_epi8(w, s)));
+}
+#endif
+
 /* The sums of block b of a Q4_0X16 group against nv vectors (xc: minus 8 x each block's sum of x,
  * a vector every dld blocks) to sp, 16 floats a vector. */
 static inline __attribute__((always_inline)) void
 FN(q4_0x16_block)(const uint8_t *q, const int8_t *xs, const int32_t *xc, size_t xld, size_t dld, int nv, float *sp) {
         const __m256i m = _mm256_set1_epi8(0x0F);
         __m256i a0[Q16_TILE], a1[Q16_TILE];
-#ifdef AVX2_DPBUSD
-/* straight into int32, starting from the bias term: two instructions per line and vector
- * where maddubs takes two and two int16 adds (and a madd per block) */
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++)
-                a0[v] = a1[v] = _mm256_set1_epi32(xc[v * dld]);
+                a0[v] = a1[v] = FN(q4x16_start)(xc[v * dld]);
 #pragma GCC unroll 8
         for (int j = 0; j < 4; j++) {
                 __m256i w0 = _mm256_loadu_si256((const __m256i *)(q + 64 * j));
@@ -207,43 +243,15 @@ FN(q4_0x16_block)(const uint8_t *q, const int8_t *xs, const int32_t *xc, size_t 
                 for (int v = 0; v < nv; v++) {
                         __m256i xl = _mm256_set1_epi32((int)load_u32(xs + v * xld + 4 * j));
                         __m256i xh = _mm256_set1_epi32((int)load_u32(xs + v * xld + 16 + 4 * j));
-                        a0[v] = AVX2_DPBUSD(AVX2_DPBUSD(a0[v], l0, xl), h0, xh);
-                        a1[v] = AVX2_DPBUSD(AVX2_DPBUSD(a1[v], l1, xl), h1, xh);
+                        a0[v] = FN(q4x16_acc)(a0[v], l0, xl, h0, xh);
+                        a1[v] = FN(q4x16_acc)(a1[v], l1, xl, h1, xh);
                 }
         }
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++, sp += 16) {
-                _mm256_store_ps(sp, _mm256_cvtepi32_ps(a0[v]));
-                _mm256_store_ps(sp + 8, _mm256_cvtepi32_ps(a1[v]));
+                _mm256_store_ps(sp, _mm256_cvtepi32_ps(FN(q4x16_end)(a0[v], xc[v * dld])));
+                _mm256_store_ps(sp + 8, _mm256_cvtepi32_ps(FN(q4x16_end)(a1[v], xc[v * dld])));
         }
-#else
-        const __m256i ones = _mm256_set1_epi16(1);
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++)
-                a0[v] = a1[v] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-        for (int j = 0; j < 4; j++) {
-                __m256i w0 = _mm256_loadu_si256((const __m256i *)(q + 64 * j));
-                __m256i w1 = _mm256_loadu_si256((const __m256i *)(q + 64 * j + 32));
-                __m256i l0 = _mm256_and_si256(w0, m), h0 = _mm256_and_si256(_mm256_srli_epi16(w0, 4), m);
-                __m256i l1 = _mm256_and_si256(w1, m), h1 = _mm256_and_si256(_mm256_srli_epi16(w1, 4), m);
-#pragma GCC unroll 4
-                for (int v = 0; v < nv; v++) {
-                        __m256i xl = _mm256_set1_epi32((int)load_u32(xs + v * xld + 4 * j));
-                        __m256i xh = _mm256_set1_epi32((int)load_u32(xs + v * xld + 16 + 4 * j));
-                        a0[v] = _mm256_add_epi16(
-                                a0[v], _mm256_add_epi16(_mm256_maddubs_epi16(l0, xl), _mm256_maddubs_epi16(h0, xh)));
-                        a1[v] = _mm256_add_epi16(
-                                a1[v], _mm256_add_epi16(_mm256_maddubs_epi16(l1, xl), _mm256_maddubs_epi16(h1, xh)));
-                }
-        }
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++, sp += 16) {
-                __m256i c = _mm256_set1_epi32(xc[v * dld]);
-                _mm256_store_ps(sp, _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(a0[v], ones), c)));
-                _mm256_store_ps(sp + 8, _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(a1[v], ones), c)));
-        }
-#endif
 }
 
 /* Blocks [0, nb) of a group (q: its quants, d: its scales, both at the pass's first block) against
@@ -266,13 +274,9 @@ static inline __attribute__((always_inline)) void FN(x16_tile)(const uint8_t *q,
                         continue;
                 }
                 __m256i i0[Q16_TILE], i1[Q16_TILE];
-#ifdef AVX2_DPBUSD
-/* the stored bytes (the weights + 128) are vpdpbusd's unsigned operand as they are,
- * against the signed x: one instruction per line half and vector, no sign transfer;
- * the 128 * sum(x) this adds is subtracted up front (xc, per block and vector) */
 #pragma GCC unroll 4
                 for (int v = 0; v < nv; v++)
-                        i0[v] = i1[v] = _mm256_set1_epi32(xc[b + v * dld]);
+                        i0[v] = i1[v] = FN(q8x16_start)(AVX2_VNNI ? xc[b + v * dld] : 0);
 #pragma GCC unroll 8
                 for (int j = 0; j < 8; j++) {
                         __m256i w0 = _mm256_loadu_si256((const __m256i *)(q + 64 * j));
@@ -280,28 +284,11 @@ static inline __attribute__((always_inline)) void FN(x16_tile)(const uint8_t *q,
 #pragma GCC unroll 4
                         for (int v = 0; v < nv; v++) {
                                 __m256i s = _mm256_set1_epi32((int)load_u32(xs + v * xld + 4 * j));
-                                i0[v] = AVX2_DPBUSD(i0[v], w0, s);
-                                i1[v] = AVX2_DPBUSD(i1[v], w1, s);
-                        }
-                }
-#else
-                const __m256i bias = _mm256_set1_epi8((char)0x80);
-#pragma GCC unroll 4
-                for (int v = 0; v < nv; v++)
-                        i0[v] = i1[v] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-                for (int j = 0; j < 8; j++) {
-                        __m256i w0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(q + 64 * j)), bias);
-                        __m256i w1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(q + 64 * j + 32)), bias);
-#pragma GCC unroll 4
-                        for (int v = 0; v < nv; v++) {
-                                __m256i s = _mm256_set1_epi32((int)load_u32(xs + v * xld + 4 * j));
                                 __m256i a = _mm256_set1_epi32((int)load_u32(xa + v * xld + 4 * j));
-                                i0[v] = _mm256_add_epi32(i0[v], i8dot32(a, _mm256_sign_epi8(w0, s)));
-                                i1[v] = _mm256_add_epi32(i1[v], i8dot32(a, _mm256_sign_epi8(w1, s)));
+                                i0[v] = FN(q8x16_acc)(i0[v], w0, s, a);
+                                i1[v] = FN(q8x16_acc)(i1[v], w1, s, a);
                         }
                 }
-#endif
 #pragma GCC unroll 4
                 for (int v = 0; v < nv; v++, sp += 16) {
                         _mm256_store_ps(sp, _mm256_cvtepi32_ps(i0[v]));
