@@ -109,7 +109,7 @@ static inline void block_q4_0_neon(const uint8_t *qs, VEC *out) {
  * pairwise add into int32, so a block of 16 rows costs 8 multiplies, 8 multiply-adds and 8 pairwise
  * adds per vector; baseline armv8-a, no dot-product extension. Several vectors share each weight
  * load. The block sums of a group wait (as floats) until its quants are done, and only then meet
- * the scales, so that the group is read in address order (quants, then scales; see x86-avx2.c).
+ * the scales, so that the group is read in address order (quants, then scales; see x86-avx2-kernels.h).
  * Q4_0X16 runs the same loop over 8 "lines" of a block too: line j < 4 is the low nibbles of the
  * stored line j, line j >= 4 the high nibbles of line j - 4 (elements 4j.. of the block either way),
  * made signed by subtracting the +8. */

@@ -1,6 +1,7 @@
 /* simd-template.h: the SIMD kernels, written once over a vector of VL floats and included by each
- * ISA file (x86-avx2.c, x86-avx512.c, arm-neon.c) after it defined VEC, VL, FN(), MM_R, MM_V, the
- * v*() / load_*() helpers and i8x16_to_vecs() (the NEON file also its own block_q8_0/q4_0).
+ * ISA file (x86-avx2-kernels.h for x86-avx2*.c, x86-avx512.c, arm-neon.c) after it defined VEC, VL,
+ * FN(), MM_R, MM_V, the v*() / load_*() helpers and i8x16_to_vecs() (the NEON file also its own
+ * block_q8_0/q4_0).
  *
  * matvec (decode, memory-bound): 4 rows at a time share each load of x; weights are decoded in
  * registers and never touch memory again. matmul (prefill, batched decode): a tile of MM_R rows is

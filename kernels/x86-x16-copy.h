@@ -1,5 +1,5 @@
 /* x86-x16-copy.h: 16 Q8_0/Q4_0 rows copied into a Q8_0X16/Q4_0X16 group (kernels/quant.h), for the
- * kernels that run those rows through the grouped tiles (x86-avx2.c, x86-avx512vnni-x16.c).
+ * kernels that run those rows through the grouped tiles (x86-avx2-kernels.h, x86-avx512vnni-x16.c).
  * The quants: an 8 x 8 dword transpose per 8 rows of a Q8_0 block, 8 x 4 for Q4_0 (in-lane unpacks,
  * and a lane permute for Q8_0). The scales: 16 x 16 transposes of 16-bit values. In 256-bit
  * registers for both ISAs: the VNNI kernels' own 512-bit copies (a 16 x 8 qword transpose for

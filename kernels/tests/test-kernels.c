@@ -88,7 +88,8 @@ static bool x_quantized(const Kernels *k, DType t, size_t n_vec, size_t cols) {
         if (dtype_group_rows(t) > 1)
                 return is_avx2(k) || avx512 || strcmp(k->isa, "neon") == 0;
         /* AVX2 (and AVX-512 without VNNI, which keeps these entries), any column count: q8_0 from 2
-         * vectors (2-3 the row kernel, 4 on copies into groups) and q4_0 from 8 (copies; x86-avx2.c) */
+         * vectors (2-3 the row kernel, 4 on copies into groups; with vpdpbusd copies from 3) and q4_0
+         * from 8 (copies, from 5 with vpdpbusd; x86-avx2-kernels.h) */
         if (((t == DTYPE_Q8_0 && n_vec >= 2) || (t == DTYPE_Q4_0 && n_vec >= 8)) && (is_avx2(k) || (avx512 && !vnni)))
                 return true;
         return ((t == DTYPE_Q8_0 && n_vec <= 8) ||
