@@ -433,38 +433,31 @@ static inline __attribute__((always_inline)) void rows4_q8_0(const uint8_t *w, s
         }
 }
 
-/* 3 or 4 vectors. */
-static void matmul_q8_0_vnni4(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
-                              size_t ldy, size_t r0, size_t r1) {
-        _Alignas(64) __m512i xq[VNNI_MAX_COLS / QK * 2], xc[VNNI_MAX_COLS / QK];
-        _Alignas(64) float dxs[VNNI_MAX_COLS / QK * VNNI_LANES];
-        if (!pack_x4(x, ldx, n_vec, K, xq, xc, dxs)) {
-                fallback_q8_0(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
-                return;
-        }
-        const uint8_t *wb = w;
-        size_t r = r0;
-        for (; r + VNNI4_ROWS <= r1; r += VNNI4_ROWS)
-                rows4_q8_0(wb, rb, K, xq, xc, dxs, VNNI4_ROWS, n_vec, y, ldy, r);
-        for (; r < r1; r++)
-                rows4_q8_0(wb, rb, K, xq, xc, dxs, 1, n_vec, y, ldy, r);
-}
-
-/* 5-8 vectors. */
-static void matmul_q8_0_vnni8(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
-                              size_t ldy, size_t r0, size_t r1) {
+/* 3-8 vectors: the 4-vector layout up to 4, the 8-vector one beyond (the same buffers, the 4-vector
+ * layout using half of xq). */
+static void matmul_q8_0_vnni_few(const void *w, size_t rb, size_t K, const float *x, size_t ldx, size_t n_vec, float *y,
+                                 size_t ldy, size_t r0, size_t r1) {
         _Alignas(64) __m512i xq[VNNI_MAX_COLS / QK * 4], xc[VNNI_MAX_COLS / QK];
         _Alignas(64) float dxs[VNNI_MAX_COLS / QK * VNNI_LANES];
-        if (!pack_x8(x, ldx, n_vec, K, xq, xc, dxs)) {
+        const bool four = n_vec <= 4;
+        _Static_assert(VNNI4_ROWS == VNNI8_ROWS, "one row loop for both layouts");
+        if (!(four ? pack_x4 : pack_x8)(x, ldx, n_vec, K, xq, xc, dxs)) {
                 fallback_q8_0(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
                 return;
         }
         const uint8_t *wb = w;
-        size_t r = r0;
-        for (; r + VNNI8_ROWS <= r1; r += VNNI8_ROWS)
-                rows8_q8_0(wb, rb, K, xq, xc, dxs, VNNI8_ROWS, n_vec, y, ldy, r);
-        for (; r < r1; r++)
-                rows8_q8_0(wb, rb, K, xq, xc, dxs, 1, n_vec, y, ldy, r);
+        for (size_t r = r0; r < r1;) {
+                int nr = r + VNNI8_ROWS <= r1 ? VNNI8_ROWS : 1;
+                if (four && nr == VNNI4_ROWS)
+                        rows4_q8_0(wb, rb, K, xq, xc, dxs, VNNI4_ROWS, n_vec, y, ldy, r);
+                else if (four)
+                        rows4_q8_0(wb, rb, K, xq, xc, dxs, 1, n_vec, y, ldy, r);
+                else if (nr == VNNI8_ROWS)
+                        rows8_q8_0(wb, rb, K, xq, xc, dxs, VNNI8_ROWS, n_vec, y, ldy, r);
+                else
+                        rows8_q8_0(wb, rb, K, xq, xc, dxs, 1, n_vec, y, ldy, r);
+                r += (size_t)nr;
+        }
 }
 
 /* ---- more than 8 vectors, the rows that are not whole 16-row groups (and a non-finite x, which the
@@ -518,12 +511,8 @@ static void matmul_q8_0_vnni(const void *w, size_t rb, size_t K, const float *x,
                 matmul_q8_0_vnni2(w, rb, K, x, ldx, y, ldy, r0, r1);
                 return;
         }
-        if (n_vec <= 4) {
-                matmul_q8_0_vnni4(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
-                return;
-        }
         if (n_vec <= 8) {
-                matmul_q8_0_vnni8(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
+                matmul_q8_0_vnni_few(w, rb, K, x, ldx, n_vec, y, ldy, r0, r1);
                 return;
         }
         /* From 9 vectors the copies into groups cost less than they save. One thread, a /tmp loop
