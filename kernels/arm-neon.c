@@ -55,6 +55,18 @@ static inline VEC vround(VEC a) {
 static inline VEC vpow2i(VEC n) {
         return vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23));
 }
+/* a < b ? x : y per lane, acc + (a < b ? x : 0), and the lanes where a < b as bits (false where a or
+ * b is NaN) */
+static inline VEC vlt_sel(VEC a, VEC b, VEC x, VEC y) {
+        return vbslq_f32(vcltq_f32(a, b), x, y);
+}
+static inline VEC vadd_lt(VEC acc, VEC a, VEC b, VEC x) {
+        return vaddq_f32(acc, vreinterpretq_f32_u32(vandq_u32(vcltq_f32(a, b), vreinterpretq_u32_f32(x))));
+}
+static inline unsigned vlt_mask(VEC a, VEC b) {
+        static const uint32_t bit[4] = { 1, 2, 4, 8 };
+        return vaddvq_u32(vandq_u32(vcltq_f32(a, b), vld1q_u32(bit)));
+}
 static inline float vhsum(VEC v) {
         return vaddvq_f32(v);
 }

@@ -373,4 +373,7 @@ void kernels_fill_generic(Kernels *k) {
         k->add = add_generic;
         k->relu_sq = relu_sq_generic;
         k->mix = mix_generic;
+        k->penalize_max = penalize_max_generic;
+        k->softmax_scan = softmax_scan_generic;
+        k->select_below = select_below_generic;
 }

@@ -91,6 +91,10 @@ void v7_bonus_generic(float *y, const float *r, const float *k, const float *v, 
 void add_generic(float *y, const float *x, size_t n);
 void relu_sq_generic(float *x, size_t n);
 void mix_generic(float *y, const float *x, const float *d, const float *m, size_t n);
+size_t penalize_max_generic(float *l, const float *counts, float presence, float frequency, size_t n, float *ret_max);
+void softmax_scan_generic(const float *l, size_t n, float max, float inv_t, float d_lim, const float th[4], float *d,
+                          float *e, double mass[4], uint32_t count[4]);
+size_t select_below_generic(const float *d, size_t n, float bound, uint32_t *idx, size_t max_idx);
 
 static inline uint16_t load_u16(const void *p) {
         uint16_t v;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kernels/dtype.h"
 #include "kernels/tensor.h"
@@ -67,6 +68,29 @@ typedef struct Kernels {
         void (*add)(float *y, const float *x, size_t n);
         void (*relu_sq)(float *x, size_t n);
         void (*mix)(float *y, const float *x, const float *d, const float *m, size_t n);
+
+        /* The sampler's passes over the vocabulary (engine/text/sampler.c; n <= 2^24). Scanning 65536
+         * logits a token in scalar code took ~0.5 ms, a real share of a decode step.
+         *
+         * penalize_max: with counts, l[i] -= presence + frequency * counts[i] where counts[i] > 0
+         * (the SIMD versions may fuse that multiply-add); with counts NULL, l is not changed. Returns the index of the
+         * largest l (the lowest index on ties; NaN and -inf never win) and *ret_max its value, or n (and -inf) when no
+         * l qualifies. */
+        size_t (*penalize_max)(float *l, const float *counts, float presence, float frequency, size_t n,
+                               float *ret_max);
+        /* softmax_scan: for n logits l whose maximum is max,
+         *   d[i] = (max - l[i]) * inv_t  where that is <= d_lim, else +INFINITY (also for -inf and NaN
+         *          logits and for a product that overflows)
+         *   e[i] = exp(-d[i])  (0 where d[i] is +INFINITY; the SIMD versions: a polynomial within a few
+         *          ulp of expf, about 1e-38 instead of 0 below that)
+         * and for each threshold t < 4: mass[t] = the sum of e[i] over d[i] < th[t], count[t] = how many
+         * (th[t] = +INFINITY counts every finite d). d may be l (in place). */
+        void (*softmax_scan)(const float *l, size_t n, float max, float inv_t, float d_lim, const float th[4], float *d,
+                             float *e, double mass[4], uint32_t count[4]);
+        /* select_below: writes the indices i of d[i] < bound to idx in increasing order, at most
+         * max_idx of them; returns how many there are (which may exceed max_idx: then only the first
+         * max_idx were written). */
+        size_t (*select_below)(const float *d, size_t n, float bound, uint32_t *idx, size_t max_idx);
 } Kernels;
 
 /* The table for this CPU, resolved on first call (thread-safe) and honouring RWKV_ISA. */

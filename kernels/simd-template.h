@@ -1095,6 +1095,8 @@ static void FN(mix)(float *y, const float *x, const float *d, const float *m, si
         mix_generic(y + nv, x + nv, d + nv, m + nv, n - nv);
 }
 
+#include "kernels/simd-sampling.h"
+
 static void simd_fill(Kernels *k) {
         k->isa = ISA_NAME;
 #ifndef SIMD_KEEP_FLOAT_MATVEC
@@ -1135,4 +1137,7 @@ static void simd_fill(Kernels *k) {
         k->add = FN(add);
         k->relu_sq = FN(relu_sq);
         k->mix = FN(mix);
+        k->penalize_max = FN(penalize_max);
+        k->softmax_scan = FN(softmax_scan);
+        k->select_below = FN(select_below);
 }

@@ -72,6 +72,17 @@ static inline VEC vpow2i(VEC n) {
         return _mm256_castsi256_ps(
                 _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
 }
+/* a < b ? x : y per lane, acc + (a < b ? x : 0), and the lanes where a < b as bits (false where a or
+ * b is NaN) */
+static inline VEC vlt_sel(VEC a, VEC b, VEC x, VEC y) {
+        return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_LT_OQ));
+}
+static inline VEC vadd_lt(VEC acc, VEC a, VEC b, VEC x) {
+        return _mm256_add_ps(acc, _mm256_and_ps(_mm256_cmp_ps(a, b, _CMP_LT_OQ), x));
+}
+static inline unsigned vlt_mask(VEC a, VEC b) {
+        return (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_LT_OQ));
+}
 static inline float vhsum(VEC v) {
         __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         s = _mm_add_ps(s, _mm_movehl_ps(s, s));

@@ -61,6 +61,17 @@ static inline VEC vpow2i(VEC n) {
         return _mm512_castsi512_ps(
                 _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
 }
+/* a < b ? x : y per lane, acc + (a < b ? x : 0), and the lanes where a < b as bits (false where a or
+ * b is NaN) */
+static inline VEC vlt_sel(VEC a, VEC b, VEC x, VEC y) {
+        return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), y, x);
+}
+static inline VEC vadd_lt(VEC acc, VEC a, VEC b, VEC x) {
+        return _mm512_mask_add_ps(acc, _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), acc, x);
+}
+static inline unsigned vlt_mask(VEC a, VEC b) {
+        return (unsigned)_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ);
+}
 static inline float vhsum(VEC v) {
         __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
                                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));

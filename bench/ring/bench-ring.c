@@ -9,8 +9,8 @@
  *            after sampling, so read - stamp is the part the ring and the wake-up add to the
  *            in-process latency), plus aggregate tokens/s.
  *
- *   bench-ring [--tokens N] [--step-us U]                 (inproc)
- *   bench-ring --address ADDR [--tokens N]                (daemon) */
+ *   bench-ring [--tokens N] [--step-us U] [--streams 1,8,64]                 (inproc)
+ *   bench-ring --address ADDR [--tokens N] [--streams 1,8,64]                (daemon) */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -234,10 +234,13 @@ int main(int argc, char *argv[]) {
                 { "address", required_argument, NULL, 'a' },
                 { "tokens", required_argument, NULL, 't' },
                 { "step-us", required_argument, NULL, 's' },
+                { "streams", required_argument, NULL, 'n' },
                 {},
         };
         const char *address = NULL;
         uint64_t tokens = 0, step_us = 200;
+        unsigned counts[16] = { 1, 8, 64 };
+        size_t n_counts = 3;
         int opt;
         while ((opt = getopt_long(argc, argv, "", options, NULL)) >= 0)
                 switch (opt) {
@@ -250,19 +253,37 @@ int main(int argc, char *argv[]) {
                 case 's':
                         step_us = strtoull(optarg, NULL, 0);
                         break;
+                case 'n': {
+                        char *p = optarg, *end;
+                        n_counts = 0;
+                        do {
+                                unsigned long v = strtoul(p, &end, 10);
+                                if (end == p || v == 0 || v > 1024 || n_counts == 16) {
+                                        fprintf(stderr,
+                                                "bench-ring: --streams: a list of counts 1-1024, e.g. 1,8,64\n");
+                                        return 2;
+                                }
+                                counts[n_counts++] = (unsigned)v;
+                                p = end + 1;
+                        } while (*end == ',');
+                        if (*end) {
+                                fprintf(stderr, "bench-ring: --streams: a list of counts 1-1024, e.g. 1,8,64\n");
+                                return 2;
+                        }
+                        break;
+                }
                 default:
                         return 2;
                 }
-        static const unsigned counts[] = { 1, 8, 64 };
         if (address) {
                 int r = 0;
-                for (size_t i = 0; i < 3; i++)
+                for (size_t i = 0; i < n_counts; i++)
                         r |= run_daemon(address, counts[i], tokens ? (uint32_t)tokens : 200);
                 return r ? 1 : 0;
         }
-        for (size_t i = 0; i < 3; i++)
+        for (size_t i = 0; i < n_counts; i++)
                 run_inproc(counts[i], tokens ? tokens : 200000 / counts[i], 0);
-        for (size_t i = 0; i < 3; i++)
+        for (size_t i = 0; i < n_counts; i++)
                 run_inproc(counts[i], tokens ? tokens / 10 : 2000, step_us * 1000);
         return 0;
 }

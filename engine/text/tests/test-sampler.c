@@ -357,6 +357,79 @@ static void test_penalties(Sampler *s, float *l) {
         free(counts);
 }
 
+/* The top-p and top-k sets whatever prefix of the order holds them: the sampler takes only the
+ * tokens below the first of its distance bounds (0.5, 2 and 8 nats; else all) whose mass or count
+ * suffices. Groups of equal logits sit just inside and just outside each bound; the set's border
+ * is put inside each group in turn (half of the group kept, ties by the lower id). Every draw must
+ * be in the set computed here, and each group's share of the draws must match its mass: a group
+ * left out or one too many fails. */
+#define BOUND_GROUPS 6
+static int bound_group(uint32_t i) {
+        if (i == 0)
+                return -2; /* the top token */
+        if (i % 256 < 4)
+                return (int)(i % 256); /* groups 0-3: 256 tokens each (the first has 255) */
+        if (i % 32 >= 4 && i % 32 < 16)
+                return 4; /* groups 4 and 5: 24576 tokens each */
+        if (i % 32 >= 16 && i % 32 < 28)
+                return 5;
+        return -1; /* far below */
+}
+
+static void test_bounds(Sampler *s, float *l) {
+        static const float group_logit[BOUND_GROUPS] = { -0.49f, -0.51f, -1.99f, -2.01f, -7.99f, -8.01f };
+        double group_mass[BOUND_GROUPS] = {}, one[BOUND_GROUPS], total = 1.0;
+        uint32_t size[BOUND_GROUPS] = {}, *rank = malloc(NV * sizeof(uint32_t));
+        Rng r;
+
+        CHECK(rank);
+        for (uint32_t i = 0; i < NV; i++) {
+                int g = bound_group(i);
+                l[i] = g == -2 ? 0.0f : g == -1 ? -40.0f : group_logit[g];
+                if (g >= 0)
+                        rank[i] = size[g]++; /* members in id order */
+        }
+        for (int g = 0; g < BOUND_GROUPS; g++) {
+                one[g] = exp((double)group_logit[g]);
+                group_mass[g] = size[g] * one[g];
+                total += group_mass[g];
+        }
+        total += (NV - 1 - size[0] - size[1] - size[2] - size[3] - size[4] - size[5]) * exp(-40.0);
+        rng_seed(&r, 99);
+        for (int use_k = 0; use_k < 2; use_k++)
+                for (int g = 0; g < BOUND_GROUPS; g++) {
+                        /* keep everything before group g and the first half + 1 of it */
+                        uint32_t keep_in_g = size[g] / 2 + 1, before = 1;
+                        double cum = 1.0;
+                        for (int h = 0; h < g; h++) {
+                                cum += group_mass[h];
+                                before += size[h];
+                        }
+                        SamplerParams p = plain(1.0f);
+                        if (use_k)
+                                p.top_k = before + keep_in_g;
+                        else /* the target half-way between keep_in_g - 1 and keep_in_g members */
+                                p.top_p = (float)((cum + (keep_in_g - 0.5) * one[g]) / total);
+                        double kept = cum + keep_in_g * one[g];
+                        unsigned hits[BOUND_GROUPS + 1] = {}, n = 3000;
+                        for (unsigned it = 0; it < n; it++) {
+                                uint32_t tok;
+                                CHECK_OK(sampler_sample(s, &p, l, NULL, NULL, 0, &r, &tok));
+                                int tg = bound_group(tok);
+                                CHECK(tg == -2 || (tg >= 0 && tg <= g));
+                                if (tg == g) /* the group's lowest ids */
+                                        CHECK(rank[tok] < keep_in_g);
+                                hits[tg < 0 ? BOUND_GROUPS : tg]++;
+                        }
+                        for (int h = 0; h <= g; h++) {
+                                double share = (h < g ? group_mass[h] : keep_in_g * one[g]) / kept;
+                                double sigma = sqrt(share * (1 - share) / n);
+                                CHECK_NEAR((double)hits[h] / n, share, 5 * sigma + 1e-3);
+                        }
+                }
+        free(rank);
+}
+
 int main(void) {
         Sampler *s = NULL;
         float *l = malloc(NV * sizeof(float));
@@ -370,6 +443,7 @@ int main(void) {
         test_top_p(s, l);
         test_top_k_min_p(s, l);
         test_penalties(s, l);
+        test_bounds(s, l);
 
         sampler_free(s);
         free(l);
