@@ -103,13 +103,11 @@ int main(int argc, char *argv[]) {
         printf("decode: %.1f MB/s (%s)\n", (double)total / (now() - t0) / 1e6,
                total == len ? "round trip ok" : "MISMATCH");
 
-        /* Sampler: default chat parameters over 65536 random logits. */
+        /* Sampler over 65536 random logits: "flat" (uniform in [-2, 2] and two at 11 and 12: once the
+         * penalties pushed those two down, top-p 0.3 keeps thousands of tokens) and "peaked" (uniform in
+         * [-20, 20]: a few tokens hold most of the mass, as with a trained model's confident steps). */
         uint32_t nv = 65536;
         float *logits = malloc(nv * sizeof(float)), *counts = calloc(nv, sizeof(float));
-        for (uint32_t i = 0; i < nv; i++)
-                logits[i] = (float)(rng_uniform(&rng) * 4.0 - 2.0);
-        logits[123] = 12.0f;
-        logits[456] = 11.0f;
         Sampler *s = NULL;
         sampler_new(nv, &s);
         struct {
@@ -129,15 +127,26 @@ int main(int argc, char *argv[]) {
         cfg[3].p.top_k = 40;
         cfg[3].p.top_p = 1.0f;
         cfg[3].p.temperature = 0.8f;
-        for (size_t c = 0; c < 4; c++) {
-                int iters = 2000;
-                t0 = now();
-                for (int i = 0; i < iters; i++) {
-                        uint32_t tok;
-                        sampler_sample(s, &cfg[c].p, logits, counts, NULL, 0, &rng, &tok);
-                        sampler_penalty_update(counts, nv, cfg[c].p.penalty_decay, tok);
+        for (int peaked = 0; peaked < 2; peaked++) {
+                double spread = peaked ? 40.0 : 4.0;
+                for (uint32_t i = 0; i < nv; i++)
+                        logits[i] = (float)(rng_uniform(&rng) * spread - spread / 2);
+                if (!peaked) {
+                        logits[123] = 12.0f;
+                        logits[456] = 11.0f;
                 }
-                printf("sample %-36s %.1f us/token (vocab %u)\n", cfg[c].name, (now() - t0) / iters * 1e6, nv);
+                for (size_t c = 0; c < 4; c++) {
+                        int iters = 2000;
+                        memset(counts, 0, nv * sizeof(float));
+                        t0 = now();
+                        for (int i = 0; i < iters; i++) {
+                                uint32_t tok;
+                                sampler_sample(s, &cfg[c].p, logits, counts, NULL, 0, &rng, &tok);
+                                sampler_penalty_update(counts, nv, cfg[c].p.penalty_decay, tok);
+                        }
+                        printf("sample %-6s %-36s %.1f us/token (vocab %u)\n", peaked ? "peaked" : "flat", cfg[c].name,
+                               (now() - t0) / iters * 1e6, nv);
+                }
         }
 
         sampler_free(s);
