@@ -27,9 +27,6 @@ struct Scheduler {
         float **b_states, **b_logits;
         uint32_t *b_tokens;
         Job **b_jobs;
-        Job **s_jobs; /* this step's sessions to sample, their tokens and results */
-        uint32_t *s_tokens;
-        int *s_results;
         uid_t rr_uid;               /* prefill round-robin position */
         bool rr_valid;
 
@@ -350,13 +347,14 @@ static void scheduler_prefill(Scheduler *s) {
         }
 }
 
-/* Sample the next token of each of this step's s_jobs, in parallel: a session's sampling reads and
+/* Sample the next token of each of b_jobs[0, n) into b_tokens and results, in parallel: a session's sampling reads and
  * writes only its own logits, penalties and RNG (one job per session), so the tokens are the same
  * as one after the other; each task has its own Sampler (scratch). ~0.1-0.3 ms a token over a
  * 65536 vocabulary (bench-text) adds up at 8 sessions a step. */
 typedef struct SampleWork {
         Scheduler *s;
         size_t n;
+        int *results; /* sampler_sample's, per job */
 } SampleWork;
 
 static void sample_task(void *ctx, unsigned task, unsigned n_tasks) {
@@ -364,14 +362,14 @@ static void sample_task(void *ctx, unsigned task, unsigned n_tasks) {
         Scheduler *s = w->s;
 
         for (size_t i = task; i < w->n; i += n_tasks) {
-                Job *j = s->s_jobs[i];
+                Job *j = s->b_jobs[i];
                 Session *se = j->session;
                 int r = sampler_sample(s->samplers[task], &j->params.sampler, se->logits, se->penalties, j->params.bias,
-                                       j->params.n_bias, &se->rng, &s->s_tokens[i]);
+                                       j->params.n_bias, &se->rng, &s->b_tokens[i]);
                 if (r >= 0)
                         sampler_penalty_update(se->penalties, (uint32_t)se->n_vocab, j->params.sampler.penalty_decay,
-                                               s->s_tokens[i]);
-                s->s_results[i] = r;
+                                               s->b_tokens[i]);
+                w->results[i] = r;
         }
 }
 
@@ -412,16 +410,17 @@ static void scheduler_decode(Scheduler *s) {
 
         for (Job *j = s->active; j && n < s->opts.max_batch; j = j->next)
                 if (j->phase == JOB_DECODE && !j->parked && j->out_len == 0)
-                        s->s_jobs[n++] = j;
+                        s->b_jobs[n++] = j;
         if (n == 0)
                 return;
-        SampleWork work = { .s = s, .n = n };
+        SampleWork work = { .s = s, .n = n, .results = outcome };
         threadpool_run(s->pool, sample_task, &work, (unsigned)MIN(n, (size_t)s->n_samplers));
 
+        /* Keep the jobs that go on in place: B <= i, so nothing is overwritten before it is read. */
         for (size_t i = 0; i < n; i++) {
-                Job *j = s->s_jobs[i];
-                uint32_t t = s->s_tokens[i];
-                int r = s->s_results[i];
+                Job *j = s->b_jobs[i];
+                uint32_t t = s->b_tokens[i];
+                int r = outcome[i];
                 if (r >= 0)
                         r = job_take_token(s, j, t);
                 if (r < 0) {
@@ -632,11 +631,7 @@ int scheduler_new(const Model *model, const SchedulerOptions *opts, sd_event *ev
         s->b_logits = calloc(s->opts.max_batch, sizeof(float *));
         s->b_tokens = calloc(s->opts.max_batch, sizeof(uint32_t));
         s->b_jobs = calloc(s->opts.max_batch, sizeof(Job *));
-        s->s_jobs = calloc(s->opts.max_batch, sizeof(Job *));
-        s->s_tokens = calloc(s->opts.max_batch, sizeof(uint32_t));
-        s->s_results = calloc(s->opts.max_batch, sizeof(int));
-        if (!s->chunk || !s->b_states || !s->b_logits || !s->b_tokens || !s->b_jobs || !s->s_jobs || !s->s_tokens ||
-            !s->s_results)
+        if (!s->chunk || !s->b_states || !s->b_logits || !s->b_tokens || !s->b_jobs)
                 return -ENOMEM;
         s->tps_window_start = now_monotonic_usec();
 
@@ -695,9 +690,6 @@ Scheduler *scheduler_free(Scheduler *s) {
         free(s->b_logits);
         free(s->b_tokens);
         free(s->b_jobs);
-        free(s->s_jobs);
-        free(s->s_tokens);
-        free(s->s_results);
         pthread_cond_destroy(&s->cond);
         pthread_mutex_destroy(&s->lock);
         free(s);

@@ -62,37 +62,33 @@ static void FN(softmax_scan)(const float *l, size_t n, float max, float inv_t, f
         /* x <= min(d_lim, FLT_MAX) as one strict comparison: x < the next float above */
         const VEC lim = vset1(nextafterf(fminf(d_lim, FLT_MAX), INFINITY)), vmax_ = vset1(max), vinv = vset1(inv_t);
         const VEC inf = vset1(INFINITY), zero = vzero(), one = vset1(1.0f);
-        const VEC t0 = vset1(th[0]), t1 = vset1(th[1]), t2 = vset1(th[2]), t3 = vset1(th[3]);
-        double cnt[4] = { 0, 0, 0, 0 };
+        VEC tv[4];
+        double cnt[4];
 
-        for (size_t t = 0; t < 4; t++)
-                mass[t] = 0;
+        for (size_t t = 0; t < 4; t++) {
+                tv[t] = vset1(th[t]);
+                mass[t] = cnt[t] = 0;
+        }
         for (size_t i0 = 0; i0 < nv; i0 += SCAN_FLUSH * VL) {
                 size_t i1 = FN(min_sz)(nv, i0 + SCAN_FLUSH * VL);
-                VEC m0 = zero, m1 = zero, m2 = zero, m3 = zero, c0 = zero, c1 = zero, c2 = zero, c3 = zero;
+                VEC m[4] = { zero, zero, zero, zero }, c[4] = { zero, zero, zero, zero };
                 for (size_t i = i0; i < i1; i += VL) {
                         VEC x = vmul(vsub(vmax_, vload(l + i)), vinv);
                         VEC dx = vlt_sel(x, lim, x, inf);
                         VEC ex = vlt_sel(x, lim, FN(vexp)(vsub(zero, x)), zero);
                         vstore(d + i, dx);
                         vstore(e + i, ex);
-                        m0 = vadd_lt(m0, dx, t0, ex);
-                        c0 = vadd_lt(c0, dx, t0, one);
-                        m1 = vadd_lt(m1, dx, t1, ex);
-                        c1 = vadd_lt(c1, dx, t1, one);
-                        m2 = vadd_lt(m2, dx, t2, ex);
-                        c2 = vadd_lt(c2, dx, t2, one);
-                        m3 = vadd_lt(m3, dx, t3, ex);
-                        c3 = vadd_lt(c3, dx, t3, one);
+#pragma GCC unroll 4
+                        for (size_t t = 0; t < 4; t++) {
+                                m[t] = vadd_lt(m[t], dx, tv[t], ex);
+                                c[t] = vadd_lt(c[t], dx, tv[t], one);
+                        }
                 }
-                mass[0] += vhsum(m0);
-                mass[1] += vhsum(m1);
-                mass[2] += vhsum(m2);
-                mass[3] += vhsum(m3);
-                cnt[0] += vhsum(c0);
-                cnt[1] += vhsum(c1);
-                cnt[2] += vhsum(c2);
-                cnt[3] += vhsum(c3);
+#pragma GCC unroll 4
+                for (size_t t = 0; t < 4; t++) {
+                        mass[t] += vhsum(m[t]);
+                        cnt[t] += vhsum(c[t]);
+                }
         }
         for (size_t t = 0; t < 4; t++)
                 count[t] = (uint32_t)cnt[t];

@@ -15,10 +15,6 @@
 #include "tests/lib/check.h"
 #include "test-util.h"
 
-/* avx512-novnni: the AVX-512 table without its VNNI kernels (what Skylake-SP runs), testable here;
- * avx2-vnni: the AVX2 table with 256-bit vpdpbusd (AVX-VNNI, or its EVEX form on AVX-512 VNNI CPUs) */
-static const char *const isas[] = { "scalar", "avx2", "avx2-vnni", "avx512-novnni", "avx512", "neon" };
-
 /* The AVX2 table, with or without vpdpbusd: the same int8 paths and the same results. */
 static bool is_avx2(const Kernels *k) {
         return strcmp(k->isa, "avx2") == 0 || strcmp(k->isa, "avx2-vnni") == 0;
@@ -637,13 +633,13 @@ int main(void) {
         CHECK(kernels_get_isa("sse9") == NULL);
         CHECK(kernels_get_isa(NULL) == NULL);
 
-        for (size_t i = 0; i < sizeof(isas) / sizeof(isas[0]); i++) {
-                const Kernels *k = kernels_get_isa(isas[i]);
+        for (size_t i = 0; i < sizeof(test_isas) / sizeof(test_isas[0]); i++) {
+                const Kernels *k = kernels_get_isa(test_isas[i]);
                 if (!k) {
-                        fprintf(stderr, "%s: not available here, skipped\n", isas[i]);
+                        fprintf(stderr, "%s: not available here, skipped\n", test_isas[i]);
                         continue;
                 }
-                CHECK_STREQ(k->isa, isas[i]);
+                CHECK_STREQ(k->isa, test_isas[i]);
                 for (size_t t = 0; t < sizeof(all_types) / sizeof(all_types[0]); t++)
                         CHECK(k->matvec[all_types[t]] && k->matmul[all_types[t]]);
                 CHECK(k->layer_norm && k->group_norm && k->wkv7 && k->wkv7_seq && k->v7_gates && k->v7_keys &&
@@ -657,7 +653,7 @@ int main(void) {
                 test_v7_heads(k);
                 test_elementwise(k);
                 test_wrappers(k);
-                fprintf(stderr, "%s: ok\n", isas[i]);
+                fprintf(stderr, "%s: ok\n", test_isas[i]);
         }
         test_seed(7);
         test_avx2_vnni_exact();

@@ -11,7 +11,6 @@
 #include "tests/lib/check.h"
 #include "test-util.h"
 
-static const char *const isas[] = { "scalar", "avx2", "avx2-vnni", "avx512-novnni", "avx512", "neon" };
 static const size_t lengths[] = { 0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 47, 64, 65, 200, 1023, 4097, 65536, 65539 };
 
 /* Logits in [-8, 8) with the specials placed where a lane, a vector border or the tail has them. */
@@ -154,10 +153,10 @@ static void test_softmax_scan(const Kernels *k, const Kernels *ref, size_t n, fl
 int main(void) {
         const Kernels *ref = kernels_get_isa("scalar");
         CHECK(ref && ref->penalize_max && ref->softmax_scan && ref->select_below);
-        for (size_t s = 0; s < sizeof(isas) / sizeof(isas[0]); s++) {
-                const Kernels *k = kernels_get_isa(isas[s]);
+        for (size_t s = 0; s < sizeof(test_isas) / sizeof(test_isas[0]); s++) {
+                const Kernels *k = kernels_get_isa(test_isas[s]);
                 if (!k) {
-                        fprintf(stderr, "%s: not available here, skipped\n", isas[s]);
+                        fprintf(stderr, "%s: not available here, skipped\n", test_isas[s]);
                         continue;
                 }
                 CHECK(k->penalize_max && k->softmax_scan && k->select_below);
@@ -179,7 +178,7 @@ int main(void) {
                         none[i] = (i % 3) ? -INFINITY : NAN;
                 float max = 0;
                 CHECK(k->penalize_max(none, NULL, 0, 0, 37, &max) == 37 && max == -INFINITY);
-                fprintf(stderr, "%s: ok\n", isas[s]);
+                fprintf(stderr, "%s: ok\n", test_isas[s]);
         }
         return 0;
 }
