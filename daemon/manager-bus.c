@@ -572,8 +572,10 @@ static int method_status(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         scheduler_get_stats(m->scheduler, &st);
         for (Session *s = m->sessions.head; s; s = s->next)
                 n_hot += s->hot;
+        /* one key and value a line */
+        /* clang-format off */
         return sd_bus_reply_method_return(
-                msg, "a{sv}", 12,
+                msg, "a{sv}", 14,
                 "sessions_hot", "u", n_hot,
                 "sessions_cold", "u", m->sessions.n - n_hot,
                 "jobs_running", "u", st.running,
@@ -581,11 +583,14 @@ static int method_status(sd_bus_message *msg, void *userdata, sd_bus_error *erro
                 "jobs_parked", "u", st.parked,
                 "tokens_per_second", "d", st.tokens_per_second,
                 "tokens_total", "t", st.tokens_total,
+                "decode_steps", "t", st.decode_steps,
+                "decode_batch_max", "u", st.decode_batch_max,
                 "rss_bytes", "t", rss_bytes(),
                 "hot_bytes", "t", manager_hot_bytes(m),
                 "threads", "u", m->config.threads,
                 "uptime_usec", "t", now_monotonic_usec() - m->start_usec,
                 "isa", "s", scheduler_isa(m->scheduler));
+        /* clang-format on */
 }
 
 static const sd_bus_vtable manager_vtable[] = {

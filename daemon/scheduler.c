@@ -462,8 +462,13 @@ static void scheduler_decode(Scheduler *s) {
                 else if (j->generated >= j->params.max_tokens)
                         job_end(j, RING_STOP_MAX_TOKENS);
         }
+        if (r < 0)
+                return;
         pthread_mutex_lock(&s->lock);
         s->stats.tokens_total += B;
+        s->stats.decode_steps++;
+        if (B > s->stats.decode_batch_max)
+                s->stats.decode_batch_max = (uint32_t)B;
         uint64_t now = now_monotonic_usec();
         if (now - s->tps_window_start > TPS_WINDOW_USEC) {
                 s->stats.tokens_per_second = (double) s->tps_window_tokens * 1e6 / (double) (now - s->tps_window_start);

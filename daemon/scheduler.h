@@ -35,6 +35,10 @@ typedef struct SchedulerStats {
         uint64_t tokens_total;     /* generated tokens since start */
         uint64_t prompt_tokens_total;
         double tokens_per_second;  /* generated, over the last few seconds */
+        /* model steps that generated tokens (tokens_total / decode_steps is the mean batch), and the
+         * most sessions one of them decoded at once */
+        uint64_t decode_steps;
+        uint32_t decode_batch_max;
 } SchedulerStats;
 
 int scheduler_new(const Model *model, const SchedulerOptions *opts, sd_event *event, SchedulerDoneFn done,

@@ -84,9 +84,11 @@ def test_happy(d, bus):
     d.expect_error("NoSuchSession", "GetSession", "'other'")
     st = d.call("Status")[0]
     for k in ("sessions_hot", "sessions_cold", "jobs_running", "jobs_queued", "tokens_per_second", "tokens_total",
-              "rss_bytes", "hot_bytes", "threads", "uptime_usec", "isa"):
+              "decode_steps", "decode_batch_max", "rss_bytes", "hot_bytes", "threads", "uptime_usec", "isa"):
         check(k in st, "Status lacks %s" % k)
     check(st["tokens_total"]["data"] > 0, "tokens_total %s" % st)
+    check(0 < st["decode_steps"]["data"] <= st["tokens_total"]["data"] and st["decode_batch_max"]["data"] >= 1,
+          "decode_steps / decode_batch_max %s" % st)
     d.expect_error("NoSuchJob", "Cancel", "uint64 999999")
 
 

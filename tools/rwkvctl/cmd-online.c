@@ -1022,9 +1022,14 @@ int verb_status(int argc, char *argv[]) {
                 printf("\n");
                 if (rwkv_info_get_double(info, "tokens_per_second", &d) >= 0)
                         printf("Tokens/s:    %.1f", d);
-                if (rwkv_info_get_uint(info, "tokens_total", &u) >= 0)
-                        printf(" (%" PRIu64 " in total)", u);
+                uint64_t total = 0, steps = 0, widest = 0;
+                if (rwkv_info_get_uint(info, "tokens_total", &total) >= 0)
+                        printf(" (%" PRIu64 " in total)", total);
                 printf("\n");
+                if (rwkv_info_get_uint(info, "decode_steps", &steps) >= 0 && steps > 0 &&
+                    rwkv_info_get_uint(info, "decode_batch_max", &widest) >= 0)
+                        printf("Batching:    %.2f sessions a step on average, at most %" PRIu64 "\n",
+                               (double)total / (double)steps, widest);
                 if (rwkv_info_get_uint(info, "uptime_usec", &u) >= 0)
                         printf("Uptime:      %" PRIu64 " s\n", u / 1000000);
         }
