@@ -1,6 +1,8 @@
 /* bench-ceilings: the machine's physical limits that the kernels are measured against.
  *   read bandwidth: threads each stream their part of a buffer far larger than the caches
  *   FMA peak: independent f32 FMA chains in the widest registers the CPU runs
+ *   int8 dot peak: independent vpdpbusd chains (vpmaddubsw + vpmaddwd without VNNI), alone and with
+ *   the float work that a quantized block's scales add (below)
  * Usage: bench-ceilings [--threads N] [--mib M] [--json] */
 #include <getopt.h>
 #include <pthread.h>
@@ -28,6 +30,7 @@ typedef struct Part {
         int wide;
         double result;
         double macs; /* i8_thread: multiply-adds done */
+        bool scaled; /* i8_thread: with the block scales' float work (VNNI only) */
         pthread_barrier_t *barrier;
 } Part;
 
@@ -126,6 +129,38 @@ __attribute__((target("avx512f,avx512vnni"))) static double i8_vnni(long iters) 
         return (double)iters * 12 * 64;
 }
 
+/* The same chains with what a 4-bit x16 tile (kernels/x86-avx512vnni-x16.c) adds per block of 32
+ * columns and vector: 8 vpdpbusd, then one conversion, one multiply (the two blocks' scales) and one
+ * FMA into the float sum. If the multiply and the FMA share the pipes that run vpdpbusd (they do on
+ * Zen 4), this rate, not the peak above, bounds those kernels. Returns multiply-adds done. */
+__attribute__((target("avx512f,avx512vnni"))) static double i8_vnni_scaled(long iters) {
+        __m512i m = _mm512_set1_epi8(3), c = _mm512_set1_epi8(5);
+        __m512i a0 = _mm512_set1_epi32(0), a1 = _mm512_set1_epi32(1), a2 = _mm512_set1_epi32(2);
+        __m512i a3 = _mm512_set1_epi32(3), a4 = _mm512_set1_epi32(4), a5 = _mm512_set1_epi32(5);
+        __m512i a6 = _mm512_set1_epi32(6), a7 = _mm512_set1_epi32(7);
+        __m512 d = _mm512_set1_ps(0.5f), s = _mm512_set1_ps(1e-9f), f0 = _mm512_setzero_ps(), f1 = f0;
+#define DP8                                                                                                            \
+        a0 = _mm512_dpbusd_epi32(a0, m, c), a1 = _mm512_dpbusd_epi32(a1, m, c);                                        \
+        a2 = _mm512_dpbusd_epi32(a2, m, c), a3 = _mm512_dpbusd_epi32(a3, m, c);                                        \
+        a4 = _mm512_dpbusd_epi32(a4, m, c), a5 = _mm512_dpbusd_epi32(a5, m, c);                                        \
+        a6 = _mm512_dpbusd_epi32(a6, m, c), a7 = _mm512_dpbusd_epi32(a7, m, c)
+        /* two blocks an iteration, into two sums, so that the FMA's latency never waits; a new scale
+         * every block, as in the kernel (the multiply is not loop-invariant) */
+        for (long it = 0; it < iters; it += 2) {
+                DP8;
+                __asm__("" : "+v"(d));
+                f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), _mm512_mul_ps(d, s), f0);
+                DP8;
+                __asm__("" : "+v"(d));
+                f1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a1), _mm512_mul_ps(d, s), f1);
+        }
+#undef DP8
+        __m512i t = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)),
+                                     _mm512_add_epi32(_mm512_add_epi32(a4, a5), _mm512_add_epi32(a6, a7)));
+        sink = (float)_mm512_reduce_add_epi32(t) + _mm512_reduce_add_ps(_mm512_add_ps(f0, f1));
+        return (double)(iters + (iters & 1)) * 8 * 64;
+}
+
 /* one maddubs + madd pair per 32 multiply-adds, 12 chains (the add closing each is its own) */
 #define MADD_I8(acc, x, w) _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), one))
 
@@ -198,7 +233,7 @@ static void *i8_thread(void *arg) {
         double t0 = now(), macs = 0;
 #if defined(__x86_64__)
         if (__builtin_cpu_supports("avx512vnni"))
-                macs = i8_vnni(p->iters);
+                macs = p->scaled ? i8_vnni_scaled(p->iters) : i8_vnni(p->iters);
         else if (__builtin_cpu_supports("avx2"))
                 macs = i8_avx2(p->iters);
 #endif
@@ -288,27 +323,32 @@ int main(int argc, char **argv) {
                 gflops = (double)iters * 12 * wide * 2 * threads / dt / 1e9;
         }
 
-        /* int8 multiply-adds (q8_0 / q4_0 products), counted as 2 operations each like the FMAs */
-        double i8_gop = 0;
-        {
+        /* int8 multiply-adds (q8_0 / q4_0 products), counted as 2 operations each like the FMAs; then
+         * the same with a quantized block's scale work (0 where not measured) */
+        double i8_gop[2] = { 0, 0 };
+        for (int scaled = 0; scaled < 2; scaled++) {
                 Part parts[64];
                 for (unsigned i = 0; i < threads; i++)
-                        parts[i] = (Part){ .iters = 10 * 1000 * 1000 };
+                        parts[i] = (Part){ .iters = 10 * 1000 * 1000, .scaled = scaled };
                 double dt = run_parts(i8_thread, parts, threads);
                 if (parts[0].macs > 0)
-                        i8_gop = parts[0].macs * 2 * threads / dt / 1e9;
+                        i8_gop[scaled] = parts[0].macs * 2 * threads / dt / 1e9;
         }
 
         if (json)
                 printf("{\"read_gb_s_1t\": %.2f, \"read_gb_s\": %.2f, \"threads\": %u, \"fma_gflop_s\": %.1f, "
-                       "\"vector_lanes\": %d, \"int8_gop_s\": %.1f}\n",
-                       bw[0], bw[1], threads, gflops, wide, i8_gop);
+                       "\"vector_lanes\": %d, \"int8_gop_s\": %.1f, \"int8_scaled_gop_s\": %.1f}\n",
+                       bw[0], bw[1], threads, gflops, wide, i8_gop[0], i8_gop[1]);
         else {
                 printf("read bandwidth, 1 thread:   %6.2f GB/s\n", bw[0]);
                 printf("read bandwidth, %u threads:  %6.2f GB/s\n", threads, bw[1]);
                 printf("f32 FMA peak, %u threads:    %6.1f GFLOP/s (%d lanes)\n", threads, gflops, wide);
-                if (i8_gop > 0)
-                        printf("int8 dot peak, %u threads:   %6.1f GOP/s\n", threads, i8_gop);
+                if (i8_gop[0] > 0)
+                        printf("int8 dot peak, %u threads:   %6.1f GOP/s\n", threads, i8_gop[0]);
+                if (i8_gop[1] > 0)
+                        printf("  with block scales:         %6.1f GOP/s (%.0f%%: 8 vpdpbusd, 1 multiply, 1 FMA "
+                               "per block of 32 and vector)\n",
+                               i8_gop[1], 100 * i8_gop[1] / i8_gop[0]);
         }
         return 0;
 }
