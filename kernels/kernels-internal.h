@@ -73,6 +73,8 @@ size_t matmul_rows_as_x16_vnni(DType t, const void *w, size_t rb, size_t K, cons
  * whose Q4_0 kernels it keeps for the rows it refuses. */
 void kernels_fill_avx512vnni_q4(Kernels *k);
 void kernels_fill_neon(Kernels *k);
+/* The NEON table with Q8_0X16 / Q4_0X16 on sdot (arm-neon-dotprod.c), for CPUs with asimddp. */
+void kernels_fill_neon_dotprod(Kernels *k);
 
 /* The scalar references, also used by ISA files for their tails. */
 void layer_norm_generic(const float *x, const float *w, const float *b, float *y, size_t n, float eps);

@@ -12,7 +12,9 @@
  * runs. It comes before ISA_AVX512 so it is never the default; RWKV_ISA=avx512-novnni selects it,
  * so that those kernels are tested and measured on CPUs that have VNNI too. ISA_AVX2_VNNI is the
  * AVX2 table with 256-bit vpdpbusd: the default on CPUs with AVX-VNNI and no AVX-512 (Intel client
- * cores since Alder Lake); on AVX-512 VNNI CPUs the same code in EVEX encoding, for RWKV_ISA. */
+ * cores since Alder Lake); on AVX-512 VNNI CPUs the same code in EVEX encoding, for RWKV_ISA.
+ * ISA_NEON_DOTPROD is the NEON table with the grouped int8 types on sdot (arm-neon-dotprod.c), the
+ * default where the CPU has the dot-product extension; RWKV_ISA=neon runs the baseline there. */
 enum {
         ISA_SCALAR,
         ISA_AVX2,
@@ -20,13 +22,18 @@ enum {
         ISA_AVX512_NOVNNI,
         ISA_AVX512,
         ISA_NEON,
+        ISA_NEON_DOTPROD,
         _ISA_MAX,
 };
 
 static const char *const isa_names[_ISA_MAX] = {
-        [ISA_SCALAR] = "scalar",       [ISA_AVX2] = "avx2",
-        [ISA_AVX2_VNNI] = "avx2-vnni", [ISA_AVX512_NOVNNI] = "avx512-novnni",
-        [ISA_AVX512] = "avx512",       [ISA_NEON] = "neon",
+        [ISA_SCALAR] = "scalar",
+        [ISA_AVX2] = "avx2",
+        [ISA_AVX2_VNNI] = "avx2-vnni",
+        [ISA_AVX512_NOVNNI] = "avx512-novnni",
+        [ISA_AVX512] = "avx512",
+        [ISA_NEON] = "neon",
+        [ISA_NEON_DOTPROD] = "neon-dotprod",
 };
 
 static Kernels tables[_ISA_MAX];
@@ -81,6 +88,14 @@ static void tables_init(void) {
         if (f->neon) {
                 kernels_fill_neon(&tables[ISA_NEON]);
                 table_ok[ISA_NEON] = true;
+        }
+#endif
+#ifdef RWKV_KERNELS_NEON_DOTPROD
+        if (f->neon && f->asimddp) {
+                tables[ISA_NEON_DOTPROD] = tables[ISA_NEON];
+                tables[ISA_NEON_DOTPROD].isa = isa_names[ISA_NEON_DOTPROD];
+                kernels_fill_neon_dotprod(&tables[ISA_NEON_DOTPROD]);
+                table_ok[ISA_NEON_DOTPROD] = true;
         }
 #endif
         (void)f;

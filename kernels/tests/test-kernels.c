@@ -82,7 +82,7 @@ static bool x_quantized(const Kernels *k, DType t, size_t n_vec, size_t cols) {
                 return true;
         /* the grouped types on x86 and NEON run in integers for every vector count */
         if (dtype_group_rows(t) > 1)
-                return is_avx2(k) || avx512 || strcmp(k->isa, "neon") == 0;
+                return is_avx2(k) || avx512 || strncmp(k->isa, "neon", 4) == 0; /* neon, neon-dotprod */
         /* AVX2 (and AVX-512 without VNNI, which keeps these entries), any column count: q8_0 from 2
          * vectors (2-3 the row kernel, 4 on copies into groups; with vpdpbusd copies from 3) and q4_0
          * from 8 (copies, from 5 with vpdpbusd; x86-avx2-kernels.h) */

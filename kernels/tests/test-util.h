@@ -5,8 +5,10 @@
 
 /* Every table a kernel test goes through (those this CPU cannot run are skipped).
  * avx512-novnni: the AVX-512 table without its VNNI kernels (what Skylake-SP runs), testable here;
- * avx2-vnni: the AVX2 table with 256-bit vpdpbusd (AVX-VNNI, or its EVEX form on AVX-512 VNNI CPUs) */
-static const char *const test_isas[] = { "scalar", "avx2", "avx2-vnni", "avx512-novnni", "avx512", "neon" };
+ * avx2-vnni: the AVX2 table with 256-bit vpdpbusd (AVX-VNNI, or its EVEX form on AVX-512 VNNI CPUs);
+ * neon-dotprod: the NEON table with sdot for the grouped int8 types */
+static const char *const test_isas[] = { "scalar", "avx2", "avx2-vnni",   "avx512-novnni",
+                                         "avx512", "neon", "neon-dotprod" };
 
 static uint64_t test_rng_state = 0x9e3779b97f4a7c15ull;
 
