@@ -312,6 +312,13 @@ int method_generate(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 j->prompt = TAKE_PTR(again);
                 j->prompt_len = j->prompt_cap = prompt_len;
         }
+        if (prompt_len == 0 && !j->params.prompt_stream && s && !s->has_logits && s->tokens > 0)
+                /* a prompt cancelled in the middle: the state took its tokens, but the prediction
+                 * after the last of them was never computed */
+                return sd_bus_error_setf(error, RWKV_ERROR_INVALID_ARGUMENT,
+                                         "Empty prompt: session '%s' ends in a prompt that was cancelled before its "
+                                         "end, so there is no prediction to continue from; send a prompt.",
+                                         s->id);
         if (prompt_len == 0 && !j->params.prompt_stream && (!s || !s->has_logits))
                 return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT,
                                         "Empty prompt: there is no text to continue in this session.");

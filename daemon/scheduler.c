@@ -284,17 +284,21 @@ static void job_prefill_step(Scheduler *s, Job *j) {
                 return job_fail(j, r, "tokenizing the prompt failed");
         j->prompt_pos += consumed;
         bool last = j->input_done && j->prompt_pos >= j->prompt_len;
+        /* A streamed prompt may end (EOF) after every byte it sent was fed: this chunk is then the
+         * last one that runs, so a chunk that takes all the bytes received so far keeps its logits
+         * too. The head runs once more per pause of the stream, not per chunk. */
+        bool caught_up = last || j->prompt_pos >= j->prompt_len;
         if (n > 0) {
                 Session *se = j->session;
                 /* A character carried in from the last generation can no longer complete once prompt
                  * tokens follow it: it opens this generation's text as U+FFFD. */
                 if (j->utf8.n_pending > 0 && (r = job_flush_char(j)) < 0)
                         return job_fail(j, r, "out of memory");
-                r = model_eval_sequence(s->ctx, se->state, s->chunk, n, last ? se->logits : NULL);
+                r = model_eval_sequence(s->ctx, se->state, s->chunk, n, caught_up ? se->logits : NULL);
                 if (r < 0)
                         return job_fail(j, r, "evaluating the prompt failed");
-                /* A chunk that is not the last leaves stale logits: mark them so until the end. */
-                se->has_logits = last;
+                /* A chunk without them leaves stale logits: mark them so until one has them. */
+                se->has_logits = caught_up;
                 se->tokens += n;
                 j->prompt_tokens += n;
                 pthread_mutex_lock(&s->lock);
@@ -311,7 +315,11 @@ static void job_prefill_step(Scheduler *s, Job *j) {
         if (j->params.max_tokens == 0)
                 return job_end(j, RING_STOP_PROMPT_ONLY);
         if (!j->session->has_logits)
-                return job_fail(j, -EINVAL, "nothing to continue: the session is empty and the prompt is empty");
+                return job_fail(j, -EINVAL,
+                                j->prompt_tokens == 0 && j->session->tokens > 0
+                                        ? "nothing to continue: the session ends in a prompt that was cancelled "
+                                          "before its end, and the prompt is empty"
+                                        : "nothing to continue: the session is empty and the prompt is empty");
         j->phase = JOB_DECODE;
 }
 
