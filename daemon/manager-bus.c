@@ -82,6 +82,13 @@ static int new_session_name(Manager *m, uid_t caller, const char *name, uid_t *r
                 if (r < 0)
                         return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT, "Invalid session id: expected " ID_RULES ".");
         }
+        /* The id before the quota: an id the owner already has is SessionExists, which clients
+         * take as "continue it" (rwkvctl --session), even for a user at the quota. */
+        if (!isempty_str(name)) {
+                r = check_new_id(m, owner, id, error);
+                if (r < 0)
+                        return r;
+        }
         r = check_quota(m, owner, error);
         if (r < 0)
                 return r;
@@ -89,12 +96,8 @@ static int new_session_name(Manager *m, uid_t caller, const char *name, uid_t *r
                 r = session_table_pick_id(&m->sessions, owner, ret_id);
                 if (r < 0)
                         return sd_bus_error_set(error, RWKV_ERROR_IO, "Could not pick a free session id.");
-        } else {
-                r = check_new_id(m, owner, id, error);
-                if (r < 0)
-                        return r;
+        } else
                 strcpy(ret_id, id);
-        }
         *ret_owner = owner;
         return 0;
 }
@@ -537,17 +540,17 @@ static int method_import_session(sd_bus_message *msg, void *userdata, sd_bus_err
                 return sd_bus_error_set(error, RWKV_ERROR_INVALID_ARGUMENT, "Invalid session id: expected " ID_RULES ".");
         GET_CALLER(msg, caller, error);
         REFUSE_WHEN_SHUTTING_DOWN(m, error);
+        if (!isempty_str(name)) {
+                r = check_new_id(m, caller, name, error);
+                if (r < 0)
+                        return r;
+        }
         r = check_quota(m, caller, error);
         if (r < 0)
                 return r;
         r = check_transfers(m, caller, error);
         if (r < 0)
                 return r;
-        if (!isempty_str(name)) {
-                r = check_new_id(m, caller, name, error);
-                if (r < 0)
-                        return r;
-        }
         r = manager_session_import(m, caller, fd, name, msg);
         if (r < 0)
                 return sd_bus_error_setf(error, RWKV_ERROR_IO, "Import failed: %s", strerror(-r));

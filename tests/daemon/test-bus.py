@@ -213,6 +213,15 @@ def test_limits(bus, model):
         d.call("CreateSession", "sa{sv}", "b", 0)
         d.expect_error("QuotaExceeded", "CreateSession", "'c'", "{}", contains="max_sessions_per_user")
         d.expect_error("QuotaExceeded", "ForkSession", "'a'", "'c'", "uint32 0", contains="max_sessions_per_user")
+        # at the quota, an id the user already has is still SessionExists (rwkvctl --session then
+        # continues it), and rwkvctl generate --session continues it
+        d.expect_error("SessionExists", "CreateSession", "'a'", "{}")
+        d.expect_error("SessionExists", "ForkSession", "'a'", "'b'", "uint32 0")
+        ctl = rt.rwkvctl_path()
+        if ctl:
+            r = subprocess.run([ctl, "generate", "--session", "a", "--max-tokens", "2", "x"], capture_output=True,
+                               env=dict(os.environ, RWKVD_BUS_ADDRESS=bus.address), timeout=60)
+            check(r.returncode == 0, "continuing a session at the quota: %r" % r.stderr)
         d.expect_error("PromptTooLarge", "Generate", "'a'", "'%s'" % ("x" * 101), "{}", contains="max_prompt_bytes")
         r = subprocess.run([client_path(), bus.address, "stream", "", "x", "3", "5000"], capture_output=True, timeout=60)
         check(r.returncode != 0 and b"max_prompt_bytes" in r.stderr, "streamed prompt over the limit: %s" % r.stderr)
