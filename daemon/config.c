@@ -2,13 +2,17 @@
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "daemon/config.h"
 #include "daemon/log.h"
+#include "engine/text/stop.h"
 
 void config_init(Config *c) {
         *c = (Config) {
@@ -99,23 +103,45 @@ int config_parse_double(const char *s, double *ret) {
         return 0;
 }
 
-static int set_sampling(SamplingConfig *sc, unsigned bit, double *field, const char *value, double lo, double hi) {
+typedef struct ParseState {
+        Config *config;
+        const char *path;
+        int error;
+        char why[64]; /* the allowed range of the value just refused ("" when not a range) */
+} ParseState;
+
+static int set_sampling(ParseState *ps, SamplingConfig *sc, unsigned bit, double *field, const char *value, double lo,
+                        double hi) {
         double v;
         int r = config_parse_double(value, &v);
         if (r < 0)
                 return r;
-        if (v < lo || v > hi)
+        if (v < lo || v > hi) {
+                snprintf(ps->why, sizeof(ps->why), "must be %g to %g", lo, hi);
                 return -ERANGE;
+        }
         *field = v;
         sc->set |= bit;
         return 0;
 }
 
-typedef struct ParseState {
-        Config *config;
-        const char *path;
-        int error;
-} ParseState;
+/* A count in [lo, hi]: -ERANGE outside it, so the message names the key instead of the daemon
+ * clamping the value behind the user's back. */
+static int set_u32_in(ParseState *ps, uint32_t *field, const char *value, uint32_t lo, uint32_t hi) {
+        uint32_t v;
+        int r = config_parse_u32(value, &v);
+        if (r < 0)
+                return r;
+        if (v < lo || v > hi) {
+                if (hi == UINT32_MAX)
+                        snprintf(ps->why, sizeof(ps->why), "must be at least %" PRIu32, lo);
+                else
+                        snprintf(ps->why, sizeof(ps->why), "must be %" PRIu32 " to %" PRIu32, lo, hi);
+                return -ERANGE;
+        }
+        *field = v;
+        return 0;
+}
 
 static int set_string(char **p, const char *v) {
         char *s = strdup(v);
@@ -138,7 +164,7 @@ static int config_handler(void *userdata, const char *section, const char *name,
         else if (IS("model", "vocab"))
                 r = set_string(&c->vocab_path, value);
         else if (IS("model", "threads"))
-                r = config_parse_u32(value, &c->threads);
+                r = set_u32_in(ps, &c->threads, value, 0, CONFIG_MAX_THREADS);
         else if (IS("store", "state_dir"))
                 r = set_string(&c->state_dir, value);
         else if (IS("store", "hot_budget_bytes"))
@@ -148,37 +174,43 @@ static int config_handler(void *userdata, const char *section, const char *name,
         else if (IS("store", "commit_every_tokens"))
                 r = config_parse_u32(value, &c->commit_every_tokens);
         else if (IS("scheduler", "prefill_chunk"))
-                r = config_parse_u32(value, &c->prefill_chunk);
+                r = set_u32_in(ps, &c->prefill_chunk, value, 1, CONFIG_MAX_PREFILL_CHUNK);
         else if (IS("scheduler", "max_batch"))
-                r = config_parse_u32(value, &c->max_batch);
+                r = set_u32_in(ps, &c->max_batch, value, 1, CONFIG_MAX_BATCH);
         else if (IS("limits", "max_sessions_per_user"))
-                r = config_parse_u32(value, &l->max_sessions_per_user);
+                r = set_u32_in(ps, &l->max_sessions_per_user, value, 1, UINT32_MAX);
         else if (IS("limits", "max_generations_per_user"))
-                r = config_parse_u32(value, &l->max_generations_per_user);
-        else if (IS("limits", "max_prompt_bytes"))
+                r = set_u32_in(ps, &l->max_generations_per_user, value, 1, UINT32_MAX);
+        else if (IS("limits", "max_prompt_bytes")) {
                 r = config_parse_size(value, &l->max_prompt_bytes);
-        else if (IS("limits", "max_tokens_per_request"))
-                r = config_parse_u32(value, &l->max_tokens_per_request);
+                if (r >= 0 && l->max_prompt_bytes == 0) {
+                        snprintf(ps->why, sizeof(ps->why), "must be at least 1");
+                        r = -ERANGE;
+                }
+        } else if (IS("limits", "max_tokens_per_request"))
+                r = set_u32_in(ps, &l->max_tokens_per_request, value, 1, UINT32_MAX);
         else if (IS("limits", "max_streams"))
-                r = config_parse_u32(value, &l->max_streams);
+                r = set_u32_in(ps, &l->max_streams, value, 1, UINT32_MAX);
         else if (IS("limits", "max_title_bytes"))
-                r = config_parse_u32(value, &l->max_title_bytes);
+                r = set_u32_in(ps, &l->max_title_bytes, value, 1, UINT32_MAX);
         else if (IS("limits", "max_stop_strings"))
-                r = config_parse_u32(value, &l->max_stop_strings);
+                r = set_u32_in(ps, &l->max_stop_strings, value, 1, STOP_MAX_SEQUENCES);
         else if (IS("limits", "max_stop_bytes"))
-                r = config_parse_u32(value, &l->max_stop_bytes);
+                r = set_u32_in(ps, &l->max_stop_bytes, value, 1, STOP_MAX_BYTES);
         else if (IS("sampling", "temperature"))
-                r = set_sampling(&c->sampling, SAMPLING_SET_TEMPERATURE, &c->sampling.temperature, value, 0, 100);
+                r = set_sampling(ps, &c->sampling, SAMPLING_SET_TEMPERATURE, &c->sampling.temperature, value, 0, 100);
         else if (IS("sampling", "top_p"))
-                r = set_sampling(&c->sampling, SAMPLING_SET_TOP_P, &c->sampling.top_p, value, 0, 1);
+                r = set_sampling(ps, &c->sampling, SAMPLING_SET_TOP_P, &c->sampling.top_p, value, 0, 1);
         else if (IS("sampling", "min_p"))
-                r = set_sampling(&c->sampling, SAMPLING_SET_MIN_P, &c->sampling.min_p, value, 0, 0.999999);
+                r = set_sampling(ps, &c->sampling, SAMPLING_SET_MIN_P, &c->sampling.min_p, value, 0, 0.999999);
         else if (IS("sampling", "presence_penalty"))
-                r = set_sampling(&c->sampling, SAMPLING_SET_PRESENCE_PENALTY, &c->sampling.presence_penalty, value, -100, 100);
+                r = set_sampling(ps, &c->sampling, SAMPLING_SET_PRESENCE_PENALTY, &c->sampling.presence_penalty, value,
+                                 -100, 100);
         else if (IS("sampling", "frequency_penalty"))
-                r = set_sampling(&c->sampling, SAMPLING_SET_FREQUENCY_PENALTY, &c->sampling.frequency_penalty, value, -100, 100);
+                r = set_sampling(ps, &c->sampling, SAMPLING_SET_FREQUENCY_PENALTY, &c->sampling.frequency_penalty,
+                                 value, -100, 100);
         else if (IS("sampling", "penalty_decay"))
-                r = set_sampling(&c->sampling, SAMPLING_SET_PENALTY_DECAY, &c->sampling.penalty_decay, value, 0, 1);
+                r = set_sampling(ps, &c->sampling, SAMPLING_SET_PENALTY_DECAY, &c->sampling.penalty_decay, value, 0, 1);
         else if (IS("sampling", "top_k")) {
                 r = config_parse_u32(value, &c->sampling.top_k);
                 if (r >= 0)
@@ -190,9 +222,12 @@ static int config_handler(void *userdata, const char *section, const char *name,
                 return 1; /* keep going: report every bad line at once */
         }
 #undef IS
+        if (r < 0 && ps->why[0]) {
+                log_error("%s: invalid value \"%s\" for [%s] %s: %s", ps->path, value, section, name, ps->why);
+                ps->why[0] = 0;
+        } else if (r < 0)
+                log_error_errno(r, "%s: invalid value \"%s\" for [%s] %s: %m", ps->path, value, section, name);
         if (r < 0) {
-                log_error_errno(r, "%s: invalid value \"%s\" for [%s] %s: %m", ps->path, value,
-                                section, name);
                 if (ps->error == 0)
                         ps->error = r == -ENOMEM ? r : -EINVAL;
         }
@@ -207,6 +242,12 @@ int config_parse_file(Config *c, const char *path) {
         f = fopen(path, "re");
         if (!f)
                 return -errno;
+        /* a folder opens for reading, then reads as an empty file: not a configuration */
+        struct stat st;
+        if (fstat(fileno(f), &st) < 0)
+                return -errno;
+        if (S_ISDIR(st.st_mode))
+                return -EISDIR;
         r = ini_parse_file(f, config_handler, &ps);
         if (r > 0) {
                 log_error("%s:%d: syntax error", path, r);

@@ -5,6 +5,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* The ranges rwkvd.conf(5) documents; a value outside them stops the daemon at start. */
+#define CONFIG_MAX_THREADS 256        /* the compute pool's limit (kernels/threadpool.c) */
+#define CONFIG_MAX_BATCH 256          /* scheduler: sessions decoded in one step */
+#define CONFIG_MAX_PREFILL_CHUNK 4096 /* scheduler: prompt tokens one step feeds a generation */
+
 typedef struct Limits {
         uint32_t max_sessions_per_user;     /* stored sessions one uid may own */
         uint32_t max_generations_per_user;  /* concurrent Generate jobs per uid */

@@ -124,8 +124,9 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                         break;
                 case 't':
                         r = config_parse_u32(optarg, &threads);
-                        if (r < 0 || threads > 1024)
-                                return log_error_errno(EINVAL, "Invalid thread count \"%s\" (0..1024).", optarg);
+                        if (r < 0 || threads > CONFIG_MAX_THREADS)
+                                return log_error_errno(EINVAL, "Invalid thread count \"%s\" (0..%d).", optarg,
+                                                       CONFIG_MAX_THREADS);
                         threads_set = true;
                         break;
                 case 'c':

@@ -90,6 +90,22 @@ int main(void) {
                 "[sampling]\nmin_p=1\n",
                 "[sampling]\nno_such=1\n",
                 "[store]\nstate_precision=fp8\n",
+                /* out of the documented ranges (rwkvd.conf(5)): refused, never clamped */
+                "[model]\nthreads=257\n",
+                "[scheduler]\nprefill_chunk=0\n",
+                "[scheduler]\nprefill_chunk=4097\n",
+                "[scheduler]\nmax_batch=0\n",
+                "[scheduler]\nmax_batch=257\n",
+                "[limits]\nmax_sessions_per_user=0\n",
+                "[limits]\nmax_generations_per_user=0\n",
+                "[limits]\nmax_prompt_bytes=0\n",
+                "[limits]\nmax_tokens_per_request=0\n",
+                "[limits]\nmax_streams=0\n",
+                "[limits]\nmax_title_bytes=0\n",
+                "[limits]\nmax_stop_strings=0\n",
+                "[limits]\nmax_stop_strings=17\n",
+                "[limits]\nmax_stop_bytes=0\n",
+                "[limits]\nmax_stop_bytes=300\n",
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 config_init(&c);
@@ -98,8 +114,18 @@ int main(void) {
                 unlink(p);
                 config_done(&c);
         }
+        /* the edges of those ranges are fine */
+        config_init(&c);
+        p = write_tmp("[model]\nthreads=256\n[scheduler]\nprefill_chunk=4096\nmax_batch=256\n"
+                      "[limits]\nmax_stop_strings=16\nmax_stop_bytes=256\nmax_streams=1\n");
+        CHECK_OK(config_parse_file(&c, p));
+        unlink(p);
+        CHECK(c.threads == 256 && c.prefill_chunk == 4096 && c.max_batch == 256 && c.limits.max_stop_strings == 16 &&
+              c.limits.max_stop_bytes == 256 && c.limits.max_streams == 1);
+        config_done(&c);
         config_init(&c);
         CHECK_ERR(config_parse_file(&c, "/nonexistent/rwkvd.conf"), ENOENT);
+        CHECK_ERR(config_parse_file(&c, "/tmp"), EISDIR); /* a folder is not a configuration */
         config_done(&c);
         return 0;
 }
