@@ -432,8 +432,11 @@ static void scheduler_decode(Scheduler *s) {
                 if (r >= 0)
                         r = job_take_token(s, j, t);
                 if (r < 0) {
-                        job_fail(j, r, r == -EDOM ? "no token left to sample (all banned or invalid logits)"
-                                                  : "sampling failed");
+                        job_fail(j, r,
+                                 r == -EDOM ? "no token left to sample: logit_bias bans every token, or the model gave "
+                                              "invalid (NaN) logits, as a damaged model file does (rwkvctl model "
+                                              "info --verify checks one)"
+                                            : "sampling failed");
                         continue;
                 }
                 if (r == 1) { /* the end token is not fed: the session ends where the text ended */
