@@ -311,7 +311,7 @@ static int method_get_session(sd_bus_message *msg, void *userdata, sd_bus_error 
                 "model_hash", "s", m->info->hash_hex,
                 "state_bytes", "t", (uint64_t) session_state_bytes(s),
                 "disk_bytes", "t", s->disk_bytes,
-                "checkpoints", "u", s->n_checkpoints);
+                "checkpoints", "u", manager_session_checkpoints(m, s));
 }
 
 static int method_fork_session(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -428,8 +428,9 @@ static int method_delete_session(sd_bus_message *msg, void *userdata, sd_bus_err
                 return r;
         GET_CALLER(msg, caller, error);
         r = bus_find_session(m, caller, name, &s, error);
-        if (r < 0 && sd_bus_error_has_name(error, RWKV_ERROR_MODEL_MISMATCH)) {
-                /* Another model's session may still be deleted, to free its id. */
+        if (r < 0) {
+                /* A stored session this daemon cannot use (another model's, a corrupt or
+                 * unreadable file) may still be deleted, to free its id. */
                 uid_t owner;
                 const char *id;
                 if (session_name_parse(name, caller, &owner, &id) >= 0) {

@@ -159,6 +159,8 @@ struct StoreWork {
         Job *job;                        /* OP_SAVE after a generation: its last record waits for the result */
         SessionRecord *checkpoint;       /* OP_LOAD: the last turn's, when there is one */
         SessionMeta meta;
+        StoreSessionUsage usage; /* the session's files once the op is done */
+        bool have_usage;
         sd_bus_message *msg;             /* the call to answer (or re-run) when done, or NULL */
         sd_bus_message_handler_t handler;
         RwkvError err;
@@ -243,8 +245,7 @@ static int copy_fd(int from, int to, uint64_t max) {
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(StoreWork *, store_work_free);
 
-static int store_work_run(void *userdata) {
-        StoreWork *w = userdata;
+static int store_work_op(StoreWork *w) {
         Store *st = w->manager->store;
 
         switch (w->op) {
@@ -308,16 +309,57 @@ static int store_work_run(void *userdata) {
         return -EINVAL;
 }
 
+static int store_work_run(void *userdata) {
+        StoreWork *w = userdata;
+        int r = store_work_op(w);
+
+        /* GetSession's disk_bytes and checkpoints follow every change of the session's files, as
+         * measured here, in queue order (so the last one applied is the newest). */
+        switch (w->op) {
+        case OP_SAVE:
+        case OP_CHECKPOINT_SAVE:
+        case OP_CHECKPOINT_TRUNCATE:
+        case OP_LOAD:
+        case OP_IMPORT:
+                w->have_usage = store_session_usage(w->manager->store, w->uid, w->id, &w->usage) >= 0;
+                break;
+        case OP_RENAME:
+                w->have_usage = r >= 0 && store_session_usage(w->manager->store, w->uid, w->new_id, &w->usage) >= 0;
+                break;
+        default:
+                break;
+        }
+        return r;
+}
+
 static void session_apply_meta(Session *s, const SessionMeta *meta) {
         s->tokens = meta->n_tokens;
         s->turns = meta->n_turns;
         s->created_usec = meta->created_usec;
         s->updated_usec = meta->updated_usec;
-        s->disk_bytes = meta->file_bytes;
         if (meta->title[0]) {
                 free(s->title);
                 s->title = strdup(meta->title);
         }
+}
+
+static void session_apply_usage(Session *s, const StoreSessionUsage *u) {
+        s->disk_bytes = u->file_bytes + u->checkpoint_bytes;
+        s->disk_checkpoints = u->checkpoints;
+}
+
+uint32_t manager_session_checkpoints(Manager *m, const Session *s) {
+        return m->store && !s->throwaway ? s->disk_checkpoints : s->n_checkpoints;
+}
+
+/* A cold session whose file the store found corrupt (and moved aside): it leaves the table, and
+ * its id stays reserved until its owner deletes it, so that the next use is Corrupt again instead
+ * of a fresh session silently taking its place. */
+static void session_forget_corrupt(Manager *m, Session *s, const RwkvError *err) {
+        if (manager_foreign_add_bad(m, s->owner, s->id, -EBADMSG, error_message(err, -EBADMSG)) < 0)
+                log_oom();
+        session_table_remove(&m->sessions, s);
+        session_free(s);
 }
 
 /* ForkSession at a turn read back from disk: the copy starts at that turn (no checkpoints of its
@@ -370,6 +412,8 @@ static void store_work_done(int r, void *userdata) {
         Session *s = w->serial ? session_table_find_serial(&m->sessions, w->serial)
                                : session_table_find(&m->sessions, w->uid, w->id);
 
+        if (s && w->have_usage)
+                session_apply_usage(s, &w->usage);
         switch (w->op) {
         case OP_SAVE:
                 if (r < 0) {
@@ -426,11 +470,8 @@ static void store_work_done(int r, void *userdata) {
                 if (r < 0) {
                         log_warning("Failed to load session '%s' of uid %u: %s", w->id, (unsigned) w->uid,
                                     error_message(&w->err, r));
-                        if (s && r == -EBADMSG) {
-                                /* moved aside by the store: forget it */
-                                session_table_remove(&m->sessions, s);
-                                session_free(s);
-                        }
+                        if (s && r == -EBADMSG)
+                                session_forget_corrupt(m, s, &w->err);
                         if (w->msg)
                                 (void) reply_store_error(w->msg, r, "Loading the session failed", w->err.msg);
                         break;
@@ -498,6 +539,8 @@ static void store_work_done(int r, void *userdata) {
                                 break;
                         }
                 }
+                if (s && !s->hot && r == -EBADMSG) /* read from its file, which the store moved aside */
+                        session_forget_corrupt(m, s, &w->err);
                 if (w->msg)
                         (void) reply_store_error(w->msg, r, "Exporting the session failed", w->err.msg);
                 break;
@@ -539,6 +582,8 @@ static void store_work_done(int r, void *userdata) {
                         break;
                 }
                 Session *n = NULL;
+                /* The id of a file moved aside is free again once a session has a file under it. */
+                manager_foreign_remove(m, w->uid, w->id);
                 if (memcmp(w->meta.model_hash, m->info->hash, 32) != 0) {
                         /* Stored as it came; using it is ModelMismatch, and its id stays taken. */
                         (void) manager_foreign_add(m, w->uid, w->id, w->meta.model_hash);
@@ -549,6 +594,7 @@ static void store_work_done(int r, void *userdata) {
                 if (!session_table_find(&m->sessions, w->uid, w->id) &&
                     session_new_cold(w->id, w->uid, m->info->state_floats, m->info->n_vocab, &n) >= 0) {
                         session_apply_meta(n, &w->meta);
+                        session_apply_usage(n, &w->usage);
                         session_table_add(&m->sessions, n);
                 }
                 if (w->msg)
@@ -830,9 +876,23 @@ int manager_foreign_add(Manager *m, uid_t uid, const char *id, const uint8_t mod
                 return -ENOMEM;
         m->foreign = n;
         n = &m->foreign[m->n_foreign++];
-        *n = (ForeignSession) { .uid = uid };
+        *n = (ForeignSession){ .uid = uid, .error = -EMEDIUMTYPE };
         snprintf(n->id, sizeof(n->id), "%s", id);
         memcpy(n->model_hash, model_hash, sizeof(n->model_hash));
+        return 0;
+}
+
+int manager_foreign_add_bad(Manager *m, uid_t uid, const char *id, int error, const char *message) {
+        if (manager_foreign_find(m, uid, id))
+                return 0;
+        ForeignSession *n = realloc(m->foreign, (m->n_foreign + 1) * sizeof(ForeignSession));
+        if (!n)
+                return -ENOMEM;
+        m->foreign = n;
+        n = &m->foreign[m->n_foreign++];
+        *n = (ForeignSession){ .uid = uid, .error = error };
+        snprintf(n->id, sizeof(n->id), "%s", id);
+        snprintf(n->message, sizeof(n->message), "%s", message);
         return 0;
 }
 
@@ -845,6 +905,13 @@ void manager_foreign_remove(Manager *m, uid_t uid, const char *id) {
 }
 
 int manager_foreign_error(Manager *m, const ForeignSession *f, sd_bus_error *error) {
+        if (f->error == -EBADMSG)
+                return sd_bus_error_setf(error, RWKV_ERROR_CORRUPT,
+                                         "Stored session '%s' cannot be used: %s. The file is kept for inspection; "
+                                         "delete the session to reuse its id.",
+                                         f->id, f->message);
+        if (f->error != -EMEDIUMTYPE)
+                return manager_store_error(error, f->error, "Stored session cannot be read", f->message);
         char hex[17];
         for (size_t i = 0; i < 8; i++)
                 snprintf(hex + 2 * i, 3, "%02x", f->model_hash[i]);
@@ -929,7 +996,7 @@ int manager_store_open(Manager *m) {
         if (!d)
                 return log_error_errno(errno, "Failed to list \"%s\": %m", m->config.state_dir);
         struct dirent *de;
-        unsigned n_total = 0;
+        unsigned n_total = 0, n_unusable = 0;
         while ((de = readdir(d))) {
                 char *end;
                 errno = 0;
@@ -937,11 +1004,20 @@ int manager_store_open(Manager *m) {
                 if (errno || *end || end == de->d_name || uid >= UINT32_MAX)
                         continue;
                 _cleanup_(freep) SessionMeta *v = NULL;
-                size_t n = 0;
-                r = store_list(m->store, (uid_t) uid, &v, &n, &err);
+                _cleanup_(freep) StoreBadFile *bad = NULL;
+                size_t n = 0, n_bad = 0;
+                r = store_list(m->store, (uid_t)uid, &v, &n, &bad, &n_bad, &err);
                 if (r < 0) {
                         log_warning("Cannot list the sessions of uid %lu: %s", uid, error_message(&err, r));
                         continue;
+                }
+                for (size_t i = 0; i < n_bad; i++) {
+                        /* Kept out of service, never silently replaced: every use names the file. */
+                        log_warning("Session store %s/%lu: %s; the id stays reserved until the session is deleted.",
+                                    m->config.state_dir, uid, bad[i].message);
+                        if (manager_foreign_add_bad(m, (uid_t)uid, bad[i].id, bad[i].error, bad[i].message) < 0)
+                                return log_oom();
+                        n_unusable++;
                 }
                 for (size_t i = 0; i < n; i++) {
                         Session *s = NULL;
@@ -957,10 +1033,17 @@ int manager_store_open(Manager *m) {
                         if (r < 0)
                                 return log_oom();
                         session_apply_meta(s, &v[i]);
+                        StoreSessionUsage u;
+                        if (store_session_usage(m->store, (uid_t)uid, v[i].id, &u) >= 0)
+                                session_apply_usage(s, &u);
                         session_table_add(&m->sessions, s);
                         n_total++;
                 }
         }
-        log_info("Session store %s: %u sessions on disk.", m->config.state_dir, n_total);
+        if (n_unusable > 0)
+                log_warning("Session store %s: %u sessions on disk, %u unusable (see above).", m->config.state_dir,
+                            n_total, n_unusable);
+        else
+                log_info("Session store %s: %u sessions on disk.", m->config.state_dir, n_total);
         return 0;
 }

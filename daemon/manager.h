@@ -91,17 +91,26 @@ void manager_job_progress(Job *job, void *userdata);
 /* Exports and imports in progress: of uid, or of everyone for UID_INVALID. */
 uint32_t manager_transfers(Manager *m, uid_t uid);
 uint64_t manager_hot_bytes(Manager *m);
-/* Sessions on disk that another model made: they keep their ids (every use is ModelMismatch). */
+/* Sessions on disk this daemon cannot use: another model made them, or their file failed its
+ * checks (moved aside) or cannot be read. They keep their ids, so that no new session silently
+ * takes the place of one that is still on disk; every use is an error until DeleteSession. */
 typedef struct ForeignSession {
         uid_t uid;
         char id[SESSION_ID_MAX + 1];
-        uint8_t model_hash[32];
+        int error;              /* -EMEDIUMTYPE: another model's; -EBADMSG: corrupt; else unreadable */
+        uint8_t model_hash[32]; /* -EMEDIUMTYPE: the model that made it */
+        char message[512];      /* else: what the store said (the reason, where the file went) */
 } ForeignSession;
 const ForeignSession *manager_foreign_find(Manager *m, uid_t uid, const char *id);
 int manager_foreign_add(Manager *m, uid_t uid, const char *id, const uint8_t model_hash[32]);
+/* A session whose file failed its checks (error -EBADMSG) or cannot be read (other errors). */
+int manager_foreign_add_bad(Manager *m, uid_t uid, const char *id, int error, const char *message);
 void manager_foreign_remove(Manager *m, uid_t uid, const char *id);
-/* Sets org.rwkvd.Error.ModelMismatch naming both models. */
+/* Sets org.rwkvd.Error.ModelMismatch naming both models, org.rwkvd.Error.Corrupt naming the file
+ * kept aside, or the error of an unreadable file. */
 int manager_foreign_error(Manager *m, const ForeignSession *f, sd_bus_error *error);
+/* GetSession's "checkpoints": the turn checkpoints on disk (in RAM for a session never stored). */
+uint32_t manager_session_checkpoints(Manager *m, const Session *s);
 /* DeleteSession of a foreign session: its files go, answered on msg. */
 int manager_foreign_delete(Manager *m, const ForeignSession *f, sd_bus_message *msg);
 void manager_evict(Manager *m);

@@ -58,7 +58,8 @@ struct Session {
         bool hot;                   /* state, logits and penalties are in RAM (else NULL: on disk only) */
         bool on_disk;               /* a committed version exists in the store */
         bool loading;               /* the I/O thread is reading it */
-        uint64_t disk_bytes;
+        uint64_t disk_bytes;        /* its file and its turn checkpoints, as last measured on disk */
+        uint32_t disk_checkpoints;  /* turn checkpoint files on disk */
         uint64_t used_usec;         /* CLOCK_MONOTONIC of the last use, for LRU eviction */
         bool busy;                  /* a job owns the state */
         bool throwaway;             /* never listed nor stored */

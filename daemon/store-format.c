@@ -620,6 +620,21 @@ int sf_decode_header(const uint8_t *buf, size_t size, const uint8_t *key, SfKind
         return 0;
 }
 
+int sf_header_authenticates(const uint8_t *buf, size_t size, const uint8_t *key) {
+        SfPrefix p;
+        if (sf_prefix_parse(buf, size, &p, NULL) < 0 || size < sf_prefix_head_bytes(&p))
+                return -EBADMSG;
+        _cleanup_(ss_state_wipe) crypto_secretstream_xchacha20poly1305_state st;
+        uint8_t plain[SF_HEADER_MAX];
+        unsigned char tag;
+        unsigned long long mlen;
+        bool ok = crypto_secretstream_xchacha20poly1305_init_pull(&st, buf + 24, key) == 0 &&
+                  crypto_secretstream_xchacha20poly1305_pull(&st, plain, &mlen, &tag, buf + SF_PREFIX_BYTES,
+                                                             p.header_clen, buf, SF_PREFIX_BYTES) == 0;
+        sodium_memzero(plain, sizeof(plain));
+        return ok;
+}
+
 /* ---- whole file ---- */
 
 SessionRecord *session_record_free(SessionRecord *r) {

@@ -76,6 +76,11 @@ int sf_encode(const SessionRecord *rec, const SfEncodeParams *p, uint8_t **ret, 
 int sf_decode_header(const uint8_t *buf, size_t size, const uint8_t *key, SfKind kind, uid_t uid, SessionMeta *meta,
                      uint64_t *ret_total, RwkvError *err);
 
+/* Whether buf's sealed header authenticates with key: 1 yes, 0 no (damage, or another key),
+ * -EBADMSG when it cannot tell (no session prefix, or buf ends inside the header). Nothing else is
+ * checked: store_open uses it to tell a wrong daemon key from damaged files. */
+int sf_header_authenticates(const uint8_t *buf, size_t size, const uint8_t *key);
+
 /* Decode a whole file into a new record (file_bytes = its size). Everything is checked: sizes exactly
  * as declared, every block authenticated, FINAL on the last, no trailing bytes. -EBADMSG for a bad
  * file; other errors (-EIO, -ENOMEM) are not the file's fault. */

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -104,6 +105,46 @@ static void sweep_uid_dir(int ufd) {
         }
 }
 
+typedef struct KeyCheck {
+        unsigned rejected;  /* files whose header fails authentication */
+        bool authenticated; /* one file's header authenticates: the key is right */
+} KeyCheck;
+
+/* The session files of one uid folder (and, with checkpoints, of its checkpoint folders) until
+ * one authenticates. Files that cannot tell (too short, not a session file, unreadable) are
+ * skipped: only the key decides here, the checks of each file come when it is listed or loaded. */
+static void key_check_dir(Store *s, uid_t uid, int dir_fd, bool checkpoints, KeyCheck *kc) {
+        _cleanup_(closedirp) DIR *d = opendir_at(dir_fd);
+        if (!d)
+                return;
+        uint8_t key[DAEMON_KEY_BYTES];
+        daemon_key_derive_uid(s->key, uid, key);
+        struct dirent *de;
+        size_t sl = strlen(SESSION_SUFFIX), cl = strlen(CHECKPOINT_SUFFIX);
+        while (!kc->authenticated && (de = readdir(d))) {
+                size_t n = strlen(de->d_name);
+                if (de->d_name[0] == '.')
+                        continue;
+                if (checkpoints && n > cl && strcmp(de->d_name + n - cl, CHECKPOINT_SUFFIX) == 0) {
+                        _cleanup_(closep) int cfd =
+                                openat(dir_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+                        if (cfd >= 0)
+                                key_check_dir(s, uid, cfd, false, kc);
+                        continue;
+                }
+                if (n <= sl || strcmp(de->d_name + n - sl, SESSION_SUFFIX) != 0)
+                        continue;
+                uint8_t head[SF_PREFIX_BYTES + SF_HEADER_MAX + 64];
+                int l = io_read_head(dir_fd, de->d_name, head, sizeof(head), NULL);
+                int a = l >= 0 ? sf_header_authenticates(head, (size_t)l, key) : l;
+                if (a > 0)
+                        kc->authenticated = true;
+                else if (a == 0)
+                        kc->rejected++;
+        }
+        sodium_memzero(key, sizeof(key));
+}
+
 int store_open(const char *dir, const StoreOptions *opts, Store **ret, RwkvError *err) {
         if (!dir || !ret)
                 return error_set(err, EINVAL, "no state directory given");
@@ -148,15 +189,29 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret, RwkvError
         if (d) {
                 TAKE_FD(fd);
                 struct dirent *de;
+                KeyCheck kc = {};
                 while ((de = readdir(d))) {
                         if (de->d_name[0] < '0' || de->d_name[0] > '9')
                                 continue;
                         _cleanup_(closep) int ufd =
                                 openat(s->dir_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-                        if (ufd >= 0)
-                                sweep_uid_dir(ufd);
+                        if (ufd < 0)
+                                continue;
+                        sweep_uid_dir(ufd);
+                        char *end;
+                        errno = 0;
+                        unsigned long uid = strtoul(de->d_name, &end, 10);
+                        if (!kc.authenticated && !errno && !*end && uid < UINT32_MAX)
+                                key_check_dir(s, (uid_t)uid, ufd, true, &kc);
                 }
                 closedir(d);
+                if (kc.rejected > 0 && !kc.authenticated)
+                        return error_set(err, EKEYREJECTED,
+                                         "the daemon key '%s/" KEY_FILE "' does not match the stored sessions: "
+                                         "none of the %u session files checked authenticates with it (nothing "
+                                         "was moved aside). Restore the key they were sealed with, or move the "
+                                         "numbered uid folders out of '%s' to start without them",
+                                         dir, kc.rejected, dir);
         }
         *ret = TAKE_PTR(s);
         return 0;
@@ -411,13 +466,56 @@ static void closedirp(DIR **d) {
                 closedir(*d);
 }
 
-int store_list(Store *s, uid_t uid, SessionMeta **ret, size_t *ret_n, RwkvError *err) {
-        if (!s || !ret || !ret_n)
+/* "<id>.session.corrupt" or "<id>.session.<usec>.corrupt" (io_quarantine): a file of id moved aside. */
+static bool corrupt_name_to_id(const char *name, char id[STORE_ID_MAX + 1]) {
+        static const char suffix[] = ".corrupt";
+        size_t n = strlen(name), cl = sizeof(suffix) - 1;
+        if (n <= cl || strcmp(name + n - cl, suffix) != 0 || n - cl >= STORE_ID_MAX + 64)
+                return false;
+        char base[STORE_ID_MAX + 64];
+        memcpy(base, name, n - cl);
+        base[n - cl] = 0;
+        char *dot = strrchr(base, '.');
+        if (dot && dot[1] && strspn(dot + 1, "0123456789") == strlen(dot + 1))
+                *dot = 0; /* the <usec> of a second copy */
+        return name_to_id(base, id);
+}
+
+static int grow(void **v, size_t *cap, size_t n, size_t size) {
+        if (n < *cap)
+                return 0;
+        size_t ncap = *cap ? *cap * 2 : 16;
+        void *nv = realloc(*v, ncap * size);
+        if (!nv)
+                return -ENOMEM;
+        *v = nv;
+        *cap = ncap;
+        return 0;
+}
+
+static int bad_cmp(const void *a, const void *b) {
+        return strcmp(((const StoreBadFile *)a)->id, ((const StoreBadFile *)b)->id);
+}
+
+static bool bad_has(const StoreBadFile *v, size_t n, const char *id) {
+        for (size_t i = 0; i < n; i++)
+                if (!strcmp(v[i].id, id))
+                        return true;
+        return false;
+}
+
+int store_list(Store *s, uid_t uid, SessionMeta **ret, size_t *ret_n, StoreBadFile **ret_bad, size_t *ret_n_bad,
+               RwkvError *err) {
+        if (!s || !ret || !ret_n || (ret_bad && !ret_n_bad))
                 return error_set(err, EINVAL, "invalid arguments");
         _cleanup_(closep) int ufd = uid_dir(s, uid, false);
         if (ufd == -ENOENT) {
                 *ret = NULL;
                 *ret_n = 0;
+                if (ret_bad) {
+                        *ret_bad = NULL;
+                        *ret_n_bad = 0;
+                }
                 return 0;
         }
         if (ufd < 0)
@@ -426,25 +524,60 @@ int store_list(Store *s, uid_t uid, SessionMeta **ret, size_t *ret_n, RwkvError 
         if (!d)
                 return error_set(err, errno, "cannot list sessions: %m");
         _cleanup_(freep) SessionMeta *v = NULL;
-        size_t n = 0, cap = 0;
+        _cleanup_(freep) StoreBadFile *bad = NULL;
+        _cleanup_(freep) StoreBadFile *earlier = NULL; /* copies moved aside before this listing */
+        size_t n = 0, cap = 0, n_bad = 0, cap_bad = 0, n_earlier = 0, cap_earlier = 0;
         struct dirent *de;
         while ((de = readdir(d))) {
                 char id[STORE_ID_MAX + 1];
+                if (corrupt_name_to_id(de->d_name, id)) {
+                        if (bad_has(earlier, n_earlier, id))
+                                continue;
+                        if (grow((void **)&earlier, &cap_earlier, n_earlier, sizeof(*earlier)) < 0)
+                                return error_set(err, ENOMEM, "out of memory");
+                        StoreBadFile *b = &earlier[n_earlier++];
+                        *b = (StoreBadFile){ .error = -EBADMSG };
+                        snprintf(b->id, sizeof(b->id), "%s", id);
+                        snprintf(b->message, sizeof(b->message),
+                                 "session '%s' failed its checks earlier and was moved aside to '%s'", id, de->d_name);
+                        continue;
+                }
                 if (!name_to_id(de->d_name, id))
                         continue;
                 SessionMeta m;
-                int r = stat_sealed(s, uid, ufd, de->d_name, id, &m, NULL);
-                if (r < 0)
-                        continue; /* vanished, or corrupt (now moved aside) */
-                if (n == cap) {
-                        size_t ncap = cap ? cap * 2 : 16;
-                        SessionMeta *nv = realloc(v, ncap * sizeof(*v));
-                        if (!nv)
+                RwkvError e = {};
+                int r = stat_sealed(s, uid, ufd, de->d_name, id, &m, &e);
+                if (r == -ENOENT)
+                        continue; /* vanished */
+                if (r < 0) {
+                        if (grow((void **)&bad, &cap_bad, n_bad, sizeof(*bad)) < 0)
                                 return error_set(err, ENOMEM, "out of memory");
-                        v = nv;
-                        cap = ncap;
+                        StoreBadFile *b = &bad[n_bad++];
+                        *b = (StoreBadFile){ .error = r };
+                        snprintf(b->id, sizeof(b->id), "%s", id);
+                        snprintf(b->message, sizeof(b->message), "%s", error_message(&e, r));
+                        continue;
                 }
+                if (grow((void **)&v, &cap, n, sizeof(*v)) < 0)
+                        return error_set(err, ENOMEM, "out of memory");
                 v[n++] = m;
+        }
+        if (ret_bad) {
+                /* An id whose file was moved aside is not free while no session has it again. */
+                for (size_t i = 0; i < n_earlier; i++) {
+                        bool listed = bad_has(bad, n_bad, earlier[i].id);
+                        for (size_t j = 0; j < n && !listed; j++)
+                                listed = !strcmp(v[j].id, earlier[i].id);
+                        if (listed)
+                                continue;
+                        if (grow((void **)&bad, &cap_bad, n_bad, sizeof(*bad)) < 0)
+                                return error_set(err, ENOMEM, "out of memory");
+                        bad[n_bad++] = earlier[i];
+                }
+                if (n_bad > 1)
+                        qsort(bad, n_bad, sizeof(*bad), bad_cmp);
+                *ret_bad = TAKE_PTR(bad);
+                *ret_n_bad = n_bad;
         }
         if (n > 1)
                 qsort(v, n, sizeof(*v), meta_cmp);
@@ -481,6 +614,25 @@ static int checkpoints_remove(int ufd, const char *id, bool secure, bool sync) {
         return 0;
 }
 
+/* Unlink id's files moved aside (*.corrupt); returns how many went. */
+static int corrupt_remove(int ufd, const char *id, bool sync) {
+        _cleanup_(closedirp) DIR *d = opendir_at(ufd);
+        if (!d)
+                return -errno;
+        int removed = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                char cid[STORE_ID_MAX + 1];
+                if (!corrupt_name_to_id(de->d_name, cid) || strcmp(cid, id) != 0)
+                        continue;
+                int r = io_unlink_secure(ufd, de->d_name, sync);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                removed++;
+        }
+        return removed;
+}
+
 int store_delete(Store *s, uid_t uid, const char *id, RwkvError *err) {
         if (!s || !store_id_is_valid(id))
                 return error_set(err, EINVAL, "invalid session id");
@@ -493,7 +645,11 @@ int store_delete(Store *s, uid_t uid, const char *id, RwkvError *err) {
         if (r < 0 && r != -ENOENT)
                 return error_set(err, -r, "cannot delete session '%s': %s", id, strerror(-r));
         int k = checkpoints_remove(ufd, id, true, !s->opts.no_sync);
-        if (r == -ENOENT)
+        /* Copies moved aside keep the id reserved (store_list): deleting the session frees it. */
+        int q = corrupt_remove(ufd, id, !s->opts.no_sync);
+        if (q < 0)
+                return error_set(err, -q, "cannot delete the copies of session '%s' moved aside: %s", id, strerror(-q));
+        if (r == -ENOENT && q == 0)
                 return error_set(err, ENOENT, "no session '%s'", id);
         if (k < 0)
                 return error_set(err, -k, "session '%s' deleted, but not all its checkpoints: %s", id, strerror(-k));
@@ -783,6 +939,43 @@ int store_import(Store *s, uid_t uid, int fd, const char *new_id, char ret_id[ST
 }
 
 /* ---- quotas ---- */
+
+int store_session_usage(Store *s, uid_t uid, const char *id, StoreSessionUsage *ret) {
+        if (!s || !ret || !store_id_is_valid(id))
+                return -EINVAL;
+        StoreSessionUsage u = {};
+        _cleanup_(closep) int ufd = uid_dir(s, uid, false);
+        if (ufd == -ENOENT) {
+                *ret = u;
+                return 0;
+        }
+        if (ufd < 0)
+                return ufd;
+        char name[STORE_ID_MAX + 32];
+        session_name(name, sizeof(name), id);
+        struct stat st;
+        if (fstatat(ufd, name, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISREG(st.st_mode))
+                u.file_bytes = (uint64_t)st.st_size;
+        else if (errno != ENOENT)
+                return -errno;
+        _cleanup_(closep) int cfd = checkpoint_dir(ufd, id, false);
+        _cleanup_(closedirp) DIR *d = cfd >= 0 ? opendir_at(cfd) : NULL;
+        if (cfd >= 0 && !d)
+                return -errno;
+        if (cfd < 0 && cfd != -ENOENT)
+                return cfd;
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+                uint32_t turn;
+                if (!name_to_turn(de->d_name, &turn) || fstatat(cfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                    !S_ISREG(st.st_mode))
+                        continue;
+                u.checkpoints++;
+                u.checkpoint_bytes += (uint64_t)st.st_size;
+        }
+        *ret = u;
+        return 0;
+}
 
 static void dir_usage(int dir_fd, uint64_t *count, uint64_t *bytes, bool count_sessions) {
         _cleanup_(closedirp) DIR *d = opendir_at(dir_fd);

@@ -9,7 +9,8 @@
  *   <dir>/<uid>/                          0700, one folder per owner uid
  *   <dir>/<uid>/<id>.session              0600, the session's current record
  *   <dir>/<uid>/<id>.checkpoints/turn-<10 digits>.session   0600, snapshots at the start of turns
- *   <dir>/<uid>/<id>.session[.<usec>].corrupt   files that failed to load, moved aside for inspection
+ *   <dir>/<uid>/<id>.session[.<usec>].corrupt   files that failed to load, moved aside for inspection;
+ *                                         their id stays reserved (store_list) until store_delete
  *
  * Writes are atomic (temp file in the same folder, fsync, rename, fsync folder): after any failure,
  * including a crash or a full disk, the previous version of the file is intact. Loads stream the file
@@ -20,7 +21,8 @@
  *   -EINVAL      bad id/argument          -ENOENT   no such session/checkpoint
  *   -EEXIST      target id already exists -EMEDIUMTYPE  the file was made by another model (left in place)
  *   -EBADMSG     corrupt, truncated, unauthenticated, another uid's, or hostile: the file has been
- *                moved aside to *.corrupt and is never loaded (never deleted)
+ *                moved aside to *.corrupt and is never loaded (deleted only by store_delete of its id)
+ *   -EKEYREJECTED  store_open: the daemon key authenticates none of the stored sessions (see there)
  *   -EPROTONOSUPPORT  a file format version this build cannot read (left in place)
  *   -EFBIG/-ENOSPC/-EROFS/-EACCES/-EIO  write failures; the previous version is intact */
 #pragma once
@@ -102,7 +104,12 @@ static inline void session_record_freep(SessionRecord **r) {
 
 typedef struct Store Store;
 
-/* Creates dir (0700) and the daemon key (0600) when missing; the key stays in locked memory. */
+/* Creates dir (0700) and the daemon key (0600) when missing; the key stays in locked memory.
+ * A key that is not the one the sessions were sealed with (a backup restored with another key)
+ * would make every file look corrupt, and moving them all aside would lose the collection. So
+ * when some session or checkpoint file's header fails authentication and none authenticates,
+ * store_open refuses with -EKEYREJECTED and moves nothing; files too damaged to tell (no session
+ * prefix, cut inside the header) count neither way. */
 int store_open(const char *dir, const StoreOptions *opts, Store **ret, RwkvError *err);
 Store *store_free(Store *s);
 static inline void store_freep(Store **s) {
@@ -122,14 +129,27 @@ int store_save(Store *s, uid_t uid, const SessionRecord *rec, RwkvError *err);
 /* model_hash: refuse a session made by another model with -EMEDIUMTYPE (NULL: accept any). */
 int store_load(Store *s, uid_t uid, const char *id, const uint8_t model_hash[32], SessionRecord **ret, RwkvError *err);
 
-/* Metadata of every session of uid (headers only: no decompression), sorted by id. Files whose
- * header fails authentication are moved aside and skipped. *ret is a malloc'ed array (free()),
- * NULL when there are none. Returns the count. */
-int store_list(Store *s, uid_t uid, SessionMeta **ret, size_t *ret_n, RwkvError *err);
+/* A session file store_list could not list. */
+typedef struct StoreBadFile {
+        char id[STORE_ID_MAX + 1];
+        /* -EBADMSG: failed its checks, now (or at an earlier start) moved aside to *.corrupt;
+         * -EPROTONOSUPPORT: a newer format, left in place; else a read error, left in place. */
+        int error;
+        char message[512]; /* names the id, the reason and where the file went; no key material */
+} StoreBadFile;
+
+/* Metadata of every session of uid (headers only: no decompression), sorted by id. Files that
+ * fail their checks are moved aside and skipped; when ret_bad is not NULL they are returned there
+ * (malloc'ed, sorted by id), with the ids of files moved aside earlier whose session has no file
+ * of its own again: those ids are not free. *ret is a malloc'ed array (free()), NULL when there
+ * are none. Returns the count of *ret. */
+int store_list(Store *s, uid_t uid, SessionMeta **ret, size_t *ret_n, StoreBadFile **ret_bad, size_t *ret_n_bad,
+               RwkvError *err);
 /* One session's header only. */
 int store_stat(Store *s, uid_t uid, const char *id, SessionMeta *ret, RwkvError *err);
 
-/* Overwrites the file's blocks, then unlinks it and its checkpoints. */
+/* Overwrites the file's blocks, then unlinks it, its checkpoints and its copies moved aside
+ * (*.corrupt): the owner's explicit delete is what frees the id of a corrupt session. */
 int store_delete(Store *s, uid_t uid, const char *id, RwkvError *err);
 /* -EEXIST when new_id exists. Checkpoints follow. */
 int store_rename(Store *s, uid_t uid, const char *id, const char *new_id, RwkvError *err);
@@ -155,6 +175,14 @@ int store_export(Store *s, uid_t uid, const char *id, int fd, RwkvError *err);
  * of 0 are set to now. */
 int store_export_record(Store *s, uid_t uid, const SessionRecord *rec, int fd, RwkvError *err);
 int store_import(Store *s, uid_t uid, int fd, const char *new_id, char ret_id[STORE_ID_MAX + 1], RwkvError *err);
+
+/* What one session takes on disk: its file and its turn checkpoints (0 when there are none). */
+typedef struct StoreSessionUsage {
+        uint64_t file_bytes;
+        uint64_t checkpoint_bytes;
+        uint32_t checkpoints;
+} StoreSessionUsage;
+int store_session_usage(Store *s, uid_t uid, const char *id, StoreSessionUsage *ret);
 
 /* For quotas: sessions of uid and bytes on disk (checkpoints included). */
 int store_usage(Store *s, uid_t uid, uint64_t *ret_count, uint64_t *ret_bytes);

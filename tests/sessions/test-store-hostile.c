@@ -214,7 +214,7 @@ int main(void) {
         flip(1000, "bad-in-list", 70);
         SessionMeta *v;
         size_t n;
-        CHECK_OK(store_list(s, 1000, &v, &n, NULL));
+        CHECK_OK(store_list(s, 1000, &v, &n, NULL, NULL, NULL));
         bool saw_good = false;
         for (size_t i = 0; i < n; i++) {
                 CHECK(strcmp(v[i].id, "bad-in-list") != 0);

@@ -98,7 +98,7 @@ static void test_basic(const char *dir) {
         /* List and stat: headers only, sorted. */
         SessionMeta *v = NULL;
         size_t n = 0;
-        CHECK_OK(store_list(s, 1000, &v, &n, &err));
+        CHECK_OK(store_list(s, 1000, &v, &n, NULL, NULL, &err));
         CHECK(n == 2);
         CHECK_STREQ(v[0].id, "chat-1");
         CHECK_STREQ(v[1].id, "min");
@@ -106,7 +106,7 @@ static void test_basic(const char *dir) {
         CHECK_STREQ(v[0].title, "title of chat-1");
         CHECK(v[0].uid == 1000);
         free(v);
-        CHECK_OK(store_list(s, 4242, &v, &n, &err));
+        CHECK_OK(store_list(s, 4242, &v, &n, NULL, NULL, &err));
         CHECK(n == 0 && !v);
         SessionMeta meta;
         CHECK_OK(store_stat(s, 1000, "min", &meta, &err));
