@@ -17,6 +17,8 @@
 
 #include <rwkv/client.h>
 
+#include "engine/common/macros.h"
+#include "tools/rwkvctl/output-file.h"
 #include "tools/rwkvctl/rwkvctl.h"
 
 #define STDIN_CHUNK (64 * 1024)
@@ -826,6 +828,21 @@ static int session_list(RwkvClient *c) {
         return 0;
 }
 
+/* A failed export (no such session, a busy one, a full disk) leaves FILE as it was. */
+static int session_export(RwkvClient *c, const char *id, const char *path) {
+        _cleanup_(output_file_done) OutputFile f = { .fd = -EBADF };
+        int r = output_file_open(path, &f);
+        if (r < 0)
+                return fail("session export: cannot write '%s': %s", path, strerror(-r));
+        r = rwkv_session_export(c, id, f.fd);
+        if (r < 0)
+                return fail_call(c, "session export", r);
+        r = output_file_commit(&f);
+        if (r < 0)
+                return fail("session export: cannot write '%s': %s", path, strerror(-r));
+        return 0;
+}
+
 static int print_id(const char *key, const char *id) {
         if (arg_json) {
                 struct json_object *o = json_object_new_object();
@@ -916,20 +933,9 @@ int verb_session(int argc, char *argv[]) {
                 r = rwkv_session_fork(c, args[1], n > 2 ? args[2] : NULL, 0, &id);
                 ret = r < 0 ? fail_call(c, "session fork", r) : print_id("session_id", id);
                 free(id);
-        } else if (strcmp(sub, "export") == 0) {
-                bool to_stdout = strcmp(args[2], "-") == 0;
-                int fd = to_stdout ? STDOUT_FILENO : open(args[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-                if (fd < 0)
-                        ret = fail("session export: cannot create '%s': %m", args[2]);
-                else {
-                        r = rwkv_session_export(c, args[1], fd);
-                        ret = r < 0 ? fail_call(c, "session export", r) : 0;
-                        if (!to_stdout && close(fd) < 0 && ret == 0)
-                                ret = fail("session export: writing '%s': %m", args[2]);
-                        if (ret != 0 && !to_stdout)
-                                (void)unlink(args[2]);
-                }
-        } else if (strcmp(sub, "import") == 0) {
+        } else if (strcmp(sub, "export") == 0)
+                ret = session_export(c, args[1], args[2]);
+        else if (strcmp(sub, "import") == 0) {
                 bool from_stdin = strcmp(args[1], "-") == 0;
                 int fd = from_stdin ? STDIN_FILENO : open(args[1], O_RDONLY | O_CLOEXEC);
                 if (fd < 0)
