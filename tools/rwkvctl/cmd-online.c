@@ -39,16 +39,19 @@ static void catch_sigint(bool on) {
         sigaction(SIGINT, &sa, NULL);
 }
 
+/* Prints why on failure (one line; the verb then exits 1) and returns a negative errno. */
 static int connect_bus(RwkvClient **ret) {
         int kind = arg_bus == BUS_USER ? RWKV_BUS_USER : arg_bus == BUS_ADDRESS ? RWKV_BUS_ADDRESS : RWKV_BUS_SYSTEM;
         int r = rwkv_client_new(kind, arg_address, ret);
-        if (r < 0)
-                return fail("cannot connect to the %s bus: %s",
-                            kind == RWKV_BUS_USER      ? "user"
-                            : kind == RWKV_BUS_ADDRESS ? "given"
-                                                       : "system",
-                            strerror(-r));
-        return 0;
+        if (r >= 0)
+                return 0;
+        if (kind == RWKV_BUS_ADDRESS)
+                fail("cannot connect to the bus at '%s': %s", arg_address ? arg_address : "", strerror(-r));
+        else if (kind == RWKV_BUS_USER && r == -ENOMEDIUM)
+                fail("cannot connect to the user bus: neither $DBUS_SESSION_BUS_ADDRESS nor $XDG_RUNTIME_DIR is set");
+        else
+                fail("cannot connect to the %s bus: %s", kind == RWKV_BUS_USER ? "user" : "system", strerror(-r));
+        return r;
 }
 
 /* One line: what failed, and the daemon's words for it. */
@@ -99,6 +102,54 @@ static bool parse_double(const char *s, double *ret) {
                 return false;
         *ret = v;
         return true;
+}
+
+/* Length of the longest prefix of s that is valid UTF-8 without NUL (what a D-Bus string may hold);
+ * an incomplete sequence at the end is left out. */
+static size_t utf8_valid_prefix(const uint8_t *s, size_t n) {
+        size_t i = 0;
+        while (i < n) {
+                uint8_t c = s[i];
+                size_t len;
+                uint32_t cp;
+                if (c == 0)
+                        break;
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                }
+                if (c >= 0xc2 && c <= 0xdf)
+                        len = 2, cp = c & 0x1f;
+                else if (c >= 0xe0 && c <= 0xef)
+                        len = 3, cp = c & 0x0f;
+                else if (c >= 0xf0 && c <= 0xf4)
+                        len = 4, cp = c & 0x07;
+                else
+                        break;
+                if (i + len > n)
+                        break;
+                size_t k;
+                for (k = 1; k < len; k++) {
+                        if ((s[i + k] & 0xc0) != 0x80)
+                                break;
+                        cp = (cp << 6) | (s[i + k] & 0x3f);
+                }
+                if (k < len || (len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+                    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+                        break;
+                i += len;
+        }
+        return i;
+}
+
+/* A D-Bus string must be valid UTF-8: name the argument that is not, instead of passing on the
+ * bus library's bare "Invalid argument". 0, or -EINVAL after the message (invalid usage: exit 2). */
+static int check_utf8(const char *verb, const char *what, const char *s) {
+        size_t n = strlen(s);
+        if (utf8_valid_prefix((const uint8_t *)s, n) == n)
+                return 0;
+        fail("%s: %s is not valid UTF-8", verb, what);
+        return -EINVAL;
 }
 
 static const char *stop_reason_name(uint64_t r) {
@@ -162,6 +213,8 @@ static int sampling_option(SamplingArgs *a, int c, const char *verb) {
 
         switch (c) {
         case OPT_SESSION:
+                if (check_utf8(verb, "the --session id", optarg) < 0)
+                        return -1;
                 a->session = optarg;
                 return 1;
         case OPT_MAX_TOKENS:
@@ -204,6 +257,8 @@ static int sampling_option(SamplingArgs *a, int c, const char *verb) {
                 r = rwkv_generate_options_set_seed(a->options, t);
                 break;
         case OPT_STOP:
+                if (check_utf8(verb, "the --stop string", optarg) < 0)
+                        return -1;
                 r = rwkv_generate_options_add_stop(a->options, optarg, strlen(optarg));
                 if (r < 0)
                         return fail("%s: invalid --stop '%s': %s", verb, optarg, strerror(-r)), -1;
@@ -345,44 +400,6 @@ static int follow_stream(RwkvClient *c, RwkvStream *s, const char *verb, StreamR
         (void)c;
 }
 
-/* Length of the longest prefix of s that is valid UTF-8 without NUL (what a D-Bus string may hold);
- * an incomplete sequence at the end is left out. */
-static size_t utf8_valid_prefix(const uint8_t *s, size_t n) {
-        size_t i = 0;
-        while (i < n) {
-                uint8_t c = s[i];
-                size_t len;
-                uint32_t cp;
-                if (c == 0)
-                        break;
-                if (c < 0x80) {
-                        i++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf)
-                        len = 2, cp = c & 0x1f;
-                else if (c >= 0xe0 && c <= 0xef)
-                        len = 3, cp = c & 0x0f;
-                else if (c >= 0xf0 && c <= 0xf4)
-                        len = 4, cp = c & 0x07;
-                else
-                        break;
-                if (i + len > n)
-                        break;
-                size_t k;
-                for (k = 1; k < len; k++) {
-                        if ((s[i + k] & 0xc0) != 0x80)
-                                break;
-                        cp = (cp << 6) | (s[i + k] & 0x3f);
-                }
-                if (k < len || (len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-                    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-                        break;
-                i += len;
-        }
-        return i;
-}
-
 /* Reads up to size bytes from stdin (fewer only at end of input). */
 static ssize_t read_full(uint8_t *buf, size_t size, bool *ret_eof) {
         size_t got = 0;
@@ -493,6 +510,11 @@ int verb_generate(int argc, char *argv[]) {
                 goto finish;
         }
         const char *prompt = optind < argc ? argv[optind] : NULL;
+        if (prompt && check_utf8("generate", "the prompt", prompt) < 0) {
+                /* (On stdin any bytes go: they stream through the ring, not a D-Bus string.) */
+                ret = 2;
+                goto finish;
+        }
         size_t prompt_len = prompt ? strlen(prompt) : 0;
         /* From stdin: a short prompt goes in the Generate() call; a longer one (or one that is not
          * valid UTF-8, which a D-Bus string cannot carry) streams whole through the ring. */
@@ -593,6 +615,10 @@ int verb_chat(int argc, char *argv[]) {
                         goto finish;
                 }
                 if (opt == OPT_SYSTEM) {
+                        if (check_utf8("chat", "the --system text", optarg) < 0) {
+                                ret = 2;
+                                goto finish;
+                        }
                         system_line = optarg;
                         continue;
                 }
@@ -906,6 +932,15 @@ int verb_session(int argc, char *argv[]) {
         } else
                 return fail("session: unknown sub-command '%s'", sub) + 1;
 #undef NEED
+        /* The arguments that are session ids (the others are file names). */
+        char what[32];
+        snprintf(what, sizeof(what), "session %s", sub);
+        bool takes_new_id = strcmp(sub, "fork") == 0 || strcmp(sub, "import") == 0;
+        if (n > 1 && strcmp(sub, "import") != 0 && check_utf8(what, "the session id", args[1]) < 0)
+                return 2;
+        if (n > 2 && takes_new_id &&
+            check_utf8(what, strcmp(sub, "fork") == 0 ? "the new session id" : "the session id", args[2]) < 0)
+                return 2;
 
         if (connect_bus(&c) < 0)
                 return 1;
