@@ -366,6 +366,15 @@ static int follow_stream(RwkvClient *c, RwkvStream *s, const char *verb, StreamR
                         if (arg_json)
                                 end_json(s);
                         fflush(stdout);
+                        if (res->cancelled && !cancel_sent && !interrupted) {
+                                /* Not our Ctrl-C: the daemon stopping, or a Cancel() from another
+                                 * client. The text is cut short; a script must not take it for
+                                 * a whole answer. */
+                                res->daemon_error = true;
+                                return fail("%s: the daemon cancelled the generation after %" PRIu64
+                                            " tokens (it is shutting down, or another client cancelled it)",
+                                            verb, res->tokens);
+                        }
                         return 0;
                 }
                 fflush(stdout);
