@@ -2,7 +2,7 @@
 """test-errors: the online verbs' errors that are not the daemon's: a bus that cannot be reached is
 one line that says so and exit status 1 (not a second "Invalid argument" line from a call made
 without a connection); an argument that a D-Bus string cannot carry (not valid UTF-8) is named,
-exit status 2, and nothing reaches the daemon (no session is created)."""
+exit status 2, and nothing reaches the daemon (no session is created); so is an empty session id."""
 
 import json
 
@@ -45,6 +45,20 @@ def main():
             check("not valid UTF-8" in line, "%r: %r" % (args, line))
         ids = [s["id"] for s in json.loads(c.ok("--json", "session", "list"))["sessions"]]
         check(ids == ["s"], "sessions after the refused calls: %r" % ids)
+
+        # An empty session id is invalid usage: CreateSession("") would store a session under an id
+        # the daemon picks and rwkvctl never prints.
+        for args, what in (
+                (("generate", "--session", "", "--max-tokens", "3", "x"), "generate: the --session id is empty"),
+                (("chat", "--session", ""), "chat: the --session id is empty"),
+                (("session", "show", ""), "session show: the session id is empty"),
+                (("session", "delete", ""), "session delete: the session id is empty"),
+                (("session", "export", "", "-"), "session export: the session id is empty"),
+                (("session", "fork", "s", ""), "session fork: the new session id is empty"),
+                (("session", "import", "-", ""), "session import: the session id is empty")):
+            c.error(*args, status=2, contains=what, input=b"hi\n")
+        ids = [s["id"] for s in json.loads(c.ok("--json", "session", "list"))["sessions"]]
+        check(ids == ["s"], "sessions after empty ids: %r" % ids)
         # The same bytes on stdin are a prompt like any other.
         c.ok("generate", "--max-tokens", "2", input=bad)
     print("ok")

@@ -152,6 +152,16 @@ static int check_utf8(const char *verb, const char *what, const char *s) {
         return -EINVAL;
 }
 
+/* A session id given on the command line: CreateSession("") would make the daemon pick an id that
+ * is never printed, and each such call would store another empty session. */
+static int check_id(const char *verb, const char *what, const char *id) {
+        if (!*id) {
+                fail("%s: %s is empty (session ids are 1 to 64 characters)", verb, what);
+                return -EINVAL;
+        }
+        return check_utf8(verb, what, id);
+}
+
 static const char *stop_reason_name(uint64_t r) {
         switch (r) {
         case RWKV_STOP_MAX_TOKENS:
@@ -213,7 +223,7 @@ static int sampling_option(SamplingArgs *a, int c, const char *verb) {
 
         switch (c) {
         case OPT_SESSION:
-                if (check_utf8(verb, "the --session id", optarg) < 0)
+                if (check_id(verb, "the --session id", optarg) < 0)
                         return -1;
                 a->session = optarg;
                 return 1;
@@ -945,10 +955,10 @@ int verb_session(int argc, char *argv[]) {
         char what[32];
         snprintf(what, sizeof(what), "session %s", sub);
         bool takes_new_id = strcmp(sub, "fork") == 0 || strcmp(sub, "import") == 0;
-        if (n > 1 && strcmp(sub, "import") != 0 && check_utf8(what, "the session id", args[1]) < 0)
+        if (n > 1 && strcmp(sub, "import") != 0 && check_id(what, "the session id", args[1]) < 0)
                 return 2;
         if (n > 2 && takes_new_id &&
-            check_utf8(what, strcmp(sub, "fork") == 0 ? "the new session id" : "the session id", args[2]) < 0)
+            check_id(what, strcmp(sub, "fork") == 0 ? "the new session id" : "the session id", args[2]) < 0)
                 return 2;
 
         if (connect_bus(&c) < 0)
