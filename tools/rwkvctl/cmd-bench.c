@@ -124,35 +124,35 @@ int verb_bench(int argc, char *argv[]) {
                         break;
                 case 't':
                         if (parse_uint(optarg, 1024, &threads) < 0)
-                                return fail("bench: invalid --threads '%s' (0 to 1024)", optarg);
+                                return fail_usage("bench: invalid --threads '%s' (0 to 1024)", optarg);
                         break;
                 case 'p':
                         if (parse_uint(optarg, BENCH_MAX_TOKENS, &prompt) < 0)
-                                return fail("bench: invalid --prompt '%s' (0 to %u)", optarg, BENCH_MAX_TOKENS);
+                                return fail_usage("bench: invalid --prompt '%s' (0 to %u)", optarg, BENCH_MAX_TOKENS);
                         break;
                 case 'g':
                         if (parse_uint(optarg, BENCH_MAX_TOKENS, &gen) < 0 || gen == 0)
-                                return fail("bench: invalid --gen '%s' (1 to %u)", optarg, BENCH_MAX_TOKENS);
+                                return fail_usage("bench: invalid --gen '%s' (1 to %u)", optarg, BENCH_MAX_TOKENS);
                         break;
                 case ARG_REPEAT:
                         if (parse_uint(optarg, BENCH_MAX_REPEAT, &repeat) < 0 || repeat == 0)
-                                return fail("bench: invalid --repeat '%s' (1 to %u)", optarg, BENCH_MAX_REPEAT);
+                                return fail_usage("bench: invalid --repeat '%s' (1 to %u)", optarg, BENCH_MAX_REPEAT);
                         break;
                 case 'b':
                         if (parse_batches(optarg, batches, &n_batches) < 0)
-                                return fail("bench: invalid --batch '%s' (sizes 1 to %u, comma separated)", optarg,
-                                            BENCH_MAX_BATCH);
+                                return fail_usage("bench: invalid --batch '%s' (sizes 1 to %u, comma separated)",
+                                                  optarg, BENCH_MAX_BATCH);
                         break;
                 case 'j':
                         json = true;
                         break;
                 default:
-                        return 1;
+                        return 2; /* getopt said why */
                 }
         if (optind < argc)
-                return fail("bench: unexpected argument '%s'", argv[optind]);
+                return fail_usage("bench: unexpected argument '%s'", argv[optind]);
         if (!model_path)
-                return fail("bench: --model FILE is required");
+                return fail_usage("bench: --model FILE is required");
 
         unsigned max_batch = 1;
         for (size_t i = 0; i < n_batches; i++)

@@ -189,25 +189,25 @@ int verb_eval(int argc, char *argv[]) {
                         break;
                 case OPT_THREADS:
                         if (parse_threads(optarg, &threads) < 0)
-                                return fail("eval: invalid --threads '%s' (0 to 1024)", optarg);
+                                return fail_usage("eval: invalid --threads '%s' (0 to 1024)", optarg);
                         break;
                 default:
                         return 2;
                 }
         if (optind < argc)
-                return fail("eval: unexpected argument '%s'", argv[optind]);
+                return fail_usage("eval: unexpected argument '%s'", argv[optind]);
         if (!model_path)
-                return fail("eval: --model FILE is required");
+                return fail_usage("eval: --model FILE is required");
         if (!token_list)
-                return fail("eval: --tokens LIST is required");
+                return fail_usage("eval: --tokens LIST is required");
 
         _cleanup_(freep) uint32_t *ids = NULL;
         size_t n = 0;
         r = parse_tokens(token_list, &ids, &n);
         if (r == -E2BIG)
-                return fail("eval: more than %u tokens", EVAL_MAX_TOKENS);
+                return fail_usage("eval: more than %u tokens", EVAL_MAX_TOKENS);
         if (r < 0)
-                return fail("eval: invalid --tokens '%s' (expected ids like 34,105,110)", token_list);
+                return fail_usage("eval: invalid --tokens '%s' (expected ids like 34,105,110)", token_list);
 
         Model *m = NULL;
         RwkvError err = {};

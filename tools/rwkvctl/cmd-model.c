@@ -170,7 +170,7 @@ static int model_info_verb(int argc, char *argv[]) {
                         return 2;
                 }
         if (optind + 1 != argc)
-                return fail("model info: expected one FILE (see --help)");
+                return fail_usage("model info: expected one FILE (see --help)");
         const char *path = argv[optind];
 
         TensorTable *t = NULL;
@@ -344,9 +344,10 @@ static int model_convert_verb(int argc, char *argv[]) {
                         return 0;
                 case OPT_TYPE:
                         if (parse_type(optarg, &type) < 0)
-                                return fail("model convert: unknown type '%s' (f32, f16, bf16, q8_0, q8_0x16, q4_0, "
-                                            "q4_0x16)",
-                                            optarg);
+                                return fail_usage(
+                                        "model convert: unknown type '%s' (f32, f16, bf16, q8_0, q8_0x16, q4_0, "
+                                        "q4_0x16)",
+                                        optarg);
                         break;
                 case OPT_VOCAB:
                         vocab_path = optarg;
@@ -358,7 +359,7 @@ static int model_convert_verb(int argc, char *argv[]) {
                         return 2;
                 }
         if (optind + 2 != argc)
-                return fail("model convert: expected IN and OUT (see --help)");
+                return fail_usage("model convert: expected IN and OUT (see --help)");
         const char *in = argv[optind], *out = argv[optind + 1];
 
         _cleanup_(freep) char *vocab = NULL;
@@ -505,12 +506,25 @@ static int model_random_verb(int argc, char *argv[]) {
                         return 2;
                 }
                 if (r < 0)
-                        return fail("model random: bad value '%s' for --%s", optarg, options[c - OPT_VERSION + 1].name);
+                        return fail_usage("model random: bad value '%s' for --%s", optarg,
+                                          options[c - OPT_VERSION + 1].name);
         }
         if (optind + 1 != argc)
-                return fail("model random: expected one OUT file (see --help)");
+                return fail_usage("model random: expected one OUT file (see --help)");
         if (!have_layers || !have_embd || !have_vocab)
-                return fail("model random: --layers, --embd and --vocab are required");
+                return fail_usage("model random: --layers, --embd and --vocab are required");
+        /* model_write_random() checks these too (engine/format/random-model.c); here a shape out of
+         * range is invalid usage that names its option. */
+        if (o.version != 7)
+                return fail_usage("model random: --version %" PRIu32 ": random models exist for RWKV-7 only",
+                                  o.version);
+        if (o.n_layer < 1 || o.n_layer > 4096)
+                return fail_usage("model random: --layers %" PRIu32 ": must be 1 to 4096", o.n_layer);
+        if (o.n_embd == 0 || o.n_embd % 64 != 0 || o.n_embd > 65536)
+                return fail_usage("model random: --embd %" PRIu32 ": must be a positive multiple of 64 (at most 65536)",
+                                  o.n_embd);
+        if (o.n_vocab < 1 || o.n_vocab > (1u << 24))
+                return fail_usage("model random: --vocab %" PRIu32 ": must be 1 to 16777216", o.n_vocab);
 
         Bar bar = { .label = "writing", .last_pct = -1 };
         o.progress = isatty(STDERR_FILENO) ? bar_update : NULL;
@@ -535,10 +549,8 @@ int verb_model(int argc, char *argv[]) {
                 { "convert", model_convert_verb },
                 { "random", model_random_verb },
         };
-        if (argc < 2) {
-                fail("model: expected info, convert or random (see rwkvctl model --help)");
-                return 2;
-        }
+        if (argc < 2)
+                return fail_usage("model: expected info, convert or random (see rwkvctl model --help)");
         if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
                 printf("rwkvctl model info FILE | convert IN OUT | random ... OUT   (--help on each)\n");
                 return 0;
@@ -550,5 +562,5 @@ int verb_model(int argc, char *argv[]) {
                         argv[1] = name;
                         return sub[i].run(argc - 1, argv + 1);
                 }
-        return fail("model: unknown command '%s' (info, convert, random)", argv[1]);
+        return fail_usage("model: unknown command '%s' (info, convert, random)", argv[1]);
 }

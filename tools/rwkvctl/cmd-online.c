@@ -241,7 +241,8 @@ static int sampling_option(SamplingArgs *a, int c, const char *verb) {
                         return fail("%s: invalid --top-p '%s' (0 < P <= 1)", verb, optarg), -1;
                 break;
         case OPT_MIN_P:
-                if (!parse_double(optarg, &d) || (r = rwkv_generate_options_set_min_p(a->options, d)) < 0)
+                /* The library lets 1 through; the daemon refuses it (as a daemon error, exit 1). */
+                if (!parse_double(optarg, &d) || d >= 1.0 || (r = rwkv_generate_options_set_min_p(a->options, d)) < 0)
                         return fail("%s: invalid --min-p '%s' (0 <= P < 1)", verb, optarg), -1;
                 break;
         case OPT_PRESENCE_PENALTY:
@@ -267,6 +268,8 @@ static int sampling_option(SamplingArgs *a, int c, const char *verb) {
                 r = rwkv_generate_options_set_seed(a->options, t);
                 break;
         case OPT_STOP:
+                if (!*optarg)
+                        return fail("%s: the --stop string is empty", verb), -1;
                 if (check_utf8(verb, "the --stop string", optarg) < 0)
                         return -1;
                 r = rwkv_generate_options_add_stop(a->options, optarg, strlen(optarg));
@@ -525,7 +528,7 @@ int verb_generate(int argc, char *argv[]) {
                 }
         }
         if (argc - optind > 1) {
-                ret = fail("generate: one PROMPT argument at most (quote it)") + 1;
+                ret = fail_usage("generate: one PROMPT argument at most (quote it)");
                 goto finish;
         }
         const char *prompt = optind < argc ? argv[optind] : NULL;
@@ -648,7 +651,7 @@ int verb_chat(int argc, char *argv[]) {
                 }
         }
         if (!a.session || optind < argc) {
-                ret = fail("chat: usage: rwkvctl chat --session ID [OPTIONS]") + 1;
+                ret = fail_usage("chat: usage: rwkvctl chat --session ID [OPTIONS]");
                 goto finish;
         }
         /* A turn ends at the blank line the model writes after its answer. */
@@ -928,17 +931,17 @@ int verb_session(int argc, char *argv[]) {
                         continue;
                 }
                 if (n == 4)
-                        return fail("session: too many arguments") + 1;
+                        return fail_usage("session: too many arguments");
                 args[n++] = argv[i];
         }
         if (n == 0)
-                return fail("session: list | show ID | fork ID [NEWID] | delete ID | export ID FILE | import FILE "
-                            "[ID]") +
-                       1;
+                return fail_usage(
+                        "session: list | show ID | fork ID [NEWID] | delete ID | export ID FILE | import FILE "
+                        "[ID]");
         const char *sub = args[0];
 #define NEED(lo, hi)                                                                                                   \
         if (n - 1 < (lo) || n - 1 > (hi))                                                                              \
-                return fail("session %s: wrong number of arguments (see rwkvctl session --help)", sub) + 1;
+                return fail_usage("session %s: wrong number of arguments (see rwkvctl session --help)", sub);
 
         if (strcmp(sub, "list") == 0) {
                 NEED(0, 0);
@@ -949,7 +952,7 @@ int verb_session(int argc, char *argv[]) {
         } else if (strcmp(sub, "export") == 0) {
                 NEED(2, 2);
         } else
-                return fail("session: unknown sub-command '%s'", sub) + 1;
+                return fail_usage("session: unknown sub-command '%s'", sub);
 #undef NEED
         /* The arguments that are session ids (the others are file names). */
         char what[32];
@@ -1031,7 +1034,7 @@ int verb_status(int argc, char *argv[]) {
                         return 2;
                 }
         if (optind < argc)
-                return fail("status: no arguments expected") + 1;
+                return fail_usage("status: no arguments expected");
         if (connect_bus(&c) < 0)
                 return 1;
         r = rwkv_status(c, &info);

@@ -217,26 +217,26 @@ int verb_run(int argc, char *argv[]) {
                         continue;
                 case OPT_MAX_TOKENS:
                         if (parse_uint(optarg, RUN_MAX_TOKENS, &max_tokens) < 0)
-                                return fail("run: invalid --max-tokens '%s' (0 to %u)", optarg, RUN_MAX_TOKENS);
+                                return fail_usage("run: invalid --max-tokens '%s' (0 to %u)", optarg, RUN_MAX_TOKENS);
                         continue;
                 case OPT_TOP_K:
                         if (parse_uint(optarg, UINT32_MAX, &v) < 0)
-                                return fail("run: invalid --top-k '%s'", optarg);
+                                return fail_usage("run: invalid --top-k '%s'", optarg);
                         sp.top_k = (uint32_t)v;
                         continue;
                 case OPT_SEED:
                         if (parse_uint(optarg, UINT64_MAX, &seed) < 0)
-                                return fail("run: invalid --seed '%s' (a non-negative integer)", optarg);
+                                return fail_usage("run: invalid --seed '%s' (a non-negative integer)", optarg);
                         have_seed = true;
                         continue;
                 case OPT_STOP:
                         if (n_stops == STOP_MAX_SEQUENCES)
-                                return fail("run: at most %d --stop strings", STOP_MAX_SEQUENCES);
+                                return fail_usage("run: at most %d --stop strings", STOP_MAX_SEQUENCES);
                         stops[n_stops++] = optarg;
                         continue;
                 case OPT_THREADS:
                         if (parse_uint(optarg, 1024, &threads) < 0)
-                                return fail("run: invalid --threads '%s' (0 to 1024)", optarg);
+                                return fail_usage("run: invalid --threads '%s' (0 to 1024)", optarg);
                         continue;
                 case OPT_JSON:
                         arg_run_json = true;
@@ -263,21 +263,21 @@ int verb_run(int argc, char *argv[]) {
                         return 2;
                 }
                 if (parse_float(optarg, fp) < 0)
-                        return fail("run: invalid --%s '%s' (a number)", what, optarg);
+                        return fail_usage("run: invalid --%s '%s' (a number)", what, optarg);
         }
         if (!model_path)
-                return fail("run: --model FILE is required");
+                return fail_usage("run: --model FILE is required");
         if (optind + 1 < argc)
-                return fail("run: give the prompt as one argument (quote it), or on stdin");
+                return fail_usage("run: give the prompt as one argument (quote it), or on stdin");
 
         RwkvError err = {};
         r = sampler_params_validate(&sp, &err);
         if (r < 0)
-                return fail("run: %s", error_message(&err, r));
+                return fail_usage("run: %s", error_message(&err, r));
         _cleanup_(stop_matcher_freep) StopMatcher *stop = NULL;
         r = stop_matcher_new(stops, n_stops, &stop, &err);
         if (r < 0)
-                return fail("run: invalid --stop: %s", error_message(&err, r));
+                return fail_usage("run: invalid --stop: %s", error_message(&err, r));
         if (!have_seed && getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
                 return fail("run: cannot get a random seed: %m");
 
@@ -444,7 +444,7 @@ int verb_perplexity(int argc, char *argv[]) {
                         break;
                 case OPT_THREADS:
                         if (parse_uint(optarg, 1024, &threads) < 0)
-                                return fail("perplexity: invalid --threads '%s' (0 to 1024)", optarg);
+                                return fail_usage("perplexity: invalid --threads '%s' (0 to 1024)", optarg);
                         break;
                 case OPT_JSON:
                         json = true;
@@ -453,9 +453,9 @@ int verb_perplexity(int argc, char *argv[]) {
                         return 2;
                 }
         if (optind < argc)
-                return fail("perplexity: unexpected argument '%s' (the text comes on stdin)", argv[optind]);
+                return fail_usage("perplexity: unexpected argument '%s' (the text comes on stdin)", argv[optind]);
         if (!model_path)
-                return fail("perplexity: --model FILE is required");
+                return fail_usage("perplexity: --model FILE is required");
 
         _cleanup_(freep) uint8_t *text = NULL;
         size_t text_len = 0;

@@ -127,7 +127,7 @@ int verb_tokenize(int argc, char *argv[]) {
         if (r >= 0)
                 return r;
         if (optind < argc)
-                return fail("tokenize: unexpected argument '%s' (the text is read from stdin)", argv[optind]);
+                return fail_usage("tokenize: unexpected argument '%s' (the text is read from stdin)", argv[optind]);
         r = tokenizer_source_open("tokenize", model_path, vocab, &src);
         if (r != 0)
                 return r;
@@ -193,7 +193,8 @@ static bool is_separator(int ch) {
         return ch == ' ' || ch == ',' || ch == '\n' || ch == '\t' || ch == '\r';
 }
 
-/* Write the bytes of one decimal id given as text. */
+/* Write the bytes of one decimal id given as text; with t NULL only check that it is a number.
+ * Returns 0 or the exit status after the message. */
 static int emit_id(const Tokenizer *t, const char *text, size_t len) {
         uint64_t v = 0;
         const uint8_t *b;
@@ -204,12 +205,33 @@ static int emit_id(const Tokenizer *t, const char *text, size_t len) {
                         return fail("detokenize: '%.*s' is not a token id", (int)MIN(len, (size_t)40), text);
                 v = v * 10 + (uint64_t)(text[i] - '0');
         }
+        if (!t)
+                return 0;
         b = v <= UINT32_MAX ? tokenizer_token_bytes(t, (uint32_t)v, &l) : NULL;
         if (!b)
                 return fail("detokenize: token id %.*s is not in the vocabulary (%u ids%s)", (int)MIN(len, (size_t)40),
                             text, tokenizer_vocab_size(t), tokenizer_is_bytes(t) ? "" : "; 0 is end of text");
         if (fwrite(b, 1, l, stdout) != l)
                 return fail("detokenize: cannot write to stdout: %m");
+        return 0;
+}
+
+/* The ids given as arguments, as emit_id() does them. */
+static int emit_args(const Tokenizer *t, int argc, char *argv[]) {
+        for (int a = 0; a < argc; a++) {
+                const char *s = argv[a];
+                while (*s) {
+                        size_t l = 0;
+                        int r;
+                        while (s[l] && !is_separator((unsigned char)s[l]))
+                                l++;
+                        if (l > 0 && (r = emit_id(t, s, l)) != 0)
+                                return r;
+                        s += l;
+                        while (*s && is_separator((unsigned char)*s))
+                                s++;
+                }
+        }
         return 0;
 }
 
@@ -223,25 +245,18 @@ int verb_detokenize(int argc, char *argv[]) {
         if (r >= 0)
                 return r;
         if (json)
-                return fail("detokenize: --json is not supported (the output is raw bytes)");
+                return fail_usage("detokenize: --json is not supported (the output is raw bytes)");
+        /* An argument that is not a number is invalid usage, refused before any byte is written. */
+        if (emit_args(NULL, argc - optind, argv + optind) != 0)
+                return 2;
         r = tokenizer_source_open("detokenize", model_path, vocab, &src);
         if (r != 0)
                 return r;
 
         if (optind < argc) {
-                for (int a = optind; a < argc; a++) {
-                        const char *s = argv[a];
-                        while (*s) {
-                                size_t l = 0;
-                                while (s[l] && !is_separator((unsigned char)s[l]))
-                                        l++;
-                                if (l > 0 && emit_id(src.t, s, l) != 0)
-                                        return 1;
-                                s += l;
-                                while (*s && is_separator((unsigned char)*s))
-                                        s++;
-                        }
-                }
+                r = emit_args(src.t, argc - optind, argv + optind);
+                if (r != 0)
+                        return r;
         } else {
                 char word[32];
                 size_t wl = 0;
@@ -249,8 +264,8 @@ int verb_detokenize(int argc, char *argv[]) {
                 for (;;) {
                         ch = getchar();
                         if (ch == EOF || is_separator(ch)) {
-                                if (wl > 0 && emit_id(src.t, word, wl) != 0)
-                                        return 1;
+                                if (wl > 0 && (r = emit_id(src.t, word, wl)) != 0)
+                                        return r;
                                 wl = 0;
                                 if (ch == EOF)
                                         break;

@@ -13,14 +13,26 @@ bool arg_json = false;
 BusKind arg_bus = BUS_SYSTEM;
 const char *arg_address = NULL;
 
+static void vfail(const char *fmt, va_list ap) {
+        fputs("rwkvctl: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+}
+
 int fail(const char *fmt, ...) {
         va_list ap;
-        fputs("rwkvctl: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        vfail(fmt, ap);
         va_end(ap);
-        fputc('\n', stderr);
         return 1;
+}
+
+int fail_usage(const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vfail(fmt, ap);
+        va_end(ap);
+        return 2;
 }
 
 static const struct {
@@ -75,6 +87,8 @@ int main(int argc, char *argv[]) {
                 arg_address = env;
         }
 
+        /* getopt's messages start with argv[0]: "rwkvctl: unrecognized option", not the path. */
+        argv[0] = (char *)"rwkvctl";
         /* '+': stop at the verb, so each verb parses its own options. */
         int c;
         while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
@@ -118,6 +132,5 @@ int main(int argc, char *argv[]) {
                         argv[idx] = name;
                         return verbs[i].run(argc - idx, argv + idx);
                 }
-        fail("unknown command '%s' (see rwkvctl --help)", verb);
-        return 2;
+        return fail_usage("unknown command '%s' (see rwkvctl --help)", verb);
 }

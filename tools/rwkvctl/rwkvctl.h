@@ -31,3 +31,7 @@ int verb_perplexity(int argc, char *argv[]);
 
 /* Print "rwkvctl: <message>" to stderr; returns the exit status 1 for "return fail(...)". */
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same for invalid usage (an option, an argument, their number: what the command line alone
+ * shows to be wrong); returns the exit status 2. Errors from files, the daemon or the model are
+ * fail()'s. */
+int fail_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
