@@ -18,6 +18,7 @@
 #include "engine/arch/model.h"
 #include "engine/text/sampler.h"
 #include "engine/text/stop.h"
+#include "engine/text/tokenizer.h"
 #include "engine/text/utf8-stream.h"
 #include "tools/rwkvctl/rwkvctl.h"
 
@@ -146,11 +147,12 @@ static void run_help(void) {
                "  --vocab FILE             World vocabulary for a model file that embeds none\n"
                "  --max-tokens N           stop after N tokens (default 256)\n"
                "  --temperature T          0 = greedy (default 1.0)\n"
-               "  --top-p P                nucleus mass (default 0.3)\n"
+               "  --top-p P                nucleus mass (default: 1 = off on a byte-level model, 0.3 on a\n"
+               "                           World model, as rwkvd)\n"
                "  --top-k K                keep the K most likely tokens (default 0 = off)\n"
                "  --min-p P                drop tokens below P x the best (default 0 = off)\n"
-               "  --presence-penalty X     (default 0.5)\n"
-               "  --frequency-penalty X    (default 0.5)\n"
+               "  --presence-penalty X     (default: 0 on a byte-level model, 0.5 on a World model)\n"
+               "  --frequency-penalty X    (default: 0 on a byte-level model, 0.5 on a World model)\n"
                "  --penalty-decay X        (default 0.996)\n"
                "  --seed S                 random seed (default: random)\n"
                "  --stop STR               stop when STR appears (repeatable)\n"
@@ -198,7 +200,7 @@ int verb_run(int argc, char *argv[]) {
         size_t n_stops = 0;
         SamplerParams sp = sampler_params_default();
         uint64_t max_tokens = 256, seed = 0, threads = 0, v;
-        bool have_seed = false;
+        bool have_seed = false, have_top_p = false, have_presence = false, have_frequency = false;
         int c, r;
 
         arg_run_json = arg_json;
@@ -246,15 +248,18 @@ int verb_run(int argc, char *argv[]) {
                         break;
                 case OPT_TOP_P:
                         fp = &sp.top_p, what = "top-p";
+                        have_top_p = true;
                         break;
                 case OPT_MIN_P:
                         fp = &sp.min_p, what = "min-p";
                         break;
                 case OPT_PRESENCE:
                         fp = &sp.presence_penalty, what = "presence-penalty";
+                        have_presence = true;
                         break;
                 case OPT_FREQUENCY:
                         fp = &sp.frequency_penalty, what = "frequency-penalty";
+                        have_frequency = true;
                         break;
                 case OPT_DECAY:
                         fp = &sp.penalty_decay, what = "penalty-decay";
@@ -305,6 +310,18 @@ int verb_run(int argc, char *argv[]) {
                 goto out;
         const Tokenizer *tok = model_tokenizer(o.model);
         uint32_t V = model_info(o.model)->n_vocab;
+        /* The daemon's defaults for the model (daemon/manager.c), so that run and generate give the
+         * same text for the same seed: the engine's top-p 0.3 and penalties 0.5 suit World chat
+         * models; on a byte-level model the penalties punish every common letter, so there no
+         * penalties and no nucleus cut. Options given still win. */
+        if (tokenizer_is_bytes(tok)) {
+                if (!have_top_p)
+                        sp.top_p = 1.0f;
+                if (!have_presence)
+                        sp.presence_penalty = 0.0f;
+                if (!have_frequency)
+                        sp.frequency_penalty = 0.0f;
+        }
 
         size_t n_ids = 0;
         r = tokenizer_encode_all(tok, prompt, prompt_len, &ids, &n_ids);
