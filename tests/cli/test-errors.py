@@ -59,6 +59,10 @@ def main():
             c.error(*args, status=2, contains=what, input=b"hi\n")
         ids = [s["id"] for s in json.loads(c.ok("--json", "session", "list"))["sessions"]]
         check(ids == ["s"], "sessions after empty ids: %r" % ids)
+        # The same bytes on stdin are a prompt like any other (streamed: a D-Bus string cannot
+        # carry them; this raced with the daemon's end of input before b41f110)
+        for _ in range(20):
+            c.ok("generate", "--max-tokens", "2", input=bad)
     print("ok")
 
 

@@ -73,7 +73,7 @@ assert len(et["top"]) == 10 and all("text" in t for t in et["top"])
 lines = [json.loads(l) for l in open(sys.argv[3], encoding="utf-8")]
 text = "".join(l["text"] for l in lines[:-1])
 assert lines[-1]["finish"] in ("length", "end", "stop") and lines[-1]["tokens"] <= 40
-assert text == open(sys.argv[4], encoding="utf-8", errors="replace").read(), "run --json text differs"
+assert text == open(sys.argv[4], encoding="utf-8", errors="replace", newline="").read(), "run --json text differs"
 PY
 
 # perplexity: JSON with consistent figures; a quantized file scores close to FP32 on the same text.
