@@ -868,21 +868,9 @@ const ForeignSession *manager_foreign_find(Manager *m, uid_t uid, const char *id
         return NULL;
 }
 
-int manager_foreign_add(Manager *m, uid_t uid, const char *id, const uint8_t model_hash[32]) {
-        if (manager_foreign_find(m, uid, id))
-                return 0;
-        ForeignSession *n = realloc(m->foreign, (m->n_foreign + 1) * sizeof(ForeignSession));
-        if (!n)
-                return -ENOMEM;
-        m->foreign = n;
-        n = &m->foreign[m->n_foreign++];
-        *n = (ForeignSession){ .uid = uid, .error = -EMEDIUMTYPE };
-        snprintf(n->id, sizeof(n->id), "%s", id);
-        memcpy(n->model_hash, model_hash, sizeof(n->model_hash));
-        return 0;
-}
-
-int manager_foreign_add_bad(Manager *m, uid_t uid, const char *id, int error, const char *message) {
+/* A new entry for (uid, id) in *ret; 0 with *ret NULL when the id is reserved already. */
+static int foreign_append(Manager *m, uid_t uid, const char *id, int error, ForeignSession **ret) {
+        *ret = NULL;
         if (manager_foreign_find(m, uid, id))
                 return 0;
         ForeignSession *n = realloc(m->foreign, (m->n_foreign + 1) * sizeof(ForeignSession));
@@ -892,8 +880,24 @@ int manager_foreign_add_bad(Manager *m, uid_t uid, const char *id, int error, co
         n = &m->foreign[m->n_foreign++];
         *n = (ForeignSession){ .uid = uid, .error = error };
         snprintf(n->id, sizeof(n->id), "%s", id);
-        snprintf(n->message, sizeof(n->message), "%s", message);
+        *ret = n;
         return 0;
+}
+
+int manager_foreign_add(Manager *m, uid_t uid, const char *id, const uint8_t model_hash[32]) {
+        ForeignSession *n;
+        int r = foreign_append(m, uid, id, -EMEDIUMTYPE, &n);
+        if (r >= 0 && n)
+                memcpy(n->model_hash, model_hash, sizeof(n->model_hash));
+        return r;
+}
+
+int manager_foreign_add_bad(Manager *m, uid_t uid, const char *id, int error, const char *message) {
+        ForeignSession *n;
+        int r = foreign_append(m, uid, id, error, &n);
+        if (r >= 0 && n)
+                snprintf(n->message, sizeof(n->message), "%s", message);
+        return r;
 }
 
 void manager_foreign_remove(Manager *m, uid_t uid, const char *id) {

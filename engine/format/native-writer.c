@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "engine/common/fs-util.h"
 #include "engine/format/native-format.h"
 #include "engine/format/native-writer.h"
 #include "engine/format/tensor-table-private.h"
@@ -328,16 +329,6 @@ uint64_t native_writer_total_bytes(const NativeWriter *w) {
         return w->file_size;
 }
 
-static int fsync_dir_of(const char *path) {
-        _cleanup_(freep) char *copy = strdup(path);
-        if (!copy)
-                return -ENOMEM;
-        _cleanup_(closep) int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
-                return -errno;
-        return fsync(dfd) < 0 ? -errno : 0;
-}
-
 int native_writer_finish(NativeWriter *w, uint8_t ret_hash[32], RwkvError *err) {
         if (!w->begun || w->finished)
                 return error_set(err, EINVAL, "finish without begin");
@@ -356,7 +347,7 @@ int native_writer_finish(NativeWriter *w, uint8_t ret_hash[32], RwkvError *err) 
         if (rename(w->tmp_path, w->path) < 0)
                 return error_set(err, errno, "cannot rename '%s' to '%s': %m", w->tmp_path, w->path);
         w->finished = true;
-        r = fsync_dir_of(w->path);
+        r = fsync_parent_dir(w->path);
         if (r < 0)
                 return error_set(err, r, "cannot sync the directory of '%s': %s", w->path, strerror(-r));
         if (ret_hash)

@@ -10,18 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/common/fs-util.h"
 #include "engine/common/macros.h"
 #include "tools/rwkvctl/output-file.h"
-
-static int fsync_dir_of(const char *path) {
-        _cleanup_(freep) char *copy = strdup(path);
-        if (!copy)
-                return -ENOMEM;
-        _cleanup_(closep) int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
-                return -errno;
-        return fsync(dfd) < 0 ? -errno : 0;
-}
 
 /* An unnamed file in the target's folder (O_TMPFILE): nothing is left behind if rwkvctl is killed
  * before the commit. Where the file system has no O_TMPFILE, a named one that
@@ -142,7 +133,7 @@ int output_file_commit(OutputFile *f) {
         f->fd = -EBADF;
         if (r < 0)
                 return r;
-        return fsync_dir_of(f->path);
+        return fsync_parent_dir(f->path);
 }
 
 void output_file_done(OutputFile *f) {
