@@ -34,11 +34,8 @@ PROMPTS = [
 
 
 def main():
-    ctl = rt.rwkvctl_path()
-    if not ctl:
-        rt.skip("rwkvctl is not built")
-    model = os.path.join(rt.source_root(), "models", "default.rwkv")
-    rt.check(os.path.exists(model), "no %s" % model)
+    ctl = rt.need_rwkvctl()
+    model = rt.default_model()
     with rt.Bus() as bus:
         env = dict(os.environ, RWKVD_BUS_ADDRESS=bus.address)
         cfg = {"scheduler": {"max_batch": 8}, "limits": {"max_generations_per_user": 8}}

@@ -19,11 +19,8 @@ TEXT = b"And God said, Let there be light: and there was light. " * 20
 
 
 def main():
-    ctl = rt.rwkvctl_path()
-    if not ctl:
-        rt.skip("rwkvctl is not built")
-    model = os.path.join(rt.source_root(), "models", "default.rwkv")
-    rt.check(os.path.exists(model), "no %s" % model)
+    ctl = rt.need_rwkvctl()
+    model = rt.default_model()
     with rt.Bus() as bus:
         env = dict(os.environ, RWKVD_BUS_ADDRESS=bus.address)
         with rt.Daemon(bus, model=model, threads=2) as d:

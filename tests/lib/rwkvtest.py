@@ -76,6 +76,21 @@ def rwkvctl_path():
     return p if os.access(p, os.X_OK) else None
 
 
+def need_rwkvctl():
+    """rwkvctl's path; skips the test when it is not built."""
+    p = rwkvctl_path()
+    if not p:
+        skip("rwkvctl is not built")
+    return p
+
+
+def default_model():
+    """The embedded default model (models/default.rwkv: byte-level, trained, so its text is real)."""
+    p = os.path.join(source_root(), "models", "default.rwkv")
+    check(os.path.exists(p), "no %s" % p)
+    return p
+
+
 def need_tool(name):
     p = shutil.which(name)
     if not p:
