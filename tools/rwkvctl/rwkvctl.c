@@ -13,7 +13,7 @@ bool arg_json = false;
 BusKind arg_bus = BUS_SYSTEM;
 const char *arg_address = NULL;
 
-static void vfail(const char *fmt, va_list ap) {
+static __attribute__((format(printf, 1, 0))) void vfail(const char *fmt, va_list ap) {
         fputs("rwkvctl: ", stderr);
         vfprintf(stderr, fmt, ap);
         fputc('\n', stderr);
