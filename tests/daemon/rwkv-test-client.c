@@ -5,8 +5,9 @@
  *                                               its ring to the end record; prints the fastest and
  *                                               slowest call-to-end times: "min_usec max_usec ratio
  *                                               text_records"
- *   rwkv-test-client ADDRESS stream ID PROMPT MAX_TOKENS BYTES   run, with BYTES more prompt bytes
- *                                               streamed through the ring (prompt_stream)
+ *   rwkv-test-client ADDRESS stream ID PROMPT MAX_TOKENS BYTES [PAUSE_MS]   run, with BYTES more
+ *                                               prompt bytes streamed through the ring (prompt_stream),
+ *                                               the input closed PAUSE_MS after the last of them
  *   rwkv-test-client ADDRESS hold ID MAX_TOKENS SECONDS   Generate() in session ID, then keep the
  *                                               ring unread for SECONDS (a job that stays busy)
  *   rwkv-test-client ADDRESS cancel-full ID MAX_TOKENS   Generate() in session ID without reading
@@ -69,7 +70,8 @@ static int connect_bus(const char *address, sd_bus **ret) {
         return 0;
 }
 
-/* One generation; returns tokens received or negative errno. */
+static unsigned arg_stream_pause_ms;
+
 /* Feed n bytes of text into the ring's input direction, then close it. */
 static int stream_prompt(RingShared *sh, RingBuf *in, int cw, int dw, size_t n) {
         static const char text[] = "the quick brown fox jumps over the lazy dog ";
@@ -104,6 +106,8 @@ static int stream_prompt(RingShared *sh, RingBuf *in, int cw, int dw, size_t n) 
                         (void) !write(dw, &one, sizeof(one));
                 }
         }
+        if (arg_stream_pause_ms > 0) /* the daemon takes every byte before it sees the end */
+                usleep(arg_stream_pause_ms * 1000);
         ring_flag_set(&sh->client.flags, RING_FLAG_INPUT_CLOSED);
         if (ring_peer_needs_wakeup(&sh->daemon.flags)) {
                 uint64_t one = 1;
@@ -114,6 +118,7 @@ static int stream_prompt(RingShared *sh, RingBuf *in, int cw, int dw, size_t n) 
 
 static size_t arg_stream_bytes;
 
+/* One generation; returns tokens received or negative errno. */
 static long generate_one(const char *address, const char *id, const char *prompt, uint32_t max_tokens, FILE *text,
                          int go_fd, uint64_t *ret_start) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -619,9 +624,11 @@ static int cmd_fork_rename(const char *address, const char *id, const char *fork
 int main(int argc, char *argv[]) {
         if (argc == 4 && strcmp(argv[2], "stuck") == 0)
                 return cmd_stuck(argv[1], (unsigned) atoi(argv[3]));
-        if (argc == 7 && strcmp(argv[2], "stream") == 0) {
+        if ((argc == 7 || argc == 8) && strcmp(argv[2], "stream") == 0) {
                 /* like run, with STREAM_BYTES more prompt bytes through the ring's input direction */
                 arg_stream_bytes = strtoull(argv[6], NULL, 10);
+                if (argc == 8)
+                        arg_stream_pause_ms = (unsigned)strtoul(argv[7], NULL, 10);
                 argc = 6;
                 argv[2] = (char *) "run";
         }

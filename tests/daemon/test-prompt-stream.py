@@ -5,7 +5,6 @@ continue from an empty prompt, and continues from a new one.
 
 On the byte-level default model every byte is a token, so a stream that pauses before its end has
 all its bytes fed by then: the last chunk that runs is not the one that sees EOF."""
-import ctypes
 import os
 import signal
 import subprocess
@@ -15,6 +14,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import rwkvtest as rt  # noqa: E402
 
+STREAM = 1100  # bytes of the paused stream
 TEXT = b"And God said, Let there be light: and there was light. " * 20
 
 
@@ -24,34 +24,17 @@ def main():
     with rt.Bus() as bus:
         env = dict(os.environ, RWKVD_BUS_ADDRESS=bus.address)
         with rt.Daemon(bus, model=model, threads=2) as d:
-            # A prompt streamed through the client library, then a pause with the input open, then
-            # EOF (rwkvctl itself sends whole 64 KiB pieces, so its pauses fall on that grid)
-            lib = ctypes.CDLL(os.path.join(rt.build_root(), "client_lib", "librwkv-client.so.0"))
-            lib.rwkv_stream_get_error_message.restype = ctypes.c_char_p
-            client, opts, stream = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
-            rt.check(lib.rwkv_client_new(2, bus.address.encode(), ctypes.byref(client)) == 0, "rwkv_client_new")
-            rt.check(lib.rwkv_generate_options_new(ctypes.byref(opts)) == 0, "options")
-            lib.rwkv_generate_options_set_max_tokens(opts, 5)
-            lib.rwkv_generate_options_set_prompt_stream(opts, 1)
+            # A prompt streamed through the ring, then a pause with the input open, then EOF
+            # (rwkv-test-client: rwkvctl itself sends whole 64 KiB pieces, so its pauses fall on
+            # that grid)
+            client = os.path.join(rt.build_root(), "tests", "daemon", "rwkv-test-client")
             d.call("CreateSession", "sa{sv}", "paused", 0)
-            rt.check(lib.rwkv_generate_start(client, b"paused", b"", 0, opts, ctypes.byref(stream)) == 0, "start")
-            rt.check(lib.rwkv_stream_write(stream, TEXT, len(TEXT), -1) == len(TEXT), "write")
-            time.sleep(0.5)  # the daemon feeds every byte meanwhile
-            rt.check(lib.rwkv_stream_close_input(stream) == 0, "close input")
-            events = []
-            while True:
-                e = lib.rwkv_stream_read(stream, 30000)
-                events.append(e)
-                if e in (0, 2, 3) or e < 0:
-                    break
-            rt.check(events[-1] == 2, "a stream that paused before EOF: events %s, error %r"
-                     % (events, lib.rwkv_stream_get_error_message(stream) if events[-1] == 3 else None))
-            rt.check(1 in events, "no text after a paused stream")
-            lib.rwkv_stream_free(stream)
-            lib.rwkv_generate_options_free(opts)
-            lib.rwkv_client_free(client)
+            r = subprocess.run([client, bus.address, "stream", "paused", "", "5", str(STREAM), "500"],
+                               capture_output=True, timeout=60)
+            rt.check(r.returncode == 0, "a stream that paused before EOF: rc %d, %r" % (r.returncode, r.stderr))
+            rt.check(len(r.stdout) > 0, "no text after a paused stream")
             tokens = d.call("GetSession", "s", "paused")[0]["tokens"]["data"]
-            rt.check(tokens == len(TEXT) + 5, "session tokens %d, want %d" % (tokens, len(TEXT) + 5))
+            rt.check(tokens == STREAM + 5, "session tokens %d, want %d" % (tokens, STREAM + 5))
             r = subprocess.run([ctl, "generate", "--session", "paused", "--max-tokens", "3", ""], env=env,
                                capture_output=True, timeout=60)
             rt.check(r.returncode == 0 and len(r.stdout) > 0, "continuing after a paused stream: %r" % r.stderr)
