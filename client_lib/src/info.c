@@ -335,7 +335,8 @@ SET_OPTION(max_tokens, uint32_t, max_tokens, OPTION_MAX_TOKENS, 1)
 SET_OPTION(temperature, double, temperature, OPTION_TEMPERATURE, isfinite(v) && v >= 0 && v <= 100)
 SET_OPTION(top_p, double, top_p, OPTION_TOP_P, isfinite(v) && v > 0 && v <= 1)
 SET_OPTION(top_k, uint32_t, top_k, OPTION_TOP_K, 1)
-SET_OPTION(min_p, double, min_p, OPTION_MIN_P, isfinite(v) && v >= 0 && v <= 1)
+SET_OPTION(min_p, double, min_p, OPTION_MIN_P,
+           isfinite(v) && v >= 0 && v < 1) /* 1 would drop every token but the top */
 SET_OPTION(presence_penalty, double, presence_penalty, OPTION_PRESENCE_PENALTY, isfinite(v) && fabs(v) <= 100)
 SET_OPTION(frequency_penalty, double, frequency_penalty, OPTION_FREQUENCY_PENALTY, isfinite(v) && fabs(v) <= 100)
 SET_OPTION(penalty_decay, double, penalty_decay, OPTION_PENALTY_DECAY, isfinite(v) && v >= 0 && v <= 1)

@@ -33,6 +33,8 @@ int main(void) {
         CHECK_ERR(rwkv_generate_options_set_top_p(o, 1.5), EINVAL);
         CHECK_OK(rwkv_generate_options_set_top_p(o, 1));
         CHECK_ERR(rwkv_generate_options_set_min_p(o, 2), EINVAL);
+        CHECK_ERR(rwkv_generate_options_set_min_p(o, 1), EINVAL); /* the daemon's range is [0, 1) */
+        CHECK_OK(rwkv_generate_options_set_min_p(o, 0.999));
         CHECK_ERR(rwkv_generate_options_set_penalty_decay(o, INFINITY), EINVAL);
         CHECK_ERR(rwkv_generate_options_add_stop(o, "", 0), EINVAL);
         CHECK_ERR(rwkv_generate_options_add_stop(o, "a\0b", 3), EINVAL);
