@@ -906,6 +906,22 @@ int store_export_record(Store *s, uid_t uid, const SessionRecord *rec, int fd, R
         return 0;
 }
 
+/* The name of a copy of id moved aside (a file that failed its checks) in the uid folder, if any. */
+static bool find_corrupt_copy(int ufd, const char *id, char *ret, size_t size) {
+        _cleanup_(closedirp) DIR *d = opendir_at(ufd);
+        if (!d)
+                return false;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                char cid[STORE_ID_MAX + 1];
+                if (corrupt_name_to_id(de->d_name, cid) && strcmp(cid, id) == 0) {
+                        snprintf(ret, size, "%s", de->d_name);
+                        return true;
+                }
+        }
+        return false;
+}
+
 int store_import(Store *s, uid_t uid, int fd, const char *new_id, char ret_id[STORE_ID_MAX + 1], RwkvError *err) {
         if (!s || fd < 0 || (new_id && !store_id_is_valid(new_id)))
                 return error_set(err, EINVAL, "invalid session id");
@@ -926,6 +942,14 @@ int store_import(Store *s, uid_t uid, int fd, const char *new_id, char ret_id[ST
         _cleanup_(closep) int ufd = uid_dir(s, uid, true);
         if (ufd < 0)
                 return write_error(err, ufd, "session", rec->meta.id);
+        /* The id stays reserved while a copy that failed its checks is kept (until DeleteSession): the
+         * manager checks an id given with the call, this one an id learned from the export. */
+        char kept[NAME_MAX + 1];
+        if (find_corrupt_copy(ufd, rec->meta.id, kept, sizeof(kept)))
+                return error_set(err, EBADMSG,
+                                 "session '%s' cannot be used: a stored copy that failed its checks is kept as '%s'; "
+                                 "delete the session to reuse its id",
+                                 rec->meta.id, kept);
         char name[STORE_ID_MAX + 32];
         session_name(name, sizeof(name), rec->meta.id);
         /* Re-sealed with the importing uid's key: the file now belongs to uid alone. */

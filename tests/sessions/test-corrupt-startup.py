@@ -39,6 +39,10 @@ def body():
         try:
             for sid in ("r1", "r2", "r3"):
                 st.generate(bus, sid, "Hello", 4)
+            export = os.path.join(bus.tmp, "r2.export")
+            r = subprocess.run([st.ctl(), "--address", bus.address, "session", "export", "r2", export],
+                               capture_output=True, timeout=60)
+            rwkvtest.check(r.returncode == 0, "export r2: %r" % r.stderr)
             rwkvtest.check(d.stop() == 0, "exit status")
 
             # One truncated file: a warning, the file kept aside, its id reserved.
@@ -60,6 +64,11 @@ def body():
                                     "--max-tokens", "2", "Hi"], capture_output=True, timeout=60)
                 rwkvtest.check(r.returncode != 0 and b"r2.session.corrupt" in r.stderr,
                                "generate --session r2 over the corrupt session: %d %r" % (r.returncode, r.stderr))
+                # an import that keeps the exported id (none given) learns it only from the export
+                r = subprocess.run([st.ctl(), "--address", bus.address, "session", "import", export],
+                                   capture_output=True, timeout=60)
+                rwkvtest.check(r.returncode != 0 and b"r2.session.corrupt" in r.stderr,
+                               "import of r2's export over the corrupt session: %d %r" % (r.returncode, r.stderr))
                 rwkvtest.check(not os.path.exists(os.path.join(udir, "r2.session")),
                                "a fresh r2 was stored over the corrupt one")
 
