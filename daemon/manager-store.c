@@ -319,6 +319,8 @@ static int store_work_run(void *userdata) {
         case OP_SAVE:
         case OP_CHECKPOINT_SAVE:
         case OP_CHECKPOINT_TRUNCATE:
+        case OP_CHECKPOINT_REWIND: /* a checkpoint that failed its checks was moved aside */
+        case OP_CHECKPOINT_FORK:
         case OP_LOAD:
         case OP_IMPORT:
                 w->have_usage = store_session_usage(w->manager->store, w->uid, w->id, &w->usage) >= 0;
@@ -414,6 +416,9 @@ static void store_work_done(int r, void *userdata) {
 
         if (s && w->have_usage)
                 session_apply_usage(s, &w->usage);
+        if ((w->op == OP_CHECKPOINT_REWIND || w->op == OP_CHECKPOINT_FORK) && r == -EBADMSG)
+                log_warning("Checkpoint of session '%s' of uid %u, turn %u: %s", w->id, (unsigned)w->uid, w->turn,
+                            error_message(&w->err, r));
         switch (w->op) {
         case OP_SAVE:
                 if (r < 0) {

@@ -17,7 +17,8 @@ def on_disk(udir, sid):
     """(bytes, checkpoint files) of session sid in its uid folder."""
     size = os.stat(os.path.join(udir, sid + ".session")).st_size
     cdir = os.path.join(udir, sid + ".checkpoints")
-    names = [n for n in os.listdir(cdir) if n.startswith("turn-")] if os.path.isdir(cdir) else []
+    names = [n for n in os.listdir(cdir) if n.startswith("turn-") and n.endswith(".session")] \
+        if os.path.isdir(cdir) else []
     size += sum(os.stat(os.path.join(cdir, n)).st_size for n in names)
     return size, len(names)
 
@@ -65,6 +66,27 @@ def body():
             d.kill()
             d = rwkvtest.Daemon(bus, model=model, state_dir=state_dir).start()
             expect(d, udir, "d1", 1, "after kill -9 and a restart")
+
+            # A checkpoint that fails its checks when a rewind reads it is moved aside: the counts
+            # follow without waiting for the next commit.
+            for prompt in ("One", " two", " three"):
+                st.generate(bus, "c1", prompt, 4)
+            rwkvtest.check(d.stop() == 0, "exit status")
+            turn2 = os.path.join(udir, "c1.checkpoints", "turn-0000000002.session")
+            with open(turn2, "r+b") as f:
+                f.seek(200)
+                b = f.read(1)
+                f.seek(200)
+                f.write(bytes([b[0] ^ 0xff]))
+            d = rwkvtest.Daemon(bus, model=model, state_dir=state_dir).start()
+            d.call("ForkSession", "ssu", "c1", "c1-copy", 0)  # c1 in RAM, its last turn's checkpoint too
+            d.expect_error("Corrupt", "RewindSession", "'c1'", "uint32 2")
+            deadline = time.monotonic() + 10
+            while reported(d, "c1") != on_disk(udir, "c1"):
+                rwkvtest.check(time.monotonic() < deadline, "after a corrupt checkpoint: GetSession says %s, the "
+                               "files %s" % (reported(d, "c1"), on_disk(udir, "c1")))
+                time.sleep(0.02)
+            rwkvtest.check(on_disk(udir, "c1")[1] == 2, "files: %s" % (on_disk(udir, "c1"),))
         finally:
             d.kill()
 
