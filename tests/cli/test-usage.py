@@ -81,6 +81,14 @@ USAGE = [
     (["session", "list", "x"], "wrong number of arguments"),
     (["session", "export", "x"], "wrong number of arguments"),
     (["session", "show", ""], "the session id is empty"),
+    (["generate", "--session", "bad id!", "x"], "is not a session id"),
+    (["generate", "--session", "x" * 65, "x"], "is not a session id"),
+    (["generate", "--session", "a/b", "x"], "is not a session id"),
+    (["generate", "--session", ".hidden", "x"], "is not a session id"),
+    (["session", "show", "a/b"], "is not a session id"),
+    (["generate", "--stop", "y" * 257, "x"], "at most 256 bytes"),
+    (["generate"] + [a for i in range(17) for a in ("--stop", "s%d" % i)] + ["x"], "at most 16 --stop strings"),
+    (["chat", "--session", "c"] + [a for i in range(16) for a in ("--stop", "s%d" % i)], "at most 15 --stop strings"),
     (["status", "extra"], "no arguments expected"),
     (["status", "--bogus"], "unrecognized option '--bogus'"),
 ]
@@ -91,7 +99,7 @@ ERRORS = [
     (["eval", "--model", "M", "--tokens", "999999", "--logits"], "outside the vocabulary"),
     (["run", "--model", "MISSING", "x"], "cannot load"),
     (["session", "show", "no-such-session"], "no-such-session"),
-    (["generate", "--session", "bad id!", "x"], "Invalid session id"),
+    # a daemon's own lower limit (rwkvd.conf) is the daemon's to refuse
 ]
 
 

@@ -18,6 +18,7 @@
 #include <rwkv/client.h>
 
 #include "engine/common/macros.h"
+#include "engine/text/stop.h"
 #include "tools/rwkvctl/output-file.h"
 #include "tools/rwkvctl/rwkvctl.h"
 
@@ -159,7 +160,24 @@ static int check_id(const char *verb, const char *what, const char *id) {
                 fail("%s: %s is empty (session ids are 1 to 64 characters)", verb, what);
                 return -EINVAL;
         }
-        return check_utf8(verb, what, id);
+        int r = check_utf8(verb, what, id);
+        if (r < 0)
+                return r;
+        /* The daemon's rule (org.rwkvd.Daemon1(5)), checked here too so that a typo is a usage error
+         * before any connection: [UID/]ID, ID 1 to 64 of [A-Za-z0-9._-], not starting with '.'
+         * (UID/ names another user's session, for root). */
+        const char *p = id;
+        size_t digits = strspn(p, "0123456789");
+        if (digits > 0 && p[digits] == '/')
+                p += digits + 1;
+        size_t n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-");
+        if (n == 0 || n > 64 || p[n] != 0 || p[0] == '.') {
+                fail("%s: %s '%s' is not a session id (1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with "
+                     "'.')",
+                     verb, what, id);
+                return -EINVAL;
+        }
+        return 0;
 }
 
 static const char *stop_reason_name(uint64_t r) {
@@ -183,6 +201,7 @@ static const char *stop_reason_name(uint64_t r) {
 typedef struct SamplingArgs {
         RwkvGenerateOptions *options;
         const char *session;
+        unsigned n_stops;
 } SamplingArgs;
 
 enum {
@@ -272,6 +291,11 @@ static int sampling_option(SamplingArgs *a, int c, const char *verb) {
                         return fail("%s: the --stop string is empty", verb), -1;
                 if (check_utf8(verb, "the --stop string", optarg) < 0)
                         return -1;
+                /* the protocol's caps (a daemon may set lower ones in rwkvd.conf: those it refuses) */
+                if (strlen(optarg) > STOP_MAX_BYTES)
+                        return fail("%s: a --stop string has at most %d bytes", verb, STOP_MAX_BYTES), -1;
+                if (++a->n_stops > STOP_MAX_SEQUENCES)
+                        return fail("%s: at most %d --stop strings", verb, STOP_MAX_SEQUENCES), -1;
                 r = rwkv_generate_options_add_stop(a->options, optarg, strlen(optarg));
                 if (r < 0)
                         return fail("%s: invalid --stop '%s': %s", verb, optarg, strerror(-r)), -1;
@@ -655,6 +679,11 @@ int verb_chat(int argc, char *argv[]) {
                 goto finish;
         }
         /* A turn ends at the blank line the model writes after its answer. */
+        if (a.n_stops >= STOP_MAX_SEQUENCES) {
+                ret = fail_usage("chat: at most %d --stop strings (chat adds its own, a blank line)",
+                                 STOP_MAX_SEQUENCES - 1);
+                goto finish;
+        }
         r = rwkv_generate_options_add_stop(a.options, "\n\n", 2);
         if (r < 0) {
                 fail("chat: %s", strerror(-r));
