@@ -135,16 +135,9 @@ int manager_startup(Manager *m) {
                 return log_oom();
         model_state_reset(m->model, m->fresh_state);
 
-        /* The engine's defaults (top_p 0.3, presence and frequency penalties 0.5) suit World chat
-         * models; on a byte-level model the penalties punish every common letter and wreck the
-         * text, so there: no penalties and no nucleus cut (the model's own distribution over 256
-         * bytes; top_p 0.9 or a lower temperature, as in tools/demo, read better and can be set). */
-        m->sampling = sampler_params_default();
-        if (tokenizer_is_bytes(model_tokenizer(m->model))) {
-                m->sampling.top_p = 1.0f;
-                m->sampling.presence_penalty = 0.0f;
-                m->sampling.frequency_penalty = 0.0f;
-        }
+        /* The model's defaults (on a byte-level model top_p 0.9 or a lower temperature, as in
+         * tools/demo, read better and can be set), then [sampling] of rwkvd.conf. */
+        m->sampling = sampler_params_for(model_tokenizer(m->model));
         const SamplingConfig *sc = &m->config.sampling;
         if (sc->set & SAMPLING_SET_TEMPERATURE)
                 m->sampling.temperature = (float) sc->temperature;

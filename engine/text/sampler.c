@@ -59,6 +59,16 @@ SamplerParams sampler_params_default(void) {
         };
 }
 
+SamplerParams sampler_params_for(const Tokenizer *tok) {
+        SamplerParams p = sampler_params_default();
+        if (tok && tokenizer_is_bytes(tok)) {
+                p.top_p = 1.0f;
+                p.presence_penalty = 0.0f;
+                p.frequency_penalty = 0.0f;
+        }
+        return p;
+}
+
 int sampler_params_validate(const SamplerParams *p, RwkvError *err) {
         if (!p)
                 return error_set(err, EINVAL, "no sampler parameters");

@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "engine/common/error.h"
+#include "engine/text/tokenizer.h"
 
 /* xoshiro256** seeded through splitmix64. A plain value: copy it, store it (as four uint64_t), restore it. */
 typedef struct Rng {
@@ -57,6 +58,10 @@ typedef struct SamplerParams {
 /* RWKV-7 G1 chat defaults: temperature 1.0, top_p 0.3, top_k 0, min_p 0, presence 0.5,
  * frequency 0.5, decay 0.996. */
 SamplerParams sampler_params_default(void);
+/* The defaults for a model with tokenizer tok, which rwkvd and `rwkvctl run` both start from: the
+ * above suit World chat models; a byte-level model gets top_p 1 and no penalties (penalising every
+ * common letter ruins its text; the model's own distribution over 256 bytes). */
+SamplerParams sampler_params_for(const Tokenizer *tok);
 /* -EINVAL with a message naming the field for NaN/inf or out-of-range values (edges validate input). */
 int sampler_params_validate(const SamplerParams *p, RwkvError *err);
 

@@ -260,8 +260,7 @@ static int sampling_option(SamplingArgs *a, int c, const char *verb) {
                         return fail("%s: invalid --top-p '%s' (0 < P <= 1)", verb, optarg), -1;
                 break;
         case OPT_MIN_P:
-                /* The library lets 1 through; the daemon refuses it (as a daemon error, exit 1). */
-                if (!parse_double(optarg, &d) || d >= 1.0 || (r = rwkv_generate_options_set_min_p(a->options, d)) < 0)
+                if (!parse_double(optarg, &d) || (r = rwkv_generate_options_set_min_p(a->options, d)) < 0)
                         return fail("%s: invalid --min-p '%s' (0 <= P < 1)", verb, optarg), -1;
                 break;
         case OPT_PRESENCE_PENALTY:

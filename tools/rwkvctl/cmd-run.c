@@ -310,18 +310,15 @@ int verb_run(int argc, char *argv[]) {
                 goto out;
         const Tokenizer *tok = model_tokenizer(o.model);
         uint32_t V = model_info(o.model)->n_vocab;
-        /* The daemon's defaults for the model (daemon/manager.c), so that run and generate give the
-         * same text for the same seed: the engine's top-p 0.3 and penalties 0.5 suit World chat
-         * models; on a byte-level model the penalties punish every common letter, so there no
-         * penalties and no nucleus cut. Options given still win. */
-        if (tokenizer_is_bytes(tok)) {
-                if (!have_top_p)
-                        sp.top_p = 1.0f;
-                if (!have_presence)
-                        sp.presence_penalty = 0.0f;
-                if (!have_frequency)
-                        sp.frequency_penalty = 0.0f;
-        }
+        /* The model's defaults, as rwkvd starts from (run and generate give the same text for the
+         * same seed); options given still win. */
+        SamplerParams def = sampler_params_for(tok);
+        if (!have_top_p)
+                sp.top_p = def.top_p;
+        if (!have_presence)
+                sp.presence_penalty = def.presence_penalty;
+        if (!have_frequency)
+                sp.frequency_penalty = def.frequency_penalty;
 
         size_t n_ids = 0;
         r = tokenizer_encode_all(tok, prompt, prompt_len, &ids, &n_ids);
