@@ -7,6 +7,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "protocol/bus.h"
 #include "daemon/session.h"
 
 uint64_t now_realtime_usec(void) {
@@ -21,20 +22,10 @@ uint64_t now_monotonic_usec(void) {
         return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
 }
 
-bool session_id_valid(const char *id) {
-        size_t n = 0;
+_Static_assert(SESSION_ID_MAX == RWKV_SESSION_ID_MAX, "session ids are protocol/bus.h's");
 
-        if (!id || id[0] == '.' || id[0] == 0)
-                return false;
-        for (const char *p = id; *p; p++, n++) {
-                char c = *p;
-                if (n >= SESSION_ID_MAX)
-                        return false;
-                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                      c == '_' || c == '-'))
-                        return false;
-        }
-        return true;
+bool session_id_valid(const char *id) {
+        return rwkv_session_id_valid(id);
 }
 
 int session_name_parse(const char *name, uid_t caller, uid_t *ret_uid, const char **ret_id) {

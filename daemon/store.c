@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "protocol/bus.h"
 #include "daemon/keys.h"
 #include "daemon/store-format.h"
 #include "daemon/store-io.h"
@@ -39,19 +40,10 @@ Store *store_free(Store *s) {
         return NULL;
 }
 
+_Static_assert(STORE_ID_MAX == RWKV_SESSION_ID_MAX, "session ids are protocol/bus.h's");
+
 bool store_id_is_valid(const char *id) {
-        if (!id || !id[0] || id[0] == '.')
-                return false;
-        size_t n = 0;
-        for (const char *p = id; *p; p++, n++) {
-                if (n >= STORE_ID_MAX)
-                        return false;
-                char c = *p;
-                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                      c == '_' || c == '-'))
-                        return false;
-        }
-        return true;
+        return rwkv_session_id_valid(id);
 }
 
 static uint64_t now_usec(void) {

@@ -2,6 +2,8 @@
  * The interface itself is protocol/org.rwkvd.Daemon1.xml; ARCHITECTURE.md lists these names. */
 #pragma once
 
+#include <stdbool.h>
+
 #define RWKV_BUS_NAME "org.rwkvd.Daemon1"
 #define RWKV_BUS_PATH "/org/rwkvd/Daemon1"
 #define RWKV_BUS_INTERFACE "org.rwkvd.Daemon1"
@@ -23,3 +25,19 @@
 #define RWKV_ERROR_CANCELLED "org.rwkvd.Error.Cancelled"                /* ECANCELED */
 #define RWKV_ERROR_NO_SUCH_JOB "org.rwkvd.Error.NoSuchJob"              /* ESRCH */
 #define RWKV_ERROR_ACCESS_DENIED "org.rwkvd.Error.AccessDenied"         /* EPERM */
+
+/* Session ids (org.rwkvd.Daemon1(5)): 1 to RWKV_SESSION_ID_MAX characters of [A-Za-z0-9._-], not
+ * starting with '.' (they name files in the state directory). Root may prefix "UID/" to name
+ * another user's session; that prefix is not part of the id. */
+#define RWKV_SESSION_ID_MAX 64
+static inline bool rwkv_session_id_valid(const char *id) {
+        if (!id || !id[0] || id[0] == '.')
+                return false;
+        for (unsigned n = 0; id[n]; n++) {
+                char c = id[n];
+                if (n >= RWKV_SESSION_ID_MAX || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                                                  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+                        return false;
+        }
+        return true;
+}

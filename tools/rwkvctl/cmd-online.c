@@ -19,6 +19,7 @@
 
 #include "engine/common/macros.h"
 #include "engine/text/stop.h"
+#include "protocol/bus.h"
 #include "tools/rwkvctl/output-file.h"
 #include "tools/rwkvctl/rwkvctl.h"
 
@@ -170,8 +171,7 @@ static int check_id(const char *verb, const char *what, const char *id) {
         size_t digits = strspn(p, "0123456789");
         if (digits > 0 && p[digits] == '/')
                 p += digits + 1;
-        size_t n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-");
-        if (n == 0 || n > 64 || p[n] != 0 || p[0] == '.') {
+        if (!rwkv_session_id_valid(p)) {
                 fail("%s: %s '%s' is not a session id (1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with "
                      "'.')",
                      verb, what, id);
