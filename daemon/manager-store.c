@@ -587,7 +587,8 @@ static void store_work_done(int r, void *userdata) {
                         break;
                 }
                 Session *n = NULL;
-                /* The id of a file moved aside is free again once a session has a file under it. */
+                /* The store refuses an id whose corrupt copy is still kept; a reservation left here is
+                 * one whose kept file was removed by hand, and the id is free again. */
                 manager_foreign_remove(m, w->uid, w->id);
                 if (memcmp(w->meta.model_hash, m->info->hash, 32) != 0) {
                         /* Stored as it came; using it is ModelMismatch, and its id stays taken. */

@@ -606,23 +606,28 @@ static int checkpoints_remove(int ufd, const char *id, bool secure, bool sync) {
         return 0;
 }
 
-/* Unlink id's files moved aside (*.corrupt); returns how many went. */
-static int corrupt_remove(int ufd, const char *id, bool sync) {
+/* id's copies moved aside (*.corrupt) in the uid folder: how many, the name of the first in first
+ * (size bytes, when not NULL), each unlinked when unlink_them; or a negative errno. */
+static int corrupt_copies(int ufd, const char *id, bool unlink_them, bool sync, char *first, size_t size) {
         _cleanup_(closedirp) DIR *d = opendir_at(ufd);
         if (!d)
                 return -errno;
-        int removed = 0;
+        int n = 0;
         struct dirent *de;
         while ((de = readdir(d))) {
                 char cid[STORE_ID_MAX + 1];
                 if (!corrupt_name_to_id(de->d_name, cid) || strcmp(cid, id) != 0)
                         continue;
-                int r = io_unlink_secure(ufd, de->d_name, sync);
-                if (r < 0 && r != -ENOENT)
-                        return r;
-                removed++;
+                if (n == 0 && first)
+                        snprintf(first, size, "%s", de->d_name);
+                if (unlink_them) {
+                        int r = io_unlink_secure(ufd, de->d_name, sync);
+                        if (r < 0 && r != -ENOENT)
+                                return r;
+                }
+                n++;
         }
-        return removed;
+        return n;
 }
 
 int store_delete(Store *s, uid_t uid, const char *id, RwkvError *err) {
@@ -638,7 +643,7 @@ int store_delete(Store *s, uid_t uid, const char *id, RwkvError *err) {
                 return error_set(err, -r, "cannot delete session '%s': %s", id, strerror(-r));
         int k = checkpoints_remove(ufd, id, true, !s->opts.no_sync);
         /* Copies moved aside keep the id reserved (store_list): deleting the session frees it. */
-        int q = corrupt_remove(ufd, id, !s->opts.no_sync);
+        int q = corrupt_copies(ufd, id, true, !s->opts.no_sync, NULL, 0);
         if (q < 0)
                 return error_set(err, -q, "cannot delete the copies of session '%s' moved aside: %s", id, strerror(-q));
         if (r == -ENOENT && q == 0)
@@ -898,22 +903,6 @@ int store_export_record(Store *s, uid_t uid, const SessionRecord *rec, int fd, R
         return 0;
 }
 
-/* The name of a copy of id moved aside (a file that failed its checks) in the uid folder, if any. */
-static bool find_corrupt_copy(int ufd, const char *id, char *ret, size_t size) {
-        _cleanup_(closedirp) DIR *d = opendir_at(ufd);
-        if (!d)
-                return false;
-        struct dirent *de;
-        while ((de = readdir(d))) {
-                char cid[STORE_ID_MAX + 1];
-                if (corrupt_name_to_id(de->d_name, cid) && strcmp(cid, id) == 0) {
-                        snprintf(ret, size, "%s", de->d_name);
-                        return true;
-                }
-        }
-        return false;
-}
-
 int store_import(Store *s, uid_t uid, int fd, const char *new_id, char ret_id[STORE_ID_MAX + 1], RwkvError *err) {
         if (!s || fd < 0 || (new_id && !store_id_is_valid(new_id)))
                 return error_set(err, EINVAL, "invalid session id");
@@ -937,7 +926,7 @@ int store_import(Store *s, uid_t uid, int fd, const char *new_id, char ret_id[ST
         /* The id stays reserved while a copy that failed its checks is kept (until DeleteSession): the
          * manager checks an id given with the call, this one an id learned from the export. */
         char kept[NAME_MAX + 1];
-        if (find_corrupt_copy(ufd, rec->meta.id, kept, sizeof(kept)))
+        if (corrupt_copies(ufd, rec->meta.id, false, false, kept, sizeof(kept)) > 0)
                 return error_set(err, EBADMSG,
                                  "session '%s' cannot be used: a stored copy that failed its checks is kept as '%s'; "
                                  "delete the session to reuse its id",
