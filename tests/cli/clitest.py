@@ -12,11 +12,7 @@ from rwkvtest import check  # noqa: E402
 
 
 def ctl_path():
-    rwkvtest.build_root()
-    p = rwkvtest.rwkvctl_path()
-    if not p:
-        rwkvtest.skip("rwkvctl is not built")
-    return p
+    return rwkvtest.need_rwkvctl()
 
 
 class Ctl:

@@ -16,10 +16,7 @@ from rwkvtest import check  # noqa: E402
 
 
 def main():
-    rt.build_root()
-    ctl = rt.rwkvctl_path()
-    if not ctl:
-        rt.skip("rwkvctl is not built")
+    ctl = rt.need_rwkvctl()
     tmp = tempfile.mkdtemp(prefix="rwkv-cli-bench-")
     try:
         # A name that JSON must escape.
